@@ -1,0 +1,52 @@
+"""salespipeline: sales pipelines and marketing funnels as configurable state machines."""
+
+from salespipeline import guards, presets
+from salespipeline.deal import Bant, Deal, StageChange
+from salespipeline.errors import (
+    ConcurrencyError,
+    CorruptRecordError,
+    DealNotFoundError,
+    DefinitionError,
+    DuplicateDealError,
+    GuardError,
+    SalesPipelineError,
+    StageBlockedError,
+    StorageError,
+    TransitionNotAllowedError,
+    UnknownPipelineError,
+    UnknownStageError,
+    ValidationError,
+)
+from salespipeline.guards import Guard, Violation
+from salespipeline.pipeline import Pipeline
+from salespipeline.stages import LOST, WON, Stage
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "LOST",
+    "WON",
+    "Bant",
+    "ConcurrencyError",
+    "CorruptRecordError",
+    "Deal",
+    "DealNotFoundError",
+    "DefinitionError",
+    "DuplicateDealError",
+    "Guard",
+    "GuardError",
+    "Pipeline",
+    "SalesPipelineError",
+    "Stage",
+    "StageBlockedError",
+    "StageChange",
+    "StorageError",
+    "TransitionNotAllowedError",
+    "UnknownPipelineError",
+    "UnknownStageError",
+    "ValidationError",
+    "Violation",
+    "__version__",
+    "guards",
+    "presets",
+]

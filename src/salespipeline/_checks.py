@@ -1,0 +1,207 @@
+"""Field checks and converters shared by the value classes (private)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, NoReturn
+
+from salespipeline.errors import ValidationError
+
+MAX_ID_LENGTH = 255
+MAX_TEXT_LENGTH = 10_000
+MAX_AMOUNT = Decimal(10) ** 18
+MIN_EXPONENT = -12
+
+JSONValue = Any
+
+
+def fail(message: str, *, deal_id: str | None = None, field: str | None = None) -> NoReturn:
+    raise ValidationError(message, deal_id=deal_id, field=field)
+
+
+def check_text(value: object, what: str, *, max_length: int = MAX_TEXT_LENGTH) -> str:
+    """A string that storage backends can keep verbatim (no NUL, bounded length)."""
+    if not isinstance(value, str):
+        fail(f"{what} must be a string, not {type(value).__name__}")
+    if "\x00" in value:
+        fail(f"{what} must not contain NUL characters")
+    if len(value) > max_length:
+        fail(f"{what} is longer than {max_length} characters")
+    return value
+
+
+def check_id(value: object, what: str = "deal id") -> str:
+    text = check_text(value, what, max_length=MAX_ID_LENGTH)
+    if not text.strip():
+        fail(f"{what} must not be blank")
+    return text
+
+
+def to_amount(value: object) -> Decimal:
+    """An exact, finite, non-negative Decimal; ints and decimal strings accepted."""
+    if isinstance(value, (bool, float)):
+        fail(f"amount must be a Decimal, int or decimal string, not {value!r} (no floats)")
+    if isinstance(value, int):
+        if abs(value) >= MAX_AMOUNT:
+            fail(f"amount {value} is too large")
+        value = Decimal(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if len(text) > 64:
+            fail("amount text is too long")
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            fail(f"amount {text!r} is not a decimal number")
+    if not isinstance(value, Decimal):
+        fail(f"amount must be a Decimal, int or decimal string, not {type(value).__name__}")
+    if not value.is_finite():
+        fail(f"amount must be finite, not {value}")
+    if value < 0:
+        fail(f"amount must not be negative, got {value}")
+    if value >= MAX_AMOUNT:
+        fail(f"amount {value} is too large (limit {MAX_AMOUNT:,})")
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < MIN_EXPONENT:
+        fail(f"amount {value} has more than {-MIN_EXPONENT} decimal places")
+    return value
+
+
+def to_utc(value: object, what: str = "timestamp") -> datetime:
+    """An aware datetime, normalised to UTC; naive datetimes are refused."""
+    if not isinstance(value, datetime):
+        fail(f"{what} must be a datetime, not {type(value).__name__}")
+    offset = value.utcoffset()
+    if offset is None:
+        fail(f"{what} must be timezone-aware (got naive {value.isoformat()})")
+    if value.tzinfo is timezone.utc:
+        return value
+    return value.astimezone(timezone.utc)
+
+
+def to_optional_utc(value: object) -> datetime | None:
+    return None if value is None else to_utc(value)
+
+
+def to_probability(value: object, what: str = "probability") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        fail(f"{what} must be a number, not {value!r}")
+    number = float(value)
+    if not (0.0 <= number <= 1.0):
+        fail(f"{what} must be between 0 and 1, got {value!r}")
+    return number
+
+
+def to_optional_probability(value: object) -> float | None:
+    return None if value is None else to_probability(value)
+
+
+def to_optional_text(value: object, what: str = "text") -> str | None:
+    return None if value is None else check_text(value, what)
+
+
+class FrozenMap(Mapping[str, JSONValue]):
+    """A read-only, hashable, picklable mapping (custom fields and nested objects)."""
+
+    __slots__ = ("_data", "_hash")
+
+    def __init__(self, data: Mapping[str, JSONValue] = {}) -> None:
+        self._data = dict(data)
+        self._hash: int | None = None
+
+    def __getitem__(self, key: str) -> JSONValue:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(frozenset(self._data.items()))
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FrozenMap):
+            return self._data == other._data
+        if isinstance(other, Mapping):
+            return self._data == dict(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(self._data)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenMap, (self._data,))
+
+    def thaw(self) -> dict[str, JSONValue]:
+        """A plain, mutable, JSON-ready copy (nested maps and tuples thawed too)."""
+        return {k: thaw(v) for k, v in self._data.items()}
+
+
+def thaw(value: JSONValue) -> JSONValue:
+    if isinstance(value, FrozenMap):
+        return value.thaw()
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
+    return value
+
+
+def freeze_json(value: object, path: str, depth: int = 0) -> JSONValue:
+    """A deep read-only copy of a JSON-compatible value; anything else is refused."""
+    if depth > 32:
+        fail(f"{path} is nested too deeply")
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            fail(f"{path} must be a finite number, not {value!r}")
+        return value
+    if isinstance(value, str):
+        return check_text(value, path, max_length=1_000_000)
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze_json(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
+    if isinstance(value, Mapping):
+        return FrozenMap(
+            {
+                check_text(k, f"key in {path}", max_length=MAX_ID_LENGTH): freeze_json(
+                    v, f"{path}.{k}", depth + 1
+                )
+                for k, v in value.items()
+            }
+        )
+    fail(f"{path} must be JSON-compatible, not {type(value).__name__}")
+
+
+def to_fields(value: object) -> FrozenMap:
+    if isinstance(value, FrozenMap):
+        return value
+    if not isinstance(value, Mapping):
+        fail(f"fields must be a mapping, not {type(value).__name__}")
+    frozen = freeze_json(value, "fields")
+    assert isinstance(frozen, FrozenMap)
+    return frozen
+
+
+def is_empty(value: JSONValue) -> bool:
+    """Missing for ``requires_fields``: None, a blank string, an empty list or mapping."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, (tuple, list, Mapping)):
+        return len(value) == 0
+    return False
+
+
+def check_positive_timedelta(value: object, what: str) -> timedelta:
+    if not isinstance(value, timedelta):
+        fail(f"{what} must be a timedelta, not {type(value).__name__}")
+    if value <= timedelta(0):
+        fail(f"{what} must be positive")
+    return value

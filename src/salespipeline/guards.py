@@ -1,0 +1,291 @@
+"""Stage entry rules: a guard turns a deal into the reasons it may not enter a stage.
+
+A guard is any callable ``guard(deal) -> tuple[Violation, ...]`` with a ``name``.
+The built-in guards are frozen values: they compare equal by their parameters,
+combine with ``&`` and ``|``, and describe themselves as data (``spec``) so a
+pipeline definition can be written to a file and read back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+
+from salespipeline import _checks as c
+from salespipeline.deal import BANT_CRITERIA, Deal
+from salespipeline.errors import GuardError, ValidationError
+
+__all__ = [
+    "Guard",
+    "GuardFactory",
+    "Violation",
+    "all_of",
+    "any_of",
+    "bant",
+    "evaluate",
+    "min_amount",
+    "register",
+    "registered",
+    "requires_fields",
+    "rule",
+]
+
+
+@attrs.frozen
+class Violation:
+    """One reason a deal may not enter a stage; ``field`` names what is missing."""
+
+    rule: str
+    message: str
+    field: str | None = None
+
+
+@runtime_checkable
+class Guard(Protocol):
+    """Anything callable on a deal that returns its violations, and has a name."""
+
+    @property
+    def name(self) -> str: ...
+
+    def __call__(self, deal: Deal, /) -> tuple[Violation, ...]: ...
+
+
+class _Combinable:
+    """``&`` and ``|`` for the built-in guards."""
+
+    __slots__ = ()
+
+    def __and__(self, other: Guard) -> AllOf:
+        return all_of(self, other)  # type: ignore[arg-type]
+
+    def __or__(self, other: Guard) -> AnyOf:
+        return any_of(self, other)  # type: ignore[arg-type]
+
+    def __rand__(self, other: Guard) -> AllOf:
+        return all_of(other, self)  # type: ignore[arg-type]
+
+    def __ror__(self, other: Guard) -> AnyOf:
+        return any_of(other, self)  # type: ignore[arg-type]
+
+
+@attrs.frozen
+class BantGuard(_Combinable):
+    """Requires BANT criteria: all named ones, or at least ``min_score`` of them."""
+
+    criteria: tuple[str, ...] = BANT_CRITERIA
+    min_score: int | None = None
+    name: str = "bant"
+
+    def __call__(self, deal: Deal, /) -> tuple[Violation, ...]:
+        missing = [k for k in self.criteria if not getattr(deal.bant, k)]
+        if self.min_score is not None and len(self.criteria) - len(missing) >= self.min_score:
+            return ()
+        return tuple(
+            Violation("bant", f"BANT {k} is not confirmed", field=f"bant.{k}") for k in missing
+        )
+
+    def spec(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"criteria": list(self.criteria)}
+        if self.min_score is not None:
+            params["min_score"] = self.min_score
+        return {"guard": "bant", **params}
+
+
+@attrs.frozen
+class RequiresFields(_Combinable):
+    """Requires custom fields to be present and not empty."""
+
+    names: tuple[str, ...]
+    name: str = "requires_fields"
+
+    def __call__(self, deal: Deal, /) -> tuple[Violation, ...]:
+        return tuple(
+            Violation("requires_fields", f"field {n!r} is required", field=f"fields.{n}")
+            for n in self.names
+            if c.is_empty(deal.fields.get(n))
+        )
+
+    def spec(self) -> dict[str, Any]:
+        return {"guard": "requires_fields", "names": list(self.names)}
+
+
+@attrs.frozen
+class MinAmount(_Combinable):
+    """Requires the deal's amount to be at least ``amount``."""
+
+    amount: Decimal
+    name: str = "min_amount"
+
+    def __call__(self, deal: Deal, /) -> tuple[Violation, ...]:
+        if deal.amount >= self.amount:
+            return ()
+        message = f"amount {deal.amount} is below the minimum {self.amount}"
+        return (Violation("min_amount", message, field="amount"),)
+
+    def spec(self) -> dict[str, Any]:
+        return {"guard": "min_amount", "amount": str(self.amount)}
+
+
+@attrs.frozen
+class Rule(_Combinable):
+    """Wraps any ``deal -> bool`` predicate; a false answer is one violation."""
+
+    name: str
+    predicate: Callable[[Deal], bool]
+    message: str
+    field: str | None = None
+
+    def __call__(self, deal: Deal, /) -> tuple[Violation, ...]:
+        if self.predicate(deal):
+            return ()
+        return (Violation(self.name, self.message, field=self.field),)
+
+
+@attrs.frozen
+class AllOf(_Combinable):
+    """Passes when every guard passes; reports the violations of all of them."""
+
+    guards: tuple[Guard, ...]
+
+    @property
+    def name(self) -> str:
+        return "all_of(" + ", ".join(g.name for g in self.guards) + ")"
+
+    def __call__(self, deal: Deal, /) -> tuple[Violation, ...]:
+        return tuple(v for g in self.guards for v in _call(g, deal))
+
+
+@attrs.frozen
+class AnyOf(_Combinable):
+    """Passes when any guard passes; when all fail, reports every option's violations."""
+
+    guards: tuple[Guard, ...]
+
+    @property
+    def name(self) -> str:
+        return "any_of(" + ", ".join(g.name for g in self.guards) + ")"
+
+    def __call__(self, deal: Deal, /) -> tuple[Violation, ...]:
+        found: list[Violation] = []
+        for guard in self.guards:
+            violations = _call(guard, deal)
+            if not violations:
+                return ()
+            found.extend(violations)
+        return tuple(found)
+
+
+def bant(*criteria: str, min_score: int | None = None) -> BantGuard:
+    """Require BANT criteria (default: all four), or at least ``min_score`` of them."""
+    chosen = criteria or BANT_CRITERIA
+    unknown = [k for k in chosen if k not in BANT_CRITERIA]
+    if unknown:
+        raise ValidationError(f"unknown BANT criteria {unknown}; use {list(BANT_CRITERIA)}")
+    if len(set(chosen)) != len(chosen):
+        raise ValidationError(f"BANT criteria named twice in {list(chosen)}")
+    ordered = tuple(k for k in BANT_CRITERIA if k in chosen)
+    if min_score is not None and (
+        isinstance(min_score, bool)
+        or not isinstance(min_score, int)
+        or not 1 <= min_score <= len(ordered)
+    ):
+        raise ValidationError(f"min_score must be between 1 and {len(ordered)}, not {min_score!r}")
+    return BantGuard(ordered, min_score)
+
+
+def requires_fields(*names: str) -> RequiresFields:
+    """Require custom fields to be present and not empty (None, blank, [] or {})."""
+    if not names:
+        raise ValidationError("requires_fields needs at least one field name")
+    for n in names:
+        if not isinstance(n, str) or not n.strip():
+            raise ValidationError(f"requires_fields: {n!r} is not a field name")
+    return RequiresFields(tuple(names))
+
+
+def min_amount(amount: Decimal | int | str) -> MinAmount:
+    """Require the deal's amount to be at least ``amount``."""
+    return MinAmount(c.to_amount(amount))
+
+
+def rule(
+    name: str, predicate: Callable[[Deal], bool], message: str, field: str | None = None
+) -> Rule:
+    """Wrap any ``deal -> bool`` predicate as a guard; False means one violation."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError(f"rule name must be a non-blank string, not {name!r}")
+    if not callable(predicate):
+        raise ValidationError(f"rule {name!r}: predicate must be callable")
+    if not isinstance(message, str):
+        raise ValidationError(f"rule {name!r}: message must be a string")
+    return Rule(name, predicate, message, field)
+
+
+def _check_guards(guards: tuple[object, ...]) -> tuple[Guard, ...]:
+    if not guards:
+        raise ValidationError("a combinator needs at least one guard")
+    for g in guards:
+        if not isinstance(g, Guard):
+            raise ValidationError(f"{g!r} is not a guard (a callable with a name)")
+    return guards  # type: ignore[return-value]
+
+
+def all_of(*guards: Guard) -> AllOf:
+    """A guard that passes when all pass, reporting every violation."""
+    return AllOf(_check_guards(guards))
+
+
+def any_of(*guards: Guard) -> AnyOf:
+    """A guard that passes when one passes; on failure it reports every option's reasons."""
+    return AnyOf(_check_guards(guards))
+
+
+def _call(guard: Guard, deal: Deal) -> tuple[Violation, ...]:
+    result = guard(deal)
+    if not isinstance(result, tuple) or not all(isinstance(v, Violation) for v in result):
+        raise TypeError(f"guard {guard.name!r} returned {result!r}, not a tuple of Violation")
+    return result
+
+
+def evaluate(guards: tuple[Guard, ...], deal: Deal, *, stage: str) -> tuple[Violation, ...]:
+    """Every violation of ``guards`` for ``deal``; a guard that raises is a ``GuardError``."""
+    found: list[Violation] = []
+    for guard in guards:
+        try:
+            found.extend(_call(guard, deal))
+        except GuardError:
+            raise
+        except Exception as error:
+            name = getattr(guard, "name", repr(guard))
+            cause = f"{type(error).__name__}: {error}"
+            raise GuardError(deal.id, stage, str(name), cause) from error
+    return tuple(found)
+
+
+# Registry of guard kinds that definitions may name: name -> factory(**params).
+GuardFactory = Callable[..., Guard]
+_REGISTRY: dict[str, GuardFactory] = {
+    "bant": lambda criteria=BANT_CRITERIA, min_score=None: bant(*criteria, min_score=min_score),
+    "requires_fields": lambda names: requires_fields(*names),
+    "min_amount": lambda amount: min_amount(amount),
+}
+
+
+def register(name: str, factory: GuardFactory) -> None:
+    """Make a custom guard kind loadable from definitions by ``name`` + parameters.
+
+    Definitions only ever name registered kinds: data never names code to import.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValidationError(f"guard kind name must be an identifier, not {name!r}")
+    if not callable(factory):
+        raise ValidationError(f"guard kind {name!r}: factory must be callable")
+    _REGISTRY[name] = factory
+
+
+def registered() -> Mapping[str, GuardFactory]:
+    """The guard kinds definitions may name, read-only."""
+    return dict(_REGISTRY)

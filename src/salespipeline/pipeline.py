@@ -1,0 +1,440 @@
+"""Pipeline: a validated definition and the pure operations that move deals through it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Final
+
+from salespipeline import _checks as c
+from salespipeline import _engine
+from salespipeline.deal import Bant, Deal, StageChange, _change, _replace
+from salespipeline.errors import (
+    DefinitionError,
+    StageBlockedError,
+    TransitionNotAllowedError,
+    UnknownStageError,
+    ValidationError,
+)
+from salespipeline.guards import Violation, evaluate
+from salespipeline.stages import LOST, WON, Stage
+
+__all__ = ["Clock", "Pipeline", "system_clock"]
+
+Clock = Callable[[], datetime]
+STAGE_NAME: Final = re.compile(r"[a-z][a-z0-9_]*\Z")
+PIPELINE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
+MAX_NAME: Final = 64
+
+_TERMINAL_STAGES: Final = {
+    WON: Stage(WON, label="Won", probability=1.0),
+    LOST: Stage(LOST, label="Lost", probability=0.0),
+}
+
+
+def system_clock() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+def _name_problems(name: object) -> list[str]:
+    if not isinstance(name, str) or not PIPELINE_NAME.match(name) or len(name) > MAX_NAME:
+        return [
+            f"pipeline name must be 1-{MAX_NAME} letters, digits, '_', '.' or '-', not {name!r}"
+        ]
+    return []
+
+
+def _stage_problems(stages: object) -> list[str]:
+    if isinstance(stages, (str, bytes)) or not isinstance(stages, Sequence):
+        return [f"stages must be a sequence of Stage, not {type(stages).__name__}"]
+    if not stages:
+        return ["a pipeline needs at least one open stage"]
+    problems: list[str] = []
+    seen: set[str] = set()
+    for position, stage in enumerate(stages, 1):
+        if not isinstance(stage, Stage):
+            problems.append(f"stage #{position} is not a Stage: {stage!r}")
+            continue
+        name = stage.name
+        if name in (WON, LOST):
+            problems.append(f"stage #{position}: {name!r} is reserved for the terminal stage")
+        elif not STAGE_NAME.match(name) or len(name) > MAX_NAME:
+            problems.append(
+                f"stage #{position}: name {name!r} must match [a-z][a-z0-9_]* "
+                f"(at most {MAX_NAME} characters)"
+            )
+        if name in seen:
+            problems.append(f"stage #{position}: name {name!r} is used twice")
+        seen.add(name)
+        if not 0.0 <= stage.probability <= 1.0:
+            problems.append(f"stage {name!r}: probability {stage.probability} is not in [0, 1]")
+        if stage.rot_after is not None and stage.rot_after <= timedelta(0):
+            problems.append(f"stage {name!r}: rot_after must be positive")
+        if not stage.label.strip():
+            problems.append(f"stage {name!r}: label must not be blank")
+    return problems
+
+
+def _option_problems(
+    allow_skip: object, allow_back: object, lost_reasons: object, version: object
+) -> list[str]:
+    problems = [
+        f"{what} must be True or False, not {value!r}"
+        for what, value in (("allow_skip", allow_skip), ("allow_back", allow_back))
+        if not isinstance(value, bool)
+    ]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        problems.append(f"version must be a positive integer, not {version!r}")
+    if lost_reasons is not None:
+        if isinstance(lost_reasons, (str, bytes)) or not isinstance(lost_reasons, Sequence):
+            problems.append("lost_reasons must be a sequence of strings or None")
+        elif not lost_reasons:
+            problems.append("lost_reasons must not be empty (use None to allow any reason)")
+        else:
+            for reason in lost_reasons:
+                if not isinstance(reason, str) or not reason.strip() or "\x00" in reason:
+                    problems.append(f"lost reason {reason!r} must be a non-blank string")
+            if len(set(map(str, lost_reasons))) != len(lost_reasons):
+                problems.append("lost_reasons lists a reason twice")
+    return problems
+
+
+class Pipeline:
+    """A team's stage set, entry rules and move policy, validated as a whole.
+
+    Operations are pure: they return a new ``Deal`` and never change their argument.
+    """
+
+    __slots__ = (
+        "_allow_back",
+        "_allow_skip",
+        "_by_name",
+        "_clock",
+        "_graph",
+        "_guards",
+        "_lost_reasons",
+        "_name",
+        "_names",
+        "_stages",
+        "_version",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        stages: Sequence[Stage],
+        *,
+        allow_skip: bool = False,
+        allow_back: bool = True,
+        lost_reasons: Sequence[str] | None = None,
+        version: int = 1,
+        clock: Clock | None = None,
+    ) -> None:
+        problems = (
+            _name_problems(name)
+            + _stage_problems(stages)
+            + _option_problems(allow_skip, allow_back, lost_reasons, version)
+        )
+        if clock is not None and not callable(clock):
+            problems.append("clock must be a zero-argument callable returning a datetime")
+        if problems:
+            raise DefinitionError(problems, pipeline=name if isinstance(name, str) else None)
+        self._name = name
+        self._stages = tuple(stages)
+        self._allow_skip = allow_skip
+        self._allow_back = allow_back
+        self._lost_reasons = None if lost_reasons is None else tuple(lost_reasons)
+        self._version = version
+        self._clock: Clock = clock or system_clock
+        self._names = (*tuple(s.name for s in self._stages), WON, LOST)
+        self._by_name = {n: i for i, n in enumerate(self._names)}
+        self._guards = (*(s.requires for s in self._stages), (), ())
+        self._graph = _engine.compile_graph(
+            len(self._stages), allow_skip=allow_skip, allow_back=allow_back
+        )
+
+    # -- definition --------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """The open stages, in order."""
+        return self._stages
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """Every stage a deal can be in: the open ones in order, then WON and LOST."""
+        return self._names
+
+    @property
+    def allow_skip(self) -> bool:
+        return self._allow_skip
+
+    @property
+    def allow_back(self) -> bool:
+        return self._allow_back
+
+    @property
+    def lost_reasons(self) -> tuple[str, ...] | None:
+        return self._lost_reasons
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def clock(self) -> Clock:
+        """The clock used when an operation is given no ``at`` (not part of identity)."""
+        return self._clock
+
+    def with_clock(self, clock: Clock) -> Pipeline:
+        """The same definition, reading time from ``clock``."""
+        return Pipeline(
+            self._name,
+            self._stages,
+            allow_skip=self._allow_skip,
+            allow_back=self._allow_back,
+            lost_reasons=self._lost_reasons,
+            version=self._version,
+            clock=clock,
+        )
+
+    def _identity(self) -> tuple[Any, ...]:
+        return (
+            self._name,
+            self._stages,
+            self._allow_skip,
+            self._allow_back,
+            self._lost_reasons,
+            self._version,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Pipeline):
+            return NotImplemented
+        return self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
+    def __repr__(self) -> str:
+        names = ", ".join(s.name for s in self._stages)
+        return f"Pipeline({self._name!r}, [{names}], version={self._version})"
+
+    def stage(self, name: str) -> Stage:
+        """The stage called ``name`` (WON and LOST included)."""
+        index = self._index(name)
+        if index >= len(self._stages):
+            return _TERMINAL_STAGES[self._names[index]]
+        return self._stages[index]
+
+    def probability(self, deal: Deal) -> float:
+        """The deal's win probability: 1.0 if won, 0.0 if lost, else override or stage's."""
+        index = self._source(deal)
+        if deal.stage == WON:
+            return 1.0
+        if deal.stage == LOST:
+            return 0.0
+        return self._stages[index].probability if deal.probability is None else deal.probability
+
+    # -- queries -----------------------------------------------------------------
+
+    def check(self, deal: Deal, to: str) -> tuple[Violation, ...]:
+        """Why moving ``deal`` to ``to`` would be refused; empty when it is allowed."""
+        source, target = self._source(deal), self._index(to, deal_id=deal.id)
+        refusal = self._graph_refusal(source, target)
+        if refusal is not None:
+            return (Violation("transition", refusal),)
+        return self._violations(deal, target)
+
+    def moves(self, deal: Deal) -> tuple[str, ...]:
+        """The stages ``deal`` may move to now, guards evaluated, in stage order."""
+        targets = self._graph.targets[self._source(deal)]
+        return tuple(
+            self._names[t]
+            for t in range(len(self._names))
+            if t in targets and not self._violations(deal, t)
+        )
+
+    # -- operations --------------------------------------------------------------
+
+    def start(
+        self,
+        id: str,
+        *,
+        amount: Decimal | int | str = 0,
+        currency: str = "USD",
+        bant: Bant | None = None,
+        fields: Mapping[str, Any] | None = None,
+        probability: float | None = None,
+        at: datetime | None = None,
+    ) -> Deal:
+        """A new deal in the first stage (whose guards apply too)."""
+        when = self._now() if at is None else c.to_utc(at, "at")
+        first = self._stages[0].name
+        deal = Deal(
+            id,
+            self._name,
+            first,
+            amount=amount,
+            currency=currency,
+            bant=Bant() if bant is None else bant,
+            fields={} if fields is None else fields,
+            probability=probability,
+            created_at=when,
+            stage_entered_at=when,
+            history=(StageChange(id, None, first, when, 1),),
+        )
+        violations = self._violations(deal, 0)
+        if violations:
+            raise StageBlockedError(deal.id, first, violations, from_stage=None)
+        return deal
+
+    def move(
+        self, deal: Deal, to: str, *, at: datetime | None = None, reason: str | None = None
+    ) -> Deal:
+        """``deal`` moved to stage ``to``; from LOST this is ``reopen``; to LOST, ``lose``."""
+        source = self._source(deal)
+        return self._apply(deal, source, self._index(to, deal_id=deal.id), at, reason)
+
+    def advance(self, deal: Deal, *, at: datetime | None = None) -> Deal:
+        """``deal`` moved to the next open stage; from the last one, use ``win``."""
+        source = self._source(deal)
+        last = len(self._stages) - 1
+        if source >= last:
+            why = (
+                "it is the last open stage: use win()"
+                if source == last
+                else f"{deal.stage!r} is not an open stage"
+            )
+            raise TransitionNotAllowedError(deal.id, deal.stage, "(next stage)", reason=why)
+        return self._apply(deal, source, source + 1, at, None)
+
+    def win(self, deal: Deal, *, at: datetime | None = None) -> Deal:
+        """``deal`` moved to WON (final)."""
+        return self._apply(deal, self._source(deal), len(self._stages), at, None)
+
+    def lose(self, deal: Deal, reason: str, *, at: datetime | None = None) -> Deal:
+        """``deal`` moved to LOST with a (required, non-blank) reason."""
+        return self._apply(deal, self._source(deal), len(self._stages) + 1, at, reason)
+
+    def reopen(self, deal: Deal, to: str | None = None, *, at: datetime | None = None) -> Deal:
+        """A lost ``deal`` moved back to ``to`` (default: the stage it was lost from)."""
+        source = self._source(deal)
+        if deal.stage != LOST:
+            target = "(reopen)" if to is None else str(to)
+            raise TransitionNotAllowedError(
+                deal.id, deal.stage, target, reason="only a lost deal can be reopened"
+            )
+        if to is None:
+            to = deal.history[-1].from_stage or self._stages[0].name
+        return self._apply(deal, source, self._index(to, deal_id=deal.id), at, None)
+
+    # -- internals ---------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return c.to_utc(self._clock(), "the pipeline clock's time")
+
+    def _index(self, name: object, *, deal_id: str | None = None) -> int:
+        index = self._by_name.get(name) if isinstance(name, str) else None
+        if index is None:
+            raise UnknownStageError(name, pipeline=self._name, deal_id=deal_id)
+        return index
+
+    def _source(self, deal: object) -> int:
+        if not isinstance(deal, Deal):
+            raise ValidationError(f"expected a Deal, not {type(deal).__name__}")
+        if deal.pipeline != self._name:
+            raise ValidationError(
+                f"belongs to pipeline {deal.pipeline!r}, not {self._name!r}", deal_id=deal.id
+            )
+        return self._index(deal.stage, deal_id=deal.id)
+
+    def _graph_refusal(self, source: int, target: int) -> str | None:
+        """Why the graph has no ``source -> target`` move, or None when it has one."""
+        if source == target:
+            return f"the deal is already in {self._names[source]!r}"
+        if self._graph.allows(source, target):
+            return None
+        n = len(self._stages)
+        if source == n:
+            return "won is final"
+        if source == n + 1:
+            return "a lost deal can only be reopened to an open stage"
+        if target == n:
+            return "a deal is won from the last open stage (this pipeline does not allow skipping)"
+        if target < source:
+            return "this pipeline does not allow moving back"
+        return "this pipeline does not allow skipping stages"
+
+    def _violations(self, deal: Deal, target: int) -> tuple[Violation, ...]:
+        guards = self._guards[target]
+        return evaluate(guards, deal, stage=self._names[target]) if guards else ()
+
+    def _at(self, deal: Deal, at: datetime | None) -> datetime:
+        when = self._now() if at is None else c.to_utc(at, "at")
+        last = deal.history[-1].at
+        if when < last:
+            raise ValidationError(
+                f"time runs backwards: {when.isoformat()} is before the deal's last change "
+                f"at {last.isoformat()}",
+                deal_id=deal.id,
+                field="at",
+            )
+        return when
+
+    def _lost_reason(self, deal: Deal, reason: object) -> str:
+        if reason is None:
+            raise ValidationError("a lost deal needs a reason", deal_id=deal.id, field="reason")
+        text = c.check_text(reason, "lost reason")
+        if not text.strip():
+            raise ValidationError("the lost reason is blank", deal_id=deal.id, field="reason")
+        if self._lost_reasons is not None and text not in self._lost_reasons:
+            raise ValidationError(
+                f"lost reason {text!r} is not one of {list(self._lost_reasons)}",
+                deal_id=deal.id,
+                field="reason",
+            )
+        return text
+
+    def _apply(
+        self, deal: Deal, source: int, target: int, at: datetime | None, reason: str | None
+    ) -> Deal:
+        refusal = self._graph_refusal(source, target)
+        if refusal is not None:
+            raise TransitionNotAllowedError(
+                deal.id, self._names[source], self._names[target], reason=refusal
+            )
+        n = len(self._stages)
+        if target == n + 1:
+            reason = self._lost_reason(deal, reason)
+        elif reason is not None:
+            reason = c.check_text(reason, "reason")
+        when = self._at(deal, at)
+        violations = self._violations(deal, target)
+        if violations:
+            raise StageBlockedError(
+                deal.id, self._names[target], violations, from_stage=deal.stage
+            )
+        return self._moved(deal, target, when, reason)
+
+    def _moved(self, deal: Deal, target: int, when: datetime, reason: str | None) -> Deal:
+        to = self._names[target]
+        version = deal.version + 1
+        closed = target >= len(self._stages)
+        change = _change(deal.id, deal.stage, to, when, version, reason)
+        return _replace(
+            deal,
+            stage=to,
+            stage_entered_at=when,
+            closed_at=when if closed else None,
+            lost_reason=reason if to == LOST else None,
+            version=version,
+            history=(*deal.history, change),
+        )

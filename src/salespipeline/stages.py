@@ -1,0 +1,85 @@
+"""Stages: the open steps a team defines, and the two terminal outcomes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from salespipeline.errors import ValidationError
+
+if TYPE_CHECKING:
+    from salespipeline.guards import Guard
+
+__all__ = ["LOST", "TERMINAL", "WON", "Stage"]
+
+WON: Final = "won"
+LOST: Final = "lost"
+TERMINAL: Final = (WON, LOST)
+
+
+def _to_guards(value: object) -> tuple[Guard, ...]:
+    items: Sequence[Any]
+    if callable(value):
+        items = (value,)
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        raise ValidationError(f"requires must be a guard or a sequence of guards, not {value!r}")
+    for item in items:
+        if not callable(item) or not isinstance(getattr(item, "name", None), str):
+            raise ValidationError(f"requires: {item!r} is not a guard (callable with a name)")
+    return tuple(items)
+
+
+def _to_probability(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(f"stage probability must be a number, not {value!r}")
+    return float(value)
+
+
+def _check_name(instance: Stage, attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str):
+        raise ValidationError(f"stage name must be a string, not {value!r}")
+
+
+def _check_probability(instance: Stage, attribute: attrs.Attribute[float], value: float) -> None:
+    if not math.isfinite(value):
+        raise ValidationError(f"stage {instance.name!r}: probability must be finite")
+
+
+def _check_rot_after(instance: Stage, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, timedelta):
+        raise ValidationError(f"stage {instance.name!r}: rot_after must be a timedelta or None")
+
+
+def _check_label(instance: Stage, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, str):
+        raise ValidationError(f"stage {instance.name!r}: label must be a string or None")
+
+
+@attrs.frozen(kw_only=True)
+class Stage:
+    """An open pipeline stage with its default win probability and entry rules.
+
+    ``Stage`` checks only its own fields' types; names, uniqueness and the relations
+    between stages are checked by ``Pipeline`` so every problem is reported together.
+    """
+
+    name: str = attrs.field(kw_only=False, validator=_check_name)
+    label: str = attrs.field(default=None, validator=_check_label)
+    probability: float = attrs.field(validator=_check_probability, converter=_to_probability)
+    requires: tuple[Guard, ...] = attrs.field(default=(), converter=_to_guards)
+    rot_after: timedelta | None = attrs.field(default=None, validator=_check_rot_after)
+
+    def __attrs_post_init__(self) -> None:
+        if self.label is None:
+            object.__setattr__(self, "label", self.name.replace("_", " ").title())
+
+    @property
+    def guard_names(self) -> tuple[str, ...]:
+        """The names of the guards on this stage, in order."""
+        return tuple(g.name for g in self.requires)
