@@ -1,0 +1,1 @@
+"""Storage adapters: where deals and their histories live."""
