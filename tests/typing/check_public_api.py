@@ -1,0 +1,109 @@
+"""The public API's inferred types, checked by mypy (``mypy --strict`` on this file).
+
+Never run, only type-checked: a changed return type or a lost annotation breaks CI
+here before it breaks a user's type-checked code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Literal
+
+from typing_extensions import assert_type
+
+import salespipeline
+from salespipeline import (
+    LOST,
+    WON,
+    Bant,
+    Deal,
+    Guard,
+    Pipeline,
+    SalesPipelineError,
+    Stage,
+    StageBlockedError,
+    StageChange,
+    TransitionNotAllowedError,
+    UnknownStageError,
+    Violation,
+    guards,
+    presets,
+)
+
+at = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+
+# -- values ------------------------------------------------------------------------
+stage = Stage("proposal", probability=0.5, requires=guards.bant(), rot_after=timedelta(days=21))
+assert_type(stage.name, str)
+assert_type(stage.label, str)
+assert_type(stage.probability, float)
+assert_type(stage.requires, tuple[Guard, ...])
+assert_type(stage.rot_after, timedelta | None)
+assert_type(WON, Literal["won"])
+assert_type(LOST, Literal["lost"])
+
+bant = Bant(budget=True, need=True)
+assert_type(bant.score, int)
+assert_type(bant.missing, tuple[str, ...])
+assert_type(bant.qualified, bool)
+
+# -- pipeline operations -----------------------------------------------------------
+pipeline = Pipeline("inbound", [Stage("lead", probability=0.1), stage], allow_skip=True)
+assert_type(pipeline.name, str)
+assert_type(pipeline.stages, tuple[Stage, ...])
+assert_type(pipeline.stage_names, tuple[str, ...])
+assert_type(pipeline.lost_reasons, tuple[str, ...] | None)
+assert_type(pipeline.stage("lead"), Stage)
+
+deal = pipeline.start("d-1", amount="100.00", at=at)
+assert_type(deal, Deal)
+assert_type(pipeline.move(deal, "proposal", at=at, reason="asked"), Deal)
+assert_type(pipeline.advance(deal, at=at), Deal)
+assert_type(pipeline.win(deal, at=at), Deal)
+assert_type(pipeline.lose(deal, "price", at=at), Deal)
+assert_type(pipeline.reopen(deal, "lead", at=at), Deal)
+assert_type(pipeline.check(deal, "proposal"), tuple[Violation, ...])
+assert_type(pipeline.moves(deal), tuple[str, ...])
+assert_type(pipeline.probability(deal), float)
+assert_type(pipeline.with_clock(lambda: at), Pipeline)
+
+# -- deals -------------------------------------------------------------------------
+assert_type(deal.id, str)
+assert_type(deal.stage, str)
+assert_type(deal.amount, Decimal)
+assert_type(deal.fields, Mapping[str, Any])
+assert_type(deal.probability, float | None)
+assert_type(deal.closed_at, datetime | None)
+assert_type(deal.version, int)
+assert_type(deal.history, tuple[StageChange, ...])
+assert_type(deal.is_open, bool)
+assert_type(deal.evolve(amount="5"), Deal)
+assert_type(deal.history[-1].from_stage, str | None)
+
+# -- guards ------------------------------------------------------------------------
+combined = guards.bant("budget", min_score=1) & guards.min_amount(1000)
+assert_type(combined(deal), tuple[Violation, ...])
+assert_type(guards.requires_fields("use_case")(deal), tuple[Violation, ...])
+assert_type(guards.rule("big", lambda d: d.amount > 0, "needs an amount").name, str)
+assert_type(Violation("bant", "missing budget").field, str | None)
+
+# -- presets and errors ------------------------------------------------------------
+assert_type(presets.five_stage(labels="ko"), Pipeline)
+assert_type(presets.funnel(), Pipeline)
+
+try:
+    pipeline.advance(deal)
+except StageBlockedError as blocked:
+    assert_type(blocked.violations, tuple[Violation, ...])
+    assert_type(blocked.deal_id, str)
+except TransitionNotAllowedError as refused:
+    assert_type(refused.from_stage, str)
+    assert_type(refused.to_stage, str)
+except UnknownStageError as unknown:
+    assert_type(unknown.stage, object)
+except SalesPipelineError as error:
+    assert_type(error.message, str)
+
+assert_type(salespipeline.__version__, str)
