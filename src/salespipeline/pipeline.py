@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from salespipeline import _checks as c
 from salespipeline import _engine
@@ -20,6 +20,9 @@ from salespipeline.errors import (
 )
 from salespipeline.guards import Violation, evaluate
 from salespipeline.stages import LOST, WON, Stage
+
+if TYPE_CHECKING:
+    from salespipeline.definitions import Finding
 
 __all__ = ["Clock", "Pipeline", "system_clock"]
 
@@ -438,3 +441,30 @@ class Pipeline:
             version=version,
             history=(*deal.history, change),
         )
+
+    # -- definitions as data (implemented in salespipeline.definitions) ---------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The definition as TOML-safe data (see ``salespipeline.definitions``)."""
+        from salespipeline import definitions
+
+        return definitions.to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, clock: Clock | None = None) -> Pipeline:
+        """The pipeline ``data`` describes; every problem listed in one ``DefinitionError``."""
+        from salespipeline import definitions
+
+        return definitions.from_dict(data, clock=clock)
+
+    def lint(self) -> tuple[Finding, ...]:
+        """Legal but suspicious parts of this definition (see ``definitions.lint``)."""
+        from salespipeline import definitions
+
+        return definitions.lint(self)
+
+    def diagram(self, format: str = "mermaid") -> str:
+        """This pipeline's stages and moves as ``"mermaid"`` or ``"dot"`` text."""
+        from salespipeline import definitions
+
+        return definitions.diagram(self, format)  # type: ignore[arg-type]

@@ -1,0 +1,286 @@
+"""Pipeline definitions as data: dicts, TOML and JSON files, lint and diagrams.
+
+The dict is TOML-safe (no nulls; an absent key means its default) and carries a
+``format`` number. Guards are written as a registered kind plus parameters, never
+as code: reading a definition only calls factories registered with
+``guards.register``, so a file cannot make the library import or run anything.
+Reading reports every problem found in one ``DefinitionError``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import tomli_w
+
+from salespipeline import _guard_data
+from salespipeline._diagram import diagram
+from salespipeline._duration import format_duration, parse_duration
+from salespipeline._lint import Finding, lint
+from salespipeline.errors import DefinitionError, ValidationError
+from salespipeline.pipeline import Clock, Pipeline
+from salespipeline.stages import Stage
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "FORMAT",
+    "Finding",
+    "diagram",
+    "dump_pipeline",
+    "dumps",
+    "from_dict",
+    "lint",
+    "load_pipeline",
+    "loads",
+    "to_dict",
+]
+
+FORMAT: Final = 1
+TextFormat = Literal["toml", "json"]
+_TOP_KEYS: Final = frozenset(
+    {"format", "name", "version", "allow_skip", "allow_back", "lost_reasons", "stages"}
+)
+_STAGE_KEYS: Final = frozenset({"name", "label", "probability", "requires", "rot_after"})
+_SUFFIXES: Final[dict[str, TextFormat]] = {".toml": "toml", ".json": "json"}
+
+
+# -- writing -----------------------------------------------------------------------
+
+
+def to_dict(pipeline: Pipeline) -> dict[str, Any]:
+    """The definition as plain, TOML-safe data; ``from_dict`` reads it back equal.
+
+    Raises ``DefinitionError`` naming every stage and guard that cannot be data
+    (a guard with no ``spec()`` whose kind is not registered).
+    """
+    problems: list[str] = []
+    stages = [_stage_dict(stage, problems) for stage in pipeline.stages]
+    if problems:
+        raise DefinitionError(problems, pipeline=pipeline.name)
+    data: dict[str, Any] = {
+        "format": FORMAT,
+        "name": pipeline.name,
+        "version": pipeline.version,
+        "allow_skip": pipeline.allow_skip,
+        "allow_back": pipeline.allow_back,
+    }
+    if pipeline.lost_reasons is not None:
+        data["lost_reasons"] = list(pipeline.lost_reasons)
+    data["stages"] = stages
+    return data
+
+
+def _stage_dict(stage: Stage, problems: list[str]) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": stage.name,
+        "label": stage.label,
+        "probability": stage.probability,
+    }
+    if stage.rot_after is not None:
+        data["rot_after"] = format_duration(stage.rot_after)
+    specs = []
+    for guard in stage.requires:
+        try:
+            specs.append(_guard_data.to_spec(guard))
+        except _guard_data.NotData as error:
+            problems.append(f"stage {stage.name!r}: {error}")
+    if specs:
+        data["requires"] = specs
+    return data
+
+
+# -- reading -----------------------------------------------------------------------
+
+
+def from_dict(data: Mapping[str, Any], *, clock: Clock | None = None) -> Pipeline:
+    """The pipeline described by ``data``; every problem is listed in one ``DefinitionError``.
+
+    Shape problems (unknown keys, wrong types, unknown guards) and the pipeline's
+    own rules (names, probabilities, lost reasons) are reported together whenever
+    the stages could be read at all.
+    """
+    if not isinstance(data, Mapping):
+        raise DefinitionError([f"a definition must be a table, not {type(data).__name__}"])
+    problems = _unknown_keys(data, _TOP_KEYS, "the definition")
+    problems += _format_problems(data)
+    stages = _read_stages(data.get("stages"), problems)
+    name = data.get("name")
+    if "name" not in data:
+        problems.append("name is required")
+    elif stages is not None:
+        options = {k: data[k] for k in ("allow_skip", "allow_back", "version") if k in data}
+        try:
+            pipeline = Pipeline(
+                data["name"], stages, lost_reasons=data.get("lost_reasons"), clock=clock, **options
+            )
+        except DefinitionError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise DefinitionError(problems, pipeline=name if isinstance(name, str) else None)
+    return pipeline
+
+
+def _unknown_keys(data: Mapping[Any, Any], allowed: frozenset[str], where: str) -> list[str]:
+    extra = sorted(map(str, set(data) - allowed))
+    if not extra:
+        return []
+    return [f"{where}: unknown key(s) {', '.join(map(repr, extra))}; allowed: {sorted(allowed)}"]
+
+
+def _format_problems(data: Mapping[str, Any]) -> list[str]:
+    if "format" not in data:
+        return [f"format is required (this version reads format = {FORMAT})"]
+    value = data["format"]
+    if value != FORMAT or isinstance(value, bool):
+        return [f"format {value!r} is not supported (this version reads format = {FORMAT})"]
+    return []
+
+
+def _read_stages(value: object, problems: list[str]) -> list[Stage] | None:
+    """The stages, or None when any could not be read (problems then say why)."""
+    if value is None:
+        problems.append("stages is required: a list of stage tables")
+        return None
+    if not isinstance(value, (list, tuple)):
+        problems.append(f"stages must be a list of stage tables, not {type(value).__name__}")
+        return None
+    stages = [_read_stage(position, item, problems) for position, item in enumerate(value, 1)]
+    return [s for s in stages if s is not None] if all(stages) else None
+
+
+def _read_stage(position: int, data: object, problems: list[str]) -> Stage | None:
+    if not isinstance(data, Mapping):
+        problems.append(f"stage #{position} must be a table, not {type(data).__name__}")
+        return None
+    name = data.get("name")
+    where = f"stage #{position}" + (f" ({name!r})" if isinstance(name, str) else "")
+    problems.extend(_unknown_keys(data, _STAGE_KEYS, where))
+    requires = _guard_data.read_all(data.get("requires", []), where, problems)
+    blocking = _field_problems(data, where)
+    rot_after = None
+    if isinstance(data.get("rot_after"), str):
+        try:
+            rot_after = parse_duration(data["rot_after"])
+        except ValueError as error:
+            blocking.append(f"{where}: rot_after: {error}")
+    if blocking:
+        problems.extend(blocking)
+        return None
+    try:
+        label: Any = data.get("label")
+        return Stage(
+            data["name"],
+            label=label,
+            probability=data["probability"],
+            requires=requires,
+            rot_after=rot_after,
+        )
+    except ValidationError as error:
+        problems.append(f"{where}: {error}")
+        return None
+
+
+def _field_problems(data: Mapping[str, Any], where: str) -> list[str]:
+    problems = []
+    if not isinstance(data.get("name"), str):
+        problems.append(f"{where}: name is required and must be a string")
+    if "label" in data and not isinstance(data["label"], str):
+        problems.append(f"{where}: label must be a string, not {data['label']!r}")
+    probability = data.get("probability")
+    if isinstance(probability, bool) or not isinstance(probability, (int, float)):
+        problems.append(f"{where}: probability is required and must be a number in [0, 1]")
+    if "rot_after" in data and not isinstance(data["rot_after"], str):
+        problems.append(
+            f"{where}: rot_after must be an ISO 8601 duration string such as 'P14D', "
+            f"not {data['rot_after']!r}"
+        )
+    if "requires" in data and not isinstance(data["requires"], (list, tuple)):
+        problems.append(f"{where}: requires must be a list of guard tables")
+    return problems
+
+
+# -- text and files ----------------------------------------------------------------
+
+
+def dumps(pipeline: Pipeline, *, format: TextFormat = "toml") -> str:
+    """The definition as TOML (default) or JSON text."""
+    data = to_dict(pipeline)
+    if format == "toml":
+        return tomli_w.dumps(data)
+    if format == "json":
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    raise ValidationError(f"format must be 'toml' or 'json', not {format!r}")
+
+
+def loads(text: str, *, format: TextFormat = "toml", clock: Clock | None = None) -> Pipeline:
+    """The pipeline defined by TOML or JSON ``text``; bad text is a ``DefinitionError``."""
+    return from_dict(_parse(text, format), clock=clock)
+
+
+def _parse(text: str, format: str) -> Any:
+    try:
+        if format == "toml":
+            return tomllib.loads(text)
+        if format == "json":
+            return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except tomllib.TOMLDecodeError as error:
+        raise DefinitionError([f"invalid TOML: {error}"]) from error
+    except (json.JSONDecodeError, _DuplicateKeyError) as error:
+        raise DefinitionError([f"invalid JSON: {error}"]) from error
+    raise ValidationError(f"format must be 'toml' or 'json', not {format!r}")
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _DuplicateKeyError(f"key {key!r} appears twice in one object")
+        data[key] = value
+    return data
+
+
+def load_pipeline(path: str | Path, *, clock: Clock | None = None) -> Pipeline:
+    """The pipeline defined in a ``.toml`` or ``.json`` file.
+
+    An unreadable file, invalid text or an invalid definition is a ``DefinitionError``
+    whose problems start with the file's path.
+    """
+    path = Path(path)
+    try:
+        text_format = _text_format(path)
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except OSError as error:
+            raise DefinitionError([f"cannot read the file: {error.strerror or error}"]) from error
+        except UnicodeDecodeError as error:
+            raise DefinitionError([f"the file is not UTF-8 text: {error.reason}"]) from error
+        return loads(text, format=text_format, clock=clock)
+    except DefinitionError as error:
+        problems = [f"{path}: {p}" for p in error.problems]
+        raise DefinitionError(problems, pipeline=error.pipeline) from error
+
+
+def dump_pipeline(pipeline: Pipeline, path: str | Path) -> None:
+    """Write the definition to a ``.toml`` or ``.json`` file (UTF-8)."""
+    path = Path(path)
+    text = dumps(pipeline, format=_text_format(path))
+    path.write_text(text, encoding="utf-8")
+
+
+def _text_format(path: Path) -> TextFormat:
+    found = _SUFFIXES.get(path.suffix.lower())
+    if found is None:
+        raise DefinitionError([f"unsupported file type {path.suffix!r}: use .toml or .json"])
+    return found
