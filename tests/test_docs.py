@@ -8,6 +8,7 @@ the block's line. Other fences (text, bash, toml…) are shown, never run.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 import sys
 import traceback
@@ -208,3 +209,15 @@ def test_every_public_name_has_a_reference_page() -> None:
 def test_reference_pages_name_importable_modules() -> None:
     for module in documented_modules():
         importlib.import_module(module)
+
+
+# -- generated pages ---------------------------------------------------------------
+
+
+def test_presets_page_is_what_the_library_generates_now() -> None:
+    spec = importlib.util.spec_from_file_location("gen_presets", DOCS / "gen_presets.py")
+    assert spec is not None and spec.loader is not None
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    committed = (DOCS / "presets.md").read_text(encoding="utf-8")
+    assert committed == generator.render(), "docs/presets.md is stale: run docs/gen_presets.py"
