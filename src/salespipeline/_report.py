@@ -1,0 +1,330 @@
+"""Report values and the one finishing step both report paths share (private).
+
+The pure path (``metrics.report``) and the SQL path (``DealStore.report``) each
+produce the same ``Aggregates``: integer counts, exact ``Decimal`` sums and integer
+microseconds. ``finish`` turns them into a ``PipelineReport``; every ratio is taken
+here, once, so both paths give equal reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Context, Decimal
+from fractions import Fraction
+from typing import Final
+
+import attrs
+
+from salespipeline._checks import FrozenMap
+from salespipeline._report_render import human_duration, render_report
+from salespipeline.pipeline import Pipeline
+
+__all__ = [
+    "STALLED_SHOWN",
+    "Aggregates",
+    "Bottleneck",
+    "Calibration",
+    "PipelineReport",
+    "finish",
+]
+
+STALLED_SHOWN: Final = 10
+"""How many of the longest-stalled deal ids a report lists."""
+
+US_PER_DAY: Final = 86_400 * 10**6
+RESULT: Final = Context(prec=28, rounding=ROUND_HALF_EVEN)
+"""Ratios and means are rounded once, to 28 significant digits, in this context."""
+EXACT: Final = Context(prec=96, rounding=ROUND_HALF_EVEN)
+"""Sums of amounts (< 10**18, at most 12 places) are exact in this context."""
+
+
+def _frozen(value: Mapping[str, object]) -> Mapping[str, object]:
+    return value if isinstance(value, FrozenMap) else FrozenMap(value)
+
+
+def canonical(value: Decimal) -> Decimal:
+    """``value`` without trailing fractional zeros (``12.50`` -> ``12.5``, ``100`` stays)."""
+    if value == value.to_integral_value():
+        return EXACT.quantize(value, Decimal(1))
+    return EXACT.normalize(value)
+
+
+def micros(delta: timedelta) -> int:
+    """A duration as an exact integer number of microseconds."""
+    return (delta.days * 86_400 + delta.seconds) * 10**6 + delta.microseconds
+
+
+def mean_duration(total_us: int, count: int) -> timedelta | None:
+    """The mean of ``count`` durations summing to ``total_us``, to the microsecond."""
+    return None if count == 0 else timedelta(microseconds=round(Fraction(total_us, count)))
+
+
+def at_least(histogram: Sequence[int]) -> tuple[int, ...]:
+    """From counts of deals whose furthest stage is i, the counts reaching i or further."""
+    total, out = 0, []
+    for count in reversed(histogram):
+        total += count
+        out.append(total)
+    return tuple(reversed(out))
+
+
+def ratio(part: int, whole: int) -> float | None:
+    """``part / whole`` correctly rounded to a float; None when ``whole`` is zero."""
+    return None if whole == 0 else part / whole
+
+
+def decimal_ratio(part: Decimal, whole: Decimal) -> float | None:
+    """An exact ratio of two Decimals, rounded once to a float; None when ``whole`` is 0."""
+    return None if whole == 0 else float(Fraction(part) / Fraction(whole))
+
+
+def to_decimal(value: Fraction) -> Decimal:
+    """A Fraction rounded once to a 28-digit Decimal."""
+    return canonical(RESULT.divide(Decimal(value.numerator), Decimal(value.denominator)))
+
+
+def weighted(amounts: Sequence[tuple[float, Decimal]]) -> Decimal:
+    """Sum of amount x probability, exact (the probability read as its shortest repr)."""
+    total = sum((Fraction(repr(p)) * Fraction(a) for p, a in amounts), Fraction(0))
+    return to_decimal(total) if total else Decimal(0)
+
+
+def average_amount(total: Decimal, count: int) -> Decimal | None:
+    return None if count == 0 else canonical(RESULT.divide(total, Decimal(count)))
+
+
+def velocity(
+    open_deals: int, won: int, closed: int, won_amount: Decimal, cycle_us: int
+) -> Decimal | None:
+    """open x (won_amount/won) x (won/closed) / (cycle_us/won in days), exactly, then rounded."""
+    if won == 0 or closed == 0 or cycle_us == 0:
+        return None
+    return to_decimal(Fraction(won_amount) * open_deals * won * US_PER_DAY / (closed * cycle_us))
+
+
+@attrs.frozen(kw_only=True)
+class Aggregates:
+    """Everything a report needs, as counts, exact sums and integer microseconds.
+
+    Tuples indexed like the pipeline: ``counts`` by ``stage_names`` (open stages,
+    WON, LOST); ``reached`` by open stage then WON; the rest by open stage.
+    """
+
+    counts: tuple[int, ...]
+    reached: tuple[int, ...]
+    lost_reached: tuple[int, ...]
+    stay_us: tuple[int, ...]
+    stays: tuple[int, ...]
+    won_amount: Decimal
+    lost_amount: Decimal
+    cycle_us: int
+    open_amount: tuple[Decimal, ...]
+    override_amount: tuple[tuple[float, Decimal], ...]
+    stalled: tuple[int, ...]
+    stalled_ids: tuple[str, ...]
+    currencies: tuple[str, ...]
+
+
+@attrs.frozen(kw_only=True)
+class Bottleneck:
+    """An open stage that holds deals back, with the figures that rank it.
+
+    ``score = (1 - conversion) + time_share + stalled_share``, each part in [0, 1]:
+    ``time_share`` is the stage's mean time in stage over the sum of all stages'
+    means, ``stalled_share`` its stalled deals over the open deals in it.
+    """
+
+    stage: str
+    score: float
+    conversion: float | None
+    time_in_stage: timedelta | None
+    time_share: float
+    deals: int
+    stalled: int
+    reasons: tuple[str, ...]
+
+
+@attrs.frozen(kw_only=True)
+class Calibration:
+    """A stage's configured win probability beside the share of closed deals won.
+
+    ``empirical`` = won / closed, over the closed deals that reached the stage
+    (every won deal reached every stage); None when none did.
+    """
+
+    stage: str
+    probability: float
+    empirical: float | None
+    closed: int
+    won: int
+
+    @property
+    def gap(self) -> float | None:
+        """``empirical - probability``: positive when the stage is too pessimistic."""
+        return None if self.empirical is None else self.empirical - self.probability
+
+
+@attrs.frozen(kw_only=True)
+class PipelineReport:
+    """Every pipeline figure at one instant; equal (``==``) whichever path computed it.
+
+    Mappings are read-only and keyed by stage name in pipeline order. ``stalled_ids``
+    lists at most ``STALLED_SHOWN`` ids, longest in stage first; use
+    ``metrics.stalled`` for all of them.
+    """
+
+    pipeline: str
+    as_of: datetime
+    deals: int
+    open_deals: int
+    won: int
+    lost: int
+    currencies: tuple[str, ...]
+    stage_counts: Mapping[str, int] = attrs.field(converter=_frozen)
+    conversion_rates: Mapping[str, float | None] = attrs.field(converter=_frozen)
+    overall_conversion: float | None
+    win_rate: float | None
+    win_rate_by_value: float | None
+    average_deal_size: Decimal | None
+    cycle_length: timedelta | None
+    sales_velocity: Decimal | None
+    open_value: Decimal
+    weighted_pipeline: Decimal
+    time_in_stage: Mapping[str, timedelta | None] = attrs.field(converter=_frozen)
+    stalled: int
+    stalled_by_stage: Mapping[str, int] = attrs.field(converter=_frozen)
+    stalled_ids: tuple[str, ...]
+    bottlenecks: tuple[Bottleneck, ...]
+    calibration: tuple[Calibration, ...]
+
+    def render(self) -> str:
+        """The report as a plain-text table."""
+        return render_report(self)
+
+
+def conversions(pipeline: Pipeline, reached: Sequence[int]) -> dict[str, float | None]:
+    """Per open stage: the share of deals that reached it which reached the next one."""
+    return {s.name: ratio(reached[i + 1], reached[i]) for i, s in enumerate(pipeline.stages)}
+
+
+def stage_times(
+    pipeline: Pipeline, stay_us: Sequence[int], stays: Sequence[int]
+) -> dict[str, timedelta | None]:
+    """Per open stage: the mean completed stay."""
+    return {s.name: mean_duration(stay_us[i], stays[i]) for i, s in enumerate(pipeline.stages)}
+
+
+def weighted_amounts(pipeline: Pipeline, agg: Aggregates) -> list[tuple[float, Decimal]]:
+    by_stage = [(s.probability, agg.open_amount[i]) for i, s in enumerate(pipeline.stages)]
+    return by_stage + list(agg.override_amount)
+
+
+def finish(agg: Aggregates, pipeline: Pipeline, *, as_of: datetime) -> PipelineReport:
+    """The report these aggregates describe: every ratio and mean taken here."""
+    n = len(pipeline.stages)
+    won, lost = agg.counts[n], agg.counts[n + 1]
+    total = sum(agg.counts)
+    rates = conversions(pipeline, agg.reached)
+    times = stage_times(pipeline, agg.stay_us, agg.stays)
+    stalled = dict(zip((s.name for s in pipeline.stages), agg.stalled, strict=True))
+    return PipelineReport(
+        pipeline=pipeline.name,
+        as_of=as_of,
+        deals=total,
+        open_deals=total - won - lost,
+        won=won,
+        lost=lost,
+        currencies=agg.currencies,
+        stage_counts=dict(zip(pipeline.stage_names, agg.counts, strict=True)),
+        conversion_rates=rates,
+        overall_conversion=ratio(won, total),
+        win_rate=ratio(won, won + lost),
+        win_rate_by_value=decimal_ratio(agg.won_amount, agg.won_amount + agg.lost_amount),
+        average_deal_size=average_amount(agg.won_amount, won),
+        cycle_length=mean_duration(agg.cycle_us, won),
+        sales_velocity=velocity(total - won - lost, won, won + lost, agg.won_amount, agg.cycle_us),
+        open_value=_open_value(agg),
+        weighted_pipeline=weighted(weighted_amounts(pipeline, agg)),
+        time_in_stage=times,
+        stalled=sum(agg.stalled),
+        stalled_by_stage=stalled,
+        stalled_ids=agg.stalled_ids,
+        bottlenecks=rank_bottlenecks(pipeline, agg, rates, times),
+        calibration=calibrate(pipeline, won, agg.lost_reached),
+    )
+
+
+def _open_value(agg: Aggregates) -> Decimal:
+    total = Decimal(0)
+    for amount in (*agg.open_amount, *(a for _, a in agg.override_amount)):
+        total = EXACT.add(total, amount)
+    return canonical(total)
+
+
+def calibrate(
+    pipeline: Pipeline, won: int, lost_reached: Sequence[int]
+) -> tuple[Calibration, ...]:
+    """Configured against empirical win probability, per open stage."""
+    return tuple(
+        Calibration(
+            stage=s.name,
+            probability=s.probability,
+            empirical=ratio(won, won + lost_reached[i]),
+            closed=won + lost_reached[i],
+            won=won,
+        )
+        for i, s in enumerate(pipeline.stages)
+    )
+
+
+def rank_bottlenecks(
+    pipeline: Pipeline,
+    agg: Aggregates,
+    rates: Mapping[str, float | None],
+    times: Mapping[str, timedelta | None],
+) -> tuple[Bottleneck, ...]:
+    """Open stages with a positive bottleneck score, highest first, ties in stage order."""
+    total_us = sum(micros(t) for t in times.values() if t is not None)
+    found = []
+    for i, stage in enumerate(pipeline.stages):
+        conversion, mean = rates[stage.name], times[stage.name]
+        time_share = 0.0 if mean is None or total_us == 0 else micros(mean) / total_us
+        deals, stalled = agg.counts[i], agg.stalled[i]
+        stalled_share = 0.0 if deals == 0 else stalled / deals
+        loss = 0.0 if conversion is None else 1.0 - conversion
+        score = loss + time_share + stalled_share
+        if score > 0:
+            reasons = _reasons(conversion, mean, time_share, deals, stalled)
+            found.append(
+                Bottleneck(
+                    stage=stage.name,
+                    score=score,
+                    conversion=conversion,
+                    time_in_stage=mean,
+                    time_share=time_share,
+                    deals=deals,
+                    stalled=stalled,
+                    reasons=reasons,
+                )
+            )
+    return tuple(sorted(found, key=lambda b: -b.score))
+
+
+def _reasons(
+    conversion: float | None,
+    mean: timedelta | None,
+    time_share: float,
+    deals: int,
+    stalled: int,
+) -> tuple[str, ...]:
+    reasons = []
+    if conversion is not None and conversion < 1:
+        reasons.append(f"only {conversion:.0%} of the deals that reach it move on")
+    if mean is not None and time_share > 0:
+        reasons.append(
+            f"{time_share:.0%} of the time deals spend in stages (mean {human_duration(mean)})"
+        )
+    if stalled:
+        reasons.append(f"{stalled} of its {deals} open deals are stalled")
+    return tuple(reasons)

@@ -1,0 +1,193 @@
+"""Pipeline metrics: pure functions over deals, with the exact definitions teams rely on.
+
+Functions that take a ``pipeline`` ignore deals of other pipelines; the four that
+take none (``win_rate``, ``average_deal_size``, ``cycle_length``,
+``sales_velocity``) count every deal given. A figure that is undefined (nothing to
+average, nothing closed) is ``None``, never a ``ZeroDivisionError``. Each function
+makes one pass over its deals, so any iterable (a generator, ``store.find()``)
+works. Definitions and formulas: ``docs/explanation/metrics.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Literal
+
+from salespipeline import _checks as c
+from salespipeline._report import (
+    Aggregates,
+    Bottleneck,
+    Calibration,
+    PipelineReport,
+    average_amount,
+    calibrate,
+    conversions,
+    decimal_ratio,
+    finish,
+    mean_duration,
+    ratio,
+    stage_times,
+    velocity,
+    weighted,
+    weighted_amounts,
+)
+from salespipeline._report_disqualify import (
+    DisqualificationCandidate,
+    disqualification_candidates,
+)
+from salespipeline._report_forecast import ForecastPeriod, forecast
+from salespipeline._report_pure import Outcomes, aggregate
+from salespipeline._report_render import render_report
+from salespipeline.deal import Deal
+from salespipeline.errors import ValidationError
+from salespipeline.pipeline import Pipeline
+
+__all__ = [
+    "Bottleneck",
+    "Calibration",
+    "DisqualificationCandidate",
+    "ForecastPeriod",
+    "PipelineReport",
+    "average_deal_size",
+    "bottlenecks",
+    "calibration",
+    "conversion_rates",
+    "cycle_length",
+    "disqualification_candidates",
+    "forecast",
+    "render_report",
+    "report",
+    "sales_velocity",
+    "stage_counts",
+    "stalled",
+    "time_in_stage",
+    "weighted_pipeline",
+    "win_rate",
+]
+
+
+def _pipeline(value: object) -> Pipeline:
+    if not isinstance(value, Pipeline):
+        raise ValidationError(f"pipeline must be a Pipeline, not {type(value).__name__}")
+    return value
+
+
+def _aggregate(deals: Iterable[Deal], pipeline: object, now: datetime | None = None) -> Aggregates:
+    return aggregate(deals, _pipeline(pipeline), now=now)
+
+
+# -- outcomes (every deal counts) -------------------------------------------------
+
+
+def win_rate(deals: Iterable[Deal], *, by: Literal["count", "value"] = "count") -> float | None:
+    """won / (won + lost), by number of deals or (``by="value"``) by amount.
+
+    None when no deal is closed, or by value when the closed amounts sum to zero.
+    """
+    if by not in ("count", "value"):
+        raise ValidationError(f"win_rate by must be 'count' or 'value', not {by!r}")
+    tally = Outcomes.of(deals)
+    if by == "count":
+        return ratio(tally.won, tally.won + tally.lost)
+    return decimal_ratio(tally.won_amount, tally.won_amount + tally.lost_amount)
+
+
+def average_deal_size(deals: Iterable[Deal]) -> Decimal | None:
+    """The mean amount of the won deals (28 significant digits); None if none is won."""
+    tally = Outcomes.of(deals)
+    return average_amount(tally.won_amount, tally.won)
+
+
+def cycle_length(deals: Iterable[Deal]) -> timedelta | None:
+    """The mean ``closed_at - created_at`` of the won deals; None if none is won."""
+    tally = Outcomes.of(deals)
+    return mean_duration(tally.cycle_us, tally.won)
+
+
+def sales_velocity(deals: Iterable[Deal]) -> Decimal | None:
+    """open deals x average deal size x win rate / cycle length in days (amount per day).
+
+    Computed exactly from the counts and sums, rounded once; None when a factor is
+    undefined or the cycle length is zero.
+    """
+    t = Outcomes.of(deals)
+    return velocity(t.open, t.won, t.won + t.lost, t.won_amount, t.cycle_us)
+
+
+# -- per pipeline -------------------------------------------------------------------
+
+
+def weighted_pipeline(deals: Iterable[Deal], pipeline: Pipeline) -> Decimal:
+    """Sum over open deals of amount x probability (the deal's override, else its stage's)."""
+    agg = _aggregate(deals, pipeline)
+    return weighted(weighted_amounts(pipeline, agg))
+
+
+def stage_counts(deals: Iterable[Deal], pipeline: Pipeline) -> dict[str, int]:
+    """Current stage -> number of deals; every stage present, WON and LOST last."""
+    agg = _aggregate(deals, pipeline)
+    return dict(zip(pipeline.stage_names, agg.counts, strict=True))
+
+
+def conversion_rates(deals: Iterable[Deal], pipeline: Pipeline) -> dict[str, float | None]:
+    """Per open stage S: of the deals that reached S, the share that reached the next stage.
+
+    A deal reached S if its history entered S or a later open stage, or WON; after
+    the last open stage comes WON. None where no deal reached S.
+    """
+    return conversions(pipeline, _aggregate(deals, pipeline).reached)
+
+
+def time_in_stage(deals: Iterable[Deal], pipeline: Pipeline) -> dict[str, timedelta | None]:
+    """Per open stage: the mean of completed stays (entered to left, to any stage).
+
+    A deal's current stay is not complete and does not count. None where no stay is.
+    """
+    agg = _aggregate(deals, pipeline)
+    return stage_times(pipeline, agg.stay_us, agg.stays)
+
+
+def stalled(deals: Iterable[Deal], pipeline: Pipeline, *, now: datetime) -> list[Deal]:
+    """Open deals in the stage longer than its ``rot_after`` (strictly), longest first."""
+    now = c.to_utc(now, "now")
+    limits = {s.name: s.rot_after for s in _pipeline(pipeline).stages}
+    found = [
+        deal
+        for deal in deals
+        if deal.pipeline == pipeline.name
+        and (limit := limits.get(deal.stage)) is not None
+        and now - deal.stage_entered_at > limit
+    ]
+    found.sort(key=lambda deal: (deal.stage_entered_at, deal.id))
+    return found
+
+
+def bottlenecks(
+    deals: Iterable[Deal], pipeline: Pipeline, *, now: datetime
+) -> tuple[Bottleneck, ...]:
+    """Open stages ranked by how much they hold deals back, highest score first.
+
+    ``score = (1 - conversion) + time_share + stalled_share`` (see ``Bottleneck``);
+    stages scoring zero are left out, ties keep pipeline order.
+    """
+    return report(deals, pipeline, now=now).bottlenecks
+
+
+def calibration(deals: Iterable[Deal], pipeline: Pipeline) -> tuple[Calibration, ...]:
+    """Per open stage: configured probability beside won / closed among deals reaching it."""
+    agg = _aggregate(deals, pipeline)
+    return calibrate(pipeline, agg.counts[len(pipeline.stages)], agg.lost_reached)
+
+
+def report(
+    deals: Iterable[Deal], pipeline: Pipeline, *, now: datetime | None = None
+) -> PipelineReport:
+    """Every figure for ``pipeline`` in one pass; ``now`` (default: its clock) for stalls.
+
+    Equal (``==``) to ``store.report(pipeline, now=now)`` over the same deals.
+    """
+    pipeline = _pipeline(pipeline)
+    as_of = c.to_utc(pipeline.clock() if now is None else now, "now")
+    return finish(aggregate(deals, pipeline, now=as_of), pipeline, as_of=as_of)
