@@ -9,6 +9,7 @@ pipeline definition can be written to a file and read back.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
@@ -17,6 +18,7 @@ import attrs
 from salespipeline import _checks as c
 from salespipeline.deal import BANT_CRITERIA, Deal
 from salespipeline.errors import GuardError, ValidationError
+from salespipeline.scoring import ScoreCard
 
 __all__ = [
     "Guard",
@@ -27,6 +29,7 @@ __all__ = [
     "bant",
     "evaluate",
     "min_amount",
+    "min_score",
     "register",
     "registered",
     "requires_fields",
@@ -289,3 +292,60 @@ def register(name: str, factory: GuardFactory) -> None:
 def registered() -> Mapping[str, GuardFactory]:
     """The guard kinds definitions may name, read-only."""
     return dict(_REGISTRY)
+
+
+@attrs.frozen
+class MinScore(_Combinable):
+    """Requires a lead score of at least ``threshold`` (0-100) on ``scorecard``.
+
+    Time-based rules need a clock: without one they award nothing. The clock is not
+    part of the guard's identity and is not written by ``spec()``.
+    """
+
+    scorecard: ScoreCard
+    threshold: float
+    clock: Callable[[], datetime] | None = attrs.field(default=None, eq=False, repr=False)
+    name: str = "min_score"
+
+    def __call__(self, deal: Deal, /) -> tuple[Violation, ...]:
+        now = None if self.clock is None else self.clock()
+        score = self.scorecard.score(deal, now=now)
+        if score.value >= self.threshold:
+            return ()
+        short = [r.name for r in self.scorecard.rules if score.parts[r.name] < r.points]
+        message = (
+            f"lead score {score.value:.1f} is below the minimum {self.threshold:g}"
+            f" (not earned in full: {', '.join(short)})"
+        )
+        return (Violation("min_score", message, field="score"),)
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "guard": "min_score",
+            "scorecard": self.scorecard.to_dict(),
+            "threshold": self.threshold,
+        }
+
+
+def min_score(
+    scorecard: ScoreCard, threshold: float, *, clock: Callable[[], datetime] | None = None
+) -> MinScore:
+    """Require ``scorecard.score(deal).value >= threshold`` (a number from 0 to 100).
+
+    ``clock`` supplies ``now`` for time-based rules such as ``scoring.recency``.
+    """
+    if not isinstance(scorecard, ScoreCard):
+        raise ValidationError(f"min_score needs a scoring.ScoreCard, not {scorecard!r}")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise ValidationError(f"min_score threshold must be a number, not {threshold!r}")
+    if not 0 <= threshold <= 100:
+        raise ValidationError(f"min_score threshold must be between 0 and 100, not {threshold}")
+    if clock is not None and not callable(clock):
+        raise ValidationError("min_score clock must be a zero-argument callable")
+    return MinScore(scorecard, float(threshold), clock)
+
+
+register(
+    "min_score",
+    lambda scorecard, threshold: min_score(ScoreCard.from_dict(scorecard), threshold),
+)
