@@ -2,6 +2,7 @@
 
 from salespipeline import guards, presets
 from salespipeline.deal import Bant, Deal, StageChange
+from salespipeline.definitions import Finding, dump_pipeline, load_pipeline
 from salespipeline.errors import (
     ConcurrencyError,
     CorruptRecordError,
@@ -33,6 +34,7 @@ __all__ = [
     "DealNotFoundError",
     "DefinitionError",
     "DuplicateDealError",
+    "Finding",
     "Guard",
     "GuardError",
     "Pipeline",
@@ -47,6 +49,8 @@ __all__ = [
     "ValidationError",
     "Violation",
     "__version__",
+    "dump_pipeline",
     "guards",
+    "load_pipeline",
     "presets",
 ]
