@@ -21,6 +21,7 @@ from salespipeline.errors import (
 from salespipeline.guards import Guard, Violation
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON, Stage
+from salespipeline.tracker import Tracker
 
 __version__ = "0.1.0.dev0"
 
@@ -43,6 +44,7 @@ __all__ = [
     "StageBlockedError",
     "StageChange",
     "StorageError",
+    "Tracker",
     "TransitionNotAllowedError",
     "UnknownPipelineError",
     "UnknownStageError",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal, localcontext
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import attrs
 
@@ -36,7 +36,7 @@ Row = Sequence[Any]
 Query = Callable[[str, Sequence[object]], Sequence[Row]]
 """Runs one parameterised statement and returns all its rows (the store maps errors)."""
 
-Dialect = Literal["sqlite", "postgres"]
+DIALECTS: Final = ("sqlite", "postgres")
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 _INT, _TEXT = "CAST(NULL AS BIGINT)", "CAST(NULL AS TEXT)"
@@ -100,7 +100,7 @@ _SQLITE_AMOUNTS: Final = (
 _POSTGRES_AMOUNTS: Final = f"{_INT}, {_INT}, {_INT}, {_INT}"
 
 
-def _statement(dialect: Dialect, stage_count: int) -> str:
+def _statement(dialect: str, stage_count: int) -> str:
     ph = "?" if dialect == "sqlite" else "%s"
     row = f"(CAST({ph} AS TEXT), CAST({ph} AS INTEGER), CAST({ph} AS BIGINT))"
     parts = {
@@ -239,13 +239,15 @@ def _amount(row: Row) -> Decimal:
 
 
 def sql_report(
-    query: Query, pipeline: Pipeline, *, now: datetime | None, dialect: Dialect
+    query: Query, pipeline: Pipeline, *, now: datetime | None, dialect: str
 ) -> PipelineReport:
     """The ``PipelineReport`` of ``pipeline``'s stored deals, aggregated by one SQL statement.
 
     ``query`` runs the statement on the store's connection; the result equals
     ``metrics.report`` over the same deals.
     """
+    if dialect not in DIALECTS:
+        raise ValueError(f"no SQL report for dialect {dialect!r}")
     as_of = c.to_utc(pipeline.clock() if now is None else now, "now")
     statement = _statement(dialect, len(pipeline.stage_names))
     rows = query(statement, _parameters(pipeline, _micros(as_of - EPOCH)))
@@ -259,7 +261,7 @@ def sql_report(
     return finish(collector.result(), pipeline, as_of=as_of)
 
 
-def _corrupt(query: Query, pipeline: Pipeline, dialect: Dialect, stage: str) -> Exception:
+def _corrupt(query: Query, pipeline: Pipeline, dialect: str, stage: str) -> Exception:
     statement = _FIRST_IN_STAGE.format(ph="?" if dialect == "sqlite" else "%s")
     rows = query(statement, [pipeline.name, stage])
     deal_id = str(rows[0][0]) if rows else "?"

@@ -1,0 +1,198 @@
+"""Deals to database rows and back (private): exact amounts, UTC microseconds, JSON.
+
+Decoding never repairs: a row that does not make a valid ``Deal`` raises
+``CorruptRecordError`` naming the deal, with the underlying problem chained.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+from salespipeline._checks import thaw
+from salespipeline.deal import Bant, Deal, StageChange
+from salespipeline.errors import CorruptRecordError, SalesPipelineError
+
+__all__ = [
+    "CHANGE_COLUMNS",
+    "DEAL_COLUMNS",
+    "amount_parts",
+    "change_values",
+    "deal_values",
+    "decode_deal",
+    "dumps",
+    "from_us",
+    "to_us",
+]
+
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+ONE_US: Final = timedelta(microseconds=1)
+FRACTION_UNITS: Final = 10**12
+
+DEAL_COLUMNS: Final = (
+    "id",
+    "pipeline",
+    "stage",
+    "amount",
+    "currency",
+    "bant_budget",
+    "bant_authority",
+    "bant_need",
+    "bant_timeline",
+    "fields",
+    "probability",
+    "lost_reason",
+    "next_action",
+    "next_action_at_us",
+    "created_at_us",
+    "stage_entered_at_us",
+    "closed_at_us",
+    "version",
+)
+CHANGE_COLUMNS: Final = ("deal_id", "version", "from_stage", "to_stage", "at_us", "reason")
+
+_DECODE_ERRORS: Final = (
+    SalesPipelineError,
+    ValueError,
+    TypeError,
+    KeyError,
+    OverflowError,
+    InvalidOperation,
+)
+
+
+def to_us(moment: datetime) -> int:
+    """Whole microseconds since the Unix epoch (exact for aware datetimes)."""
+    return (moment - EPOCH) // ONE_US
+
+
+def from_us(value: object) -> datetime:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"a timestamp column holds {value!r}, not integer microseconds")
+    return EPOCH + timedelta(microseconds=value)
+
+
+def _optional_us(moment: datetime | None) -> int | None:
+    return None if moment is None else to_us(moment)
+
+
+def dumps(data: object) -> str:
+    """Compact JSON that keeps non-ASCII text as it is (Korean labels stay readable)."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def amount_parts(amount: Decimal) -> tuple[int, int]:
+    """The integer part and the fraction in 10**-12 units, both exact integers."""
+    _, digits, exponent = amount.as_tuple()
+    if not isinstance(exponent, int) or exponent < -12:
+        raise ValueError(f"amount {amount} has more than 12 decimal places")
+    coefficient = int("".join(map(str, digits)) or "0")
+    whole, fraction = divmod(coefficient * 10 ** (exponent + 12), FRACTION_UNITS)
+    return whole, fraction
+
+
+def deal_values(deal: Deal) -> list[Any]:
+    """The ``DEAL_COLUMNS`` values; the amount a Decimal, the fields JSON text."""
+    bant = deal.bant
+    return [
+        deal.id,
+        deal.pipeline,
+        deal.stage,
+        deal.amount,
+        deal.currency,
+        bant.budget,
+        bant.authority,
+        bant.need,
+        bant.timeline,
+        dumps(thaw(deal.fields)),
+        deal.probability,
+        deal.lost_reason,
+        deal.next_action,
+        _optional_us(deal.next_action_at),
+        to_us(deal.created_at),
+        to_us(deal.stage_entered_at),
+        _optional_us(deal.closed_at),
+        deal.version,
+    ]
+
+
+def change_values(change: StageChange) -> tuple[Any, ...]:
+    """The ``CHANGE_COLUMNS`` values of one history entry."""
+    return (
+        change.deal_id,
+        change.version,
+        change.from_stage,
+        change.to_stage,
+        to_us(change.at),
+        change.reason,
+    )
+
+
+def _flag(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"a BANT column holds {value!r}, not a boolean")
+
+
+def _amount(value: object) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, str):
+        return Decimal(value)
+    raise TypeError(f"the amount column holds {value!r}, not exact decimal text")
+
+
+def _fields(value: object) -> Mapping[str, Any]:
+    data = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(data, Mapping):
+        raise TypeError(f"the fields column holds {type(data).__name__}, not a JSON object")
+    return data
+
+
+def _optional(convert: Any, value: object) -> Any:
+    return None if value is None else convert(value)
+
+
+def _change(row: Sequence[Any]) -> StageChange:
+    deal_id, version, from_stage, to_stage, at_us, reason = row
+    return StageChange(deal_id, from_stage, to_stage, from_us(at_us), version, reason)
+
+
+def decode_deal(row: Sequence[Any], changes: Sequence[Sequence[Any]]) -> Deal:
+    """The Deal a ``DEAL_COLUMNS`` row and its ``CHANGE_COLUMNS`` rows describe."""
+    deal_id = str(row[0])
+    try:
+        if not changes:
+            raise ValueError("the deal has no history rows")
+        return _build(row, changes)
+    except _DECODE_ERRORS as error:
+        raise CorruptRecordError(deal_id, str(error)) from error
+
+
+def _build(row: Sequence[Any], changes: Sequence[Sequence[Any]]) -> Deal:
+    (id, pipeline, stage, amount, currency, budget, authority, need, timeline) = row[:9]
+    (fields, probability, lost_reason, next_action, next_us) = row[9:14]
+    (created_us, entered_us, closed_us, version) = row[14:18]
+    return Deal(
+        id,
+        pipeline,
+        stage,
+        amount=_amount(amount),
+        currency=currency,
+        bant=Bant(_flag(budget), _flag(authority), _flag(need), _flag(timeline)),
+        fields=_fields(fields),
+        probability=probability,
+        lost_reason=lost_reason,
+        next_action=next_action,
+        next_action_at=_optional(from_us, next_us),
+        created_at=from_us(created_us),
+        stage_entered_at=from_us(entered_us),
+        closed_at=_optional(from_us, closed_us),
+        version=version,
+        history=tuple(_change(change) for change in changes),
+    )

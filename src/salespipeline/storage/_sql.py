@@ -1,0 +1,348 @@
+"""The SQL algorithm shared by the SQLite and PostgreSQL stores (private).
+
+Subclasses supply transactions (``_read`` gives one consistent snapshot, ``_write``
+one atomic transaction that serialises with other writers) and the dialect's SQL
+spelling; everything else (optimistic saves, streaming ``find``, decoding) is here.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+import attrs
+
+from salespipeline.deal import Deal
+from salespipeline.errors import (
+    ConcurrencyError,
+    CorruptRecordError,
+    DealNotFoundError,
+    DuplicateDealError,
+    StorageError,
+    ValidationError,
+)
+from salespipeline.pipeline import Pipeline
+from salespipeline.stages import LOST, WON
+from salespipeline.storage import _codec
+from salespipeline.storage._schema import SCHEMA_VERSION
+from salespipeline.storage.base import (
+    DealStore,
+    check_deal,
+    check_filters,
+    check_id,
+    split_history,
+)
+
+if TYPE_CHECKING:
+    from salespipeline.metrics import PipelineReport
+
+__all__ = ["Cursor", "SQLStore", "Statements", "UniqueViolation"]
+
+Cursor = Any  # a DB-API cursor: sqlite3.Cursor or psycopg.Cursor
+_SCHEMA_KEY: Final = "schema_version"
+
+
+class UniqueViolation(StorageError):
+    """A unique key refused a row (raised by a store's ``_write``, handled here)."""
+
+
+@attrs.frozen
+class Statements:
+    """The SQL one dialect speaks; every value is a bound parameter."""
+
+    placeholder: str
+    json_param: str
+    ddl: tuple[str, ...]
+    extra_deal_columns: tuple[str, ...] = ()
+
+    def _marks(self, count: int) -> str:
+        return ", ".join([self.placeholder] * count)
+
+    @property
+    def deal_columns(self) -> tuple[str, ...]:
+        return _codec.DEAL_COLUMNS + self.extra_deal_columns
+
+    def _values(self) -> str:
+        marks = [self.placeholder] * len(self.deal_columns)
+        marks[_codec.DEAL_COLUMNS.index("fields")] = self.json_param
+        return ", ".join(marks)
+
+    def insert_deal(self) -> str:
+        return (
+            f"INSERT INTO sp_deals ({', '.join(self.deal_columns)}) VALUES ({self._values()}) "
+            "ON CONFLICT (id) DO NOTHING"
+        )
+
+    def insert_change(self) -> str:
+        columns = ", ".join(_codec.CHANGE_COLUMNS)
+        return f"INSERT INTO sp_stage_changes ({columns}) VALUES ({self._marks(6)})"
+
+    def update_deal(self) -> str:
+        p = self.placeholder
+        sets = [f"{c} = {p}" for c in self.deal_columns[1:]]
+        sets[_codec.DEAL_COLUMNS.index("fields") - 1] = f"fields = {self.json_param}"
+        return (
+            f"UPDATE sp_deals SET {', '.join(sets)} WHERE id = {p} AND version = {p} "
+            f"AND stage = {p} AND stage_entered_at_us = {p}"
+        )
+
+    def q(self, sql: str) -> str:
+        """``sql`` written with ``?`` marks, in this dialect's spelling."""
+        return sql.replace("?", self.placeholder)
+
+
+class SQLStore(DealStore):
+    """A DealStore over a relational database (see ``storage._schema`` for the layout)."""
+
+    dialect: ClassVar[str]
+    sql: ClassVar[Statements]
+    find_batch: ClassVar[int] = 500
+
+    # -- supplied by the backend ------------------------------------------------------
+
+    @abc.abstractmethod
+    def _read(self) -> AbstractContextManager[Cursor]:
+        """A cursor in a read-only transaction that sees one consistent snapshot."""
+
+    @abc.abstractmethod
+    def _write(self) -> AbstractContextManager[Cursor]:
+        """A cursor in a write transaction: committed on success, rolled back on error."""
+
+    def _lock_schema(self, cursor: Cursor) -> None:
+        """Serialise schema creation between processes (no-op where writes already are)."""
+
+    def _deal_params(self, deal: Deal) -> list[Any]:
+        return _codec.deal_values(deal)
+
+    # -- schema -----------------------------------------------------------------------
+
+    def _ensure_schema(self) -> None:
+        """Create the tables on first use; refuse a database from newer code."""
+        try:
+            with self._read() as cursor:
+                if self._stored_schema_version(cursor) == SCHEMA_VERSION:
+                    return
+        except StorageError:
+            pass  # no schema yet (or a problem the write below reports)
+        with self._write() as cursor:
+            self._lock_schema(cursor)
+            cursor.execute(self.sql.ddl[0])
+            if self._stored_schema_version(cursor) is None:
+                for statement in self.sql.ddl[1:]:
+                    cursor.execute(statement)
+                cursor.execute(
+                    self.sql.q("INSERT INTO sp_meta (key, value) VALUES (?, ?)"),
+                    (_SCHEMA_KEY, str(SCHEMA_VERSION)),
+                )
+
+    def _stored_schema_version(self, cursor: Cursor) -> int | None:
+        cursor.execute(self.sql.q("SELECT value FROM sp_meta WHERE key = ?"), (_SCHEMA_KEY,))
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        text = str(row[0])
+        if not text.isdigit():
+            raise StorageError(f"the database's schema version {text!r} is not a number")
+        version = int(text)
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"the database has schema version {version}, newer than this salespipeline "
+                f"understands ({SCHEMA_VERSION}); upgrade salespipeline to open it"
+            )
+        if version < SCHEMA_VERSION:
+            raise StorageError(f"the database has an unsupported old schema version {version}")
+        return version
+
+    # -- deals ------------------------------------------------------------------------
+
+    def add(self, deal: Deal) -> None:
+        deal = check_deal(deal)
+        with self._write() as cursor:
+            cursor.execute(self.sql.insert_deal(), self._deal_params(deal))
+            if cursor.rowcount != 1:
+                raise DuplicateDealError(deal.id)
+            self._insert_changes(cursor, deal, deal.history)
+
+    def save(self, deal: Deal) -> None:
+        deal = check_deal(deal)
+        known, new = split_history(deal)
+        base = deal.version - 1
+        at_us = None if known is None else _codec.to_us(known.at)
+        stage = None if known is None else known.to_stage
+        params = [*self._deal_params(deal)[1:], deal.id, base, stage, at_us]
+        with self._write() as cursor:
+            cursor.execute(self.sql.update_deal(), params)
+            if cursor.rowcount != 1:
+                self._refuse(cursor, deal, base)
+            self._insert_changes(cursor, deal, new)
+
+    def _insert_changes(self, cursor: Cursor, deal: Deal, changes: Sequence[Any]) -> None:
+        if not changes:
+            return
+        try:
+            cursor.executemany(
+                self.sql.insert_change(), [_codec.change_values(c) for c in changes]
+            )
+        except UniqueViolation as error:
+            raise CorruptRecordError(
+                deal.id, "the history already holds entries newer than the stored deal"
+            ) from error
+
+    def _refuse(self, cursor: Cursor, deal: Deal, base: int) -> None:
+        """Explain why the conditional update matched no row, as the right error."""
+        cursor.execute(self.sql.q("SELECT version, stage FROM sp_deals WHERE id = ?"), (deal.id,))
+        row = cursor.fetchone()
+        if row is None or row[0] != base:
+            raise ConcurrencyError(deal.id, expected=base, actual=None if row is None else row[0])
+        raise ValidationError(
+            f"its history does not continue the stored one (stored: stage {row[1]!r} at "
+            f"version {base}); save only deals derived from the stored deal",
+            deal_id=deal.id,
+        )
+
+    def get(self, id: str) -> Deal:
+        id = check_id(id)
+        columns = ", ".join(_codec.DEAL_COLUMNS)
+        with self._read() as cursor:
+            cursor.execute(self.sql.q(f"SELECT {columns} FROM sp_deals WHERE id = ?"), (id,))
+            row = cursor.fetchone()
+            if row is None:
+                raise DealNotFoundError(id)
+            cursor.execute(
+                self.sql.q(
+                    f"SELECT {', '.join(_codec.CHANGE_COLUMNS)} FROM sp_stage_changes "
+                    "WHERE deal_id = ? AND version <= ? ORDER BY version"
+                ),
+                (id, row[-1]),
+            )
+            changes = cursor.fetchall()
+        return _codec.decode_deal(row, changes)
+
+    def find(
+        self, *, pipeline: str | None = None, stage: str | None = None, open: bool | None = None
+    ) -> Iterator[Deal]:
+        check_filters(pipeline, stage, open)
+        return self._pages(_Filter(pipeline, stage, open))
+
+    def _pages(self, filters: _Filter) -> Iterator[Deal]:
+        after: str | None = None
+        while True:
+            page = self._page(filters, after)
+            yield from page
+            if len(page) < self.find_batch:
+                return
+            after = page[-1].id
+
+    def _page(self, filters: _Filter, after: str | None) -> list[Deal]:
+        """Up to ``find_batch`` deals after ``after``, histories loaded in the same snapshot."""
+        conditions, params = filters.sql(self.sql.placeholder, after)
+        columns = ", ".join(_codec.DEAL_COLUMNS)
+        with self._read() as cursor:
+            cursor.execute(
+                f"SELECT {columns} FROM sp_deals WHERE {conditions} ORDER BY id "
+                f"LIMIT {self.sql.placeholder}",
+                (*params, self.find_batch),
+            )
+            rows = cursor.fetchall()
+            if not rows:
+                return []
+            changes = self._page_changes(cursor, filters, after, rows[-1][0])
+        return [_codec.decode_deal(row, changes.get(row[0], ())) for row in rows]
+
+    def _page_changes(
+        self, cursor: Cursor, filters: _Filter, after: str | None, last: str
+    ) -> dict[str, list[Any]]:
+        conditions, params = filters.sql(self.sql.placeholder, after, prefix="d.")
+        columns = ", ".join(f"c.{c}" for c in _codec.CHANGE_COLUMNS)
+        p = self.sql.placeholder
+        cursor.execute(
+            f"SELECT {columns} FROM sp_stage_changes c JOIN sp_deals d ON d.id = c.deal_id "
+            f"WHERE c.version <= d.version AND d.id <= {p} AND {conditions} "
+            "ORDER BY c.deal_id, c.version",
+            (last, *params),
+        )
+        grouped: dict[str, list[Any]] = {}
+        for change in cursor.fetchall():
+            grouped.setdefault(change[0], []).append(change)
+        return grouped
+
+    # -- pipelines --------------------------------------------------------------------
+
+    def save_pipeline(self, pipeline: Pipeline) -> None:
+        from salespipeline.definitions import to_dict
+
+        if not isinstance(pipeline, Pipeline):
+            raise ValidationError(f"save_pipeline() takes a Pipeline, not {pipeline!r}")
+        text = _codec.dumps(to_dict(pipeline))
+        p = self.sql.placeholder
+        with self._write() as cursor:
+            cursor.execute(
+                "INSERT INTO sp_pipelines (name, version, definition) "
+                f"VALUES ({p}, {p}, {self.sql.json_param}) ON CONFLICT (name, version) "
+                "DO UPDATE SET definition = excluded.definition",
+                (pipeline.name, pipeline.version, text),
+            )
+
+    def pipelines(self) -> tuple[Pipeline, ...]:
+        from salespipeline.definitions import from_dict
+
+        with self._read() as cursor:
+            cursor.execute(
+                "SELECT name, definition FROM sp_pipelines p WHERE version = "
+                "(SELECT MAX(version) FROM sp_pipelines q WHERE q.name = p.name)"
+            )
+            rows = cursor.fetchall()
+        return tuple(from_dict(_definition(name, data)) for name, data in sorted(rows))
+
+    # -- report (aggregated in SQL: storage/_sql_report.py) ----------------------------
+
+    def report(self, pipeline: Pipeline | str, *, now: datetime | None = None) -> PipelineReport:
+        """Every metric for ``pipeline``, aggregated by the database in one statement.
+
+        Equal (``==``) to ``metrics.report`` over the same deals.
+        """
+        from salespipeline.storage._sql_report import sql_report
+
+        return sql_report(self._query, self._resolve(pipeline), now=now, dialect=self.dialect)
+
+    def _query(self, statement: str, params: Sequence[object]) -> list[Any]:
+        with self._read() as cursor:
+            cursor.execute(statement, params)
+            return list(cursor.fetchall())
+
+
+def _definition(name: str, data: object) -> Any:
+    if not isinstance(data, str):
+        return data
+    try:
+        return json.loads(data)
+    except ValueError as error:
+        raise StorageError(f"the stored definition of pipeline {name!r} is not JSON") from error
+
+
+@attrs.frozen
+class _Filter:
+    """``find``'s filters as SQL conditions on ``sp_deals`` with bound values."""
+
+    pipeline: str | None
+    stage: str | None
+    open: bool | None
+
+    def sql(self, p: str, after: str | None, *, prefix: str = "") -> tuple[str, list[Any]]:
+        conditions: list[str] = []
+        params: list[Any] = []
+        for column, value in (("id >", after), ("pipeline =", self.pipeline)):
+            if value is not None:
+                conditions.append(f"{prefix}{column} {p}")
+                params.append(value)
+        if self.stage is not None:
+            conditions.append(f"{prefix}stage = {p}")
+            params.append(self.stage)
+        if self.open is not None:
+            conditions.append(f"{prefix}stage {'NOT IN' if self.open else 'IN'} ({p}, {p})")
+            params.extend((WON, LOST))
+        return (" AND ".join(conditions) or "1 = 1"), params

@@ -1,0 +1,125 @@
+"""MemoryStore: deals in a dict, for tests, notebooks and short-lived jobs.
+
+It keeps the same contract as the database stores (optimistic saves, definitions
+kept as ``to_dict`` data), so code tested against it behaves the same on SQLite or
+PostgreSQL. A lock makes one store safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from salespipeline.deal import Deal, _replace
+from salespipeline.errors import (
+    ConcurrencyError,
+    DealNotFoundError,
+    DuplicateDealError,
+    StorageError,
+    ValidationError,
+)
+from salespipeline.pipeline import Pipeline
+from salespipeline.storage import _codec
+from salespipeline.storage.base import (
+    DealStore,
+    check_deal,
+    check_filters,
+    check_id,
+    matches,
+    split_history,
+)
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore(DealStore):
+    """Deals held in this process's memory; gone when the store is."""
+
+    def __init__(self) -> None:
+        self._deals: dict[str, Deal] = {}
+        self._definitions: dict[tuple[str, int], str] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"MemoryStore({len(self._deals)} deals)"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError(f"{self!r} is closed")
+
+    def add(self, deal: Deal) -> None:
+        deal = check_deal(deal)
+        with self._lock:
+            self._check_open()
+            if deal.id in self._deals:
+                raise DuplicateDealError(deal.id)
+            self._deals[deal.id] = deal
+
+    def get(self, id: str) -> Deal:
+        id = check_id(id)
+        with self._lock:
+            self._check_open()
+            deal = self._deals.get(id)
+        if deal is None:
+            raise DealNotFoundError(id)
+        return deal
+
+    def save(self, deal: Deal) -> None:
+        deal = check_deal(deal)
+        known, new = split_history(deal)
+        base = deal.version - 1
+        with self._lock:
+            self._check_open()
+            stored = self._deals.get(deal.id)
+            if stored is None or stored.version != base:
+                actual = None if stored is None else stored.version
+                raise ConcurrencyError(deal.id, expected=base, actual=actual)
+            if known is None or (known.to_stage, known.at) != (
+                stored.stage,
+                stored.stage_entered_at,
+            ):
+                raise ValidationError(
+                    f"its history does not continue the stored one (stored: stage "
+                    f"{stored.stage!r} at version {base}); save only deals derived from "
+                    "the stored deal",
+                    deal_id=deal.id,
+                )
+            self._deals[deal.id] = _replace(deal, history=stored.history + new)
+
+    def find(
+        self, *, pipeline: str | None = None, stage: str | None = None, open: bool | None = None
+    ) -> Iterator[Deal]:
+        check_filters(pipeline, stage, open)
+        with self._lock:
+            self._check_open()
+            deals = sorted(self._deals.items())
+        return (deal for _, deal in deals if matches(deal, pipeline, stage, open))
+
+    def save_pipeline(self, pipeline: Pipeline) -> None:
+        from salespipeline.definitions import to_dict
+
+        if not isinstance(pipeline, Pipeline):
+            raise ValidationError(f"save_pipeline() takes a Pipeline, not {pipeline!r}")
+        text = _codec.dumps(to_dict(pipeline))
+        with self._lock:
+            self._check_open()
+            self._definitions[pipeline.name, pipeline.version] = text
+
+    def pipelines(self) -> tuple[Pipeline, ...]:
+        from salespipeline.definitions import from_dict
+
+        with self._lock:
+            self._check_open()
+            latest: dict[str, tuple[int, str]] = {}
+            for (name, version), text in self._definitions.items():
+                if name not in latest or version > latest[name][0]:
+                    latest[name] = (version, text)
+        data: list[Any] = [json.loads(text) for _, (_, text) in sorted(latest.items())]
+        return tuple(from_dict(d) for d in data)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True

@@ -1,0 +1,123 @@
+"""PostgresStore: deals in PostgreSQL through psycopg 3 (``pip install salespipeline[postgres]``).
+
+Threads: the store keeps a small connection pool (``psycopg_pool``); each call
+borrows one connection for one transaction, so threads of a process share one
+store and run in parallel. Processes: open one store per process.
+
+Writes are ``UPDATE ... WHERE id = %s AND version = %s``: PostgreSQL's row lock
+makes a second writer wait for the first, then find the version changed, which
+surfaces as ``ConcurrencyError``. Reads run in REPEATABLE READ, READ ONLY
+transactions, so a deal and its history come from one snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final
+
+from salespipeline.errors import StorageError
+from salespipeline.storage._schema import POSTGRES_DDL
+from salespipeline.storage._sql import Cursor, SQLStore, Statements, UniqueViolation
+
+__all__ = ["PostgresStore"]
+
+_STATEMENTS: Final = Statements(placeholder="%s", json_param="CAST(%s AS JSONB)", ddl=POSTGRES_DDL)
+_SCHEMA_LOCK: Final = 0x5350_5343  # "SPSC": serialises schema creation across sessions
+
+
+def _import_psycopg() -> tuple[Any, Any]:
+    try:
+        import psycopg
+        import psycopg_pool
+    except ImportError as error:
+        raise StorageError(
+            "PostgresStore needs psycopg 3 and psycopg_pool: pip install 'salespipeline[postgres]'"
+        ) from error
+    return psycopg, psycopg_pool
+
+
+class PostgresStore(SQLStore):
+    """Deals in a PostgreSQL database given by a libpq ``conninfo`` string or URL."""
+
+    dialect = "postgres"
+    sql = _STATEMENTS
+
+    def __init__(self, conninfo: str, *, max_connections: int = 4, timeout: float = 10.0) -> None:
+        self._psycopg, pool_module = _import_psycopg()
+        self._pid = os.getpid()
+        self._pool: Any = None
+        self._name = _describe(conninfo)
+        pool = pool_module.ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max_connections,
+            kwargs={"autocommit": True},
+            timeout=timeout,
+            open=False,
+            name="salespipeline",
+        )
+        try:
+            pool.open(wait=True, timeout=timeout)
+        except self._psycopg.Error as error:
+            pool.close()
+            raise StorageError(f"cannot connect to PostgreSQL {self._name}: {error}") from error
+        self._pool = pool
+        try:
+            self._ensure_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self._name})"
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def _lock_schema(self, cursor: Cursor) -> None:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+
+    def _open_pool(self) -> Any:
+        if self._pool is None:
+            raise StorageError(f"{self!r} is closed")
+        if os.getpid() != self._pid:
+            raise StorageError(
+                f"{self!r} was opened in another process; open a new store in this one"
+            )
+        return self._pool
+
+    @contextmanager
+    def _transaction(self, *, read_only: bool) -> Iterator[Cursor]:
+        psycopg = self._psycopg
+        try:
+            with self._open_pool().connection() as connection, connection.transaction():
+                cursor = connection.cursor()
+                if read_only:
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                yield cursor
+        except psycopg.errors.UniqueViolation as error:
+            raise UniqueViolation(f"PostgreSQL refused a duplicate row: {error}") from error
+        except psycopg.Error as error:
+            raise StorageError(f"PostgreSQL {self._name} failed: {error}") from error
+
+    def _read(self) -> Any:
+        return self._transaction(read_only=True)
+
+    def _write(self) -> Any:
+        return self._transaction(read_only=False)
+
+
+def _describe(conninfo: str) -> str:
+    """Where the store connects, without the password (for messages and repr)."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        parts = conninfo_to_dict(conninfo)
+    except Exception:
+        return "(unparsable conninfo)"
+    shown = {k: parts[k] for k in ("host", "port", "dbname", "user") if parts.get(k)}
+    return " ".join(f"{k}={v}" for k, v in shown.items()) or "(default connection)"

@@ -1,0 +1,125 @@
+"""SQLiteStore: the embedded default, one file that several processes may share.
+
+Writes take SQLite's write lock up front (``BEGIN IMMEDIATE``) and wait for it up
+to ``timeout`` seconds, so concurrent writers queue instead of failing with
+"database is locked"; WAL journaling lets readers run while one process writes.
+
+Threads: a store owns one connection and serialises its calls with a lock, so one
+store may be shared by the threads of a process. Processes: open one store per
+process (a store is not usable in a child created by ``fork``; open a new one there).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final
+
+from salespipeline.deal import Deal
+from salespipeline.errors import StorageError
+from salespipeline.storage import _codec
+from salespipeline.storage._schema import SQLITE_DDL
+from salespipeline.storage._sql import SQLStore, Statements, UniqueViolation
+
+__all__ = ["SQLiteStore"]
+
+_STATEMENTS: Final = Statements(
+    placeholder="?",
+    json_param="?",
+    ddl=SQLITE_DDL,
+    extra_deal_columns=("amount_whole", "amount_frac"),
+)
+
+
+class SQLiteStore(SQLStore):
+    """Deals in a SQLite file (or ``":memory:"``), safe for threads and processes."""
+
+    dialect = "sqlite"
+    sql = _STATEMENTS
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+        self._path = os.fspath(path)
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._connection: sqlite3.Connection | None = _connect(self._path, timeout)
+        try:
+            self._ensure_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self._path!r})"
+
+    def close(self) -> None:
+        with self._lock:
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                connection.close()
+
+    def _deal_params(self, deal: Deal) -> list[Any]:
+        values = _codec.deal_values(deal)
+        values[3] = str(deal.amount)
+        return [*values, *_codec.amount_parts(deal.amount)]
+
+    def _open_connection(self) -> sqlite3.Connection:
+        if self._connection is None:
+            raise StorageError(f"{self!r} is closed")
+        if os.getpid() != self._pid:
+            raise StorageError(
+                f"{self!r} was opened in another process; open a new store in this one"
+            )
+        return self._connection
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[sqlite3.Cursor]:
+        with self._lock:
+            try:
+                cursor = self._open_connection().cursor()
+                cursor.execute(begin)
+                try:
+                    yield cursor
+                    cursor.execute("COMMIT")
+                except BaseException:
+                    cursor.connection.rollback()
+                    raise
+            except sqlite3.Error as error:
+                raise _mapped(error, self._path) from error
+
+    def _read(self) -> Any:
+        return self._transaction("BEGIN")
+
+    def _write(self) -> Any:
+        return self._transaction("BEGIN IMMEDIATE")
+
+
+def _connect(path: str, timeout: float) -> sqlite3.Connection:
+    try:
+        connection = sqlite3.connect(
+            path, timeout=timeout, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.Error as error:
+        raise StorageError(f"cannot open SQLite database {path!r}: {error}") from error
+    try:
+        connection.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        connection.execute("PRAGMA foreign_keys = ON")
+        connection.execute("PRAGMA journal_mode = WAL")
+    except sqlite3.Error as error:
+        connection.close()
+        raise _mapped(error, path) from error
+    return connection
+
+
+def _mapped(error: sqlite3.Error, path: str) -> StorageError:
+    if isinstance(error, sqlite3.IntegrityError) and "UNIQUE" in str(error):
+        return UniqueViolation(f"SQLite refused a duplicate row: {error}")
+    if "locked" in str(error) or "busy" in str(error):
+        return StorageError(f"SQLite database {path!r} stayed locked past the timeout: {error}")
+    return StorageError(f"SQLite database {path!r} failed: {error}")
