@@ -1,0 +1,191 @@
+"""Run every benchmark side by side and print one Markdown table.
+
+    python benchmarks/run.py            # the full run (a few minutes)
+    python benchmarks/run.py --quick    # a smoke run on tiny sizes (seconds)
+
+Figures are ratios against references measured in the same run. ``--quick`` runs
+the same code on tiny sizes so the benchmarks never rot; its numbers mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import attrs
+
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import compile_cache, memory, walk
+
+
+@attrs.frozen
+class Row:
+    """One line of the table: what was measured, the figure, and how it compares."""
+
+    benchmark: str
+    subject: str
+    figure: str
+    ratio: str = ""
+    verdict: str = ""
+
+
+@attrs.frozen
+class Sizes:
+    """How much work each benchmark does."""
+
+    deals: int
+    rounds: int
+    memory_deals: int
+    definitions: int
+    persisted_moves: int
+
+
+FULL = Sizes(deals=300, rounds=7, memory_deals=100_000, definitions=1_000, persisted_moves=2_000)
+QUICK = Sizes(deals=10, rounds=1, memory_deals=200, definitions=64, persisted_moves=20)
+
+
+def _verdict(value: float, *, bar: float, goal: float, lower_is_better: bool = True) -> str:
+    meets = (lambda limit: value <= limit) if lower_is_better else (lambda limit: value >= limit)
+    if meets(goal):
+        return "meets goal"
+    return "meets bar" if meets(bar) else "MISSES BAR"
+
+
+def walk_rows(sizes: Sizes) -> list[Row]:
+    per_move = walk.measure(n_deals=sizes.deals, rounds=sizes.rounds)
+    reference = per_move[walk.REFERENCE]
+    ours = per_move[walk.SALESPIPELINE]
+    rows = []
+    for name, seconds in per_move.items():
+        verdict = ""
+        if name == walk.SALESPIPELINE:
+            goal = per_move[walk.TRANSITIONS] / reference
+            verdict = _verdict(ours / reference, bar=1.0, goal=goal)
+        rows.append(
+            Row(
+                "1. transition",
+                name,
+                f"{seconds * 1e6:.2f} µs",
+                f"{seconds / reference:.4f}x",
+                verdict,
+            )
+        )
+    return rows
+
+
+def memory_rows(sizes: Sizes) -> list[Row]:
+    per_deal = memory.bytes_per_deal(sizes.memory_deals)
+    verdict = _verdict(per_deal, bar=4096, goal=1536)
+    subject = f"bytes per deal, {memory.HISTORY} history entries ({sizes.memory_deals:,} deals)"
+    return [
+        Row("3. memory", subject, f"{per_deal:,.0f} B", f"{per_deal / 4096:.2f}x of 4 KB", verdict)
+    ]
+
+
+def compile_rows(sizes: Sizes) -> list[Row]:
+    cost = compile_cache.compile_cost(rounds=sizes.rounds, lookups=100 * sizes.deals)
+    grown = compile_cache.growth(definitions=sizes.definitions)
+    kept = ", ".join(f"{b / 1024:,.0f}" for b in grown.retained_bytes)
+    growth = grown.retained_bytes[-1] - grown.retained_bytes[0]
+    flat = abs(growth) < 64 * 1024 and len(set(grown.registry_entries)) == 1
+    return [
+        Row("4. compile", "first compile, 7-stage shape", f"{cost.first * 1e3:.2f} ms", "1x"),
+        Row(
+            "4. compile",
+            "cached compile, same shape",
+            f"{cost.cached * 1e6:.2f} µs",
+            f"{cost.cached / cost.first:.5f}x",
+        ),
+        Row(
+            "4. compile",
+            "Pipeline(...) with a cached shape",
+            f"{cost.pipeline_cached * 1e6:.1f} µs",
+        ),
+        Row(
+            "4. compile",
+            f"KB kept after each of {len(grown.retained_bytes)} batches "
+            f"({grown.definitions:,} distinct definitions)",
+            kept,
+            f"+{growth / 1024:,.1f} KB after batch 1",
+            "flat" if flat else "GROWS",
+        ),
+        Row(
+            "4. compile",
+            "shapes cached / cache bound; registry entries; evicted class freed",
+            f"{grown.cache_size} / {grown.cache_max}; {grown.registry_entries[-1]}; "
+            f"{grown.evicted_class_freed}",
+            verdict="bounded" if grown.evicted_class_freed else "LEAKS",
+        ),
+    ]
+
+
+SECTIONS: dict[str, Callable[[Sizes], list[Row]]] = {
+    "walk": walk_rows,
+    "memory": memory_rows,
+    "compile": compile_rows,
+}
+
+
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def header() -> str:
+    versions = ", ".join(
+        f"{name} {metadata.version(name)}"
+        for name in ("salespipeline", "python-statemachine", "transitions", "attrs")
+    )
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"- machine: {_cpu()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}\n"
+        f"- Python {platform.python_version()} ({platform.python_implementation()}); {versions}\n"
+        f"- date: {now}"
+    )
+
+
+def table(rows: Sequence[Row]) -> str:
+    lines = [
+        "| benchmark | subject | figure | ratio | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.benchmark} | {r.subject} | {r.figure} | {r.ratio} | {r.verdict} |" for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument(
+        "--only", action="append", choices=sorted(SECTIONS), help="run only these sections"
+    )
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    rows: list[Row] = []
+    for name in args.only or SECTIONS:
+        print(f"running {name}…", file=sys.stderr, flush=True)
+        rows += SECTIONS[name](sizes)
+    print(header())
+    print()
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
