@@ -8,6 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import HealthCheck, settings
 
+from _postgres import postgres_database, postgres_server  # noqa: F401  (shared fixtures)
+
 settings.register_profile(
     "default",
     max_examples=100,
