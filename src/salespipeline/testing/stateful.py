@@ -1,0 +1,456 @@
+"""``PipelineStateMachine``: hypothesis drives your pipeline and checks its promises.
+
+Subclass it, set ``pipeline = ...`` (and optionally ``store = ...``), and expose
+``TestMyPipeline = MyMachine.TestCase``. Hypothesis then starts deals, moves, wins,
+loses, reopens and updates them in random order, with time moving forward on a fake
+clock, and shrinks any broken promise to a short story.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any, ClassVar, Protocol
+
+import attrs
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    MultipleResults,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+)
+
+from salespipeline.deal import Deal, StageChange
+from salespipeline.errors import (
+    GuardError,
+    SalesPipelineError,
+    StageBlockedError,
+    TransitionNotAllowedError,
+    ValidationError,
+)
+from salespipeline.guards import Guard
+from salespipeline.pipeline import Pipeline
+from salespipeline.stages import LOST, WON
+from salespipeline.testing.strategies import (
+    LOST_REASONS,
+    _probe,
+    _satisfying_changes,
+    _updates,
+    amounts,
+    bants,
+    fields,
+)
+
+__all__ = ["Entry", "FakeClock", "PipelineStateMachine"]
+
+_START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+_YEAR = timedelta(days=365)
+_MOVE_FIELDS = frozenset({"stage", "stage_entered_at", "closed_at", "lost_reason", "version"})
+
+
+class FakeClock:
+    """A clock that stands still until advanced; it never runs backwards."""
+
+    def __init__(self, start: datetime = _START) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        """Move time forward by ``delta`` (zero allowed, negative refused)."""
+        if delta < timedelta(0):
+            raise ValueError(f"a FakeClock only moves forward, not by {delta}")
+        self.now += delta
+
+
+class _Store(Protocol):
+    def add(self, deal: Deal, /) -> Any: ...
+    def get(self, deal_id: str, /) -> Deal: ...
+    def save(self, deal: Deal, /) -> Any: ...
+
+
+@attrs.frozen
+class Entry:
+    """A stage a deal entered, and what its guards said about the deal at that moment."""
+
+    deal_id: str
+    stage: str
+    version: int
+    refusals: tuple[str, ...]
+
+
+def _refusals(requires: tuple[Guard, ...], deal: Deal) -> tuple[str, ...]:
+    """Why ``requires`` refuse ``deal``, asked of the guards directly, not via the pipeline."""
+    found: list[str] = []
+    for guard in requires:
+        try:
+            found.extend(v.message for v in guard(deal))
+        except Exception as error:
+            found.append(f"guard {guard.name!r} raised {error!r}")
+    return tuple(found)
+
+
+def _outcome(operation: Callable[[], Deal]) -> Deal | SalesPipelineError:
+    """The deal an operation returns, or the refusal it raises (any other error escapes)."""
+    try:
+        return operation()
+    except SalesPipelineError as refused:
+        return refused
+
+
+def _policy_allows(pipeline: Pipeline, source: str, target: str) -> bool:
+    """Whether the documented move rules have ``source -> target`` (guards aside)."""
+    open_names = [s.name for s in pipeline.stages]
+    last = len(open_names) - 1
+    if source in (WON, target):
+        return False
+    if source == LOST:
+        return target in open_names
+    if target == LOST:
+        return True
+    i = open_names.index(source)
+    if target == WON:
+        return pipeline.allow_skip or i == last
+    j = open_names.index(target)
+    if j == i + 1:
+        return True
+    return pipeline.allow_skip if j > i else pipeline.allow_back
+
+
+def _machine_strategy(pick: Callable[[PipelineStateMachine], list[str]]) -> st.SearchStrategy[str]:
+    return st.runner().flatmap(lambda machine: st.sampled_from(pick(machine)))
+
+
+def _stage_names() -> st.SearchStrategy[str]:
+    return _machine_strategy(lambda m: list(m.subject.stage_names))
+
+
+def _reasons() -> st.SearchStrategy[str]:
+    return _machine_strategy(lambda m: list(m.subject.lost_reasons or LOST_REASONS))
+
+
+def _bad_reasons() -> st.SearchStrategy[str]:
+    def pick(machine: PipelineStateMachine) -> list[str]:
+        listed = machine.subject.lost_reasons
+        unlisted = [] if listed is None else ["-".join(("unlisted", *listed))]
+        return ["", "   ", *unlisted]
+
+    return _machine_strategy(pick)
+
+
+_START_VALUES = st.fixed_dictionaries(
+    {"amount": amounts(), "bant": bants(), "fields": fields()},
+    optional={"probability": st.floats(0, 1), "currency": st.sampled_from(("EUR", "KRW"))},
+)
+
+
+class PipelineStateMachine(RuleBasedStateMachine):
+    """Drives ``pipeline`` with random operations and checks its promises after each.
+
+    Set ``pipeline`` on your subclass (a ``Pipeline``, or a strategy such as
+    ``strategies.pipelines()`` to test many); set ``store`` to a zero-argument factory
+    of a deal store to also save every change there and compare it with the model;
+    ``max_deals`` bounds how many deals one run starts (deeper walks, not wider).
+    """
+
+    pipeline: ClassVar[Pipeline | st.SearchStrategy[Pipeline]]
+    store: ClassVar[Callable[[], _Store] | None] = None
+    max_deals: ClassVar[int] = 4
+
+    deal_ids = Bundle("deal_ids")
+
+    def __init__(self) -> None:
+        super().__init__()
+        if not isinstance(getattr(type(self), "pipeline", None), (Pipeline, st.SearchStrategy)):
+            raise TypeError(
+                f"{type(self).__name__}: set `pipeline = <a Pipeline>` (or a strategy of "
+                "pipelines) on the class"
+            )
+        self.subject: Pipeline
+        self.clock = FakeClock()
+        self.deals: dict[str, Deal] = {}
+        self.changes: dict[str, int] = {}
+        self.entries: list[Entry] = []
+        self._requires: dict[str, tuple[Guard, ...]] = {}
+        factory = type(self).store
+        self.deal_store: _Store | None = None if factory is None else factory()
+
+    @initialize(pipeline=st.runner().flatmap(lambda machine: machine._pipelines()))
+    def use_pipeline(self, pipeline: Pipeline) -> None:
+        """The pipeline under test: the class's own, or one drawn from its strategy."""
+        self.subject = pipeline
+        self._requires = {s.name: s.requires for s in pipeline.stages}
+
+    def _pipelines(self) -> st.SearchStrategy[Pipeline]:
+        chosen = type(self).pipeline
+        return st.just(chosen) if isinstance(chosen, Pipeline) else chosen
+
+    # -- rules -------------------------------------------------------------------
+
+    @precondition(lambda self: len(self.deals) < self.max_deals)
+    @rule(target=deal_ids, values=_START_VALUES, qualify=st.booleans())
+    def start(self, values: dict[str, Any], qualify: bool) -> str | MultipleResults[str]:
+        deal_id, at = f"deal-{len(self.changes)}", self.clock.now
+        first = self.subject.stages[0].name
+        probe = _probe(self.subject, deal_id, at, **values)
+        changes = _satisfying_changes(self._requires[first], probe) if qualify else None
+        if changes:
+            values = {**values, **changes}
+            probe = _probe(self.subject, deal_id, at, **values)
+        refusals = _refusals(self._requires[first], probe)
+        deal = _outcome(lambda: self.subject.start(deal_id, at=at, **values))
+        if isinstance(deal, SalesPipelineError):
+            assert refusals, f"start() refused a deal that passes {first!r}'s guards: {deal}"
+            return multiple()
+        assert deal == probe, f"start() made {deal!r}, expected {probe!r}"
+        self.entries.append(Entry(deal_id, first, 1, refusals))
+        self.changes[deal_id] = 0
+        self._commit(deal_id, deal, new=True)
+        return deal_id
+
+    @rule(deal_id=deal_ids, to=_stage_names(), reason=_reasons())
+    def move(self, deal_id: str, to: str, reason: str) -> None:
+        why = reason if to == LOST else None
+        self._attempt(deal_id, to, lambda d, at: self.subject.move(d, to, at=at, reason=why), why)
+
+    @rule(deal_id=deal_ids, data=st.data())
+    def move_along(self, deal_id: str, data: st.DataObject) -> None:
+        """A move the graph has, the deal first qualified for it where built-in guards allow."""
+        deal = self.deals[deal_id]
+        targets = [
+            t for t in self.subject.stage_names if _policy_allows(self.subject, deal.stage, t)
+        ]
+        if not targets:
+            return
+        to = data.draw(st.sampled_from(targets), label="to")
+        changes = _satisfying_changes(self._requires.get(to, ()), deal)
+        if changes:
+            self._evolve(deal_id, changes)
+        why = data.draw(_reasons(), label="reason") if to == LOST else None
+        self._attempt(deal_id, to, lambda d, at: self.subject.move(d, to, at=at, reason=why), why)
+
+    @rule(deal_id=deal_ids)
+    def advance(self, deal_id: str) -> None:
+        open_names = [s.name for s in self.subject.stages]
+        stage = self.deals[deal_id].stage
+        i = open_names.index(stage) if stage in open_names else len(open_names)
+        target = open_names[i + 1] if i + 1 < len(open_names) else None
+        self._attempt(deal_id, target, lambda d, at: self.subject.advance(d, at=at))
+
+    @rule(deal_id=deal_ids)
+    def win(self, deal_id: str) -> None:
+        self._attempt(deal_id, WON, lambda d, at: self.subject.win(d, at=at))
+
+    @rule(deal_id=deal_ids, reason=_reasons())
+    def lose(self, deal_id: str, reason: str) -> None:
+        self._attempt(deal_id, LOST, lambda d, at: self.subject.lose(d, reason, at=at), reason)
+
+    @rule(deal_id=deal_ids, reason=_bad_reasons())
+    def lose_without_a_valid_reason(self, deal_id: str, reason: str) -> None:
+        lose = self.subject.lose
+        self._attempt(deal_id, LOST, lambda d, at: lose(d, reason, at=at), reason, valid=False)
+
+    @rule(deal_id=deal_ids, to=st.none() | _stage_names())
+    def reopen(self, deal_id: str, to: str | None) -> None:
+        deal = self.deals[deal_id]
+        target = (to or deal.history[-1].from_stage) if deal.stage == LOST else None
+        self._attempt(deal_id, target, lambda d, at: self.subject.reopen(d, to, at=at))
+
+    @rule(deal_id=deal_ids, to=_stage_names(), before=st.timedeltas(_MICROSECOND, _YEAR))
+    def move_back_in_time(self, deal_id: str, to: str, before: timedelta) -> None:
+        at = self.deals[deal_id].history[-1].at - before
+        why = "timing" if to == LOST else None
+        move = self.subject.move
+        self._attempt(deal_id, to, lambda d, _: move(d, to, at=at, reason=why), why, valid=False)
+
+    @rule(deal_id=deal_ids, changes=_updates())
+    def update(self, deal_id: str, changes: dict[str, Any]) -> None:
+        self._evolve(deal_id, changes)
+
+    @rule(deal_id=deal_ids, to=_stage_names())
+    def qualify_for(self, deal_id: str, to: str) -> None:
+        changes = _satisfying_changes(self._requires.get(to, ()), self.deals[deal_id])
+        if changes:
+            self._evolve(deal_id, changes)
+
+    @rule(delta=st.timedeltas(timedelta(0), timedelta(days=30)))
+    def tick(self, delta: timedelta) -> None:
+        self.clock.advance(delta)
+
+    # -- invariants --------------------------------------------------------------
+
+    @invariant()
+    def deals_are_in_stages_of_the_pipeline(self) -> None:
+        for deal in self.deals.values():
+            assert deal.pipeline == self.subject.name, f"{deal.id}: pipeline {deal.pipeline!r}"
+            assert deal.stage in self.subject.stage_names, f"{deal.id}: stage {deal.stage!r}"
+
+    @invariant()
+    def versions_rise_by_one_per_change(self) -> None:
+        for deal_id, deal in self.deals.items():
+            expected = 1 + self.changes[deal_id]
+            assert deal.version == expected, f"{deal_id}: version {deal.version} != {expected}"
+
+    @invariant()
+    def histories_are_unbroken_chains(self) -> None:
+        for deal in self.deals.values():
+            problem = _chain_problem(deal)
+            assert problem is None, f"{deal.id}: {problem}"
+
+    @invariant()
+    def won_is_final(self) -> None:
+        for deal in self.deals.values():
+            stages = [change.to_stage for change in deal.history]
+            if WON in stages:
+                assert stages.index(WON) == len(stages) - 1, f"{deal.id} left WON: {stages}"
+                assert self.subject.moves(deal) == (), f"{deal.id}: WON deal has moves"
+
+    @invariant()
+    def no_deal_entered_a_stage_its_guards_refused(self) -> None:
+        for entry in self.entries:
+            assert not entry.refusals, (
+                f"{entry.deal_id} entered {entry.stage!r} (v{entry.version}) although its "
+                f"guards refused: {'; '.join(entry.refusals)}"
+            )
+
+    @invariant()
+    def store_matches_the_model(self) -> None:
+        if self.deal_store is None:
+            return
+        for deal_id, deal in self.deals.items():
+            stored = self.deal_store.get(deal_id)
+            assert stored == deal, f"{deal_id}: store has {stored!r}, model has {deal!r}"
+
+    def teardown(self) -> None:
+        close = getattr(self.deal_store, "close", None)
+        if callable(close):
+            close()
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _attempt(
+        self,
+        deal_id: str,
+        target: str | None,
+        operation: Callable[[Deal, datetime], Deal],
+        reason: str | None = None,
+        *,
+        valid: bool = True,
+    ) -> None:
+        """Run one stage operation; ``target`` None means it must be refused."""
+        before = self.deals[deal_id]
+        snapshot = copy.deepcopy(before)
+        allowed = target is not None and self._check_agrees_with_moves(before, target)
+        after = _outcome(lambda: operation(before, self.clock.now))
+        if isinstance(after, SalesPipelineError):
+            assert before == snapshot, f"a refused operation changed its input deal: {after}"
+            self._assert_fair_refusal(before, target, after, allowed=allowed, valid=valid)
+            return
+        assert before == snapshot, f"an operation changed its input deal {deal_id}"
+        assert valid, f"{deal_id}: an invalid operation to {target!r} succeeded"
+        assert target is not None, f"{deal_id}: an operation succeeded from {before.stage!r}"
+        assert allowed, f"{deal_id}: moved to {target!r} although check() refused it"
+        self._accept(before, after, target, reason)
+
+    def _check_agrees_with_moves(self, deal: Deal, target: str) -> bool:
+        allowed = self.subject.check(deal, target) == ()
+        listed = target in self.subject.moves(deal)
+        assert allowed == listed, (
+            f"{deal.id} in {deal.stage!r}: check() says {allowed} but moves() says {listed} "
+            f"for {target!r}"
+        )
+        return allowed
+
+    def _assert_fair_refusal(
+        self,
+        deal: Deal,
+        target: str | None,
+        refused: SalesPipelineError,
+        *,
+        allowed: bool,
+        valid: bool,
+    ) -> None:
+        where = f"{deal.id} {deal.stage!r} -> {target!r}"
+        assert not (valid and allowed), f"{where}: refused although check() allowed it: {refused}"
+        if target is None or not _policy_allows(self.subject, deal.stage, target):
+            assert isinstance(refused, TransitionNotAllowedError), f"{where}: {refused!r}"
+            return
+        refusals = _refusals(self._requires.get(target, ()), deal)
+        if not refusals:
+            assert not valid, f"{where}: refused although the move exists and guards pass"
+            assert isinstance(refused, ValidationError), f"{where}: {refused!r}"
+        elif valid and isinstance(refused, StageBlockedError):
+            reported = tuple(v.message for v in refused.violations)
+            assert reported == refusals, f"{where}: reported {reported}, guards say {refusals}"
+        elif valid:
+            assert isinstance(refused, GuardError), f"{where}: {refused!r}"
+
+    def _accept(self, before: Deal, after: Deal, target: str, reason: str | None) -> None:
+        source, at = before.stage, self.clock.now
+        where = f"{before.id} {source!r} -> {target!r}"
+        assert _policy_allows(self.subject, source, target), f"{where}: no such move exists"
+        assert after.stage == target, f"{where}: the deal is in {after.stage!r}"
+        assert after.version == before.version + 1, f"{where}: version {after.version}"
+        change = StageChange(before.id, source, target, at, after.version, reason)
+        assert after.history == (*before.history, change), f"{where}: history {after.history}"
+        closed = target in (WON, LOST)
+        assert after.closed_at == (at if closed else None), f"{where}: closed_at"
+        assert after.lost_reason == (reason if target == LOST else None), f"{where}: lost_reason"
+        assert after.stage_entered_at == at, f"{where}: stage_entered_at"
+        for name in _KEPT_FIELDS:
+            assert getattr(after, name) == getattr(before, name), f"{where}: {name} changed"
+        refusals = _refusals(self._requires.get(target, ()), before)
+        self.entries.append(Entry(before.id, target, after.version, refusals))
+        self._commit(before.id, after)
+
+    def _evolve(self, deal_id: str, changes: dict[str, Any]) -> None:
+        before = self.deals[deal_id]
+        after = before.evolve(**changes)
+        assert after.version == before.version + 1, f"{deal_id}: evolve gave v{after.version}"
+        assert after.history == before.history, f"{deal_id}: evolve changed the history"
+        assert after.stage == before.stage, f"{deal_id}: evolve changed the stage"
+        self._commit(deal_id, after)
+
+    def _commit(self, deal_id: str, deal: Deal, *, new: bool = False) -> None:
+        if not new:
+            self.changes[deal_id] += 1
+        self.deals[deal_id] = deal
+        if self.deal_store is not None:
+            (self.deal_store.add if new else self.deal_store.save)(deal)
+
+
+# What a stage move must leave as it was.
+_KEPT_FIELDS = tuple(
+    a.name for a in attrs.fields(Deal) if a.name not in _MOVE_FIELDS | {"history"}
+)
+
+
+def _chain_problem(deal: Deal) -> str | None:
+    """Why ``deal.history`` is not an unbroken chain ending at its stage, or None."""
+    history = deal.history
+    if not history or history[0].from_stage is not None:
+        return "the history must start with an entry from None"
+    for previous, change in itertools.pairwise(history):
+        if change.from_stage != previous.to_stage:
+            return f"v{change.version} leaves {change.from_stage!r}, not {previous.to_stage!r}"
+        if change.version <= previous.version:
+            return f"versions do not rise: v{previous.version} then v{change.version}"
+        if change.at < previous.at:
+            return f"time runs backwards at v{change.version}"
+    last = history[-1]
+    if last.to_stage != deal.stage or last.at != deal.stage_entered_at:
+        return f"the history ends in {last.to_stage!r}, the deal is in {deal.stage!r}"
+    if last.version > deal.version or deal.created_at != history[0].at:
+        return "the history does not match the deal's version or creation time"
+    if (deal.closed_at is not None) != (deal.stage in (WON, LOST)):
+        return f"closed_at is {deal.closed_at} in {deal.stage!r}"
+    return None
