@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from datetime import datetime, timezone
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from salespipeline import (
+    Bant,
+    ConcurrencyError,
     Deal,
     Pipeline,
+    SalesPipelineError,
     Stage,
+    StageBlockedError,
     StageChange,
+    TransitionNotAllowedError,
     UnknownStageError,
     ValidationError,
+    guards,
 )
 from salespipeline._listeners import EVENTS, Listeners, event_of
+from salespipeline.storage import MemoryStore, SQLiteStore
+from salespipeline.tracker import Tracker
 
 T0 = datetime(2026, 2, 2, 9, 0, tzinfo=timezone.utc)
 PIPELINE = Pipeline(
@@ -253,3 +266,210 @@ def test_async_apps_hand_changes_to_the_event_loop() -> None:
         return [(d.id, ch.to_stage) for ch, d in seen]
 
     assert asyncio.run(main()) == [("d", "lead"), ("d", "demo"), ("d", "won")]
+
+
+# -- through a Tracker: only committed changes -------------------------------------
+
+GATED = Pipeline(
+    "gated",
+    [
+        Stage("lead", probability=0.1),
+        Stage("demo", probability=0.3),
+        Stage("proposal", probability=0.6, requires=guards.bant("budget")),
+    ],
+)
+
+
+class Interfering(MemoryStore):
+    """A store that runs ``before_save`` once, just before the next save."""
+
+    before_save: Callable[[], object] | None = None
+
+    def save(self, deal: Deal) -> None:
+        hook, self.before_save = self.before_save, None
+        if hook is not None:
+            hook()
+        super().save(deal)
+
+
+class AlwaysConflicting(MemoryStore):
+    def save(self, deal: Deal) -> None:
+        raise ConcurrencyError(deal.id, expected=deal.version - 1, actual=deal.version)
+
+
+def heard(record: list[StageChange]) -> Callable[[StageChange, Deal], None]:
+    return lambda change, deal: record.append(change)
+
+
+def all_history(store: Any) -> list[StageChange]:
+    return sorted(
+        (ch for d in store.find() for ch in store.history(d.id)),
+        key=lambda ch: (ch.deal_id, ch.version),
+    )
+
+
+def by_key(record: list[StageChange]) -> list[StageChange]:
+    return sorted(record, key=lambda ch: (ch.deal_id, ch.version))
+
+
+def test_tracker_listeners_hear_committed_moves_not_refused_ones(clock: Any) -> None:
+    tracker, record = Tracker(MemoryStore(), GATED, clock=clock), []
+    tracker.subscribe(heard(record))
+    tracker.open("gated", "d")
+    tracker.advance("d")
+    with pytest.raises(StageBlockedError):
+        tracker.advance("d")
+    with pytest.raises(TransitionNotAllowedError):
+        tracker.move("d", "won")
+    with pytest.raises(ValidationError):
+        tracker.lose("d", " ")
+    tracker.update("d", bant=Bant(budget=True))
+    tracker.advance("d")
+    assert [(ch.from_stage, ch.to_stage) for ch in record] == [
+        (None, "lead"),
+        ("lead", "demo"),
+        ("demo", "proposal"),
+    ]
+    assert record == list(tracker.store.history("d"))
+
+
+def test_tracker_update_events_carry_the_updated_deal(clock: Any) -> None:
+    tracker, seen = Tracker(MemoryStore(), GATED, clock=clock), []
+    tracker.subscribe(
+        lambda ch, d: seen.append((ch.to_stage, d.version, d.next_action)), event="update"
+    )
+    tracker.open("gated", "d")
+    tracker.update("d", next_action="send the quote")
+    assert seen == [("lead", 2, "send the quote")]
+
+
+def test_a_raising_listener_does_not_undo_the_move(clock: Any) -> None:
+    tracker, record = Tracker(MemoryStore(), GATED, clock=clock), []
+    tracker.subscribe(lambda ch, d: 1 / 0, stage="demo")
+    tracker.subscribe(heard(record), stage="demo")
+    tracker.open("gated", "d")
+    moved = tracker.advance("d")
+    assert tracker.get("d") == moved
+    assert moved.stage == "demo"
+    assert [ch.to_stage for ch in record] == ["demo"]
+    (failure,) = tracker.listener_errors
+    assert isinstance(failure.error, ZeroDivisionError)
+    assert failure.change == moved.history[-1]
+
+
+def test_tracker_refuses_a_stage_none_of_its_pipelines_has(clock: Any) -> None:
+    tracker = Tracker(MemoryStore(), GATED, clock=clock)
+    with pytest.raises(UnknownStageError):
+        tracker.subscribe(lambda ch, d: None, stage="propsal")
+    tracker.subscribe(lambda ch, d: None, stage=["proposal", "won"])
+
+
+def test_a_move_that_fails_on_conflicts_is_never_heard(clock: Any) -> None:
+    store = AlwaysConflicting()
+    tracker, record = Tracker(MemoryStore(), GATED, clock=clock), []
+    tracker.open("gated", "d")
+    store.add(tracker.get("d"))
+    conflicted = Tracker(store, GATED, clock=clock, retries=2)
+    conflicted.subscribe(heard(record))
+    with pytest.raises(ConcurrencyError):
+        conflicted.advance("d")
+    assert record == []
+
+
+def test_two_concurrent_advances_are_heard_once(clock: Any) -> None:
+    store = Interfering()
+    mine, theirs = Tracker(store, GATED, clock=clock), Tracker(store, GATED, clock=clock)
+    my_record, their_record = [], []
+    mine.subscribe(heard(my_record))
+    theirs.subscribe(heard(their_record))
+    theirs.open("gated", "d")
+    store.before_save = lambda: theirs.advance("d")
+    assert mine.advance("d").stage == "demo"
+    assert my_record == []
+    assert [ch.to_stage for ch in their_record] == ["lead", "demo"]
+
+
+def test_a_retried_move_is_heard_once_with_the_version_it_committed(clock: Any) -> None:
+    store = Interfering()
+    mine, theirs = Tracker(store, GATED, clock=clock), Tracker(store, GATED, clock=clock)
+    record: list[StageChange] = []
+    mine.subscribe(heard(record))
+    theirs.open("gated", "d")
+    store.before_save = lambda: theirs.update("d", next_action="call")
+    mine.advance("d")
+    assert [(ch.to_stage, ch.version) for ch in record] == [("demo", 3)]
+
+
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["open", "advance", "move", "win", "lose", "reopen", "update"]),
+        st.sampled_from(["a", "b", "c"]),
+        st.sampled_from(["lead", "demo", "proposal", "won", "lost"]),
+    ),
+    max_size=30,
+)
+
+
+def stepping() -> Callable[[], datetime]:
+    minutes = itertools.count()
+    return lambda: T0 + timedelta(minutes=next(minutes))
+
+
+def apply(tracker: Tracker, op: str, id: str, stage: str) -> None:
+    """One random operation; refusals and conflicts are expected and ignored."""
+    try:
+        if op == "open":
+            tracker.open("gated", id)
+        elif op == "move":
+            tracker.move(id, stage, reason="price" if stage == "lost" else None)
+        elif op == "lose":
+            tracker.lose(id, "no budget")
+        elif op == "update":
+            tracker.update(id, bant=Bant(budget=stage != "lead"))
+        else:
+            getattr(tracker, op)(id)
+    except SalesPipelineError:
+        pass
+
+
+@given(OPS)
+def test_listeners_hear_exactly_the_stored_history(ops: list[tuple[str, str, str]]) -> None:
+    tracker, record = Tracker(MemoryStore(), GATED, clock=stepping()), []
+    tracker.subscribe(heard(record))
+    for op in ops:
+        apply(tracker, *op)
+    assert by_key(record) == all_history(tracker.store)
+
+
+@settings(max_examples=10)
+@given(st.lists(OPS, min_size=3, max_size=3))
+def test_threads_with_their_own_trackers_hear_exactly_the_stored_history(
+    tmp_path_factory: pytest.TempPathFactory, plans: list[list[tuple[str, str, str]]]
+) -> None:
+    """Each thread has its own store and Tracker on one SQLite file; with few or no
+    retries some moves end in ConcurrencyError, and those must not be heard."""
+    path = tmp_path_factory.mktemp("listeners") / "deals.db"
+    record: list[StageChange] = []
+    stores = [SQLiteStore(path) for _ in plans]
+    trackers = [Tracker(s, GATED, retries=i % 2) for i, s in enumerate(stores)]
+    for tracker in trackers:
+        tracker.subscribe(heard(record))
+    start = threading.Barrier(len(plans))
+
+    def run(tracker: Tracker, plan: list[tuple[str, str, str]]) -> None:
+        start.wait()
+        for op in plan:
+            apply(tracker, *op)
+
+    threads = [
+        threading.Thread(target=run, args=(t, p)) for t, p in zip(trackers, plans, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert by_key(record) == all_history(stores[0])
+    finally:
+        for store in stores:
+            store.close()

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from salespipeline import _checks as c
+from salespipeline._listeners import Listener, ListenerFailure, Listeners, Unsubscribe
 from salespipeline.deal import Bant, Deal
 from salespipeline.errors import ConcurrencyError, UnknownPipelineError, ValidationError
 from salespipeline.pipeline import Clock, Pipeline, system_clock
@@ -54,6 +55,7 @@ class Tracker:
         self._pipelines = _by_name(pipelines)
         self._clock: Clock = clock or system_clock
         self._retries = retries
+        self._listeners = Listeners()
         if record_definitions:
             for pipeline in self._pipelines.values():
                 store.save_pipeline(pipeline)
@@ -150,6 +152,29 @@ class Tracker:
 
         return self._change(id, again, plan)
 
+    # -- listening --------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        callback: Listener,
+        *,
+        stage: str | Iterable[str] | None = None,
+        event: str | Iterable[str] | None = None,
+    ) -> Unsubscribe:
+        """Call ``callback(change, deal)`` after each committed change that matches.
+
+        ``stage`` filters on the destination, ``event`` on the kind ("start", "advance",
+        "move", "win", "lose", "reopen", and "update" only when asked for). A listener
+        that raises is logged and kept in ``listener_errors``; the change stands.
+        """
+        known = {n for p in self._pipelines.values() for n in p.stage_names}
+        return self._listeners.subscribe(callback, stage=stage, event=event, known_stages=known)
+
+    @property
+    def listener_errors(self) -> tuple[ListenerFailure, ...]:
+        """The most recent listener failures (up to 100), oldest first."""
+        return self._listeners.failures
+
     # -- internals --------------------------------------------------------------------
 
     def _change(
@@ -177,6 +202,7 @@ class Tracker:
             self._store.add(deal)
         else:
             self._store.save(deal)
+        self._listeners.notify(previous, deal, self.pipeline(deal.pipeline))
         return deal
 
     def _now(self) -> datetime:
