@@ -6,7 +6,7 @@ here before it breaks a user's type-checked code.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Literal
@@ -25,12 +25,16 @@ from salespipeline import (
     Stage,
     StageBlockedError,
     StageChange,
+    Tracker,
     TransitionNotAllowedError,
     UnknownStageError,
     Violation,
     guards,
+    metrics,
     presets,
 )
+from salespipeline.metrics import PipelineReport
+from salespipeline.storage import DealStore, MemoryStore, PostgresStore, SQLiteStore
 
 at = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 
@@ -107,3 +111,41 @@ except SalesPipelineError as error:
     assert_type(error.message, str)
 
 assert_type(salespipeline.__version__, str)
+
+# -- tracker and stores ------------------------------------------------------------
+store = MemoryStore()
+assert_type(store, MemoryStore)
+assert_type(SQLiteStore("crm.sqlite").get("d-1"), Deal)
+assert_type(PostgresStore("dbname=crm").find(open=True), Iterator[Deal])
+tracker = Tracker(store, [pipeline], clock=lambda: at, retries=5)
+assert_type(tracker.store, DealStore)
+assert_type(tracker.open("inbound", "d-2", amount=10), Deal)
+assert_type(tracker.move("d-2", "proposal"), Deal)
+assert_type(tracker.advance("d-2"), Deal)
+assert_type(tracker.win("d-2"), Deal)
+assert_type(tracker.lose("d-2", "price"), Deal)
+assert_type(tracker.reopen("d-2"), Deal)
+assert_type(tracker.update("d-2", amount="20"), Deal)
+assert_type(tracker.get("d-2"), Deal)
+assert_type(tracker.deals(stage="lead"), Iterator[Deal])
+assert_type(store.history("d-2"), tuple[StageChange, ...])
+assert_type(store.pipelines(), tuple[Pipeline, ...])
+assert_type(store.report(pipeline, now=at), PipelineReport)
+
+# -- metrics -----------------------------------------------------------------------
+deals = [deal]
+assert_type(metrics.win_rate(deals), float | None)
+assert_type(metrics.win_rate(deals, by="value"), float | None)
+assert_type(metrics.average_deal_size(deals), Decimal | None)
+assert_type(metrics.cycle_length(deals), timedelta | None)
+assert_type(metrics.sales_velocity(deals), Decimal | None)
+assert_type(metrics.weighted_pipeline(deals, pipeline), Decimal)
+assert_type(metrics.stage_counts(deals, pipeline), dict[str, int])
+assert_type(metrics.conversion_rates(deals, pipeline), dict[str, float | None])
+assert_type(metrics.time_in_stage(deals, pipeline), dict[str, timedelta | None])
+assert_type(metrics.stalled(deals, pipeline, now=at), list[Deal])
+report = metrics.report(deals, pipeline, now=at)
+assert_type(report, PipelineReport)
+assert_type(report.win_rate, float | None)
+assert_type(report.stage_counts, Mapping[str, int])
+assert_type(report.render(), str)
