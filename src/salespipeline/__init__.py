@@ -19,6 +19,7 @@ from salespipeline.errors import (
     ValidationError,
 )
 from salespipeline.guards import Guard, Violation
+from salespipeline.migration import Migration
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON, Stage
 from salespipeline.tracker import Tracker
@@ -38,6 +39,7 @@ __all__ = [
     "Finding",
     "Guard",
     "GuardError",
+    "Migration",
     "Pipeline",
     "SalesPipelineError",
     "Stage",
