@@ -1,6 +1,6 @@
 """salespipeline: sales pipelines and marketing funnels as configurable state machines."""
 
-from salespipeline import guards, presets
+from salespipeline import guards, metrics, presets
 from salespipeline.deal import Bant, Deal, StageChange
 from salespipeline.definitions import Finding, dump_pipeline, load_pipeline
 from salespipeline.errors import (
@@ -19,6 +19,7 @@ from salespipeline.errors import (
     ValidationError,
 )
 from salespipeline.guards import Guard, Violation
+from salespipeline.metrics import PipelineReport
 from salespipeline.migration import Migration
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON, Stage
@@ -41,6 +42,7 @@ __all__ = [
     "GuardError",
     "Migration",
     "Pipeline",
+    "PipelineReport",
     "SalesPipelineError",
     "Stage",
     "StageBlockedError",
@@ -56,5 +58,6 @@ __all__ = [
     "dump_pipeline",
     "guards",
     "load_pipeline",
+    "metrics",
     "presets",
 ]

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal, localcontext
 
-from salespipeline._report import EXACT, STALLED_SHOWN, Aggregates, at_least, micros
+from salespipeline._report import EPOCH, EXACT, Aggregates, Tallies, micros
 from salespipeline.deal import Deal
 from salespipeline.errors import UnknownStageError
 from salespipeline.pipeline import Pipeline
@@ -47,83 +47,58 @@ class Outcomes:
 
 
 class _Accumulator:
-    """Per-stage tallies of the deals of one pipeline, one deal at a time."""
+    """Fills ``Tallies`` from the deals of one pipeline, one deal at a time."""
 
     def __init__(self, pipeline: Pipeline, now: datetime | None) -> None:
-        n = self.n = len(pipeline.stages)
+        self.n = len(pipeline.stages)
         self.name = pipeline.name
         self.index = {name: i for i, name in enumerate(pipeline.stage_names)}
         self.rot = [s.rot_after for s in pipeline.stages]
         self.now = now
         self.outcomes = Outcomes()
-        self.counts = [0] * (n + 2)
-        self.reach = [0] * (n + 1)
-        self.lost_reach = [0] * n
-        self.stay_us = [0] * n
-        self.stays = [0] * n
-        self.open_amount = [Decimal(0)] * n
-        self.override: dict[float, Decimal] = {}
-        self.stalled = [0] * n
-        self.oldest: list[tuple[datetime, str]] = []
-        self.currencies: set[str] = set()
+        self.tallies = Tallies(pipeline)
 
     def add(self, deal: Deal) -> None:
         index = self.index.get(deal.stage)
         if index is None:
             raise UnknownStageError(deal.stage, pipeline=self.name, deal_id=deal.id)
-        self.counts[index] += 1
+        self.tallies.counts[index] += 1
+        self.tallies.currencies.add(deal.currency)
         self.outcomes.add(deal)
-        self.currencies.add(deal.currency)
         self._history(deal)
         if index < self.n:
             self._open(deal, index)
 
     def _history(self, deal: Deal) -> None:
-        n, index, history = self.n, self.index, deal.history
+        n, index, history, t = self.n, self.index, deal.history, self.tallies
         reach = -1
         for k, change in enumerate(history):
             i = index.get(change.to_stage, -1)
             if 0 <= i < n and k + 1 < len(history):
-                self.stay_us[i] += micros(history[k + 1].at - change.at)
-                self.stays[i] += 1
+                t.stay_us[i] += micros(history[k + 1].at - change.at)
+                t.stays[i] += 1
             if reach < i <= n:
                 reach = i
         if reach >= 0:
-            self.reach[reach] += 1
+            t.reach[reach] += 1
             if deal.stage == LOST and reach < n:
-                self.lost_reach[reach] += 1
+                t.lost_reach[reach] += 1
 
     def _open(self, deal: Deal, index: int) -> None:
+        t = self.tallies
         if deal.probability is None:
-            self.open_amount[index] += deal.amount
+            t.open_amount[index] += deal.amount
         else:
-            self.override[deal.probability] = (
-                self.override.get(deal.probability, Decimal(0)) + deal.amount
-            )
+            t.add_override(deal.probability, deal.amount)
         rot = self.rot[index]
         if self.now is not None and rot is not None and self.now - deal.stage_entered_at > rot:
-            self.stalled[index] += 1
-            self.oldest.append((deal.stage_entered_at, deal.id))
-            if len(self.oldest) > 4 * STALLED_SHOWN:
-                self.oldest = sorted(self.oldest)[:STALLED_SHOWN]
+            t.stalled[index] += 1
+            t.add_oldest(micros(deal.stage_entered_at - EPOCH), deal.id)
 
     def result(self) -> Aggregates:
-        tally = self.outcomes
-        return Aggregates(
-            counts=tuple(self.counts),
-            reached=at_least(self.reach),
-            lost_reached=at_least(self.lost_reach),
-            stay_us=tuple(self.stay_us),
-            stays=tuple(self.stays),
-            won_amount=tally.won_amount,
-            lost_amount=tally.lost_amount,
-            cycle_us=tally.cycle_us,
-            open_amount=tuple(self.open_amount),
-            override_amount=tuple(sorted(self.override.items())),
-            stalled=tuple(self.stalled),
-            stalled_ids=tuple(i for _, i in sorted(self.oldest)[:STALLED_SHOWN]),
-            currencies=tuple(sorted(self.currencies)),
-        )
+        t, o = self.tallies, self.outcomes
+        t.won_amount, t.lost_amount, t.cycle_us = o.won_amount, o.lost_amount, o.cycle_us
+        return t.result()
 
 
 def aggregate(deals: Iterable[Deal], pipeline: Pipeline, *, now: datetime | None) -> Aggregates:

@@ -10,21 +10,12 @@ remaining microseconds, 10**9 and unit parts) so no 64-bit sum can overflow.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any, Final
 
-import attrs
-
 from salespipeline import _checks as c
-from salespipeline._report import (
-    EXACT,
-    STALLED_SHOWN,
-    Aggregates,
-    PipelineReport,
-    at_least,
-    finish,
-)
+from salespipeline._report import EPOCH, EXACT, STALLED_SHOWN, PipelineReport, Tallies, finish
 from salespipeline._report import micros as _micros
 from salespipeline.errors import CorruptRecordError
 from salespipeline.pipeline import Pipeline
@@ -37,7 +28,6 @@ Query = Callable[[str, Sequence[object]], Sequence[Row]]
 """Runs one parameterised statement and returns all its rows (the store maps errors)."""
 
 DIALECTS: Final = ("sqlite", "postgres")
-EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 _INT, _TEXT = "CAST(NULL AS BIGINT)", "CAST(NULL AS TEXT)"
 _REAL, _NUM = "CAST(NULL AS DOUBLE PRECISION)", "CAST(NULL AS NUMERIC)"
@@ -140,93 +130,51 @@ class _UnknownStage(Exception):
 _FIRST_IN_STAGE: Final = "SELECT MIN(id) FROM sp_deals WHERE pipeline = {ph} AND stage = {ph}"
 
 
-@attrs.define
 class _Collector:
-    """Turns the statement's rows into the ``Aggregates`` the pure path would build."""
+    """Turns the statement's rows into the ``Tallies`` the pure path would fill."""
 
-    pipeline: Pipeline
-    n: int
-    counts: list[int]
-    reach: list[int]
-    lost_reach: list[int]
-    stay_us: list[int]
-    stays: list[int]
-    open_amount: list[Decimal]
-    stalled: list[int]
-    override: dict[float, Decimal] = attrs.Factory(dict)
-    oldest: list[tuple[int, str]] = attrs.Factory(list)
-    currencies: set[str] = attrs.Factory(set)
-    won_amount: Decimal = Decimal(0)
-    lost_amount: Decimal = Decimal(0)
-    cycle_us: int = 0
-
-    @classmethod
-    def of(cls, pipeline: Pipeline) -> _Collector:
-        n = len(pipeline.stages)
-        return cls(pipeline, n, [0] * (n + 2), [0] * (n + 1), [0] * n, [0] * n, [0] * n,
-                   [Decimal(0)] * n, [0] * n)  # fmt: skip
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.names = pipeline.stage_names
+        self.n = len(pipeline.stages)
+        self.tallies = Tallies(pipeline)
 
     def row(self, row: Row) -> None:
-        kind = row[0]
+        kind, t = row[0], self.tallies
         if kind == "d":
             self._deals(row)
         elif kind == "h":
             self._history(row)
         elif kind == "s":
-            self.stalled[_int(row[3])] += _int(row[7])
+            t.stalled[_int(row[3])] += _int(row[7])
         else:
-            self.oldest.append((_int(row[3]), str(row[1])))
+            t.add_oldest(_int(row[3]), str(row[1]))
 
     def _deals(self, row: Row) -> None:
-        stage, currency, probability, count = row[1], row[2], row[6], _int(row[7])
-        index = self._index(stage)
-        amount = _amount(row)
-        self.counts[index] += count
-        self.currencies.add(str(currency))
+        stage, probability, t = str(row[1]), row[6], self.tallies
+        if stage not in self.names:
+            raise _UnknownStage(stage)
+        index, amount = self.names.index(stage), _amount(row)
+        t.counts[index] += _int(row[7])
+        t.currencies.add(str(row[2]))
         if stage == WON:
-            self.won_amount += amount
-            self.cycle_us += _int(row[12]) * 10**6 + _int(row[13])
+            t.won_amount += amount
+            t.cycle_us += _int(row[12]) * 10**6 + _int(row[13])
         elif stage == LOST:
-            self.lost_amount += amount
+            t.lost_amount += amount
         elif probability is None:
-            self.open_amount[index] += amount
+            t.open_amount[index] += amount
         else:
-            key = float(probability)
-            self.override[key] = self.override.get(key, Decimal(0)) + amount
-
-    def _index(self, stage: object) -> int:
-        try:
-            return self.pipeline.stage_names.index(str(stage))
-        except ValueError:
-            raise _UnknownStage(str(stage)) from None
+            t.add_override(float(probability), amount)
 
     def _history(self, row: Row) -> None:
-        idx, last_reach, is_lost, rows = row[3], row[4], row[5], _int(row[7])
+        idx, last_reach, is_lost, rows, t = row[3], row[4], row[5], _int(row[7]), self.tallies
         if idx is not None and _int(idx) < self.n:
-            self.stays[_int(idx)] += _int(row[8])
-            self.stay_us[_int(idx)] += _int(row[9]) * 10**6 + _int(row[10])
+            t.stays[_int(idx)] += _int(row[8])
+            t.stay_us[_int(idx)] += _int(row[9]) * 10**6 + _int(row[10])
         if last_reach is not None:
-            self.reach[_int(last_reach)] += rows
+            t.reach[_int(last_reach)] += rows
             if _int(is_lost) and _int(last_reach) < self.n:
-                self.lost_reach[_int(last_reach)] += rows
-
-    def result(self) -> Aggregates:
-        oldest = sorted(self.oldest)[:STALLED_SHOWN]
-        return Aggregates(
-            counts=tuple(self.counts),
-            reached=at_least(self.reach),
-            lost_reached=at_least(self.lost_reach),
-            stay_us=tuple(self.stay_us),
-            stays=tuple(self.stays),
-            won_amount=self.won_amount,
-            lost_amount=self.lost_amount,
-            cycle_us=self.cycle_us,
-            open_amount=tuple(self.open_amount),
-            override_amount=tuple(sorted(self.override.items())),
-            stalled=tuple(self.stalled),
-            stalled_ids=tuple(i for _, i in oldest),
-            currencies=tuple(sorted(self.currencies)),
-        )
+                t.lost_reach[_int(last_reach)] += rows
 
 
 def _amount(row: Row) -> Decimal:
@@ -251,14 +199,14 @@ def sql_report(
     as_of = c.to_utc(pipeline.clock() if now is None else now, "now")
     statement = _statement(dialect, len(pipeline.stage_names))
     rows = query(statement, _parameters(pipeline, _micros(as_of - EPOCH)))
-    collector = _Collector.of(pipeline)
+    collector = _Collector(pipeline)
     try:
         with localcontext(EXACT):
             for row in rows:
                 collector.row(row)
     except _UnknownStage as unknown:
         raise _corrupt(query, pipeline, dialect, str(unknown)) from None
-    return finish(collector.result(), pipeline, as_of=as_of)
+    return finish(collector.tallies.result(), pipeline, as_of=as_of)
 
 
 def _corrupt(query: Query, pipeline: Pipeline, dialect: str, stage: str) -> Exception:
