@@ -12,7 +12,16 @@ import tomli_w
 from hypothesis import given
 from hypothesis import strategies as st
 
-from salespipeline import Bant, Deal, Pipeline, Stage, StageBlockedError, ValidationError, guards
+from salespipeline import (
+    Bant,
+    Deal,
+    DefinitionError,
+    Pipeline,
+    Stage,
+    StageBlockedError,
+    ValidationError,
+    guards,
+)
 from salespipeline import scoring as sc
 
 if sys.version_info >= (3, 11):
@@ -350,6 +359,32 @@ def test_min_score_spec_rebuilds_an_equal_guard_from_the_registry() -> None:
     spec = tomllib.loads(tomli_w.dumps(guard.spec()))
     kind = spec.pop("guard")
     assert guards.registered()[kind](**spec) == guard
+
+
+def test_a_pipeline_with_min_score_round_trips_as_a_definition() -> None:
+    gated = Pipeline(
+        "gated",
+        [
+            Stage("lead", probability=0.1),
+            Stage("proposal", probability=0.5, requires=guards.min_score(CARD, 60)),
+        ],
+    )
+    data = tomllib.loads(tomli_w.dumps(gated.to_dict()))
+    assert Pipeline.from_dict(data) == gated
+
+
+def test_a_definition_with_a_bad_score_card_is_a_definition_error() -> None:
+    gated = Pipeline(
+        "gated",
+        [
+            Stage("lead", probability=0.1),
+            Stage("proposal", probability=0.5, requires=guards.min_score(HALF, 60)),
+        ],
+    )
+    data = gated.to_dict()
+    data["stages"][1]["requires"][0]["scorecard"]["rules"][0]["criterion"] = "money"
+    with pytest.raises(DefinitionError, match="money"):
+        Pipeline.from_dict(data)
 
 
 @pytest.mark.parametrize(

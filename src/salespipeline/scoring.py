@@ -79,6 +79,10 @@ def _same(a: object, b: object) -> bool:
     return a == b
 
 
+def _shown(deal: Deal, field: str) -> str:
+    return repr(deal.fields[field]) if field in deal.fields else "missing"
+
+
 # -- rules -------------------------------------------------------------------------
 
 
@@ -134,7 +138,7 @@ class FieldEquals:
         actual = deal.fields.get(self.field)
         if _same(actual, self.value):
             return self.points, f"field {self.field!r} is {self.value!r}"
-        return 0, f"field {self.field!r} is {actual!r}, not {self.value!r}"
+        return 0, f"field {self.field!r} is {_shown(deal, self.field)}, not {self.value!r}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -159,7 +163,8 @@ class FieldIn:
         actual = deal.fields.get(self.field)
         if any(_same(actual, v) for v in self.values):
             return self.points, f"field {self.field!r} is {actual!r}, one of {list(self.values)}"
-        return 0, f"field {self.field!r} is {actual!r}, not one of {list(self.values)}"
+        shown = _shown(deal, self.field)
+        return 0, f"field {self.field!r} is {shown}, not one of {list(self.values)}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
