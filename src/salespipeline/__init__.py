@@ -1,6 +1,6 @@
 """salespipeline: sales pipelines and marketing funnels as configurable state machines."""
 
-from salespipeline import guards, metrics, presets
+from salespipeline import guards, metrics, presets, scoring
 from salespipeline.deal import Bant, Deal, StageChange
 from salespipeline.definitions import Finding, dump_pipeline, load_pipeline
 from salespipeline.errors import (
@@ -60,4 +60,5 @@ __all__ = [
     "load_pipeline",
     "metrics",
     "presets",
+    "scoring",
 ]
