@@ -14,6 +14,7 @@ MAX_ID_LENGTH = 255
 MAX_TEXT_LENGTH = 10_000
 MAX_AMOUNT = Decimal(10) ** 18
 MIN_EXPONENT = -12
+_UTC = timezone.utc
 
 JSONValue = Any
 
@@ -72,6 +73,8 @@ def to_amount(value: object) -> Decimal:
 
 def to_utc(value: object, what: str = "timestamp") -> datetime:
     """An aware datetime, normalised to UTC; naive datetimes are refused."""
+    if type(value) is datetime and value.tzinfo is _UTC:
+        return value
     if not isinstance(value, datetime):
         fail(f"{what} must be a datetime, not {type(value).__name__}")
     offset = value.utcoffset()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -223,33 +223,52 @@ _FIELD_NAMES: Final = frozenset(a.name for a in attrs.fields(Deal))
 _SLOTS: Final = tuple(a.name for a in attrs.fields(Deal))
 
 
-def _replace(deal: Deal, **changes: Any) -> Deal:
-    """A copy with already-validated ``changes``, skipping re-validation (hot path).
+class _Unchanged:
+    """The default of every ``_replace`` keyword: keep the source's value."""
 
-    Only ``Pipeline`` operations call this, with values they have checked themselves.
+    def __repr__(self) -> str:
+        return "<unchanged>"
+
+
+_KEEP: Final = _Unchanged()
+
+
+def _unchecked(cls: type[Any], name: str, doc: str, *, copy: bool) -> Any:
+    """Generate a constructor (with ``copy``, a copier) for ``cls`` that skips validation.
+
+    One line per field, each written through its slot descriptor, as attrs generates
+    ``__init__``: no frozen ``__setattr__`` and no per-field lookups (hot path).
     """
-    new = object.__new__(Deal)
-    setter = object.__setattr__
-    for name in _SLOTS:
-        setter(new, name, changes[name] if name in changes else getattr(deal, name))
-    return new
+    names = tuple(a.name for a in attrs.fields(cls))
+    if copy:
+        params = "source, *, " + ", ".join(f"{n}=KEEP" for n in names)
+        values = [f"source.{n} if {n} is KEEP else {n}" for n in names]
+    else:
+        params, values = ", ".join(names), list(names)
+    body = "".join(f"\n    set_{n}(new, {v})" for n, v in zip(names, values, strict=True))
+    namespace: dict[str, Any] = {"__name__": __name__, "cls": cls, "KEEP": _KEEP}
+    namespace.update({f"set_{n}": getattr(cls, n).__set__ for n in names})
+    exec(f"def {name}({params}):\n    new = object.__new__(cls){body}\n    return new", namespace)
+    function = namespace[name]
+    function.__doc__ = doc
+    return function
 
 
-def _change(
-    deal_id: str,
-    from_stage: str | None,
-    to_stage: str,
-    at: datetime,
-    version: int,
-    reason: str | None,
-) -> StageChange:
-    """A StageChange from already-validated parts (hot path)."""
-    change = object.__new__(StageChange)
-    setter = object.__setattr__
-    setter(change, "deal_id", deal_id)
-    setter(change, "from_stage", from_stage)
-    setter(change, "to_stage", to_stage)
-    setter(change, "at", at)
-    setter(change, "version", version)
-    setter(change, "reason", reason)
-    return change
+_replace: Final[Callable[..., Deal]] = _unchecked(
+    Deal,
+    "_replace",
+    """A copy of a deal with already-checked ``**changes``, skipping re-validation.
+
+    Only ``Pipeline`` operations and stores call it, with values they have checked.
+    """,
+    copy=True,
+)
+
+_change: Final[Callable[[str, str | None, str, datetime, int, str | None], StageChange]] = (
+    _unchecked(
+        StageChange,
+        "_change",
+        "A StageChange from already-checked parts (hot path), in field order.",
+        copy=False,
+    )
+)

@@ -83,7 +83,10 @@ class BantGuard(_Combinable):
     name: str = "bant"
 
     def __call__(self, deal: Deal, /) -> tuple[Violation, ...]:
-        missing = [k for k in self.criteria if not getattr(deal.bant, k)]
+        bant = deal.bant
+        missing = [k for k in self.criteria if not getattr(bant, k)]
+        if not missing:
+            return ()
         if self.min_score is not None and len(self.criteria) - len(missing) >= self.min_score:
             return ()
         return tuple(
@@ -248,6 +251,8 @@ def any_of(*guards: Guard) -> AnyOf:
 
 def _call(guard: Guard, deal: Deal) -> tuple[Violation, ...]:
     result = guard(deal)
+    if type(result) is tuple and not result:
+        return result
     if not isinstance(result, tuple) or not all(isinstance(v, Violation) for v in result):
         raise TypeError(f"guard {guard.name!r} returned {result!r}, not a tuple of Violation")
     return result
