@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import json
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
@@ -161,11 +161,11 @@ class SQLStore(DealStore):
 
     def add(self, deal: Deal) -> None:
         deal = check_deal(deal)
-        with self._write() as cursor:
+        with _stray_history(deal), self._write() as cursor:
             cursor.execute(self.sql.insert_deal(), self._deal_params(deal))
             if cursor.rowcount != 1:
                 raise DuplicateDealError(deal.id)
-            self._insert_changes(cursor, deal, deal.history)
+            self._insert_changes(cursor, deal.history)
 
     def save(self, deal: Deal) -> None:
         deal = check_deal(deal)
@@ -174,23 +174,16 @@ class SQLStore(DealStore):
         at_us = None if known is None else _codec.to_us(known.at)
         stage = None if known is None else known.to_stage
         params = [*self._deal_params(deal)[1:], deal.id, base, stage, at_us]
-        with self._write() as cursor:
+        with _stray_history(deal), self._write() as cursor:
             cursor.execute(self.sql.update_deal(), params)
             if cursor.rowcount != 1:
                 self._refuse(cursor, deal, base)
-            self._insert_changes(cursor, deal, new)
+            self._insert_changes(cursor, new)
 
-    def _insert_changes(self, cursor: Cursor, deal: Deal, changes: Sequence[Any]) -> None:
-        if not changes:
-            return
-        try:
-            cursor.executemany(
-                self.sql.insert_change(), [_codec.change_values(c) for c in changes]
-            )
-        except UniqueViolation as error:
-            raise CorruptRecordError(
-                deal.id, "the history already holds entries newer than the stored deal"
-            ) from error
+    def _insert_changes(self, cursor: Cursor, changes: Sequence[Any]) -> None:
+        if changes:
+            rows = [_codec.change_values(change) for change in changes]
+            cursor.executemany(self.sql.insert_change(), rows)
 
     def _refuse(self, cursor: Cursor, deal: Deal, base: int) -> None:
         """Explain why the conditional update matched no row, as the right error."""
@@ -313,6 +306,17 @@ class SQLStore(DealStore):
         with self._read() as cursor:
             cursor.execute(statement, params)
             return list(cursor.fetchall())
+
+
+@contextmanager
+def _stray_history(deal: Deal) -> Iterator[None]:
+    """History rows beyond the stored version mean the database was tampered with."""
+    try:
+        yield
+    except UniqueViolation as error:
+        raise CorruptRecordError(
+            deal.id, "the history already holds entries newer than the stored deal"
+        ) from error
 
 
 def _definition(name: str, data: object) -> Any:

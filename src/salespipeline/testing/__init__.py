@@ -5,8 +5,7 @@ package imports hypothesis; importing ``salespipeline`` alone never does.
 """
 
 from salespipeline.testing import strategies
+from salespipeline.testing.contract import StoreContract
 from salespipeline.testing.stateful import FakeClock, PipelineStateMachine
 
-# StoreContract (testing/contract.py) is exported here by the storage work.
-
-__all__ = ["FakeClock", "PipelineStateMachine", "strategies"]
+__all__ = ["FakeClock", "PipelineStateMachine", "StoreContract", "strategies"]

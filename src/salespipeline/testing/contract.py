@@ -1,0 +1,479 @@
+"""StoreContract: the storage contract as a pytest base class, shipped to users.
+
+Subclass it in a test module, implement ``make_store()`` (and ``reopen_store()``
+for a store that keeps its data somewhere that outlives it), and pytest runs every
+check the shipped stores pass: exact round trips, duplicate and missing deals,
+optimistic concurrency, atomic saves, ``find`` filters and streaming, definitions,
+reports, reopening and threads racing for one deal.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Final
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from salespipeline import guards
+from salespipeline.deal import Bant, Deal
+from salespipeline.errors import (
+    ConcurrencyError,
+    DealNotFoundError,
+    DuplicateDealError,
+    StorageError,
+    UnknownPipelineError,
+    ValidationError,
+)
+from salespipeline.pipeline import Pipeline
+from salespipeline.stages import LOST, WON, Stage
+from salespipeline.storage.base import DealStore
+from salespipeline.testing import strategies
+
+__all__ = ["StoreContract"]
+
+T0: Final = datetime(2026, 3, 2, 9, 30, 15, 123456, tzinfo=timezone.utc)
+SEOUL: Final = timezone(timedelta(hours=9))
+QUALIFIED: Final = Bant(budget=True, authority=True, need=True, timeline=True)
+
+
+def contract_pipeline(name: str = "contract", *, version: int = 1) -> Pipeline:
+    """Three open stages, BANT before the proposal, Korean labels."""
+    return Pipeline(
+        name,
+        [
+            Stage("lead", label="리드", probability=0.1),
+            Stage("proposal", label="제안", probability=0.5, requires=guards.bant()),
+            Stage("closing", label="클로징", probability=0.8),
+        ],
+        lost_reasons=["price", "timing", "no decision"],
+        version=version,
+    )
+
+
+def _later(step: int) -> datetime:
+    return T0 + timedelta(hours=step, microseconds=step)
+
+
+def rich_deal(pipeline: Pipeline, id: str = "deal-1") -> Deal:
+    """A deal using every field: exact amount, Unicode, a lost-and-reopened history."""
+    deal = pipeline.start(
+        id,
+        amount=Decimal("1234567890.123456789012"),
+        currency="krw",
+        bant=QUALIFIED,
+        fields={
+            "담당자": "김민수",
+            "tags": ["엔터프라이즈", "renewal"],
+            "nested": {"seats": 120, "discount": 0.125, "note": None, "ok": True},
+            "big": 10**20,
+        },
+        probability=0.35,
+        at=T0.astimezone(SEOUL),
+    )
+    deal = deal.evolve(next_action="견적서 발송", next_action_at=_later(30).astimezone(SEOUL))
+    deal = pipeline.advance(deal, at=_later(1))
+    deal = pipeline.lose(deal, "price", at=_later(2))
+    deal = pipeline.reopen(deal, at=_later(3))
+    return pipeline.move(deal, "closing", at=_later(4), reason="고객 요청")
+
+
+def _renamed(deal: Deal, id: str) -> Deal:
+    """``deal`` under another id (generated deals may repeat ids across examples)."""
+    history = tuple(attrs.evolve(change, deal_id=id) for change in deal.history)
+    return attrs.evolve(deal, id=id, history=history)
+
+
+class StoreContract:
+    """Every behaviour a ``DealStore`` promises, as pytest tests.
+
+    Implement ``make_store()`` to return a new, empty store. A store whose data
+    outlives it (a file, a server) also implements ``reopen_store()`` returning a
+    second store over the same data; the reopen tests are skipped otherwise.
+    """
+
+    #: how many threads race in the concurrency tests
+    threads: int = 6
+
+    def make_store(self) -> DealStore:
+        raise NotImplementedError("a StoreContract subclass implements make_store()")
+
+    def reopen_store(self) -> DealStore:
+        pytest.skip("this store has no reopen_store(): its data does not outlive it")
+
+    @pytest.fixture
+    def store(self) -> Iterator[DealStore]:
+        store = self.make_store()
+        try:
+            yield store
+        finally:
+            store.close()
+
+    @pytest.fixture
+    def pipeline(self) -> Pipeline:
+        return contract_pipeline()
+
+    # -- round trips ---------------------------------------------------------------------
+
+    def test_add_then_get_returns_an_equal_deal(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        deal = rich_deal(pipeline)
+        store.add(deal)
+        assert store.get(deal.id) == deal
+
+    def test_amount_keeps_every_digit_and_its_scale(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        amounts = ["1.50", "0.000000000001", "999999999999999999.999999999999", "0", "1E+3"]
+        for index, amount in enumerate(amounts):
+            store.add(pipeline.start(f"amount-{index}", amount=amount, at=T0))
+        for index, amount in enumerate(amounts):
+            stored = store.get(f"amount-{index}").amount
+            assert stored == Decimal(amount)
+            assert isinstance(stored, Decimal)
+        assert str(store.get("amount-0").amount) == "1.50"
+
+    def test_unicode_text_and_fields_come_back_unchanged(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        deal = rich_deal(pipeline, id="거래-😀-1")
+        store.add(deal)
+        got = store.get("거래-😀-1")
+        assert got.fields["담당자"] == "김민수"
+        assert got.fields["tags"] == ("엔터프라이즈", "renewal")
+        assert got.fields["nested"]["discount"] == 0.125
+        assert got.fields["big"] == 10**20
+        assert got.next_action == "견적서 발송"
+        assert got.history[-1].reason == "고객 요청"
+
+    def test_times_come_back_aware_utc_to_the_microsecond(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        deal = rich_deal(pipeline)
+        store.add(deal)
+        got = store.get(deal.id)
+        moments = [got.created_at, got.stage_entered_at, got.next_action_at]
+        moments += [change.at for change in got.history]
+        assert all(m is not None and m.utcoffset() == timedelta(0) for m in moments)
+        assert got.created_at == T0 and got.created_at.microsecond == T0.microsecond
+        assert got.next_action_at == _later(30)
+
+    def test_history_comes_back_in_order_with_reasons(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        deal = rich_deal(pipeline)
+        store.add(deal)
+        assert store.history(deal.id) == deal.history
+        assert [c.to_stage for c in store.history(deal.id)] == [
+            "lead",
+            "proposal",
+            LOST,
+            "proposal",
+            "closing",
+        ]
+        assert [c.reason for c in store.history(deal.id)][2] == "price"
+
+    def test_generated_deals_round_trip(self, pipeline: Pipeline) -> None:
+        store = self.make_store()
+        counter = itertools.count()
+        try:
+
+            @settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow])
+            @given(strategies.deals(pipeline))
+            def round_trip(deal: Deal) -> None:
+                deal = _renamed(deal, f"{deal.id}#{next(counter)}")
+                store.add(deal)
+                assert store.get(deal.id) == deal
+                assert store.history(deal.id) == deal.history
+
+            round_trip()
+        finally:
+            store.close()
+
+    # -- adding and finding by id --------------------------------------------------------
+
+    def test_adding_an_existing_id_is_refused_and_keeps_the_original(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        original = pipeline.start("dup", amount=10, at=T0)
+        store.add(original)
+        with pytest.raises(DuplicateDealError) as error:
+            store.add(pipeline.start("dup", amount=99, at=_later(1)))
+        assert error.value.deal_id == "dup"
+        assert store.get("dup") == original
+
+    def test_getting_a_missing_deal_raises_deal_not_found(self, store: DealStore) -> None:
+        with pytest.raises(DealNotFoundError) as error:
+            store.get("nobody")
+        assert error.value.deal_id == "nobody"
+        with pytest.raises(DealNotFoundError):
+            store.history("nobody")
+
+    def test_values_that_are_not_deals_are_refused(self, store: DealStore) -> None:
+        bad: Any = {"id": "x"}
+        with pytest.raises(ValidationError):
+            store.add(bad)
+        with pytest.raises(ValidationError):
+            store.save(bad)
+        with pytest.raises(ValidationError):
+            store.get(bad)
+
+    # -- saving ---------------------------------------------------------------------------
+
+    def test_save_writes_the_next_version(self, store: DealStore, pipeline: Pipeline) -> None:
+        deal = pipeline.start("s", bant=QUALIFIED, at=T0)
+        store.add(deal)
+        moved = pipeline.advance(deal, at=_later(1))
+        store.save(moved)
+        updated = moved.evolve(amount=Decimal("12.34"), fields={"k": "v"})
+        store.save(updated)
+        assert store.get("s") == updated
+        assert [c.version for c in store.history("s")] == [1, 2]
+        assert store.get("s").version == 3
+
+    def test_a_stale_save_raises_and_changes_nothing(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        deal = pipeline.start("stale", bant=QUALIFIED, at=T0)
+        store.add(deal)
+        winner = pipeline.advance(deal, at=_later(1))
+        loser = pipeline.lose(deal, "timing", at=_later(2))
+        store.save(winner)
+        with pytest.raises(ConcurrencyError) as error:
+            store.save(loser)
+        assert (error.value.deal_id, error.value.expected, error.value.actual) == ("stale", 1, 2)
+        assert store.get("stale") == winner
+
+    def test_a_failed_save_leaves_no_partial_history(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        deal = pipeline.start("atomic", bant=QUALIFIED, at=T0)
+        store.add(deal)
+        skipped = pipeline.advance(pipeline.advance(deal, at=_later(1)), at=_later(2))
+        with pytest.raises(ConcurrencyError):
+            store.save(skipped)  # carries two new entries but the store is at version 1
+        assert store.history("atomic") == deal.history
+        assert store.get("atomic") == deal
+        store.save(pipeline.advance(deal, at=_later(3)))
+        assert [c.version for c in store.history("atomic")] == [1, 2]
+
+    def test_saving_a_deal_that_was_never_added_raises_concurrency_error(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        moved = pipeline.lose(pipeline.start("ghost", at=T0), "price", at=_later(1))
+        with pytest.raises(ConcurrencyError) as error:
+            store.save(moved)
+        assert error.value.actual is None
+        with pytest.raises(DealNotFoundError):
+            store.get("ghost")
+
+    def test_a_deal_from_another_history_is_refused(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        stored = pipeline.start("twin", at=T0)
+        store.add(stored)
+        impostor = pipeline.lose(pipeline.start("twin", at=_later(1)), "price", at=_later(2))
+        with pytest.raises(ValidationError):
+            store.save(impostor)
+        assert store.get("twin") == stored
+
+    def test_closed_deals_keep_closing_fields(self, store: DealStore, pipeline: Pipeline) -> None:
+        won = pipeline.start("w", bant=QUALIFIED, at=T0)
+        store.add(won)
+        for step in range(1, 3):
+            won = pipeline.advance(won, at=_later(step))
+            store.save(won)
+        won = pipeline.win(won, at=_later(3))
+        store.save(won)
+        got = store.get("w")
+        assert (got.stage, got.closed_at, got.lost_reason) == (WON, _later(3), None)
+
+    # -- find -----------------------------------------------------------------------------
+
+    def _populate(self, store: DealStore, pipeline: Pipeline) -> dict[str, Deal]:
+        other = contract_pipeline("other")
+        deals = {
+            "c": pipeline.start("c", bant=QUALIFIED, at=T0),
+            "a": pipeline.lose(pipeline.start("a", at=T0), "price", at=_later(1)),
+            "가": pipeline.advance(pipeline.start("가", bant=QUALIFIED, at=T0), at=_later(1)),
+            "B": other.start("B", at=T0),
+            "b": pipeline.start("b", at=T0),
+        }
+        for deal in deals.values():
+            store.add(deal)
+        return deals
+
+    def test_find_without_filters_yields_every_deal_in_id_order(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        deals = self._populate(store, pipeline)
+        found = store.find()
+        assert isinstance(found, Iterator)
+        assert list(found) == [deals[k] for k in sorted(deals)]
+
+    def test_find_filters_by_pipeline_stage_and_openness(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        self._populate(store, pipeline)
+
+        def ids(**filters: Any) -> list[str]:
+            return [deal.id for deal in store.find(**filters)]
+
+        assert ids(pipeline="contract") == ["a", "b", "c", "가"]
+        assert ids(pipeline="other") == ["B"]
+        assert ids(stage="lead") == ["B", "b", "c"]
+        assert ids(open=False) == ["a"]
+        assert ids(open=True) == ["B", "b", "c", "가"]
+        assert ids(pipeline="contract", stage="lead", open=True) == ["b", "c"]
+        assert ids(pipeline="contract", stage=LOST, open=True) == []
+        assert ids(pipeline="nowhere") == []
+
+    def test_find_refuses_filters_of_the_wrong_type(self, store: DealStore) -> None:
+        bad: Any = 1
+        with pytest.raises(ValidationError):
+            list(store.find(pipeline=bad))
+        with pytest.raises(ValidationError):
+            list(store.find(open=bad))
+
+    def test_find_streams_across_batches_with_histories(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        if hasattr(store, "find_batch"):
+            setattr(store, "find_batch", 3)  # noqa: B010  (an instance override)
+        deals = [
+            pipeline.advance(pipeline.start(f"d{i:02}", bant=QUALIFIED, at=T0), at=_later(i))
+            for i in range(10)
+        ]
+        for deal in deals:
+            store.add(deal)
+        assert list(store.find(pipeline="contract")) == deals
+        assert list(store.find(stage="proposal")) == deals
+
+    def test_deals_may_be_saved_while_find_is_iterating(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        for i in range(7):
+            store.add(pipeline.start(f"n{i}", bant=QUALIFIED, at=T0))
+        seen = []
+        for deal in store.find(stage="lead"):
+            store.save(pipeline.advance(deal, at=_later(1)))
+            seen.append(deal.id)
+        assert seen == [f"n{i}" for i in range(7)]
+        assert [d.id for d in store.find(stage="proposal")] == seen
+
+    # -- pipeline definitions and reports -------------------------------------------------
+
+    def test_saved_definitions_come_back_newest_version_per_name(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        assert store.pipelines() == ()
+        newer = contract_pipeline(version=2)
+        other = contract_pipeline("another")
+        for definition in (newer, other, pipeline):
+            store.save_pipeline(definition)
+        store.save_pipeline(newer)
+        assert store.pipelines() == (other, newer)
+        assert store.pipelines()[1].stage("proposal").label == "제안"
+
+    def test_report_equals_the_pure_report_over_the_same_deals(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        from salespipeline import metrics
+
+        self._populate(store, pipeline)
+        now = _later(100)
+        expected = metrics.report(list(store.find(pipeline=pipeline.name)), pipeline, now=now)
+        assert store.report(pipeline, now=now) == expected
+        store.save_pipeline(pipeline)
+        assert store.report("contract", now=now) == expected
+        with pytest.raises(UnknownPipelineError):
+            store.report("nowhere", now=now)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def test_a_closed_store_refuses_work(self, pipeline: Pipeline) -> None:
+        with self.make_store() as store:
+            store.add(pipeline.start("x", at=T0))
+        with pytest.raises(StorageError):
+            store.get("x")
+        store.close()  # closing twice is harmless
+
+    def test_a_reopened_store_has_the_same_deals_and_definitions(self, pipeline: Pipeline) -> None:
+        deal = rich_deal(pipeline)
+        with self.make_store() as store:
+            store.add(pipeline.start(deal.id, bant=QUALIFIED, at=T0))
+            store.save_pipeline(pipeline)
+        with self.reopen_store() as store:
+            first = store.get(deal.id)
+            store.save(pipeline.advance(first, at=_later(1)))
+        with self.reopen_store() as store:
+            assert [c.to_stage for c in store.history(deal.id)] == ["lead", "proposal"]
+            assert store.pipelines() == (pipeline,)
+
+    # -- threads --------------------------------------------------------------------------
+
+    def _race(self, count: int, work: Callable[[int], Any]) -> list[Any]:
+        """Run ``work(i)`` on ``count`` threads released together; results or exceptions."""
+        barrier = threading.Barrier(count)
+        results: list[Any] = [None] * count
+
+        def run(index: int) -> None:
+            barrier.wait()
+            try:
+                results[index] = work(index)
+            except Exception as error:  # collected and asserted on by the caller
+                results[index] = error
+
+        workers = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        return results
+
+    def test_threads_saving_the_same_version_let_exactly_one_win(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        deal = pipeline.start("race", bant=QUALIFIED, at=T0)
+        store.add(deal)
+        loaded = [store.get("race") for _ in range(self.threads)]
+
+        def save(index: int) -> Deal:
+            moved = pipeline.lose(loaded[index], "price", at=_later(index + 1))
+            store.save(moved)
+            return moved
+
+        results = self._race(self.threads, save)
+        winners = [r for r in results if isinstance(r, Deal)]
+        assert len(winners) == 1
+        assert all(isinstance(r, ConcurrencyError) for r in results if r not in winners)
+        assert store.get("race") == winners[0]
+        assert [c.version for c in store.history("race")] == [1, 2]
+
+    def test_threads_retrying_on_conflicts_lose_no_update(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        store.add(pipeline.start("counter", at=T0))
+        rounds = 5
+
+        def bump(index: int) -> int:
+            for _ in range(rounds):
+                while True:
+                    deal = store.get("counter")
+                    try:
+                        store.save(deal.evolve(amount=deal.amount + 1))
+                        break
+                    except ConcurrencyError:
+                        continue
+            return index
+
+        assert self._race(self.threads, bump) == list(range(self.threads))
+        final = store.get("counter")
+        assert final.amount == self.threads * rounds
+        assert final.version == 1 + self.threads * rounds

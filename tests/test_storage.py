@@ -1,0 +1,307 @@
+"""Storage: the shipped contract against all three stores, then what only a database shows.
+
+The database-specific tests reach under the store with raw SQL: corrupt rows must
+raise ``CorruptRecordError`` naming the deal, a newer schema must be refused, a save
+that fails half-way must leave nothing behind, and backend errors must arrive as
+``StorageError`` with the original chained.
+"""
+
+from __future__ import annotations
+
+import calendar
+import sqlite3
+import sys
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from salespipeline import (
+    ConcurrencyError,
+    CorruptRecordError,
+    StorageError,
+    Tracker,
+)
+from salespipeline.storage import DealStore, MemoryStore, PostgresStore, SQLiteStore
+from salespipeline.testing import StoreContract
+from salespipeline.testing.contract import QUALIFIED, T0, contract_pipeline, rich_deal
+
+# -- the contract, three times ---------------------------------------------------------
+
+
+class TestMemoryStore(StoreContract):
+    def make_store(self) -> DealStore:
+        return MemoryStore()
+
+
+class TestSQLiteInMemory(StoreContract):
+    def make_store(self) -> DealStore:
+        return SQLiteStore(":memory:")
+
+
+class TestSQLiteFile(StoreContract):
+    @pytest.fixture(autouse=True)
+    def _file(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "deals.sqlite"
+
+    def make_store(self) -> DealStore:
+        return SQLiteStore(self.path)
+
+    def reopen_store(self) -> DealStore:
+        return SQLiteStore(self.path)
+
+
+@pytest.mark.postgres
+class TestPostgres(StoreContract):
+    @pytest.fixture(autouse=True)
+    def _database(self, postgres_database: str) -> None:
+        self.conninfo = postgres_database
+
+    def make_store(self) -> DealStore:
+        return PostgresStore(self.conninfo)
+
+    def reopen_store(self) -> DealStore:
+        return PostgresStore(self.conninfo)
+
+
+# -- raw access to each database ---------------------------------------------------------
+
+
+@attrs.frozen
+class Backend:
+    """Opens stores on one database and runs raw SQL (``?`` marks) beside them."""
+
+    name: str
+    open: Callable[[], DealStore]
+    raw: Callable[[str, tuple[Any, ...]], list[Any]]
+
+
+def _sqlite_raw(path: Path) -> Callable[[str, tuple[Any, ...]], list[Any]]:
+    def run(sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with sqlite3.connect(path) as connection:
+            return connection.execute(sql, params).fetchall()
+
+    return run
+
+
+def _postgres_raw(conninfo: str) -> Callable[[str, tuple[Any, ...]], list[Any]]:
+    import psycopg
+
+    def run(sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            cursor = connection.execute(sql.replace("?", "%s"), params)
+            return cursor.fetchall() if cursor.description else []
+
+    return run
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        path = tmp_path / "deals.sqlite"
+        return Backend("sqlite", lambda: SQLiteStore(path), _sqlite_raw(path))
+    conninfo = request.getfixturevalue("postgres_database")
+    return Backend("postgres", lambda: PostgresStore(conninfo), _postgres_raw(conninfo))
+
+
+@pytest.fixture
+def stored(backend: Backend) -> Iterator[DealStore]:
+    """A store on ``backend`` holding ``rich_deal`` under the id ``deal-1``."""
+    with backend.open() as store:
+        store.add(rich_deal(contract_pipeline()))
+        yield store
+
+
+# -- corrupt rows ------------------------------------------------------------------------
+
+CORRUPTIONS = {
+    "unknown stage": ("UPDATE sp_deals SET stage = ? WHERE id = ?", ("",)),
+    "bad amount": ("UPDATE sp_deals SET amount = ? WHERE id = ?", ("-5",)),
+    "bad currency": ("UPDATE sp_deals SET currency = ? WHERE id = ?", ("DOLLARS",)),
+    "history gap": ("DELETE FROM sp_stage_changes WHERE version = 3 AND deal_id = ?", ()),
+    "no history": ("DELETE FROM sp_stage_changes WHERE deal_id = ?", ()),
+    "stage disagrees with history": ("UPDATE sp_deals SET stage = ? WHERE id = ?", ("lead",)),
+    "probability out of range": ("UPDATE sp_deals SET probability = ? WHERE id = ?", (7.5,)),
+}
+
+
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_a_corrupt_row_raises_corrupt_record_error_naming_the_deal(
+    backend: Backend, stored: DealStore, corruption: str
+) -> None:
+    sql, values = CORRUPTIONS[corruption]
+    backend.raw(sql, (*values, "deal-1"))
+    with pytest.raises(CorruptRecordError) as error:
+        stored.get("deal-1")
+    assert error.value.deal_id == "deal-1"
+    assert "deal-1" in str(error.value)
+    with pytest.raises(CorruptRecordError):
+        list(stored.find())
+
+
+def test_undecodable_sqlite_columns_are_corrupt_records(tmp_path: Path) -> None:
+    path = tmp_path / "deals.sqlite"
+    cases = {
+        "fields": "{not json",
+        "amount": "twelve",
+        "bant_need": 2,
+        "created_at_us": "yesterday",
+    }
+    with SQLiteStore(path) as store:
+        for index, (column, value) in enumerate(cases.items()):
+            store.add(rich_deal(contract_pipeline(), id=f"d{index}"))
+            _sqlite_raw(path)(
+                f"UPDATE sp_deals SET {column} = ? WHERE id = ?", (value, f"d{index}")
+            )
+            with pytest.raises(CorruptRecordError) as error:
+                store.get(f"d{index}")
+            assert error.value.deal_id == f"d{index}"
+            assert error.value.__cause__ is not None
+
+
+# -- schema ----------------------------------------------------------------------------------
+
+
+def test_the_schema_version_is_recorded(backend: Backend, stored: DealStore) -> None:
+    assert backend.raw("SELECT value FROM sp_meta WHERE key = ?", ("schema_version",)) == [("1",)]
+
+
+def test_a_newer_schema_is_refused_with_a_clear_error(backend: Backend) -> None:
+    backend.open().close()
+    backend.raw("UPDATE sp_meta SET value = ? WHERE key = ?", ("99", "schema_version"))
+    with pytest.raises(StorageError, match="schema version 99, newer"):
+        backend.open()
+
+
+def test_opening_twice_does_not_recreate_or_duplicate_anything(backend: Backend) -> None:
+    with backend.open() as store:
+        store.add(rich_deal(contract_pipeline()))
+    with backend.open() as store:
+        assert [d.id for d in store.find()] == ["deal-1"]
+    assert backend.raw("SELECT COUNT(*) FROM sp_meta", ()) == [(1,)]
+
+
+# -- how values are stored -------------------------------------------------------------------
+
+
+def test_sqlite_keeps_amounts_as_exact_text_with_integer_parts(tmp_path: Path) -> None:
+    path = tmp_path / "deals.sqlite"
+    with SQLiteStore(path) as store:
+        store.add(contract_pipeline().start("x", amount="1234.5000", at=T0))
+    rows = _sqlite_raw(path)(
+        "SELECT typeof(amount), amount, amount_whole, amount_frac, typeof(created_at_us), "
+        "created_at_us FROM sp_deals",
+        (),
+    )
+    micros = calendar.timegm(T0.utctimetuple()) * 10**6 + T0.microsecond
+    assert rows[0] == ("text", "1234.5000", 1234, 500_000_000_000, "integer", micros)
+
+
+def test_sqlite_keeps_unicode_fields_readable(tmp_path: Path) -> None:
+    path = tmp_path / "deals.sqlite"
+    with SQLiteStore(path) as store:
+        store.add(rich_deal(contract_pipeline()))
+    [(fields,)] = _sqlite_raw(path)("SELECT fields FROM sp_deals", ())
+    assert "김민수" in fields
+
+
+@pytest.mark.postgres
+def test_postgres_column_types_are_exact(postgres_database: str) -> None:
+    PostgresStore(postgres_database).close()
+    rows = _postgres_raw(postgres_database)(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = ? AND column_name IN (?, ?, ?, ?)",
+        ("sp_deals", "amount", "created_at_us", "fields", "bant_need"),
+    )
+    assert dict(rows) == {
+        "amount": "numeric",
+        "created_at_us": "bigint",
+        "fields": "jsonb",
+        "bant_need": "boolean",
+    }
+
+
+# -- atomicity with a failure injected half-way --------------------------------------------
+
+
+def test_a_save_failing_after_the_deal_row_rolls_the_row_back(
+    backend: Backend, stored: DealStore
+) -> None:
+    pipeline = contract_pipeline()
+    deal = stored.get("deal-1")
+    backend.raw(
+        "INSERT INTO sp_stage_changes (deal_id, version, from_stage, to_stage, at_us, reason) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        ("deal-1", deal.version + 1, "closing", "won", 0, None),
+    )
+    with pytest.raises(CorruptRecordError):
+        stored.save(pipeline.win(deal, at=T0.replace(year=2027)))
+    assert stored.get("deal-1") == deal
+
+
+# -- backend errors arrive as StorageError ---------------------------------------------------
+
+
+def test_a_broken_table_surfaces_as_storage_error_with_the_cause(
+    backend: Backend, stored: DealStore
+) -> None:
+    backend.raw("DROP TABLE sp_stage_changes", ())
+    with pytest.raises(StorageError) as error:
+        stored.get("deal-1")
+    assert error.value.__cause__ is not None
+    assert not isinstance(error.value, (sqlite3.Error, ConcurrencyError))
+
+
+def test_a_sqlite_file_locked_past_the_timeout_is_a_storage_error(tmp_path: Path) -> None:
+    path = tmp_path / "deals.sqlite"
+    pipeline = contract_pipeline()
+    with SQLiteStore(path, timeout=0.05) as store:
+        store.add(pipeline.start("x", at=T0))
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StorageError, match="locked") as error:
+                store.save(pipeline.lose(store.get("x"), "price", at=T0))
+            assert isinstance(error.value.__cause__, sqlite3.OperationalError)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert store.get("x").stage == "lead"
+
+
+def test_a_sqlite_path_that_cannot_be_opened_is_a_storage_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match=r"cannot open|failed"):
+        SQLiteStore(tmp_path / "missing-dir" / "deals.sqlite")
+
+
+@pytest.mark.postgres
+def test_an_unreachable_postgres_is_a_storage_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="cannot connect"):
+        PostgresStore(f"host={tmp_path} port=1 user=nobody dbname=nothing", timeout=0.5)
+
+
+def test_postgres_store_is_importable_without_psycopg_and_fails_only_on_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    monkeypatch.setitem(sys.modules, "psycopg_pool", None)
+    with pytest.raises(StorageError, match=r"salespipeline\[postgres\]"):
+        PostgresStore("dbname=anything")
+
+
+# -- definitions recorded by a Tracker -----------------------------------------------------
+
+
+def test_a_tracker_records_its_pipelines_for_report_only_readers(backend: Backend) -> None:
+    pipeline = contract_pipeline()
+    with backend.open() as store:
+        tracker = Tracker(store, [pipeline])
+        tracker.open("contract", "t1", amount=Decimal("5.5"), bant=QUALIFIED)
+        tracker.advance("t1")
+    with backend.open() as reader:
+        assert reader.pipelines() == (pipeline,)
+        report = reader.report("contract", now=T0.replace(year=2030))
+        assert report.stage_counts["proposal"] == 1
