@@ -34,8 +34,9 @@ STALLED_SHOWN: Final = 10
 
 US_PER_DAY: Final = 86_400 * 10**6
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
-RESULT: Final = Context(prec=28, rounding=ROUND_HALF_EVEN)
-"""Ratios and means are rounded once, to 28 significant digits, in this context."""
+RESULT: Final = Context(prec=34, rounding=ROUND_HALF_EVEN)
+"""Means and Decimal ratios are rounded once, to 34 significant digits (any amount has
+at most 30: 18 before the point, 12 after), in this context."""
 EXACT: Final = Context(prec=96, rounding=ROUND_HALF_EVEN)
 """Sums of amounts (< 10**18, at most 12 places) are exact in this context."""
 
@@ -81,7 +82,7 @@ def decimal_ratio(part: Decimal, whole: Decimal) -> float | None:
 
 
 def to_decimal(value: Fraction) -> Decimal:
-    """A Fraction rounded once to a 28-digit Decimal."""
+    """A Fraction rounded once to a 34-digit Decimal."""
     return canonical(RESULT.divide(Decimal(value.numerator), Decimal(value.denominator)))
 
 

@@ -95,7 +95,7 @@ def win_rate(deals: Iterable[Deal], *, by: Literal["count", "value"] = "count") 
 
 
 def average_deal_size(deals: Iterable[Deal]) -> Decimal | None:
-    """The mean amount of the won deals (28 significant digits); None if none is won."""
+    """The mean amount of the won deals (34 significant digits); None if none is won."""
     tally = Outcomes.of(deals)
     return average_amount(tally.won_amount, tally.won)
 

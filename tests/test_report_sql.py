@@ -1,0 +1,328 @@
+"""``store.report`` computed in SQL equals ``metrics.report`` over the same deals.
+
+Random deal sets, moved along legal moves so their histories are real, go into
+SQLite and PostgreSQL; the SQL report must equal the pure one field by field
+(Decimals exact, durations to the microsecond). Then the cases only SQL can get
+wrong: sums past 64 bits, rows beyond a deal's version, unknown stages, id order.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from _postgres import PostgresServer, postgres_database, postgres_server  # noqa: F401
+from salespipeline import metrics
+from salespipeline.deal import Bant, Deal
+from salespipeline.errors import CorruptRecordError
+from salespipeline.metrics import PipelineReport
+from salespipeline.pipeline import Pipeline
+from salespipeline.stages import LOST, Stage
+from salespipeline.storage import DealStore, MemoryStore, PostgresStore, SQLiteStore
+
+T = datetime(2026, 1, 1, tzinfo=timezone.utc)
+DAY = timedelta(days=1)
+NOW = T + 6 * DAY
+FULL = Bant(budget=True, authority=True, need=True, timeline=True)
+MAX_AMOUNT = Decimal("999999999999999999.999999999999")
+
+
+def abc() -> Pipeline:
+    return Pipeline(
+        "abc",
+        [
+            Stage("a", probability=0.1, rot_after=2 * DAY),
+            Stage("b", probability=0.5, rot_after=3 * DAY),
+            Stage("c", probability=0.8),
+        ],
+    )
+
+
+def hand_worked(p: Pipeline) -> list[Deal]:
+    """The dataset of tests/test_metrics.py: win rate 0.5, weighted pipeline 1050."""
+    d1 = p.start("d1", amount=1000, bant=FULL, at=T)
+    d1 = p.win(p.advance(p.advance(d1, at=T + DAY), at=T + 3 * DAY), at=T + 4 * DAY)
+    d2 = p.lose(p.advance(p.start("d2", amount=3000, at=T), at=T + 2 * DAY), "x", at=T + 5 * DAY)
+    d3 = p.start("d3", amount=2000, bant=FULL, at=T + DAY)
+    d3 = p.win(p.advance(p.advance(d3, at=T + 2 * DAY), at=T + 4 * DAY), at=T + 10 * DAY)
+    d4 = p.start("d4", amount=500, at=T + 2 * DAY)
+    d5 = p.advance(p.start("d5", amount=4000, probability=0.25, at=T), at=T + DAY)
+    d6 = p.lose(p.start("d6", amount=1500, at=T), "no budget", at=T + DAY)
+    return [d1, d2, d3, d4, d5, d6]
+
+
+def random_deals(pipeline: Pipeline, seed: int, count: int) -> list[Deal]:
+    """``count`` deals moved at random along legal moves, with varied amounts and currencies."""
+    rng = random.Random(seed)
+    deals = []
+    for i in range(count):
+        at = T + timedelta(hours=rng.randrange(300), microseconds=rng.randrange(10**6))
+        amount = rng.choice(
+            [Decimal(rng.randrange(10**9)).scaleb(-rng.randrange(13)), Decimal(0), MAX_AMOUNT]
+        )
+        deal = pipeline.start(
+            rng.choice(["p", "P", "é", "p_"]) + str(i),
+            amount=amount,
+            currency=rng.choice(["USD", "KRW"]),
+            probability=rng.choice([None, None, 0.0, 0.3, 1 / 3]),
+            at=at,
+        )
+        for _ in range(rng.randrange(9)):
+            moves = pipeline.moves(deal)
+            if not moves:
+                break
+            at += timedelta(seconds=rng.randrange(10**6), microseconds=rng.randrange(10**6))
+            to = rng.choice(moves)
+            deal = pipeline.move(deal, to, at=at, reason="gone" if to == LOST else None)
+        deals.append(deal)
+    return deals
+
+
+@st.composite
+def datasets(draw: st.DrawFn) -> tuple[Pipeline, list[Deal]]:
+    size = draw(st.integers(1, 6))
+    stages = [
+        Stage(
+            f"s{i}",
+            probability=draw(st.sampled_from([0.0, 0.1, 0.35, 0.9])),
+            rot_after=draw(st.sampled_from([None, DAY, 5 * DAY])),
+        )
+        for i in range(size)
+    ]
+    pipeline = Pipeline(
+        "prop", stages, allow_skip=draw(st.booleans()), allow_back=draw(st.booleans())
+    )
+    deals = random_deals(pipeline, draw(st.integers(0, 2**32)), draw(st.integers(0, 30)))
+    return pipeline, deals
+
+
+def assert_same_report(got: PipelineReport, expected: PipelineReport) -> None:
+    """Field by field first (a readable failure), then the whole value."""
+    for field in attrs.fields(PipelineReport):
+        assert getattr(got, field.name) == getattr(expected, field.name), field.name
+    assert got == expected
+
+
+def fill(store: DealStore, deals: list[Deal]) -> DealStore:
+    for deal in deals:
+        store.add(deal)
+    return store
+
+
+# -- backends ----------------------------------------------------------------------
+
+RawSQL = Callable[[str, tuple[Any, ...]], list[Any]]
+
+
+@attrs.frozen
+class Backend:
+    name: str
+    open: Callable[[], DealStore]
+    raw: RawSQL
+
+
+def _sqlite_raw(path: Path) -> RawSQL:
+    def run(sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with sqlite3.connect(path) as connection:
+            return connection.execute(sql, params).fetchall()
+
+    return run
+
+
+def _postgres_raw(conninfo: str) -> RawSQL:
+    import psycopg
+
+    def run(sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            cursor = connection.execute(sql.replace("?", "%s"), params)
+            return cursor.fetchall() if cursor.description else []
+
+    return run
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        path = tmp_path / "deals.sqlite"
+        return Backend("sqlite", lambda: SQLiteStore(path), _sqlite_raw(path))
+    conninfo = request.getfixturevalue("postgres_database")
+    return Backend("postgres", lambda: PostgresStore(conninfo), _postgres_raw(conninfo))
+
+
+@pytest.fixture
+def store(backend: Backend) -> Iterator[DealStore]:
+    with backend.open() as opened:
+        yield opened
+
+
+# -- the SQL path equals the pure path -----------------------------------------------
+
+
+def test_hand_worked_dataset(store: DealStore) -> None:
+    p = abc()
+    deals = hand_worked(p)
+    report = fill(store, deals).report(p, now=NOW)
+    assert (report.win_rate, report.weighted_pipeline, report.stalled_ids) == (
+        0.5,
+        Decimal(1050),
+        ("d5", "d4"),
+    )
+    assert report.time_in_stage["b"] == timedelta(days=2, hours=8)
+    assert report.sales_velocity == Decimal("230.7692307692307692307692307692308")
+    assert_same_report(report, metrics.report(deals, p, now=NOW))
+
+
+def test_memory_store_reports_through_the_pure_path() -> None:
+    p = abc()
+    deals = hand_worked(p)
+    assert fill(MemoryStore(), deals).report(p, now=NOW) == metrics.report(deals, p, now=NOW)
+
+
+def test_report_by_recorded_pipeline_name(store: DealStore) -> None:
+    p = abc()
+    store.save_pipeline(p)
+    fill(store, hand_worked(p))
+    assert store.report("abc", now=NOW) == store.report(p, now=NOW)
+
+
+def test_report_reads_the_pipeline_clock(store: DealStore) -> None:
+    p = abc()
+    fill(store, hand_worked(p))
+    assert store.report(p.with_clock(lambda: NOW)) == store.report(p, now=NOW)
+
+
+def test_other_pipelines_are_left_out(store: DealStore) -> None:
+    p, other = abc(), Pipeline("other", [Stage("a", probability=0.5)])
+    deals = hand_worked(p)
+    fill(store, [*deals, other.win(other.start("o", amount=7, at=T), at=T + DAY)])
+    assert store.report(p, now=NOW) == metrics.report(deals, p, now=NOW)
+
+
+def test_empty_store(store: DealStore) -> None:
+    report = store.report(abc(), now=NOW)
+    assert report == metrics.report([], abc(), now=NOW)
+    assert (report.deals, report.win_rate, report.cycle_length) == (0, None, None)
+
+
+def test_sql_stores_do_not_load_deals(store: DealStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = abc()
+    fill(store, hand_worked(p))
+    expected = metrics.report(hand_worked(p), p, now=NOW)
+
+    def refuse(*args: object, **kwargs: object) -> Iterator[Deal]:
+        raise AssertionError("the SQL report must not load deals")
+
+    monkeypatch.setattr(store, "find", refuse)
+    monkeypatch.setattr(metrics, "aggregate", refuse)
+    assert store.report(p, now=NOW) == expected
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@given(datasets(), st.sampled_from([T, T + 3 * DAY, T + 40 * DAY]))
+def test_sqlite_equals_pure(dataset: tuple[Pipeline, list[Deal]], now: datetime) -> None:
+    pipeline, deals = dataset
+    with SQLiteStore(":memory:") as store:
+        got = fill(store, deals).report(pipeline, now=now)
+    assert_same_report(got, metrics.report(deals, pipeline, now=now))
+
+
+@pytest.mark.postgres
+def test_postgres_equals_pure(postgres_server: PostgresServer) -> None:  # noqa: F811
+    @settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+    @given(datasets(), st.sampled_from([T, T + 3 * DAY, T + 40 * DAY]))
+    def check(dataset: tuple[Pipeline, list[Deal]], now: datetime) -> None:
+        pipeline, deals = dataset
+        with PostgresStore(postgres_server.fresh_schema(), max_connections=1) as store:
+            got = fill(store, deals).report(pipeline, now=now)
+        assert_same_report(got, metrics.report(deals, pipeline, now=now))
+
+    check()
+
+
+# -- what only SQL can get wrong -----------------------------------------------------
+
+
+def test_amount_sums_past_64_bits_stay_exact(store: DealStore) -> None:
+    # 20 won and 20 lost deals of the largest amount: each sum is ~2 x 10**19
+    one = Pipeline("one", [Stage("only", probability=0.5)])
+    deals = [
+        one.win(one.start(f"w{i}", amount=MAX_AMOUNT, at=T), at=T + DAY) for i in range(20)
+    ] + [one.lose(one.start(f"l{i}", amount=MAX_AMOUNT, at=T), "x", at=T) for i in range(20)]
+    deals += [one.start(f"o{i}", amount=MAX_AMOUNT, probability=1 / 3, at=T) for i in range(20)]
+    report = fill(store, deals).report(one, now=NOW)
+    assert report.average_deal_size == MAX_AMOUNT
+    assert report.open_value == Decimal("19999999999999999999.99999999998")  # 20 x MAX
+    assert report.win_rate_by_value == 0.5
+    assert_same_report(report, metrics.report(deals, one, now=NOW))
+
+
+def test_duration_sums_past_64_bits_stay_exact(store: DealStore) -> None:
+    # 40 deals won after ~8000 years: 40 x 2.5 x 10**17 us > 2**63
+    one = Pipeline("one", [Stage("only", probability=0.5)])
+    start = datetime(1000, 1, 1, tzinfo=timezone.utc)
+    end = datetime(9000, 1, 1, 0, 0, 0, 7, tzinfo=timezone.utc)
+    deals = [one.win(one.start(f"w{i}", amount=1, at=start), at=end) for i in range(40)]
+    report = fill(store, deals).report(one, now=NOW)
+    assert report.cycle_length == end - start
+    assert_same_report(report, metrics.report(deals, one, now=NOW))
+
+
+def test_stalled_ids_sort_by_entry_then_code_point(store: DealStore) -> None:
+    p = abc()
+    ids = ["é", "Z", "a", "b0", "B", "가", "z", "_", "A1", "ab", "aa", "0", "~"]
+    deals = [p.start(i, at=T) for i in ids] + [p.start("early", at=T - DAY)]
+    report = fill(store, deals).report(p, now=NOW)
+    assert report.stalled == 14
+    assert report.stalled_ids == ("early", *sorted(ids)[:9])
+    assert_same_report(report, metrics.report(deals, p, now=NOW))
+
+
+def test_history_rows_beyond_the_deal_version_are_ignored(
+    store: DealStore, backend: Backend
+) -> None:
+    p = abc()
+    deals = hand_worked(p)
+    fill(store, deals)
+    at_us = (T + 8 * DAY - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
+    backend.raw(
+        "INSERT INTO sp_stage_changes (deal_id, version, from_stage, to_stage, at_us) "
+        "VALUES (?, ?, ?, ?, ?)",
+        ("d4", 99, "a", "b", at_us),
+    )
+    assert store.report(p, now=NOW) == metrics.report(deals, p, now=NOW)
+
+
+def test_a_stored_deal_in_an_unknown_stage_is_corrupt(store: DealStore, backend: Backend) -> None:
+    p = abc()
+    fill(store, hand_worked(p))
+    backend.raw("UPDATE sp_deals SET stage = ? WHERE id = ?", ("zz", "d4"))
+    with pytest.raises(CorruptRecordError, match=r"'d4'.*'zz'"):
+        store.report(p, now=NOW)
+
+
+def test_pipeline_names_are_bound_parameters(store: DealStore) -> None:
+    p = Pipeline("q-1.x", [Stage("it_s", probability=0.5)])
+    deals = [p.start("x", amount=3, at=T)]
+    assert fill(store, deals).report(p, now=NOW) == metrics.report(deals, p, now=NOW)
+
+
+def test_stalled_means_strictly_longer_than_rot_after(store: DealStore) -> None:
+    # d4 entered a (rot 2 d) on day 2, d5 entered b (rot 3 d) on day 1: both exactly at
+    # their limit on day 4, both over it a microsecond later
+    p = abc()
+    deals = hand_worked(p)
+    fill(store, deals)
+    at_limit = store.report(p, now=T + 4 * DAY)
+    just_over = store.report(p, now=T + 4 * DAY + timedelta(microseconds=1))
+    assert (at_limit.stalled, just_over.stalled_ids) == (0, ("d5", "d4"))
+    assert at_limit == metrics.report(deals, p, now=T + 4 * DAY)
