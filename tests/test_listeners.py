@@ -357,6 +357,27 @@ def test_a_raising_listener_does_not_undo_the_move(clock: Any) -> None:
     assert failure.change == moved.history[-1]
 
 
+def test_a_change_made_by_a_listener_is_heard_after_the_one_that_caused_it(clock: Any) -> None:
+    tracker, record = Tracker(MemoryStore(), GATED, clock=clock), []
+    tracker.subscribe(lambda ch, d: tracker.advance(d.id), event="start")
+    tracker.subscribe(heard(record))
+    tracker.open("gated", "d")
+    assert [(ch.to_stage, ch.version) for ch in record] == [("lead", 1), ("demo", 2)]
+    assert record == list(tracker.store.history("d"))
+
+
+def test_a_failing_nested_listener_is_recorded_and_the_outer_dispatch_goes_on(
+    clock: Any,
+) -> None:
+    tracker, record = Tracker(MemoryStore(), GATED, clock=clock), []
+    tracker.subscribe(lambda ch, d: tracker.advance(d.id), event="start")
+    tracker.subscribe(lambda ch, d: 1 / 0, event="advance")
+    tracker.subscribe(heard(record))
+    tracker.open("gated", "d")
+    assert [ch.to_stage for ch in record] == ["lead", "demo"]
+    assert [f.event for f in tracker.listener_errors] == ["advance"]
+
+
 def test_tracker_refuses_a_stage_none_of_its_pipelines_has(clock: Any) -> None:
     tracker = Tracker(MemoryStore(), GATED, clock=clock)
     with pytest.raises(UnknownStageError):

@@ -64,7 +64,8 @@ def event_of(change: StageChange, pipeline: Pipeline) -> str:
     if change.from_stage == LOST:
         return "reopen"
     names = pipeline.stage_names
-    if names.index(change.to_stage) == names.index(change.from_stage) + 1:
+    known = change.from_stage in names and change.to_stage in names
+    if known and names.index(change.to_stage) == names.index(change.from_stage) + 1:
         return "advance"
     return "move"
 
@@ -142,6 +143,7 @@ class Listeners:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._local = threading.local()
         self._subscriptions: tuple[_Subscription, ...] = ()
         self._failures: collections.deque[ListenerFailure] = collections.deque(maxlen=MAX_FAILURES)
 
@@ -188,17 +190,43 @@ class Listeners:
         """Dispatch the committed change from ``before`` (None: a new deal) to ``after``.
 
         Each new history entry is one event; a newer version with no new entry is one
-        ``update`` event carrying the deal's last StageChange. Returns the failures.
+        ``update`` event carrying the deal's last StageChange. A change that a listener
+        commits (a nested tracker call) is delivered once the current one has reached
+        every listener, so each thread's changes are heard in commit order.
+        Returns the failures of this call's dispatch, nested ones included.
         """
         since = 0 if before is None else before.version
         if after.version <= since or not self._subscriptions:
             return ()
         changes = [ch for ch in after.history if ch.version > since]
-        if not changes:
-            return tuple(self._dispatch("update", after.history[-1], after))
+        pending = self._pending()
+        if changes:
+            pending.extend((event_of(ch, pipeline), ch, after) for ch in changes)
+        else:
+            pending.append(("update", after.history[-1], after))
+        if self._local.busy:
+            return ()
+        return self._drain(pending)
+
+    def _pending(self) -> collections.deque[tuple[str, StageChange, Deal]]:
+        local = self._local
+        if not hasattr(local, "pending"):
+            local.pending = collections.deque()
+            local.busy = False
+        pending: collections.deque[tuple[str, StageChange, Deal]] = local.pending
+        return pending
+
+    def _drain(
+        self, pending: collections.deque[tuple[str, StageChange, Deal]]
+    ) -> tuple[ListenerFailure, ...]:
         failures: list[ListenerFailure] = []
-        for change in changes:
-            failures.extend(self._dispatch(event_of(change, pipeline), change, after))
+        self._local.busy = True
+        try:
+            while pending:
+                failures.extend(self._dispatch(*pending.popleft()))
+        finally:
+            self._local.busy = False
+            pending.clear()
         return tuple(failures)
 
     def _dispatch(self, event: str, change: StageChange, deal: Deal) -> list[ListenerFailure]:
