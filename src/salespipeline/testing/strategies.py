@@ -7,6 +7,7 @@ only by legal moves from ``pipeline.start``, so their history is real.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -54,22 +55,26 @@ _EPOCH: Final = datetime(2000, 1, 1)
 _END: Final = datetime(2100, 1, 1)
 
 
+@functools.cache
 def bants() -> st.SearchStrategy[Bant]:
     """Any BANT qualification; shrinks towards nothing confirmed."""
     b = st.booleans()
     return st.builds(Bant, budget=b, authority=b, need=b, timeline=b)
 
 
+@functools.cache
 def amounts(*, max_value: int = 10_000_000) -> st.SearchStrategy[Decimal]:
     """Non-negative Decimal amounts with two decimal places; shrinks towards zero."""
     return st.decimals(min_value=0, max_value=max_value, places=2)
 
 
+@functools.cache
 def timestamps() -> st.SearchStrategy[datetime]:
     """Timezone-aware UTC datetimes between 2000 and 2100."""
     return st.datetimes(min_value=_EPOCH, max_value=_END, timezones=st.just(timezone.utc))
 
 
+@functools.cache
 def fields() -> st.SearchStrategy[dict[str, Any]]:
     """Custom fields drawn from ``FIELD_NAMES``, with empty values (None, "", []) included."""
     leaves = st.one_of(
@@ -82,6 +87,7 @@ def fields() -> st.SearchStrategy[dict[str, Any]]:
     return st.dictionaries(st.sampled_from(FIELD_NAMES), leaves, max_size=len(FIELD_NAMES))
 
 
+@functools.cache
 def stage_names() -> st.SearchStrategy[str]:
     """Valid stage names, including ones that are python-statemachine attribute names."""
     plain = st.from_regex(r"[a-z][a-z0-9_]{0,11}", fullmatch=True)
@@ -95,6 +101,7 @@ def _bant_guard(draw: st.DrawFn) -> BantGuard:
     return g.bant(*criteria, min_score=min_score)
 
 
+@functools.cache
 def _leaf_guards() -> st.SearchStrategy[Guard]:
     names = st.lists(st.sampled_from(FIELD_NAMES), min_size=1, max_size=2, unique=True)
     return st.one_of(
@@ -104,6 +111,7 @@ def _leaf_guards() -> st.SearchStrategy[Guard]:
     )
 
 
+@functools.cache
 def guards() -> st.SearchStrategy[Guard]:
     """Built-in guards: ``bant``, ``requires_fields``, ``min_amount``, and their combinations."""
     return st.recursive(
@@ -116,8 +124,15 @@ def guards() -> st.SearchStrategy[Guard]:
     )
 
 
+_GUARD_LISTS: Final = st.lists(guards(), max_size=2)
+
+
 def _policy(value: bool | None) -> st.SearchStrategy[bool]:
     return st.booleans() if value is None else st.just(value)
+
+
+_LABEL_OR_NONE: Final = st.none() | st.sampled_from(_LABELS)
+_ROT_DAYS: Final = st.none() | st.integers(1, 90)
 
 
 @st.composite
@@ -127,9 +142,8 @@ def _stages(draw: st.DrawFn, names: Sequence[str], with_guards: bool) -> list[St
         probabilities.sort()
     stages = []
     for name, probability in zip(names, probabilities, strict=True):
-        requires = draw(st.lists(guards(), max_size=2)) if with_guards else []
-        label = draw(st.none() | st.sampled_from(_LABELS))
-        days = draw(st.none() | st.integers(1, 90))
+        requires = draw(_GUARD_LISTS) if with_guards else []
+        label, days = draw(_LABEL_OR_NONE), draw(_ROT_DAYS)
         rot_after = None if days is None else timedelta(days=days)
         options: dict[str, Any] = {} if label is None else {"label": label}
         stages.append(
@@ -246,9 +260,14 @@ def _started(draw: st.DrawFn, pipeline: Pipeline, ids: st.SearchStrategy[str]) -
 
 
 def _targets(pipeline: Pipeline, deal: Deal) -> list[str]:
-    """Destinations the graph has from ``deal``'s stage (guards not asked)."""
+    """Destinations the graph has from ``deal``'s stage, forward ones first (guards aside).
+
+    The order is what shrinking moves towards: advancing, then winning, then the rest.
+    """
     source = pipeline.stage_names.index(deal.stage)
-    return [n for i, n in enumerate(pipeline.stage_names) if pipeline._graph.allows(source, i)]
+    allowed = [i for i in range(len(pipeline.stage_names)) if pipeline._graph.allows(source, i)]
+    allowed.sort(key=lambda i: (i <= source, i))
+    return [pipeline.stage_names[i] for i in allowed]
 
 
 @st.composite
@@ -270,6 +289,7 @@ def _step(draw: st.DrawFn, pipeline: Pipeline, deal: Deal) -> Deal | None:
     return pipeline.move(deal, to, at=at, reason=reason)
 
 
+@functools.cache
 def _updates() -> st.SearchStrategy[dict[str, Any]]:
     """One ``evolve`` change: amount, BANT, fields or probability override."""
     return st.one_of(
@@ -304,6 +324,7 @@ def deals(
     return deal
 
 
+@functools.cache
 def _ids() -> st.SearchStrategy[str]:
     return st.text(_TEXT, min_size=1, max_size=24).filter(lambda s: bool(s.strip()))
 
