@@ -201,6 +201,10 @@ def test_score_cards_compare_equal_by_value() -> None:
         lambda: sc.has_field("", points=1),
         lambda: sc.field_equals("x", None, points=1),  # type: ignore[arg-type]
         lambda: sc.field_equals("x", float("nan"), points=1),
+        lambda: sc.field_equals("x", float("inf"), points=1),
+        lambda: sc.field_equals("x", 2**63, points=1),
+        lambda: sc.field_equals("x", "a\x00b", points=1),
+        lambda: sc.bant("budget", points=10**7),
         lambda: sc.field_in("x", [], points=1),
         lambda: sc.field_in("x", "ab", points=1),
         lambda: sc.amount_bands({}),

@@ -8,6 +8,7 @@ Rules are plain data, so a card can be written to a definition file and read bac
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -45,6 +46,7 @@ __all__ = [
 ]
 
 Scalar = str | int | float | bool
+MAX_POINTS: Final = 1_000_000
 Award = tuple[int, str]
 
 
@@ -53,8 +55,8 @@ def _fail(message: str) -> ValidationError:
 
 
 def _check_points(value: object, what: str, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _fail(f"{what} must be an integer of at least {minimum}, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_POINTS:
+        raise _fail(f"{what} must be an integer from {minimum} to {MAX_POINTS:,}, not {value!r}")
     return value
 
 
@@ -65,9 +67,14 @@ def _check_name(value: object) -> str:
 
 
 def _check_scalar(value: object, what: str) -> Scalar:
-    if isinstance(value, float) and value != value:
-        raise _fail(f"{what} must not be NaN")
-    if not isinstance(value, (str, int, float, bool)):
+    """A value TOML and JSON both keep exactly: text, a finite float, a 64-bit int, a bool."""
+    if isinstance(value, str):
+        return c.check_text(value, what)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _fail(f"{what} must be a finite number, not {value!r}")
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise _fail(f"{what} does not fit in 64 bits")
+    if not isinstance(value, (int, float, bool)):
         raise _fail(f"{what} must be a string, number or boolean, not {value!r}")
     return value
 
