@@ -1,0 +1,310 @@
+"""The ``salespipeline`` command: ``demo``, ``report``, ``lint``, ``diagram``, ``migrate``.
+
+This is the edge where files, the database, the terminal and the wall clock are
+touched. Bad input (an unreadable file, an invalid definition, a missing database)
+ends with exit status 2 and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+from salespipeline import __version__, presets
+from salespipeline._demo import END, DemoStore, SimulatedClock, simulate
+from salespipeline.definitions import load_pipeline
+from salespipeline.errors import (
+    DefinitionError,
+    SalesPipelineError,
+    UnknownPipelineError,
+    ValidationError,
+)
+from salespipeline.migration import Migration, migrate_store
+from salespipeline.pipeline import Pipeline
+from salespipeline.storage import SQLiteStore
+from salespipeline.tracker import Tracker
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_BAD_INPUT = 2
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, handled by ``main``."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{message} (see {self.prog} --help)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 ok, 1 lint findings, 2 bad input)."""
+    try:
+        args = _parser().parse_args(argv)
+        return int(args.run(args))
+    except SystemExit as exit_:  # --help and --version
+        return exit_.code if isinstance(exit_.code, int) else EXIT_OK
+    except BrokenPipeError:  # the reader went away (``| head``): stop quietly
+        _silence_stdout()
+        return EXIT_OK
+    except _UsageError as error:
+        return _fail(str(error))
+    except (SalesPipelineError, OSError) as error:
+        return _fail(_one_line(error))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _silence_stdout() -> None:
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _fail(message: str) -> int:
+    print(f"salespipeline: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, DefinitionError):
+        where = f"pipeline {error.pipeline!r}" if error.pipeline else "definition"
+        return f"invalid {where}: " + "; ".join(error.problems)
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+    return " ".join(str(error).split())
+
+
+# -- arguments -----------------------------------------------------------------------
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
+        prog="salespipeline",
+        description="Sales pipelines as state machines: simulate, report, lint, draw, migrate.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_demo(commands)
+    _add_report(commands)
+    _add_lint(commands)
+    _add_diagram(commands)
+    _add_migrate(commands)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _add_demo(commands: Any) -> None:
+    demo = commands.add_parser("demo", help="simulate deals on a SQLite file and print a report")
+    demo.add_argument("--db", type=Path, help="SQLite file (default: a fresh temporary file)")
+    demo.add_argument("--deals", type=_positive_int, default=1000, help="deals (default 1000)")
+    demo.add_argument(
+        "--preset", choices=sorted(presets.PRESETS), default="seven_stage", help="stage set"
+    )
+    demo.add_argument("--seed", type=int, default=2026, help="random seed (default 2026)")
+    demo.set_defaults(run=_demo)
+
+
+def _add_report(commands: Any) -> None:
+    report = commands.add_parser("report", help="print the metrics of a database's pipelines")
+    report.add_argument("--db", type=Path, required=True, help="SQLite file")
+    report.add_argument("--pipeline", help="only this pipeline (default: every one recorded)")
+    report.add_argument("--now", help="ISO 8601 instant for stall checks (default: now)")
+    report.set_defaults(run=_report)
+
+
+def _add_lint(commands: Any) -> None:
+    lint = commands.add_parser("lint", help="report suspicious parts of a definition file")
+    lint.add_argument("file", type=Path, help="pipeline definition (.toml or .json)")
+    lint.set_defaults(run=_lint)
+
+
+def _add_diagram(commands: Any) -> None:
+    diagram = commands.add_parser("diagram", help="draw a definition file as Mermaid or DOT")
+    diagram.add_argument("file", type=Path, help="pipeline definition (.toml or .json)")
+    diagram.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    diagram.set_defaults(run=_diagram)
+
+
+def _add_migrate(commands: Any) -> None:
+    migrate = commands.add_parser("migrate", help="move a database's deals to a new definition")
+    migrate.add_argument("--db", type=Path, required=True, help="SQLite file")
+    migrate.add_argument("--to", type=Path, required=True, help="target definition file")
+    migrate.add_argument("--from", dest="source", help="recorded pipeline to migrate from")
+    migrate.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="OLD=NEW",
+        help="map a stage (repeatable); same-named stages map to themselves",
+    )
+    migrate.set_defaults(run=_migrate)
+
+
+# -- commands ------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    path: Path = args.db or Path(tempfile.mkdtemp(prefix="salespipeline-demo-")) / "demo.sqlite"
+    clock = SimulatedClock()
+    pipeline = presets.PRESETS[args.preset](clock=clock)
+    with DemoStore(path) as store:
+        first = sum(1 for _ in store.find())
+        tracker = Tracker(store, pipeline, clock=clock)
+        with _Progress("simulating deals", args.deals) as progress:
+            simulate(
+                tracker,
+                pipeline,
+                clock,
+                deals=args.deals,
+                seed=args.seed,
+                first_id=first,
+                progress=progress.update,
+            )
+        report = store.report(pipeline, now=END)
+    print(f"Simulated {args.deals:,} deals through {pipeline.name} (seed {args.seed}) in {path}")
+    print(report.render())
+    print(f"\nAgain, any time: salespipeline report --db {path} --now {END.isoformat()}")
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    now = _instant(args.now) if args.now else datetime.now(timezone.utc)
+    with _existing_store(args.db) as store:
+        for pipeline in _chosen(store.pipelines(), args.pipeline, args.db):
+            print(store.report(pipeline, now=now).render())
+    return EXIT_OK
+
+
+def _lint(args: argparse.Namespace) -> int:
+    findings = load_pipeline(args.file).lint()
+    for finding in findings:
+        where = f" [{finding.stage}]" if finding.stage else ""
+        print(f"{args.file}: {finding.code}{where}: {finding.message}")
+    if not findings:
+        print(f"{args.file}: no findings")
+    return EXIT_FINDINGS if findings else EXIT_OK
+
+
+def _diagram(args: argparse.Namespace) -> int:
+    print(load_pipeline(args.file).diagram(args.format), end="")
+    return EXIT_OK
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    target = load_pipeline(args.to)
+    mapping = _mapping(args.map)
+    with _existing_store(args.db) as store:
+        source = _source(store.pipelines(), args.source, target)
+        migration = Migration(source, target, mapping)
+        total = sum(1 for _ in store.find(pipeline=source.name))
+        with _Progress("migrating deals", total) as progress:
+            moved = migrate_store(store, migration, progress=progress.update)
+    print(f"{moved:,} deal(s) {migration.reason}")
+    return EXIT_OK
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+def _existing_store(path: Path) -> SQLiteStore:
+    """The store in ``path``; a missing file is an error, not a new empty database."""
+    if not path.is_file():
+        raise ValidationError(f"no database at {path}")
+    return SQLiteStore(path)
+
+
+def _chosen(recorded: Sequence[Pipeline], name: str | None, db: Path) -> list[Pipeline]:
+    if not recorded:
+        raise ValidationError(f"{db} records no pipelines")
+    if name is None:
+        return list(recorded)
+    chosen = [p for p in recorded if p.name == name]
+    if not chosen:
+        raise UnknownPipelineError(name, known=[p.name for p in recorded])
+    return chosen
+
+
+def _source(recorded: Sequence[Pipeline], name: str | None, target: Pipeline) -> Pipeline:
+    """The pipeline to migrate from: ``--from``, or the only recorded one besides the target."""
+    if name is not None:
+        return _chosen(recorded, name, Path("the database"))[0]
+    others = [p for p in recorded if p.name != target.name]
+    if len(others) != 1:
+        known = ", ".join(p.name for p in others) or "none"
+        raise ValidationError(f"say which pipeline to migrate with --from (recorded: {known})")
+    return others[0]
+
+
+def _mapping(pairs: Sequence[str]) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise ValidationError(f"--map takes OLD=NEW, not {pair!r}")
+        if old.strip() in mapping:
+            raise ValidationError(f"--map names stage {old.strip()!r} twice")
+        mapping[old.strip()] = new.strip()
+    return mapping
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationError(f"--now {text!r} is not an ISO 8601 date and time") from None
+    if value.tzinfo is None:
+        raise ValidationError(f"--now {text!r} needs a timezone, for example +00:00")
+    return value.astimezone(timezone.utc)
+
+
+class _Progress:
+    """A one-line progress bar on stderr, drawn on a terminal once work takes a moment."""
+
+    def __init__(self, label: str, total: int, *, stream: IO[str] | None = None) -> None:
+        self._label = label
+        self._total = max(total, 1)
+        self._stream = stream or sys.stderr
+        self._started = time.monotonic()
+        self._drawn = 0.0
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._drawn:
+            self._stream.write("\n")
+            self._stream.flush()
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if not self._stream.isatty() or now - self._started < 0.5:
+            return
+        if now - self._drawn < 0.1 and done < self._total:
+            return
+        self._drawn = now
+        filled = 30 * min(done, self._total) // self._total
+        bar = "#" * filled + "." * (30 - filled)
+        self._stream.write(f"\r{self._label} [{bar}] {done:,}/{self._total:,}")
+        self._stream.flush()

@@ -1,0 +1,345 @@
+"""The command line: every command, and one-line errors with exit status 2 for bad input."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from salespipeline import dump_pipeline, presets
+from salespipeline.cli import _Progress, main
+from salespipeline.storage import SQLiteStore
+
+NOW = "2026-06-30T00:00:00+00:00"
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _assert_one_line_error(status: int, err: str, fragment: str) -> None:
+    assert status == 2
+    assert err.startswith("salespipeline: error: ")
+    assert err.count("\n") == 1
+    assert fragment in err
+    assert "Traceback" not in err
+
+
+@pytest.fixture
+def demo_db(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    db = tmp_path / "demo.sqlite"
+    assert main(["demo", "--db", str(db), "--deals", "40", "--seed", "7"]) == 0
+    capsys.readouterr()
+    return db
+
+
+def _report_part(out: str) -> str:
+    return out[out.index("Pipeline ") : out.index("\nAgain, any time")]
+
+
+# -- demo ----------------------------------------------------------------------------
+
+
+def test_demo_simulates_and_prints_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "d.sqlite"
+    status, out, _ = _run(
+        capsys, "demo", "--db", str(db), "--deals", "60", "--preset", "four_stage"
+    )
+    assert status == 0
+    assert out.startswith(f"Simulated 60 deals through four_stage (seed 2026) in {db}\n")
+    for fragment in ["60 deals:", "conversion", "win rate (count)", "sales velocity"]:
+        assert fragment in out
+    for fragment in ["weighted pipeline", "stalled deals", "lead_generation"]:
+        assert fragment in out
+    with SQLiteStore(db) as store:
+        assert len(list(store.find(pipeline="four_stage"))) == 60
+
+
+def test_demo_is_reproducible_for_a_seed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = []
+    for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
+        _, out, _ = _run(
+            capsys, "demo", "--db", str(tmp_path / name), "--deals", "30", "--seed", seed
+        )
+        runs.append(_report_part(out))
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_demo_without_db_writes_a_fresh_temporary_file_each_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    paths = []
+    for _ in range(2):
+        status, out, _ = _run(capsys, "demo", "--deals", "5")
+        assert status == 0
+        paths.append(Path(out.splitlines()[0].rsplit(" in ", 1)[1]))
+    assert paths[0] != paths[1]
+    assert all(p.is_file() and p.parent.parent == tmp_path for p in paths)
+
+
+def test_demo_runs_again_on_the_same_db(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = _run(capsys, "demo", "--db", str(demo_db), "--deals", "10")
+    assert status == 0
+    assert "50 deals:" in out
+
+
+def test_the_report_command_repeats_the_demo_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "d.sqlite"
+    _, demo_out, _ = _run(capsys, "demo", "--db", str(db), "--deals", "25")
+    status, out, _ = _run(capsys, "report", "--db", str(db), "--now", NOW)
+    assert status == 0
+    assert out == _report_part(demo_out)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["demo", "--preset", "nine_stage"], "invalid choice: 'nine_stage'"),
+        (["demo", "--deals", "0"], "must be at least 1"),
+        (["demo", "--deals", "many"], "is not a whole number"),
+        ([], "required: COMMAND"),
+        (["forecast"], "invalid choice: 'forecast'"),
+    ],
+)
+def test_bad_arguments(capsys: pytest.CaptureFixture[str], argv: list[str], fragment: str) -> None:
+    _assert_one_line_error(*_run(capsys, *argv)[::2], fragment)
+
+
+def test_help_and_version_exit_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    assert "demo" in capsys.readouterr().out
+    assert main(["--version"]) == 0
+    assert "salespipeline" in capsys.readouterr().out
+
+
+# -- report --------------------------------------------------------------------------
+
+
+def test_report_one_pipeline(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = _run(capsys, "report", "--db", str(demo_db), "--pipeline", "seven_stage")
+    assert status == 0
+    assert out.startswith("Pipeline seven_stage as of ")
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--pipeline", "funnel"], "unknown pipeline 'funnel' (known: seven_stage)"),
+        (["--now", "2026-06-30 00:00"], "needs a timezone"),
+        (["--now", "midsummer"], "is not an ISO 8601 date and time"),
+    ],
+)
+def test_report_bad_options(
+    demo_db: Path, capsys: pytest.CaptureFixture[str], extra: list[str], fragment: str
+) -> None:
+    status, _, err = _run(capsys, "report", "--db", str(demo_db), *extra)
+    _assert_one_line_error(status, err, fragment)
+
+
+def test_report_on_a_missing_database_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "missing.sqlite"
+    status, _, err = _run(capsys, "report", "--db", str(db))
+    _assert_one_line_error(status, err, "no database at")
+    assert not db.exists()
+
+
+def test_report_on_a_file_that_is_not_sqlite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "notes.sqlite"
+    db.write_text("these are not the deals you are looking for\n" * 100)
+    status, _, err = _run(capsys, "report", "--db", str(db))
+    _assert_one_line_error(status, err, str(db))
+
+
+def test_report_on_an_empty_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "empty.sqlite"
+    SQLiteStore(db).close()
+    status, _, err = _run(capsys, "report", "--db", str(db))
+    _assert_one_line_error(status, err, "records no pipelines")
+
+
+# -- lint and diagram ----------------------------------------------------------------
+
+
+@pytest.fixture
+def five_toml(tmp_path: Path) -> Path:
+    path = tmp_path / "five.toml"
+    dump_pipeline(presets.five_stage(labels="ko"), path)
+    return path
+
+
+def test_lint_a_clean_file(five_toml: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(capsys, "lint", str(five_toml))[:2] == (0, f"{five_toml}: no findings\n")
+
+
+def test_lint_findings_exit_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "odd.json"
+    path.write_text(
+        '{"format": 1, "name": "odd", "lost_reasons": ["price"], "stages": ['
+        '{"name": "a", "probability": 0.5, "requires": ["bant"]},'
+        '{"name": "b", "probability": 0.2}]}'
+    )
+    status, out, _ = _run(capsys, "lint", str(path))
+    assert status == 1
+    assert out.splitlines() == [
+        f"{path}: decreasing-probability [b]: stage 'b' has probability 0.2, lower than 0.5 "
+        "of the stage before it ('a')",
+        f"{path}: guard-on-first-stage [a]: the first stage 'a' requires bant: new deals must "
+        "pass it when started; qualify them in a later stage instead",
+        f"{path}: single-lost-reason: lost_reasons lists only 'price': every lost deal gets it, "
+        "so it records nothing; list the real reasons or allow any (lost_reasons=None)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fragment"),
+    [
+        ("missing.toml", None, "cannot read the file"),
+        ("bad.toml", "format = ", "invalid TOML"),
+        ("bad.json", "{", "invalid JSON"),
+        ("p.yaml", "format: 1", "unsupported file type '.yaml'"),
+        ("unknown.toml", 'format = 1\nname = "x"\n[[stages]]\nname = "a"\n', "probability"),
+    ],
+)
+@pytest.mark.parametrize("command", ["lint", "diagram"])
+def test_unreadable_definitions(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    name: str,
+    content: str | None,
+    fragment: str,
+) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    status, out, err = _run(capsys, command, str(path))
+    _assert_one_line_error(status, err, fragment)
+    assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("text_format", "start"), [("mermaid", "---\ntitle: five_stage v1"), ("dot", "digraph")]
+)
+def test_diagram(
+    five_toml: Path, capsys: pytest.CaptureFixture[str], text_format: str, start: str
+) -> None:
+    status, out, _ = _run(capsys, "diagram", str(five_toml), "--format", text_format)
+    assert status == 0
+    assert out.startswith(start)
+    assert "거래 마감" in out
+    assert out == presets.five_stage(labels="ko").diagram(text_format)  # type: ignore[arg-type]
+
+
+# -- migrate -------------------------------------------------------------------------
+
+
+def test_migrate_seven_to_five(
+    demo_db: Path, five_toml: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    maps = ["--map", "needs_assessment=initial_contact", "--map", "negotiation=closing"]
+    status, out, _ = _run(capsys, "migrate", "--db", str(demo_db), "--to", str(five_toml), *maps)
+    assert (status, out) == (0, "40 deal(s) migrated from seven_stage v1 to five_stage v1\n")
+    with SQLiteStore(demo_db) as store:
+        deals = list(store.find())
+        assert {d.pipeline for d in deals} == {"five_stage"}
+        assert all(
+            d.history[-1].reason == "migrated from seven_stage v1 to five_stage v1" for d in deals
+        )
+        assert {p.name for p in store.pipelines()} == {"five_stage", "seven_stage"}
+
+
+def test_migrate_lists_every_unmapped_stage(
+    demo_db: Path, five_toml: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _, err = _run(capsys, "migrate", "--db", str(demo_db), "--to", str(five_toml))
+    _assert_one_line_error(status, err, "stage 'needs_assessment' is not mapped")
+    assert "stage 'negotiation' is not mapped" in err
+    with SQLiteStore(demo_db) as store:
+        assert {d.pipeline for d in store.find()} == {"seven_stage"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--map", "negotiation"], "--map takes OLD=NEW, not 'negotiation'"),
+        (["--map", "a=b", "--map", "a=c"], "names stage 'a' twice"),
+        (["--from", "funnel"], "unknown pipeline 'funnel'"),
+    ],
+)
+def test_migrate_bad_options(
+    demo_db: Path,
+    five_toml: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    fragment: str,
+) -> None:
+    argv = ["migrate", "--db", str(demo_db), "--to", str(five_toml), *extra]
+    status, _, err = _run(capsys, *argv)
+    _assert_one_line_error(status, err, fragment)
+
+
+def test_migrate_needs_from_when_several_pipelines_could_be_meant(
+    demo_db: Path, five_toml: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with SQLiteStore(demo_db) as store:
+        store.save_pipeline(presets.funnel())
+    status, _, err = _run(capsys, "migrate", "--db", str(demo_db), "--to", str(five_toml))
+    _assert_one_line_error(status, err, "--from (recorded: funnel, seven_stage)")
+
+
+# -- progress and the module entry point ---------------------------------------------
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_drawn_on_a_terminal_once_work_takes_a_moment() -> None:
+    stream = _Terminal()
+    with _Progress("working", 10, stream=stream) as progress:
+        progress.update(1)
+        assert stream.getvalue() == ""
+        progress._started -= 1.0
+        progress.update(5)
+    assert stream.getvalue() == "\rworking [###############...............] 5/10\n"
+
+
+def test_progress_is_silent_off_a_terminal() -> None:
+    stream = io.StringIO()
+    with _Progress("working", 10, stream=stream) as progress:
+        progress._started -= 1.0
+        progress.update(10)
+    assert stream.getvalue() == ""
+
+
+def test_python_dash_m_runs_the_demo(tmp_path: Path) -> None:
+    db = tmp_path / "m.sqlite"
+    done = subprocess.run(
+        [sys.executable, "-m", "salespipeline", "demo", "--deals", "50", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Simulated 50 deals through seven_stage")
+    assert "win rate" in done.stdout
