@@ -53,9 +53,13 @@ def _stage_name(instance: object, attribute: attrs.Attribute[Any], value: object
         c.check_text(value, attribute.name, max_length=64)
 
 
+MAX_VERSION: Final = 2**31 - 1
+"""The highest version every store can keep (PostgreSQL's INTEGER column)."""
+
+
 def _to_version(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError(f"version must be a positive integer, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_VERSION:
+        raise ValidationError(f"version must be an integer from 1 to {MAX_VERSION}, not {value!r}")
     return value
 
 
