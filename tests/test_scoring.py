@@ -262,6 +262,12 @@ def test_bad_card_data_is_a_validation_error(data: Any) -> None:
 
 
 names = st.sampled_from(["a", "b", "c", "d", "e"])
+
+
+def text(size: int) -> st.SearchStrategy[str]:
+    return st.text(st.characters(blacklist_characters="\x00"), max_size=size)
+
+
 points = st.integers(1, 50)
 rules = st.one_of(
     st.builds(
@@ -274,7 +280,7 @@ rules = st.one_of(
     st.builds(
         lambda f, v, p, n: sc.field_equals(f, v, points=p, name=n),
         names,
-        st.one_of(st.text(max_size=5), st.integers(-5, 5), st.booleans()),
+        st.one_of(text(5), st.integers(-5, 5), st.booleans()),
         points,
         names,
     ),
@@ -296,7 +302,7 @@ cards = st.lists(rules, min_size=1, max_size=5, unique_by=lambda r: r.name).map(
     cards,
     st.integers(0, 10**6),
     st.builds(Bant, st.booleans(), st.booleans(), st.booleans(), st.booleans()),
-    st.dictionaries(names, st.one_of(st.none(), st.text(max_size=3), st.integers(-5, 5))),
+    st.dictionaries(names, st.one_of(st.none(), text(3), st.integers(-5, 5))),
     st.integers(0, 10**5),
 )
 def test_score_is_within_0_100_and_sums_its_parts(
