@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -17,6 +19,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from salespipeline import LOST, WON, Deal, Pipeline, Stage, StageBlockedError, guards, presets
 from salespipeline.deal import _replace
+from salespipeline.storage import MemoryStore, SQLiteStore
 from salespipeline.testing import FakeClock, PipelineStateMachine, strategies
 from salespipeline.testing.stateful import _policy_allows
 from salespipeline.testing.strategies import _satisfying_changes
@@ -282,6 +285,40 @@ def test_machine_catches_a_broken_pipeline(broken: type[Pipeline], message: str)
 
 def test_machine_passes_the_same_pipeline_unbroken() -> None:
     run_state_machine_as_test(_machine(_guarded(Pipeline)), settings=settings(max_examples=60))
+
+
+# -- the store hook -------------------------------------------------------------------
+
+
+STORED = settings(max_examples=30, stateful_step_count=30)
+
+
+def test_store_hook_keeps_a_memory_store_equal_to_the_model() -> None:
+    run_state_machine_as_test(_machine(presets.five_stage(), store=MemoryStore), settings=STORED)
+
+
+def test_store_hook_keeps_a_sqlite_file_equal_to_the_model(tmp_path: Path) -> None:
+    runs = itertools.count()
+
+    def store() -> SQLiteStore:
+        return SQLiteStore(tmp_path / f"run-{next(runs)}.db")
+
+    machine = _machine(strategies.pipelines(max_stages=7), store=store)
+    run_state_machine_as_test(machine, settings=STORED)
+    assert next(runs) > 1
+
+
+class ForgetsFields(MemoryStore):
+    """Broken: saves every change without the deal's custom fields."""
+
+    def save(self, deal: Deal) -> None:
+        super().save(attrs.evolve(deal, fields={}))
+
+
+def test_store_hook_catches_a_store_that_loses_data() -> None:
+    machine = _machine(presets.four_stage(), store=ForgetsFields)
+    with pytest.raises(AssertionError, match="store has"):
+        run_state_machine_as_test(machine, settings=CATCHING)
 
 
 # -- packaging --------------------------------------------------------------------
