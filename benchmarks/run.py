@@ -23,7 +23,7 @@ import attrs
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import compile_cache, memory, walk
+from benchmarks import compile_cache, memory, persist, walk
 
 
 @attrs.frozen
@@ -48,7 +48,7 @@ class Sizes:
     persisted_moves: int
 
 
-FULL = Sizes(deals=300, rounds=7, memory_deals=100_000, definitions=1_000, persisted_moves=2_000)
+FULL = Sizes(deals=300, rounds=5, memory_deals=100_000, definitions=1_000, persisted_moves=3_000)
 QUICK = Sizes(deals=10, rounds=1, memory_deals=200, definitions=64, persisted_moves=20)
 
 
@@ -78,6 +78,33 @@ def walk_rows(sizes: Sizes) -> list[Row]:
                 verdict,
             )
         )
+    return rows
+
+
+def persist_rows(sizes: Sizes) -> list[Row]:
+    rows = []
+    with persist.backends() as backends:
+        for backend in backends:
+            if isinstance(backend, str):
+                rows.append(Row("2. persisted", "PostgreSQL", backend))
+                continue
+            rate = persist.measure(backend, moves=sizes.persisted_moves, rounds=sizes.rounds)
+            reference = rate[persist.REFERENCE]
+            for name, per_second in rate.items():
+                ratio = per_second / reference
+                verdict = ""
+                if name == persist.TRACKER:
+                    verdict = _verdict(ratio, bar=0.5, goal=0.9, lower_is_better=False)
+                subject = f"{backend.name}: {name}"
+                rows.append(
+                    Row(
+                        "2. persisted",
+                        subject,
+                        f"{per_second:,.0f} moves/s",
+                        f"{ratio:.2f}x",
+                        verdict,
+                    )
+                )
     return rows
 
 
@@ -129,6 +156,7 @@ def compile_rows(sizes: Sizes) -> list[Row]:
 
 SECTIONS: dict[str, Callable[[Sizes], list[Row]]] = {
     "walk": walk_rows,
+    "persist": persist_rows,
     "memory": memory_rows,
     "compile": compile_rows,
 }
@@ -181,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in args.only or SECTIONS:
         print(f"running {name}…", file=sys.stderr, flush=True)
         rows += SECTIONS[name](sizes)
+    if args.quick:
+        rows = [attrs.evolve(row, verdict="(smoke run)") for row in rows]
     print(header())
     print()
     print(table(rows))

@@ -1,0 +1,177 @@
+"""The benchmarks compute what they claim to, on tiny sizes (timings are never judged)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import compile_cache, memory, persist, run, walk
+
+from salespipeline import Bant, StageBlockedError
+from salespipeline.stages import WON
+
+UNQUALIFIED = Bant(budget=True, authority=True, need=True, timeline=False)
+
+
+# -- 1. transition walk ------------------------------------------------------------
+
+
+def test_the_salespipeline_walk_wins_every_deal_with_eight_history_entries() -> None:
+    deals = walk.salespipeline_walk(walk.salespipeline_prepare(3))
+    assert [d.stage for d in deals] == [WON] * 3
+    assert all(len(d.history) == 8 and d.version == 8 for d in deals)
+
+
+@pytest.mark.parametrize(
+    "walk_records",
+    [walk.statemachine_walk, walk.statemachine_reused_walk],
+    ids=["machine per move", "machine per deal"],
+)
+def test_the_python_statemachine_walks_end_won_with_a_history_entry_per_move(
+    walk_records: Any,
+) -> None:
+    records = walk_records(walk._records(3))
+    assert [r.stage for r in records] == ["won"] * 3
+    assert [h[1] for h in records[0].history] == [*walk.STAGES, "won"]
+    assert records[0].version == 8
+
+
+def test_the_transitions_walk_ends_won_with_a_history_entry_per_move() -> None:
+    records = walk.transitions_walk(walk.transitions_prepare(3))
+    assert [r.stage for r in records] == ["won"] * 3
+    assert [h[1] for h in records[0].history] == [*walk.STAGES, "won"]
+
+
+def test_the_floor_walk_ends_won() -> None:
+    assert [r["stage"] for r in walk.floor_walk(walk.floor_prepare(2))] == ["won"] * 2
+
+
+def test_every_way_of_walking_refuses_proposal_without_bant() -> None:
+    pipeline, _ = walk.salespipeline_prepare(0)
+    deal = pipeline.start("d", bant=UNQUALIFIED)
+    for _ in range(3):
+        deal = pipeline.advance(deal)
+    with pytest.raises(StageBlockedError):
+        pipeline.advance(deal)
+
+    record = walk.Record("r")
+    record.bant, record.stage = UNQUALIFIED, "needs_assessment"
+    with pytest.raises(walk.BantRefused):
+        walk.SevenStage(model=record, state_field="stage").send("advance")
+    assert record.stage == "needs_assessment"
+
+    machine = walk._transitions_machine()
+    machine.add_model(record, initial="needs_assessment")
+    assert record.trigger("advance") is False  # type: ignore[attr-defined]
+    assert record.stage == "needs_assessment"
+
+    row = {"stage": "needs_assessment", "bant_ok": False}
+    with pytest.raises(walk.BantRefused):
+        walk.floor_walk([row])
+
+
+def test_measure_gives_a_positive_time_per_transition_for_every_contender() -> None:
+    timings = walk.measure(n_deals=2, rounds=1)
+    assert set(timings) == set(walk.contenders(2))
+    assert all(0 < t < math.inf for t in timings.values())
+
+
+# -- 2. persisted moves ------------------------------------------------------------
+
+
+def _walk_and_load(backend: persist.Backend, mover: str) -> list[Any]:
+    target = persist.setup(backend, 2)
+    moving = persist.MOVERS[mover](backend, target)
+    try:
+        for deal_id in persist.ids(2):
+            moving.walk(deal_id)
+    finally:
+        moving.close()
+    with backend.store(target) as store:
+        return [store.get(deal_id) for deal_id in persist.ids(2)]
+
+
+@pytest.mark.parametrize("mover", list(persist.MOVERS))
+def test_every_sqlite_mover_leaves_deals_the_store_reads_back_in_closing(
+    tmp_path: Path, mover: str
+) -> None:
+    deals = _walk_and_load(persist.sqlite_backend(tmp_path), mover)
+    assert [d.stage for d in deals] == ["closing", "closing"]
+    assert [c.to_stage for c in deals[0].history] == list(persist.STAGES)
+    assert deals[0].version == 7
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("mover", list(persist.MOVERS))
+def test_every_postgres_mover_leaves_deals_the_store_reads_back_in_closing(
+    postgres_server: Any, mover: str
+) -> None:
+    deals = _walk_and_load(persist.postgres(postgres_server), mover)
+    assert [d.stage for d in deals] == ["closing", "closing"]
+    assert [c.to_stage for c in deals[0].history] == list(persist.STAGES)
+
+
+def test_persisted_measure_gives_a_positive_rate_for_every_contender(tmp_path: Path) -> None:
+    rates = persist.measure(persist.sqlite_backend(tmp_path), moves=12, rounds=1)
+    assert set(rates) == set(persist.MOVERS)
+    assert all(0 < r < math.inf for r in rates.values())
+
+
+# -- 3. memory ---------------------------------------------------------------------
+
+
+def test_memory_deals_have_five_history_entries_half_of_them_lost() -> None:
+    deals = memory.make_deals(4)
+    assert all(len(d.history) == memory.HISTORY for d in deals)
+    assert [d.stage for d in deals] == ["proposal", "lost", "proposal", "lost"]
+
+
+def test_bytes_per_deal_counts_at_least_the_deal_and_its_history() -> None:
+    deal = memory.make_deals(1)[0]
+    floor = sys.getsizeof(deal) + sys.getsizeof(deal.history)
+    floor += sum(sys.getsizeof(c) for c in deal.history)
+    assert floor < memory.bytes_per_deal(50) < 64 * 1024
+
+
+# -- 4. compile cache --------------------------------------------------------------
+
+
+def test_compile_cost_is_measured_for_first_cached_and_pipeline() -> None:
+    cost = compile_cache.compile_cost(rounds=1, lookups=20)
+    assert min(cost.first, cost.cached, cost.pipeline_cached) > 0
+
+
+def test_distinct_definitions_are_distinct_and_cover_sixteen_shapes() -> None:
+    built = [compile_cache.distinct_definition(i) for i in range(16)]
+    assert len({p.name for p in built}) == 16
+    shapes = {(len(p.stages), p.allow_skip, p.allow_back) for p in built}
+    assert len(shapes) == 16
+
+
+def test_growth_reports_a_bounded_cache_and_a_registry_that_does_not_grow() -> None:
+    grown = compile_cache.growth(definitions=32, batches=2)
+    assert grown.definitions == 32
+    assert len(grown.retained_bytes) == 2
+    assert grown.cache_size <= grown.cache_max == 128
+    assert len(set(grown.registry_entries)) == 1
+    assert grown.evicted_class_freed
+
+
+# -- the runner --------------------------------------------------------------------
+
+
+def test_the_quick_run_prints_a_table_row_for_each_contender(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run.main(["--quick", "--only", "walk", "--only", "memory"]) == 0
+    out = capsys.readouterr().out
+    assert "- Python " in out
+    for name in walk.contenders(1):
+        assert f"| {name} |" in out
+    assert "bytes per deal" in out
