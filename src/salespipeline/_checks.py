@@ -24,14 +24,25 @@ def fail(message: str, *, deal_id: str | None = None, field: str | None = None) 
 
 
 def check_text(value: object, what: str, *, max_length: int = MAX_TEXT_LENGTH) -> str:
-    """A string that storage backends can keep verbatim (no NUL, bounded length)."""
+    """A string that storage backends can keep verbatim (no NUL, valid Unicode, bounded)."""
     if not isinstance(value, str):
         fail(f"{what} must be a string, not {type(value).__name__}")
     if "\x00" in value:
         fail(f"{what} must not contain NUL characters")
+    if not value.isascii() and not is_encodable(value):
+        fail(f"{what} is not valid Unicode text (it holds a lone surrogate)")
     if len(value) > max_length:
         fail(f"{what} is longer than {max_length} characters")
     return value
+
+
+def is_encodable(text: str) -> bool:
+    """Whether ``text`` is valid UTF-8 material (no lone surrogates), as every database needs."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_id(value: object, what: str = "deal id") -> str:

@@ -12,9 +12,9 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from salespipeline._checks import thaw
+from salespipeline._checks import is_encodable, thaw
 from salespipeline.deal import Bant, Deal, StageChange
-from salespipeline.errors import CorruptRecordError, SalesPipelineError
+from salespipeline.errors import CorruptRecordError, SalesPipelineError, ValidationError
 
 __all__ = [
     "CHANGE_COLUMNS",
@@ -80,8 +80,15 @@ def _optional_us(moment: datetime | None) -> int | None:
 
 
 def dumps(data: object) -> str:
-    """Compact JSON that keeps non-ASCII text as it is (Korean labels stay readable)."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """Compact JSON that keeps non-ASCII text as it is (Korean labels stay readable).
+
+    Text no database can encode (a lone surrogate) is a ``ValidationError`` here,
+    before any write, whatever part of a deal or definition it came from.
+    """
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    if not text.isascii() and not is_encodable(text):
+        raise ValidationError("the data holds text that is not valid Unicode (a lone surrogate)")
+    return text
 
 
 def amount_parts(amount: Decimal) -> tuple[int, int]:
