@@ -103,7 +103,10 @@ def to_optional_utc(value: object) -> datetime | None:
 def to_probability(value: object, what: str = "probability") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         fail(f"{what} must be a number, not {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):  # signalling NaN, or an int beyond any float
+        number = math.nan
     if not (0.0 <= number <= 1.0):
         fail(f"{what} must be between 0 and 1, got {value!r}")
     return number

@@ -38,7 +38,10 @@ def _to_guards(value: object) -> tuple[Guard, ...]:
 def _to_probability(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValidationError(f"stage probability must be a number, not {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValidationError(f"stage probability {value!r} is not in [0, 1]") from None
 
 
 def _check_name(instance: Stage, attribute: attrs.Attribute[str], value: object) -> None:
