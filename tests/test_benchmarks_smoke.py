@@ -7,14 +7,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import SteppingClock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import compile_cache, memory, persist, run, walk
 
-from salespipeline import Bant, StageBlockedError
-from salespipeline.stages import WON
+from salespipeline import Bant, Deal, StageBlockedError, StageChange, presets
+from salespipeline.stages import LOST, WON
 
 UNQUALIFIED = Bant(budget=True, authority=True, need=True, timeline=False)
 
@@ -175,3 +180,25 @@ def test_the_quick_run_prints_a_table_row_for_each_contender(
     for name in walk.contenders(1):
         assert f"| {name} |" in out
     assert "bytes per deal" in out
+
+
+# -- the optimised hot path --------------------------------------------------------
+
+
+@settings(max_examples=50)
+@given(data=st.data(), qualified=st.booleans())
+def test_moved_deals_equal_their_fully_validated_reconstruction(
+    data: st.DataObject, qualified: bool
+) -> None:
+    pipeline = presets.seven_stage(clock=SteppingClock())
+    deal = pipeline.start("d", bant=walk.QUALIFIED if qualified else UNQUALIFIED)
+    for _ in range(data.draw(st.integers(0, 12))):
+        if not pipeline.moves(deal):
+            break
+        target = data.draw(st.sampled_from(pipeline.moves(deal)))
+        before = attrs.asdict(deal, recurse=False)
+        moved = pipeline.move(deal, target, reason="no budget" if target == LOST else None)
+        assert attrs.asdict(deal, recurse=False) == before
+        assert Deal(**attrs.asdict(moved, recurse=False)) == moved
+        assert moved.history[-1] == StageChange(*attrs.astuple(moved.history[-1], recurse=False))
+        deal = moved
