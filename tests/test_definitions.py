@@ -298,6 +298,8 @@ def test_wrong_types_in_several_stages_are_all_reported() -> None:
         ({"allow_skip": "yes"}, "allow_skip must be True or False"),
         ({"lost_reasons": []}, "lost_reasons must not be empty"),
         ({"name": None}, "pipeline name must be"),
+        ({"lost_reasons": None}, "lost_reasons must not be null"),
+        ({"allow_back": None}, "allow_back must not be null"),
     ],
 )
 def test_top_level_problems(changes: dict[str, Any], expected: str) -> None:

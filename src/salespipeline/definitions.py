@@ -110,13 +110,16 @@ def from_dict(data: Mapping[str, Any], *, clock: Clock | None = None) -> Pipelin
     if not isinstance(data, Mapping):
         raise DefinitionError([f"a definition must be a table, not {type(data).__name__}"])
     problems = _unknown_keys(data, _TOP_KEYS, "the definition")
+    problems += [f"{k} must not be null: leave it out for the default" for k in _nulls(data)]
     problems += _format_problems(data)
     stages = _read_stages(data.get("stages"), problems)
     name = data.get("name")
     if "name" not in data:
         problems.append("name is required")
     elif stages is not None:
-        options = {k: data[k] for k in ("allow_skip", "allow_back", "version") if k in data}
+        options = {
+            k: data[k] for k in ("allow_skip", "allow_back", "version") if data.get(k) is not None
+        }
         try:
             pipeline = Pipeline(
                 data["name"], stages, lost_reasons=data.get("lost_reasons"), clock=clock, **options
@@ -133,6 +136,14 @@ def _unknown_keys(data: Mapping[Any, Any], allowed: frozenset[str], where: str) 
     if not extra:
         return []
     return [f"{where}: unknown key(s) {', '.join(map(repr, extra))}; allowed: {sorted(allowed)}"]
+
+
+def _nulls(data: Mapping[str, Any]) -> list[str]:
+    return [
+        str(k)
+        for k in ("version", "allow_skip", "allow_back", "lost_reasons")
+        if k in data and data[k] is None
+    ]
 
 
 def _format_problems(data: Mapping[str, Any]) -> list[str]:
