@@ -9,6 +9,8 @@ that fails half-way must leave nothing behind, and backend errors must arrive as
 from __future__ import annotations
 
 import calendar
+import os
+import re
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
@@ -22,6 +24,7 @@ import pytest
 from salespipeline import (
     ConcurrencyError,
     CorruptRecordError,
+    DealNotFoundError,
     StorageError,
     Tracker,
 )
@@ -65,6 +68,32 @@ class TestPostgres(StoreContract):
 
     def reopen_store(self) -> DealStore:
         return PostgresStore(self.conninfo)
+
+
+def _documented_adapter() -> type[DealStore]:
+    """The ``ShelfStore`` from docs/how-to/storage-adapter.md (its first python block)."""
+    page = Path(__file__).resolve().parent.parent / "docs" / "how-to" / "storage-adapter.md"
+    code = re.search(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.DOTALL)
+    assert code is not None
+    namespace: dict[str, Any] = {"__name__": "storage_adapter_doc"}
+    exec(compile(code.group(1), str(page), "exec"), namespace)
+    store: type[DealStore] = namespace["ShelfStore"]
+    return store
+
+
+class TestDocumentedShelfStore(StoreContract):
+    """The how-to's example adapter passes the contract it tells readers to run."""
+
+    @pytest.fixture(autouse=True)
+    def _file(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "deals.shelf"
+        self.store_class = _documented_adapter()
+
+    def make_store(self) -> DealStore:
+        return self.store_class(self.path)  # type: ignore[call-arg]
+
+    def reopen_store(self) -> DealStore:
+        return self.store_class(self.path)  # type: ignore[call-arg]
 
 
 # -- raw access to each database ---------------------------------------------------------
@@ -305,3 +334,21 @@ def test_a_tracker_records_its_pipelines_for_report_only_readers(backend: Backen
         assert reader.pipelines() == (pipeline,)
         report = reader.report("contract", now=T0.replace(year=2030))
         assert report.stage_counts["proposal"] == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_sqlite_store_refuses_work_in_a_forked_child(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "deals.sqlite") as store:
+        pid = os.fork()
+        if pid == 0:  # the child: must refuse, whatever happens exit without pytest
+            try:
+                store.get("x")
+            except StorageError as error:
+                os._exit(0 if "another process" in str(error) else 1)
+            except BaseException:
+                os._exit(2)
+            os._exit(3)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        with pytest.raises(DealNotFoundError):
+            store.get("x")  # the parent's store still works

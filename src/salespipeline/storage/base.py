@@ -23,7 +23,7 @@ from salespipeline.stages import LOST, WON
 if TYPE_CHECKING:
     from salespipeline.metrics import PipelineReport
 
-__all__ = ["DealStore"]
+__all__ = ["DealStore", "check_deal", "check_filters", "matches", "split_history"]
 
 
 class DealStore(abc.ABC):
@@ -109,6 +109,7 @@ def check_deal(deal: object) -> Deal:
 
 
 def check_id(id: object) -> str:
+    """``id`` if it is a string, else a ``ValidationError``."""
     if not isinstance(id, str):
         raise ValidationError(f"a deal id is a string, not {type(id).__name__}")
     return id
