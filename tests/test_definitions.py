@@ -299,6 +299,7 @@ def test_wrong_types_in_several_stages_are_all_reported() -> None:
         ({"lost_reasons": []}, "lost_reasons must not be empty"),
         ({"name": None}, "pipeline name must be"),
         ({"lost_reasons": None}, "lost_reasons must not be null"),
+        ({"stages": [{"name": "a", "probability": 10**400}]}, "stage #1 ('a')"),
         ({"allow_back": None}, "allow_back must not be null"),
     ],
 )
@@ -359,6 +360,50 @@ def test_guards_nested_too_deep_are_refused() -> None:
     data = _minimal()
     data["stages"][1]["requires"] = [spec]
     assert "nested more than" in _problems(data)[0]
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_STAGE_KEYS = st.sampled_from(["name", "label", "probability", "requires", "rot_after", "x"])
+_GUARDS = st.sampled_from(
+    ["bant", "requires_fields", "min_amount", "all_of", "any_of", "os.system"]
+)
+
+
+@st.composite
+def _near_definitions(draw: st.DrawFn) -> dict[str, Any]:
+    """Definition-shaped data with arbitrary values in every slot."""
+    guard = st.fixed_dictionaries({"guard": _GUARDS}, optional={"criteria": _JSON, "names": _JSON})
+    stage = st.dictionaries(_STAGE_KEYS, _JSON | st.lists(guard, max_size=2), max_size=6)
+    return draw(
+        st.fixed_dictionaries(
+            {"format": st.just(1) | _JSON, "name": st.text(max_size=8) | _JSON},
+            optional={
+                "stages": st.lists(stage, max_size=3) | _JSON,
+                "version": _JSON,
+                "allow_skip": _JSON,
+                "lost_reasons": _JSON,
+            },
+        )
+    )
+
+
+@given(_near_definitions() | _JSON)
+def test_any_data_gives_a_pipeline_or_a_definition_error(data: Any) -> None:
+    problems: tuple[str, ...] = ()
+    try:
+        pipeline = definitions.from_dict(data)
+    except DefinitionError as error:
+        problems = error.problems
+        assert problems
+    else:
+        assert definitions.from_dict(pipeline.to_dict()) == pipeline
+    assert all(isinstance(p, str) and p for p in problems)
 
 
 def test_from_dict_refuses_a_non_mapping() -> None:

@@ -113,22 +113,31 @@ def from_dict(data: Mapping[str, Any], *, clock: Clock | None = None) -> Pipelin
     problems += [f"{k} must not be null: leave it out for the default" for k in _nulls(data)]
     problems += _format_problems(data)
     stages = _read_stages(data.get("stages"), problems)
-    name = data.get("name")
+    pipeline = None
     if "name" not in data:
         problems.append("name is required")
     elif stages is not None:
-        options = {
-            k: data[k] for k in ("allow_skip", "allow_back", "version") if data.get(k) is not None
-        }
-        try:
-            pipeline = Pipeline(
-                data["name"], stages, lost_reasons=data.get("lost_reasons"), clock=clock, **options
-            )
-        except DefinitionError as error:
-            problems.extend(error.problems)
-    if problems:
+        pipeline = _build(data, stages, clock, problems)
+    if problems or pipeline is None:
+        name = data.get("name")
         raise DefinitionError(problems, pipeline=name if isinstance(name, str) else None)
     return pipeline
+
+
+def _build(
+    data: Mapping[str, Any], stages: list[Stage], clock: Clock | None, problems: list[str]
+) -> Pipeline | None:
+    """The pipeline, or None with the pipeline's own problems appended."""
+    options = {
+        k: data[k] for k in ("allow_skip", "allow_back", "version") if data.get(k) is not None
+    }
+    try:
+        return Pipeline(
+            data["name"], stages, lost_reasons=data.get("lost_reasons"), clock=clock, **options
+        )
+    except DefinitionError as error:
+        problems.extend(error.problems)
+        return None
 
 
 def _unknown_keys(data: Mapping[Any, Any], allowed: frozenset[str], where: str) -> list[str]:
@@ -194,7 +203,7 @@ def _read_stage(position: int, data: object, problems: list[str]) -> Stage | Non
             requires=requires,
             rot_after=rot_after,
         )
-    except ValidationError as error:
+    except (ValidationError, OverflowError) as error:
         problems.append(f"{where}: {error}")
         return None
 
