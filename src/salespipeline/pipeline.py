@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from salespipeline import _checks as c
 from salespipeline import _engine
-from salespipeline.deal import Bant, Deal, StageChange, _change, _replace
+from salespipeline.deal import Bant, Deal, StageChange, _after_move, _change
 from salespipeline.errors import (
     DefinitionError,
     StageBlockedError,
@@ -432,7 +432,7 @@ class Pipeline:
         version = deal.version + 1
         closed = target >= len(self._stages)
         change = _change(deal.id, deal.stage, to, when, version, reason)
-        return _replace(
+        return _after_move(
             deal,
             stage=to,
             stage_entered_at=when,
