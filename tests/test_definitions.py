@@ -511,6 +511,22 @@ def test_a_spec_that_is_not_toml_safe_is_refused() -> None:
         _with([Odd()]).to_dict()
 
 
+def test_a_spec_that_raises_is_reported_not_raised() -> None:
+    class Broken:
+        name = "broken"
+
+        def __call__(self, deal: Deal, /) -> tuple[Violation, ...]:
+            return ()
+
+        def spec(self) -> dict[str, Any]:
+            raise RuntimeError("oops")
+
+    with pytest.raises(
+        DefinitionError, match=r"guard 'broken': spec\(\) raised RuntimeError: oops"
+    ):
+        _with([Broken()]).to_dict()
+
+
 @pytest.mark.usefixtures("region_kind")
 def test_a_factory_that_raises_is_reported_not_raised() -> None:
     data = _minimal()

@@ -34,9 +34,14 @@ def to_spec(guard: Guard) -> dict[str, Any]:
         kind = "all_of" if isinstance(guard, AllOf) else "any_of"
         return {"guard": kind, "guards": [to_spec(g) for g in guard.guards]}
     spec = getattr(guard, "spec", None)
-    if callable(spec):
-        return _checked_spec(guard, spec())
-    return _registered_spec(guard)
+    if not callable(spec):
+        return _registered_spec(guard)
+    try:
+        data = spec()
+    except Exception as error:
+        name = getattr(guard, "name", repr(guard))
+        raise NotData(f"guard {name!r}: spec() raised {type(error).__name__}: {error}") from None
+    return _checked_spec(guard, data)
 
 
 def _checked_spec(guard: Guard, data: object) -> dict[str, Any]:
