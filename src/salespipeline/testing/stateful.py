@@ -220,7 +220,7 @@ class PipelineStateMachine(RuleBasedStateMachine):
     @rule(deal_id=deal_ids, to=_stage_names(), reason=_reasons())
     def move(self, deal_id: str, to: str, reason: str) -> None:
         why = reason if to == LOST else None
-        self._attempt(deal_id, to, lambda d, at: self.subject.move(d, to, at=at, reason=why), why)
+        self.attempt(deal_id, to, lambda d, at: self.subject.move(d, to, at=at, reason=why), why)
 
     @rule(deal_id=deal_ids, data=st.data())
     def move_along(self, deal_id: str, data: st.DataObject) -> None:
@@ -236,7 +236,7 @@ class PipelineStateMachine(RuleBasedStateMachine):
         if changes:
             self._evolve(deal_id, changes)
         why = data.draw(_reasons(), label="reason") if to == LOST else None
-        self._attempt(deal_id, to, lambda d, at: self.subject.move(d, to, at=at, reason=why), why)
+        self.attempt(deal_id, to, lambda d, at: self.subject.move(d, to, at=at, reason=why), why)
 
     @rule(deal_id=deal_ids)
     def advance(self, deal_id: str) -> None:
@@ -244,33 +244,33 @@ class PipelineStateMachine(RuleBasedStateMachine):
         stage = self.deals[deal_id].stage
         i = open_names.index(stage) if stage in open_names else len(open_names)
         target = open_names[i + 1] if i + 1 < len(open_names) else None
-        self._attempt(deal_id, target, lambda d, at: self.subject.advance(d, at=at))
+        self.attempt(deal_id, target, lambda d, at: self.subject.advance(d, at=at))
 
     @rule(deal_id=deal_ids)
     def win(self, deal_id: str) -> None:
-        self._attempt(deal_id, WON, lambda d, at: self.subject.win(d, at=at))
+        self.attempt(deal_id, WON, lambda d, at: self.subject.win(d, at=at))
 
     @rule(deal_id=deal_ids, reason=_reasons())
     def lose(self, deal_id: str, reason: str) -> None:
-        self._attempt(deal_id, LOST, lambda d, at: self.subject.lose(d, reason, at=at), reason)
+        self.attempt(deal_id, LOST, lambda d, at: self.subject.lose(d, reason, at=at), reason)
 
     @rule(deal_id=deal_ids, reason=_bad_reasons())
     def lose_without_a_valid_reason(self, deal_id: str, reason: str) -> None:
         lose = self.subject.lose
-        self._attempt(deal_id, LOST, lambda d, at: lose(d, reason, at=at), reason, valid=False)
+        self.attempt(deal_id, LOST, lambda d, at: lose(d, reason, at=at), reason, valid=False)
 
     @rule(deal_id=deal_ids, to=st.none() | _stage_names())
     def reopen(self, deal_id: str, to: str | None) -> None:
         deal = self.deals[deal_id]
         target = (to or deal.history[-1].from_stage) if deal.stage == LOST else None
-        self._attempt(deal_id, target, lambda d, at: self.subject.reopen(d, to, at=at))
+        self.attempt(deal_id, target, lambda d, at: self.subject.reopen(d, to, at=at))
 
     @rule(deal_id=deal_ids, to=_stage_names(), before=st.timedeltas(_MICROSECOND, _YEAR))
     def move_back_in_time(self, deal_id: str, to: str, before: timedelta) -> None:
         at = self.deals[deal_id].history[-1].at - before
         why = "timing" if to == LOST else None
         move = self.subject.move
-        self._attempt(deal_id, to, lambda d, _: move(d, to, at=at, reason=why), why, valid=False)
+        self.attempt(deal_id, to, lambda d, _: move(d, to, at=at, reason=why), why, valid=False)
 
     @rule(deal_id=deal_ids, changes=_updates())
     def update(self, deal_id: str, changes: dict[str, Any]) -> None:
@@ -335,9 +335,9 @@ class PipelineStateMachine(RuleBasedStateMachine):
         if callable(close):
             close()
 
-    # -- helpers -----------------------------------------------------------------
+    # -- checked operations (also for your own rules) ---------------------------
 
-    def _attempt(
+    def attempt(
         self,
         deal_id: str,
         target: str | None,
@@ -346,7 +346,12 @@ class PipelineStateMachine(RuleBasedStateMachine):
         *,
         valid: bool = True,
     ) -> None:
-        """Run one stage operation; ``target`` None means it must be refused."""
+        """Run ``operation(deal, now)`` on a modelled deal and check what it did.
+
+        ``target`` is where it moves the deal if allowed (None: it must be refused),
+        ``reason`` the lost reason it records; ``valid=False`` marks arguments that
+        must be refused (a bad reason, a past time). Use it in your own rules.
+        """
         before = self.deals[deal_id]
         snapshot = copy.deepcopy(before)
         allowed = target is not None and self._check_agrees_with_moves(before, target)
