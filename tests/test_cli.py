@@ -264,6 +264,10 @@ def test_migrate_seven_to_five(
             d.history[-1].reason == "migrated from seven_stage v1 to five_stage v1" for d in deals
         )
         assert {p.name for p in store.pipelines()} == {"five_stage", "seven_stage"}
+    status, out, _ = _run(capsys, "report", "--db", str(demo_db), "--now", NOW)
+    assert status == 0
+    assert out.startswith("Pipeline five_stage as of 2026-06-30 00:00 UTC\n40 deals:")
+    assert "\n\nPipeline seven_stage as of 2026-06-30 00:00 UTC\n0 deals" in out
 
 
 def test_migrate_lists_every_unmapped_stage(

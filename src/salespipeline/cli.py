@@ -184,7 +184,7 @@ def _demo(args: argparse.Namespace) -> int:
             )
         report = store.report(pipeline, now=END)
     print(f"Simulated {args.deals:,} deals through {pipeline.name} (seed {args.seed}) in {path}")
-    print(report.render())
+    _print_block(report.render())
     print(f"\nAgain, any time: salespipeline report --db {path} --now {END.isoformat()}")
     return EXIT_OK
 
@@ -192,8 +192,10 @@ def _demo(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     now = _instant(args.now) if args.now else datetime.now(timezone.utc)
     with _existing_store(args.db) as store:
-        for pipeline in _chosen(store.pipelines(), args.pipeline, args.db):
-            print(store.report(pipeline, now=now).render())
+        for number, pipeline in enumerate(_chosen(store.pipelines(), args.pipeline, args.db)):
+            if number:
+                print()
+            _print_block(store.report(pipeline, now=now).render())
     return EXIT_OK
 
 
@@ -226,6 +228,10 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 # -- helpers -------------------------------------------------------------------------
+
+
+def _print_block(text: str) -> None:
+    print(text, end="" if text.endswith("\n") else "\n")
 
 
 def _existing_store(path: Path) -> SQLiteStore:
