@@ -23,7 +23,7 @@ from salespipeline.stages import LOST, WON
 if TYPE_CHECKING:
     from salespipeline.metrics import PipelineReport
 
-__all__ = ["DealStore", "check_deal", "check_filters", "matches", "split_history"]
+__all__ = ["DealStore", "check_deal", "check_filters", "check_id", "matches", "split_history"]
 
 
 class DealStore(abc.ABC):
@@ -109,9 +109,11 @@ def check_deal(deal: object) -> Deal:
 
 
 def check_id(id: object) -> str:
-    """``id`` if it is a string, else a ``ValidationError``."""
+    """``id`` if it is a string that could name a deal, else a ``ValidationError``."""
     if not isinstance(id, str):
         raise ValidationError(f"a deal id is a string, not {type(id).__name__}")
+    if "\x00" in id:
+        raise ValidationError("a deal id never contains NUL characters")
     return id
 
 
@@ -120,6 +122,8 @@ def check_filters(pipeline: object, stage: object, open: object) -> None:
     for what, value in (("pipeline", pipeline), ("stage", stage)):
         if value is not None and not isinstance(value, str):
             raise ValidationError(f"find(): {what} must be a string or None, not {value!r}")
+        if isinstance(value, str) and "\x00" in value:
+            raise ValidationError(f"find(): {what} names never contain NUL characters")
     if open is not None and not isinstance(open, bool):
         raise ValidationError(f"find(): open must be True, False or None, not {open!r}")
 

@@ -224,6 +224,14 @@ class StoreContract:
         with pytest.raises(ValidationError):
             store.get(bad)
 
+    def test_lookups_no_deal_can_match_are_validation_errors(self, store: DealStore) -> None:
+        with pytest.raises(ValidationError):
+            store.get("a\x00b")
+        with pytest.raises(ValidationError):
+            store.history("a\x00b")
+        with pytest.raises(ValidationError):
+            list(store.find(stage="lead\x00"))
+
     # -- saving ---------------------------------------------------------------------------
 
     def test_save_writes_the_next_version(self, store: DealStore, pipeline: Pipeline) -> None:
