@@ -61,6 +61,7 @@ _DECODE_ERRORS: Final = (
     KeyError,
     OverflowError,
     InvalidOperation,
+    RecursionError,  # JSON nested deeper than the parser can follow
 )
 
 

@@ -324,7 +324,7 @@ def _definition(name: str, data: object) -> Any:
         return data
     try:
         return json.loads(data)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise StorageError(f"the stored definition of pipeline {name!r} is not JSON") from error
 
 
