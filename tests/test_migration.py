@@ -106,6 +106,18 @@ def test_closed_deals_stay_closed(seven: Pipeline, migration: Migration, stage: 
     assert moved.lost_reason == deal.lost_reason
 
 
+def test_a_migrated_lost_deal_reopens_to_a_named_stage(
+    seven: Pipeline, five: Pipeline, migration: Migration
+) -> None:
+    moved = migration.apply(_deal_in(seven, LOST), at=LATER)
+    reopened = five.reopen(moved, "qualification", at=LATER + timedelta(days=1))
+    assert (reopened.stage, reopened.lost_reason, reopened.closed_at) == (
+        "qualification",
+        None,
+        None,
+    )
+
+
 def test_the_full_table_of_the_seven_to_five_migration(migration: Migration) -> None:
     assert dict(migration.stages) == {
         "prospecting": "prospecting",
