@@ -22,6 +22,7 @@ from salespipeline.errors import (
     CorruptRecordError,
     DealNotFoundError,
     DuplicateDealError,
+    SalesPipelineError,
     StorageError,
     ValidationError,
 )
@@ -300,7 +301,16 @@ class SQLStore(DealStore):
         """
         from salespipeline.storage._sql_report import sql_report
 
-        return sql_report(self._query, self._resolve(pipeline), now=now, dialect=self.dialect)
+        resolved = self._resolve(pipeline)
+        try:
+            return sql_report(self._query, resolved, now=now, dialect=self.dialect)
+        except SalesPipelineError:
+            raise
+        except (ValueError, TypeError, ArithmeticError) as error:  # junk in a stored column
+            raise StorageError(
+                f"the stored deals of pipeline {resolved.name!r} cannot be aggregated: "
+                f"a column holds a value of the wrong kind ({type(error).__name__}: {error})"
+            ) from error
 
     def _query(self, statement: str, params: Sequence[object]) -> list[Any]:
         with self._read() as cursor:
