@@ -51,6 +51,7 @@ from salespipeline.testing.strategies import (
 __all__ = ["Entry", "FakeClock", "PipelineStateMachine"]
 
 _START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+_TERMINAL_PROBABILITY = {WON: 1.0, LOST: 0.0}
 _MICROSECOND = timedelta(microseconds=1)
 _YEAR = timedelta(days=365)
 _MOVE_FIELDS = frozenset({"stage", "stage_entered_at", "closed_at", "lost_reason", "version"})
@@ -181,6 +182,7 @@ class PipelineStateMachine(RuleBasedStateMachine):
         self.changes: dict[str, int] = {}
         self.entries: list[Entry] = []
         self._requires: dict[str, tuple[Guard, ...]] = {}
+        self._probabilities: dict[str, float] = {}
         factory = type(self).store
         self.deal_store: _Store | None = None if factory is None else factory()
 
@@ -189,6 +191,7 @@ class PipelineStateMachine(RuleBasedStateMachine):
         """The pipeline under test: the class's own, or one drawn from its strategy."""
         self.subject = pipeline
         self._requires = {s.name: s.requires for s in pipeline.stages}
+        self._probabilities = {s.name: s.probability for s in pipeline.stages}
 
     def _pipelines(self) -> st.SearchStrategy[Pipeline]:
         chosen = type(self).pipeline
@@ -217,10 +220,13 @@ class PipelineStateMachine(RuleBasedStateMachine):
         self._commit(deal_id, deal, new=True)
         return deal_id
 
-    @rule(deal_id=deal_ids, to=_stage_names(), reason=_reasons())
-    def move(self, deal_id: str, to: str, reason: str) -> None:
-        why = reason if to == LOST else None
-        self.attempt(deal_id, to, lambda d, at: self.subject.move(d, to, at=at, reason=why), why)
+    @rule(deal_id=deal_ids, to=_stage_names(), reason=st.none() | _reasons())
+    def move(self, deal_id: str, to: str, reason: str | None) -> None:
+        if to == LOST and reason is None:
+            reason = "price" if self.subject.lost_reasons is None else self.subject.lost_reasons[0]
+        self.attempt(
+            deal_id, to, lambda d, at: self.subject.move(d, to, at=at, reason=reason), reason
+        )
 
     @rule(deal_id=deal_ids, data=st.data())
     def move_along(self, deal_id: str, data: st.DataObject) -> None:
@@ -293,6 +299,16 @@ class PipelineStateMachine(RuleBasedStateMachine):
         for deal in self.deals.values():
             assert deal.pipeline == self.subject.name, f"{deal.id}: pipeline {deal.pipeline!r}"
             assert deal.stage in self.subject.stage_names, f"{deal.id}: stage {deal.stage!r}"
+
+    @invariant()
+    def probabilities_are_as_documented(self) -> None:
+        for deal in self.deals.values():
+            expected = _TERMINAL_PROBABILITY.get(deal.stage)
+            if expected is None:
+                own = deal.probability
+                expected = self._probabilities[deal.stage] if own is None else own
+            actual = self.subject.probability(deal)
+            assert actual == expected, f"{deal.id}: probability {actual}, expected {expected}"
 
     @invariant()
     def versions_rise_by_one_per_change(self) -> None:
