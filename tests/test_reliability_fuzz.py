@@ -1,0 +1,623 @@
+"""Hostile input through the storage-facing API: only typed errors, stored data unchanged.
+
+Random definition payloads and files, random arguments to Tracker operations and
+store methods, and random corrupt rows written straight into the SQLite tables: the
+only exceptions that may come out are ``SalesPipelineError`` subclasses, and every
+refused call leaves a full dump of the tables exactly as it was.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sqlite3
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from _reliability_workers import (
+    PIPELINE_NAME,
+    QUALIFIED,
+    StoreSpec,
+    dump_tables,
+    open_store,
+    open_tracker,
+    pipeline,
+    raw_write,
+    record_figures,
+    restore_tables,
+)
+from salespipeline import (
+    Bant,
+    CorruptRecordError,
+    Pipeline,
+    SalesPipelineError,
+    Stage,
+    StorageError,
+    ValidationError,
+    guards,
+    presets,
+)
+from salespipeline.definitions import dumps, load_pipeline
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+BASE = min(settings().max_examples, 100)
+"""Examples per unit: the profile's count, at most 100, so the CI profile keeps this short."""
+CASES: Counter[str] = Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _figures(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    record_figures(request.config, "fuzz", {**CASES, "total": sum(CASES.values())})
+
+
+# -- values ------------------------------------------------------------------------
+
+nasty_text = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(
+        ["", " ", "'); DROP TABLE sp_deals;--", "\"'\\", "\x00", "제안", "won", "lost", "é\u0301"]
+    ),
+    st.just("x" * 10_000),
+    st.sampled_from(pipeline().stage_names),
+)
+json_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    nasty_text,
+)
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(nasty_text, inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+anything = st.one_of(
+    json_leaf,
+    st.decimals(allow_nan=True, allow_infinity=True),
+    st.datetimes(),  # naive
+    st.datetimes(timezones=st.just(timezone.utc)),
+    st.datetimes(timezones=st.timezones()),
+    st.timedeltas(),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(nasty_text, json_value, max_size=3),
+    st.just(object()),
+    st.just(Bant()),
+    st.builds(Bant, st.booleans(), st.booleans(), st.booleans(), st.booleans()),
+    st.just(presets.four_stage()),
+)
+
+
+# -- definitions -------------------------------------------------------------------
+
+VALID = presets.seven_stage().to_dict()
+plausible = st.one_of(
+    st.floats(0, 1),
+    st.booleans(),
+    st.integers(1, 3),
+    st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True),
+    st.sampled_from(["P14D", "PT2H", "P1Y", "os.system", "bant", "min_amount"]),
+)
+
+
+@st.composite
+def mutated_definition(draw: st.DrawFn) -> Any:
+    """A valid definition with one to three values replaced somewhere inside it."""
+    data = json.loads(json.dumps(VALID))
+    for _ in range(draw(st.integers(1, 3))):
+        target: Any = data
+        path = draw(st.lists(st.integers(0, 6), min_size=0, max_size=3))
+        for step in path:
+            children = list(target) if isinstance(target, dict) else range(len(target))
+            if not children:
+                break
+            key = list(children)[step % len(children)]
+            if not isinstance(target[key], (dict, list)):
+                break
+            target = target[key]
+        value = draw(st.one_of(plausible, json_value))
+        if isinstance(target, dict):
+            key = draw(st.one_of(st.sampled_from(sorted(target) or ["x"]), nasty_text))
+            if draw(st.booleans()):
+                target[key] = value
+            else:
+                target.pop(key, None)
+        elif target:
+            target[draw(st.integers(0, len(target) - 1))] = value
+    return data
+
+
+@settings(max_examples=BASE * 4)
+@given(st.one_of(mutated_definition(), json_value, st.dictionaries(nasty_text, json_value)))
+def test_from_dict_only_raises_typed_errors(data: Any) -> None:
+    CASES["Pipeline.from_dict"] += 1
+    try:
+        loaded = Pipeline.from_dict(data)
+    except SalesPipelineError:
+        return
+    assert Pipeline.from_dict(loaded.to_dict()) == loaded
+
+
+FILES = Path(tempfile.mkdtemp(prefix="sp-fuzz-files-"))
+VALID_TEXT = {
+    "toml": dumps(presets.seven_stage()),
+    "json": dumps(presets.seven_stage(), format="json"),
+}
+
+
+@st.composite
+def definition_text(draw: st.DrawFn) -> tuple[str, bytes]:
+    """A suffix and file content: random text or bytes, or valid text with random damage."""
+    suffix = draw(st.sampled_from(["toml", "json", "TOML", "yaml", ""]))
+    base = VALID_TEXT["json" if suffix == "json" else "toml"]
+    kind = draw(st.sampled_from(["text", "bytes", "damaged"]))
+    if kind == "text":
+        return suffix, draw(st.text(max_size=200)).encode("utf-8", "surrogatepass")
+    if kind == "bytes":
+        return suffix, draw(st.binary(max_size=200))
+    start = draw(st.integers(0, len(base)))
+    end = draw(st.integers(start, min(len(base), start + 40)))
+    insert = draw(st.one_of(nasty_text, st.sampled_from(['"', "[", "]]", "=", "{", "\\u0000"])))
+    return suffix, (base[:start] + insert + base[end:]).encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=BASE * 3)
+@given(definition_text())
+def test_load_pipeline_only_raises_typed_errors(case: tuple[str, bytes]) -> None:
+    CASES["load_pipeline"] += 1
+    suffix, content = case
+    path = FILES / f"definition.{suffix}" if suffix else FILES / "definition"
+    path.write_bytes(content)
+    try:
+        loaded = load_pipeline(path)
+    except SalesPipelineError:
+        return
+    assert isinstance(loaded, Pipeline)
+    assert Pipeline.from_dict(loaded.to_dict()) == loaded
+
+
+def test_load_pipeline_of_a_missing_file_or_a_directory_is_a_definition_error() -> None:
+    from salespipeline import DefinitionError
+
+    folder = FILES / "folder.toml"
+    folder.mkdir(exist_ok=True)
+    for path in (FILES / "absent.toml", folder, FILES / "definition.exe"):
+        with pytest.raises(DefinitionError):
+            load_pipeline(path)
+
+
+# -- Tracker operations and store methods -------------------------------------------
+
+FLOW = pipeline()
+SEEDED = ("fresh", "proposal", "lost", "won", "updated")
+
+
+def seed(store: Any) -> None:
+    """Deals in every kind of state, so random calls meet every kind of deal."""
+    tracker = open_tracker(store)
+    for deal_id in SEEDED:
+        tracker.open(PIPELINE_NAME, deal_id, amount="100.5", bant=QUALIFIED, fields={"k": [1]})
+    for _ in range(4):
+        tracker.advance("proposal")
+    tracker.lose("lost", "budget cut")
+    for stage in FLOW.stages[1:]:
+        tracker.move("won", stage.name)
+    tracker.win("won")
+    tracker.update("updated", fields={"k": "v", "ключ": "제안"}, next_action="call")
+
+
+@pytest.fixture(
+    scope="module",
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+)
+def fuzzed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A seeded store shared by a module's examples; each example restores its rows."""
+    if request.param == "sqlite":
+        spec = StoreSpec("sqlite", str(tmp_path_factory.mktemp("fuzz") / "fuzz.sqlite"))
+    else:
+        spec = StoreSpec("postgres", request.getfixturevalue("postgres_server").fresh_schema())
+    with open_store(spec) as store:
+        seed(store)
+        yield Fuzzed(spec, store, open_tracker(store), dump_tables(spec))
+
+
+@attrs.frozen
+class Fuzzed:
+    spec: StoreSpec
+    store: Any
+    tracker: Any
+    rows: dict[str, list[tuple[Any, ...]]]
+
+    def examples(self, sqlite: int) -> int:
+        """Fewer examples on PostgreSQL, where each dump is a round trip to the server."""
+        return sqlite if self.spec.kind == "sqlite" else max(sqlite // 4, 20)
+
+
+def attempt(fuzzed: Fuzzed, what: str, call: Any, *args: Any, **kwargs: Any) -> None:
+    """Call; a refusal must be typed and change nothing; a success is undone afterwards."""
+    CASES[f"{what} ({fuzzed.spec.kind})"] += 1
+    if refused(fuzzed.spec, fuzzed.rows, what, call, *args, **kwargs):
+        return
+    for deal_id in SEEDED:
+        fuzzed.store.get(deal_id)
+    restore_tables(fuzzed.spec, fuzzed.rows)
+
+
+def refused(spec: StoreSpec, rows: Any, what: str, call: Any, *args: Any, **kwargs: Any) -> bool:
+    """Whether ``call`` was refused; if so, it was a typed error and ``rows`` are unchanged."""
+    try:
+        result = call(*args, **kwargs)
+        if isinstance(result, Iterator):
+            list(result)
+    except SalesPipelineError:
+        assert dump_tables(spec) == rows, f"a refused {what} changed stored data"
+        return True
+    return False
+
+
+def bindable(call: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+    try:
+        inspect.signature(call).bind(*args, **kwargs)
+    except TypeError:
+        assume(False)  # a call Python itself refuses is not a call of our API
+
+
+deal_ids = st.one_of(st.sampled_from(SEEDED), nasty_text)
+stage_names = st.one_of(st.sampled_from(FLOW.stage_names), nasty_text)
+changes = st.dictionaries(
+    st.sampled_from(
+        [
+            "amount",
+            "currency",
+            "bant",
+            "fields",
+            "probability",
+            "next_action",
+            "next_action_at",
+            "stage",
+            "version",
+            "history",
+            "id",
+            "closed_at",
+            "nonsense",
+        ]
+    ),
+    st.one_of(anything, json_value),
+    max_size=3,
+)
+
+
+@settings(max_examples=BASE * 3)
+@given(data=st.data())
+def test_tracker_operations_only_raise_typed_errors(fuzzed: Fuzzed, data: st.DataObject) -> None:
+    name = data.draw(
+        st.sampled_from(["open", "move", "advance", "win", "lose", "reopen", "update", "get"])
+    )
+    args = [data.draw(deal_ids)]
+    if name == "open":
+        args = [data.draw(st.one_of(st.just(PIPELINE_NAME), nasty_text)), *args]
+    elif name in ("move", "lose", "reopen"):
+        args.append(data.draw(st.one_of(stage_names, anything)))
+    kwargs = data.draw(changes) if name in ("update", "open") else {}
+    if name == "move":
+        kwargs = data.draw(st.dictionaries(st.just("reason"), st.one_of(nasty_text, anything)))
+    call = getattr(fuzzed.tracker, name)
+    bindable(call, args, kwargs)
+    attempt(fuzzed, f"Tracker.{name}", call, *args, **kwargs)
+
+
+@st.composite
+def crafted_deals(draw: st.DrawFn) -> Any:
+    """Deals a caller might build: fresh, moved, evolved, stale, oversized, or not a Deal."""
+    deal_id = draw(deal_ids)
+    try:
+        deal = FLOW.start(
+            deal_id,
+            amount=draw(st.one_of(st.just(1), st.decimals(0, 10**17, places=2))),
+            fields=draw(st.dictionaries(nasty_text, json_value, max_size=3)),
+            bant=QUALIFIED,
+            at=T0,
+        )
+        for step in draw(st.lists(st.sampled_from(["advance", "lose", "evolve"]), max_size=3)):
+            if step == "advance" and deal.is_open and deal.stage != FLOW.stages[-1].name:
+                deal = FLOW.advance(deal, at=T0 + timedelta(hours=1))
+            elif step == "lose" and deal.is_open:
+                deal = FLOW.lose(deal, draw(nasty_text), at=T0 + timedelta(hours=2))
+            elif step == "evolve":
+                deal = deal.evolve(**draw(changes))
+        if draw(st.booleans()):
+            version = draw(st.sampled_from([deal.version + 1, 2**31 - 1, 2**31, 2**63, 2**70]))
+            deal = attrs.evolve(deal, version=version)
+    except SalesPipelineError:
+        return draw(anything)
+    return deal
+
+
+@settings(max_examples=BASE * 3)
+@given(data=st.data())
+def test_store_methods_only_raise_typed_errors(fuzzed: Fuzzed, data: st.DataObject) -> None:
+    store = fuzzed.store
+    name = data.draw(
+        st.sampled_from(["add", "save", "get", "history", "find", "save_pipeline", "report"])
+    )
+    kwargs: dict[str, Any] = {}
+    if name in ("add", "save"):
+        args = [data.draw(crafted_deals())]
+    elif name in ("get", "history"):
+        args = [data.draw(st.one_of(deal_ids, anything))]
+    elif name == "find":
+        args = []
+        kwargs = data.draw(
+            st.dictionaries(
+                st.sampled_from(["pipeline", "stage", "open"]),
+                st.one_of(stage_names, st.just(PIPELINE_NAME), anything),
+            )
+        )
+    elif name == "save_pipeline":
+        args = [data.draw(st.one_of(anything, st.just(presets.funnel())))]
+    else:
+        args = [data.draw(st.one_of(st.just(PIPELINE_NAME), st.just(FLOW), anything))]
+        kwargs = data.draw(st.dictionaries(st.just("now"), anything))
+    call = getattr(store, name)
+    bindable(call, args, kwargs)
+    attempt(fuzzed, f"store.{name}", call, *args, **kwargs)
+
+
+# -- corrupt rows --------------------------------------------------------------------
+
+column_junk = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+    nasty_text.filter(lambda t: "\x00" not in t),
+    st.binary(max_size=8),
+    st.sampled_from(["{", "[]", '{"a": NaN}', "[" * 5000, "1e999", "-1", "0", "1"]),
+)
+
+
+def _columns(table: str) -> list[str]:
+    from salespipeline.storage._schema import SQLITE_DDL
+
+    ddl = next(d for d in SQLITE_DDL if f"TABLE IF NOT EXISTS {table} " in d)
+    lines = [line.strip() for line in ddl.split("(", 1)[1].splitlines()]
+    return [line.split()[0] for line in lines if line and line.split()[0].islower()]
+
+
+DEAL_COLUMNS = _columns("sp_deals")
+CHANGE_COLUMNS = _columns("sp_stage_changes")
+column_junk = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+    nasty_text.filter(lambda t: "\x00" not in t),
+    st.binary(max_size=8),
+    st.sampled_from(["{", "[]", '{"a": NaN}', "[" * 5000, "1e999", "-1", "0", "1", "won", "lost"]),
+    json_value.map(lambda v: json.dumps(v, allow_nan=True)),
+)
+
+
+Damage = tuple[str, tuple[Any, ...], str]
+
+
+@st.composite
+def corruption(draw: st.DrawFn) -> Damage:
+    """One raw statement that damages the seeded SQLite data, and the deal it aims at."""
+    kind = draw(st.sampled_from(["deal", "change", "drop", "stray", "junk", "definition", "meta"]))
+    deal_id = draw(st.sampled_from(SEEDED))
+    junk = draw(column_junk)
+    version = draw(st.integers(0, 9))
+    if kind == "deal":
+        column = draw(st.sampled_from(DEAL_COLUMNS))
+        return f"UPDATE sp_deals SET {column} = ? WHERE id = ?", (junk, deal_id), deal_id
+    if kind == "change":
+        column = draw(st.sampled_from(CHANGE_COLUMNS))
+        statement = f"UPDATE sp_stage_changes SET {column} = ? WHERE deal_id = ? AND version = ?"
+        return statement, (junk, deal_id, version), deal_id
+    if kind == "drop":
+        statement = "DELETE FROM sp_stage_changes WHERE deal_id = ? AND version = ?"
+        return statement, (deal_id, version), deal_id
+    if kind == "stray":
+        row = (deal_id, version, junk, "qualification", 0, None)
+        return "INSERT OR REPLACE INTO sp_stage_changes VALUES (?, ?, ?, ?, ?, ?)", row, deal_id
+    if kind == "junk":
+        values = (deal_id, *(draw(column_junk) for _ in DEAL_COLUMNS[1:]))
+        marks = ", ".join("?" * len(values))
+        return f"INSERT OR REPLACE INTO sp_deals VALUES ({marks})", values, deal_id
+    if kind == "definition":
+        return "UPDATE sp_pipelines SET definition = ?", (junk,), deal_id
+    return "UPDATE sp_meta SET value = ?", (junk,), deal_id
+
+
+@pytest.fixture(scope="module")
+def corrupted(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A seeded SQLite store that each example damages and then restores."""
+    spec = StoreSpec("sqlite", str(tmp_path_factory.mktemp("corrupt") / "corrupt.sqlite"))
+    with open_store(spec) as store:
+        seed(store)
+        yield Fuzzed(spec, store, open_tracker(store), dump_tables(spec))
+
+
+ACTIONS = ("get", "history", "find", "report", "pipelines", "advance", "update", "reopen")
+
+
+@settings(max_examples=BASE * 4)
+@given(damage=st.lists(corruption(), min_size=1, max_size=2), action=st.sampled_from(ACTIONS))
+def test_corrupt_rows_only_raise_typed_errors(
+    corrupted: Fuzzed, damage: list[Damage], action: str
+) -> None:
+    CASES[f"corrupt rows, then {action}"] += 1
+    spec = corrupted.spec
+    try:
+        for statement, params, _ in damage:
+            try:
+                raw_write(spec, statement, params)
+            except sqlite3.IntegrityError:
+                assume(False)  # the schema's own constraints refused this damage
+        rows = dump_tables(spec)
+        refused(spec, rows, action, reading(corrupted, action, damage[0][2]))
+    finally:
+        restore_tables(spec, corrupted.rows)
+
+
+@settings(max_examples=BASE)
+@given(damage=st.lists(corruption(), min_size=1, max_size=2))
+def test_opening_a_corrupt_database_only_raises_typed_errors(
+    corrupted: Fuzzed, damage: list[Damage]
+) -> None:
+    CASES["corrupt rows, then a new store and Tracker"] += 1
+    spec = corrupted.spec
+    try:
+        for statement, params, _ in damage:
+            try:
+                raw_write(spec, statement, params)
+            except sqlite3.IntegrityError:
+                assume(False)
+        reopen(spec)
+    finally:
+        restore_tables(spec, corrupted.rows)
+
+
+def reopen(spec: StoreSpec) -> None:
+    """Open a new store, a Tracker on it, and list its deals: each step typed or fine."""
+    rows = dump_tables(spec)
+    store: Any = None
+    try:
+        store = open_store(spec)
+    except SalesPipelineError:
+        assert dump_tables(spec) == rows, "a refused open changed stored data"
+        return
+    with store:
+        if refused(spec, rows, "Tracker()", open_tracker, store):
+            return
+        refused(spec, dump_tables(spec), "deals()", lambda: list(store.find()))
+
+
+def reading(fuzzed: Fuzzed, action: str, deal_id: str) -> Callable[[], Any]:
+    """The call ``action`` makes on the damaged database."""
+    store, tracker = fuzzed.store, fuzzed.tracker
+    calls: dict[str, Callable[[], Any]] = {
+        "get": lambda: store.get(deal_id),
+        "history": lambda: store.history(deal_id),
+        "find": lambda: list(store.find()),
+        "report": lambda: store.report(PIPELINE_NAME),
+        "pipelines": store.pipelines,
+        "advance": lambda: tracker.advance(deal_id),
+        "update": lambda: tracker.update(deal_id, amount=7),
+        "reopen": lambda: tracker.reopen(deal_id),
+    }
+    return calls[action]
+
+
+# -- what the fuzzing found, pinned as examples ----------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def spec(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSpec:
+    if request.param == "sqlite":
+        return StoreSpec("sqlite", str(tmp_path / "examples.sqlite"))
+    return StoreSpec("postgres", request.getfixturevalue("postgres_database"))
+
+
+LONE_SURROGATE = "bad \ud800 text"
+
+
+SURROGATE_CALLS: dict[str, Callable[[Any], Any]] = {
+    "id": lambda tracker: tracker.open(PIPELINE_NAME, LONE_SURROGATE),
+    "field name": lambda tracker: tracker.update("clean", fields={LONE_SURROGATE: 1}),
+    "field value": lambda tracker: tracker.update("clean", fields={"k": [LONE_SURROGATE]}),
+    "reason": lambda tracker: tracker.lose("clean", LONE_SURROGATE),
+    "next_action": lambda tracker: tracker.update("clean", next_action=LONE_SURROGATE),
+}
+
+
+@pytest.mark.parametrize("where", sorted(SURROGATE_CALLS))
+def test_lone_surrogates_are_refused_before_storage(spec: StoreSpec, where: str) -> None:
+    """No backend can encode a lone surrogate as UTF-8: it is a ValidationError up front."""
+    with open_store(spec) as store:
+        tracker = open_tracker(store)
+        tracker.open(PIPELINE_NAME, "clean")
+        before = dump_tables(spec)
+        with pytest.raises(ValidationError, match="surrogate"):
+            SURROGATE_CALLS[where](tracker)
+        assert dump_tables(spec) == before
+
+
+@pytest.mark.parametrize("where", ["label", "lost reason", "guard parameter"])
+def test_a_definition_no_database_can_hold_is_refused_before_storage(
+    spec: StoreSpec, where: str
+) -> None:
+    stages = [Stage("lead", probability=0.1), Stage("deal", probability=0.5)]
+    options: dict[str, Any] = {}
+    if where == "label":
+        stages[0] = Stage("lead", label=LONE_SURROGATE, probability=0.1)
+    elif where == "lost reason":
+        options["lost_reasons"] = [LONE_SURROGATE]
+    else:
+        stages[1] = Stage("deal", probability=0.5, requires=guards.requires_fields(LONE_SURROGATE))
+    with open_store(spec) as store:
+        before = dump_tables(spec)
+        with pytest.raises(SalesPipelineError, match="surrogate"):
+            open_tracker(store, pipeline=Pipeline("odd", stages, **options))
+        assert dump_tables(spec) == before
+
+
+@pytest.mark.parametrize("version", [2**31, 2**63, 2**70])
+def test_versions_beyond_what_databases_hold_are_refused(version: int) -> None:
+    start = pipeline().start("d", at=T0)
+    with pytest.raises(ValidationError, match="version"):
+        attrs.evolve(start, version=version)
+    assert attrs.evolve(start, version=2**31 - 1).version == 2**31 - 1
+
+
+@pytest.mark.parametrize("probability", [10**400, -(10**400), Decimal("sNaN"), Decimal("NaN")])
+def test_unconvertible_probabilities_are_validation_errors(probability: Any) -> None:
+    with pytest.raises(ValidationError, match="probability"):
+        pipeline().start("d", probability=probability, at=T0)
+    with pytest.raises(ValidationError, match="probability"):
+        Stage("lead", probability=probability)
+
+
+def test_deeply_nested_json_in_a_row_is_a_corrupt_record(tmp_path: Path) -> None:
+    spec = StoreSpec("sqlite", str(tmp_path / "nested.sqlite"))
+    with open_store(spec) as store:
+        seed(store)
+        raw_write(spec, "UPDATE sp_deals SET fields = ? WHERE id = 'fresh'", ("[" * 100_000,))
+        raw_write(spec, "UPDATE sp_pipelines SET definition = ?", ("[" * 100_000,))
+        with pytest.raises(CorruptRecordError, match="fresh"):
+            store.get("fresh")
+        with pytest.raises(StorageError, match="seven_stage"):
+            store.pipelines()
+
+
+@pytest.mark.parametrize(
+    ("statement", "junk"),
+    [
+        ("UPDATE sp_deals SET stage_entered_at_us = ? WHERE id = 'fresh'", ""),
+        ("UPDATE sp_deals SET probability = ? WHERE id = 'fresh'", "x"),
+        ("UPDATE sp_deals SET amount_whole = ? WHERE id = 'fresh'", 1e300),
+        ("UPDATE sp_deals SET closed_at_us = ? WHERE id = 'won'", -1e300),
+        ("UPDATE sp_stage_changes SET at_us = ? WHERE deal_id = 'lost' AND version = 2", 1e300),
+    ],
+)
+def test_a_report_over_junk_columns_is_a_storage_error(
+    tmp_path: Path, statement: str, junk: object
+) -> None:
+    spec = StoreSpec("sqlite", str(tmp_path / "junk.sqlite"))
+    with open_store(spec) as store:
+        seed(store)
+        raw_write(spec, statement, (junk,))
+        with pytest.raises(StorageError, match="seven_stage"):
+            store.report(PIPELINE_NAME)
