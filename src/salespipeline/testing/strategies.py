@@ -312,8 +312,9 @@ def deals(
 
     A step is a move along the pipeline's graph (the deal is first qualified with
     ``evolve`` when a built-in guard would refuse it) or an update of the amount,
-    BANT, fields or probability. Time moves forward at every step. Stages whose
-    custom guards refuse are simply not entered.
+    BANT, fields or probability. Time never runs backwards. A walk ends early at a
+    move that a custom guard refuses; a first stage whose custom guard refuses every
+    generated deal leaves nothing to generate.
     """
     deal = draw(_started(pipeline, ids if ids is not None else _ids()))
     for _ in range(draw(st.integers(0, max_steps))):
