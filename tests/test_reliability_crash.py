@@ -1,0 +1,163 @@
+"""Crash safety: a writer killed with SIGKILL at random moments leaves no torn write.
+
+A "spawn" child changes five deals in a loop through a ``Tracker`` and appends
+"id version" to a journal after each save returns. The parent kills it with SIGKILL
+at a random moment (sometimes before it has even opened the store, mostly while
+it writes), then checks the database, and starts the next child on the same data.
+
+After every kill, exactly:
+
+- the store opens and every deal decodes (``get`` and ``find``);
+- no acknowledged save is lost: each deal's stored version is at least the last
+  version journaled for it, and at most one deal (the one being written when the
+  child died) is one version ahead, its save committed but not yet journaled;
+- no torn write: a save writes the deal row and its new history row together or not
+  at all. The history rows of a deal rise strictly from 1, form an unbroken chain,
+  and none is newer than the deal row (a history row without its deal row update).
+  With H the last history version and V the row version: V == H when the last save
+  was a move; V > H only when the saves after the last move were updates, and then
+  the row carries the stamp of the last one (``fields["v"] == V``, ``fields["h"] ==
+  H``), which a move's row update (moves never touch ``fields``) cannot forge.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import multiprocessing
+import os
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from _reliability_workers import (
+    PIPELINE_NAME,
+    QUALIFIED,
+    StoreSpec,
+    crash_writer,
+    open_store,
+    open_tracker,
+    raw_rows,
+    raw_write,
+    read_journal,
+    record_figures,
+)
+
+KILLS = 24
+DEALS = tuple(f"crash-{n}" for n in range(5))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def spec(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSpec:
+    if request.param == "sqlite":
+        return StoreSpec("sqlite", str(tmp_path / "crash.sqlite"))
+    return StoreSpec("postgres", request.getfixturevalue("postgres_database"))
+
+
+def run_and_kill(spec: StoreSpec, journal: Path, round: int, rng: random.Random) -> bool:
+    """Start a writer, kill it with SIGKILL at a random moment; True if it had written."""
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    child = context.Process(target=crash_writer, args=(spec, str(journal), DEALS, round, ready))
+    child.start()
+    early = round % 4 == 0  # sometimes before the store is even open
+    if early:
+        time.sleep(rng.uniform(0.0, 0.4))
+    else:
+        assert ready.wait(timeout=60), "the writer never acknowledged a save"
+        time.sleep(rng.uniform(0.0, 0.05))
+    assert child.pid is not None
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(timeout=60)
+    assert child.exitcode == -signal.SIGKILL, f"the writer died on its own ({child.exitcode})"
+    return ready.is_set()
+
+
+def check_after_kill(spec: StoreSpec, journal: Path, base: dict[str, int]) -> int:
+    """Assert the module docstring's guarantees; return how many deals were one ahead."""
+    acknowledged = {**base, **read_journal(journal)}
+    with open_store(spec) as store:
+        stored = {deal.id: deal for deal in store.find()}
+        for deal_id in stored:
+            assert store.get(deal_id) == stored[deal_id]
+    assert set(acknowledged) <= set(stored), "an acknowledged deal is missing"
+    ahead = [d for d in stored if stored[d].version == acknowledged.get(d, 0) + 1]
+    for deal_id, deal in stored.items():
+        assert acknowledged.get(deal_id, 0) <= deal.version <= acknowledged.get(deal_id, 0) + 1
+        check_rows(spec, deal_id)
+    assert len(ahead) <= 1, f"more than one unacknowledged save survived: {ahead}"
+    base.update({deal_id: deal.version for deal_id, deal in stored.items()})
+    return len(ahead)
+
+
+def check_rows(spec: StoreSpec, deal_id: str) -> None:
+    """The raw rows of one deal: no history row without its deal row, and vice versa."""
+    (version, fields), *_ = raw_rows(
+        spec, "SELECT version, fields FROM sp_deals WHERE id = ?", (deal_id,)
+    )
+    changes = raw_rows(
+        spec,
+        "SELECT version, from_stage, to_stage FROM sp_stage_changes "
+        "WHERE deal_id = ? ORDER BY version",
+        (deal_id,),
+    )
+    versions = [change[0] for change in changes]
+    assert versions[0] == 1 and versions == sorted(set(versions)), versions
+    assert versions[-1] <= version, f"{deal_id}: history row v{versions[-1]} > row v{version}"
+    for before, after in itertools.pairwise(changes):
+        assert after[1] == before[2], f"{deal_id}: broken chain at v{after[0]}"
+    stamp = json.loads(fields) if isinstance(fields, str) else fields
+    last_move = versions[-1]
+    if version > last_move:
+        assert (stamp.get("v"), stamp.get("h")) == (version, last_move), (
+            f"{deal_id}: row v{version} after move v{last_move} is not a complete update"
+        )
+
+
+@pytest.mark.slow
+def test_a_writer_killed_at_random_moments_leaves_no_torn_write(
+    spec: StoreSpec, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    rng = random.Random(8)
+    journal = tmp_path / "journal.txt"
+    base: dict[str, int] = {}
+    busy_kills = ahead = 0
+    for round in range(KILLS):
+        busy_kills += run_and_kill(spec, journal, round, rng)
+        ahead += check_after_kill(spec, journal, base)
+    figures: dict[str, Any] = {
+        "backend": spec.kind,
+        "kills": KILLS,
+        "kills_while_writing": busy_kills,
+        "acknowledged_saves": sum(1 for _ in journal.read_text().splitlines()),
+        "unacknowledged_saves_found_committed": ahead,
+        "final_versions": dict(sorted(base.items())),
+    }
+    assert busy_kills >= KILLS // 2
+    record_figures(request.config, f"crash-{spec.kind}", figures)
+
+
+@pytest.mark.parametrize(
+    "tear",
+    [
+        "DELETE FROM sp_stage_changes WHERE deal_id = 'torn' AND version = 3",
+        "INSERT INTO sp_stage_changes VALUES ('torn', 4, 'initial_contact', 'proposal', 0, NULL)",
+        "UPDATE sp_deals SET version = 4 WHERE id = 'torn'",
+    ],
+    ids=["row without its history", "history without its row", "row ahead, no stamp"],
+)
+def test_the_check_sees_torn_writes(tmp_path: Path, tear: str) -> None:
+    spec = StoreSpec("sqlite", str(tmp_path / "torn.sqlite"))
+    with open_store(spec) as store:
+        tracker = open_tracker(store)
+        tracker.open(PIPELINE_NAME, "torn", bant=QUALIFIED)
+        tracker.advance("torn")
+        tracker.advance("torn")
+    check_rows(spec, "torn")
+    raw_write(spec, tear)
+    with pytest.raises(AssertionError):
+        check_rows(spec, "torn")
