@@ -56,6 +56,8 @@ WORKERS = 4
 OPERATIONS = 200
 THREADS = 4
 DEALS = DEALS_MOVED + DEALS_UPDATED
+EXPECTED_REFUSALS = {"TransitionNotAllowedError", "ConcurrencyError"}
+"""A concurrent change can make a move stale, or outlast the retries; nothing else."""
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -127,6 +129,7 @@ def check_returns(stored: Mapping[str, Deal], results: Sequence[WorkerResult]) -
     assert successes + sum(errors.values()) == len(results) * OPERATIONS
     assert successes == sum(len(v) for by in returned.values() for v in by.values())
     assert writes >= len(results) * OPERATIONS // 2, "too few changes got through"
+    assert set(errors) <= EXPECTED_REFUSALS, "a lock timeout or another failure surfaced"
     return {
         "workers": len(results),
         "operations": len(results) * OPERATIONS,

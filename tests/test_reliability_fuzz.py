@@ -53,12 +53,14 @@ T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 BASE = min(settings().max_examples, 100)
 """Examples per unit: the profile's count, at most 100, so the CI profile keeps this short."""
 CASES: Counter[str] = Counter()
+REFUSED: Counter[str] = Counter()
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _figures(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    record_figures(request.config, "fuzz", {**CASES, "total": sum(CASES.values())})
+    refusals = {f"refused with a typed error ({kind})": n for kind, n in REFUSED.items()}
+    record_figures(request.config, "fuzz", {**CASES, **refusals, "total": sum(CASES.values())})
 
 
 # -- values ------------------------------------------------------------------------
@@ -249,11 +251,14 @@ class Fuzzed:
 def attempt(fuzzed: Fuzzed, what: str, call: Any, *args: Any, **kwargs: Any) -> None:
     """Call; a refusal must be typed and change nothing; a success is undone afterwards."""
     CASES[f"{what} ({fuzzed.spec.kind})"] += 1
-    if refused(fuzzed.spec, fuzzed.rows, what, call, *args, **kwargs):
-        return
-    for deal_id in SEEDED:
-        fuzzed.store.get(deal_id)
-    restore_tables(fuzzed.spec, fuzzed.rows)
+    try:
+        if refused(fuzzed.spec, fuzzed.rows, what, call, *args, **kwargs):
+            REFUSED[fuzzed.spec.kind] += 1
+            return
+        for deal_id in SEEDED:
+            fuzzed.store.get(deal_id)
+    finally:
+        restore_tables(fuzzed.spec, fuzzed.rows)
 
 
 def refused(spec: StoreSpec, rows: Any, what: str, call: Any, *args: Any, **kwargs: Any) -> bool:
@@ -317,6 +322,22 @@ def test_tracker_operations_only_raise_typed_errors(fuzzed: Fuzzed, data: st.Dat
     call = getattr(fuzzed.tracker, name)
     bindable(call, args, kwargs)
     attempt(fuzzed, f"Tracker.{name}", call, *args, **kwargs)
+
+
+@settings(max_examples=BASE)
+@given(
+    options=st.dictionaries(
+        st.sampled_from(["pipelines", "clock", "retries", "record_definitions"]),
+        st.one_of(anything, st.lists(anything, max_size=2), st.just(lambda: T0)),
+    )
+)
+def test_tracker_construction_only_raises_typed_errors(
+    fuzzed: Fuzzed, options: dict[str, Any]
+) -> None:
+    from salespipeline import Tracker
+
+    kwargs = {"pipelines": [FLOW], **options}
+    attempt(fuzzed, "Tracker()", Tracker, fuzzed.store, **kwargs)
 
 
 @st.composite
