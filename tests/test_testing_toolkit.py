@@ -67,24 +67,25 @@ def test_deals_pass_validation_and_have_real_histories(data: st.DataObject) -> N
     assert times == sorted(times)
 
 
-@given(st.data())
-def test_deals_of_a_guarded_preset_reach_proposal_only_qualified(data: st.DataObject) -> None:
+def test_deals_are_qualified_on_the_way_into_a_guarded_stage() -> None:
     pipeline = presets.four_stage()
-    deal = data.draw(strategies.deals(pipeline, max_steps=12))
-    if "proposal" in [change.to_stage for change in deal.history]:
-        assert deal.version > len(deal.history)  # it was qualified with evolve() on the way
+    deal = find(strategies.deals(pipeline, max_steps=12), lambda d: d.stage == "proposal")
+    stages = [c.to_stage for c in deal.history]
+    assert stages in (["lead_generation", "qualification", "proposal"],
+                      ["lead_generation", LOST, "proposal"])  # fmt: skip
+    assert deal.bant.qualified
+    assert deal.version == 4  # start, a move, evolve(bant=...), the move into proposal
 
 
-def test_deals_can_be_won_and_shrink_to_the_shortest_win() -> None:
+def test_deals_can_be_won_and_shrink_to_a_short_story() -> None:
     pipeline = presets.four_stage()
     won = find(strategies.deals(pipeline, max_steps=12), lambda d: d.stage == WON)
-    assert [c.to_stage for c in won.history] == [
-        "lead_generation",
-        "qualification",
-        "proposal",
-        "closing",
-        WON,
-    ]
+    stages = [c.to_stage for c in won.history]
+    # Advancing all the way takes five entries; losing and reopening at closing, four.
+    assert stages in (
+        ["lead_generation", "qualification", "proposal", "closing", WON],
+        ["lead_generation", LOST, "closing", WON],
+    )
 
 
 def test_fresh_deal_is_the_minimal_deal() -> None:
