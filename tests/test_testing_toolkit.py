@@ -71,8 +71,10 @@ def test_deals_are_qualified_on_the_way_into_a_guarded_stage() -> None:
     pipeline = presets.four_stage()
     deal = find(strategies.deals(pipeline, max_steps=12), lambda d: d.stage == "proposal")
     stages = [c.to_stage for c in deal.history]
-    assert stages in (["lead_generation", "qualification", "proposal"],
-                      ["lead_generation", LOST, "proposal"])  # fmt: skip
+    assert stages in (
+        ["lead_generation", "qualification", "proposal"],
+        ["lead_generation", LOST, "proposal"],
+    )
     assert deal.bant.qualified
     assert deal.version == 4  # start, a move, evolve(bant=...), the move into proposal
 
