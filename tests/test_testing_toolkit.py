@@ -145,6 +145,16 @@ def test_satisfying_changes_gives_up_on_a_custom_guard_that_refuses(t0: datetime
     assert _satisfying_changes((never,), deal) is None
 
 
+def test_satisfying_changes_takes_the_built_in_option_of_any_of(t0: datetime) -> None:
+    never = guards.rule("never", lambda deal: False, "never allowed")
+    either = guards.any_of(never, guards.bant("budget"))
+    deal = presets.funnel().start("d", at=t0)
+    changes = _satisfying_changes((either,), deal)
+    assert changes is not None
+    assert changes["bant"].budget
+    assert either(deal.evolve(**changes)) == ()
+
+
 # -- the state machine on real pipelines -----------------------------------------
 
 

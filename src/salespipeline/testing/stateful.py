@@ -197,6 +197,9 @@ class PipelineStateMachine(RuleBasedStateMachine):
         chosen = type(self).pipeline
         return st.just(chosen) if isinstance(chosen, Pipeline) else chosen
 
+    def _lost_reason(self) -> str:
+        return (self.subject.lost_reasons or LOST_REASONS)[0]
+
     # -- rules -------------------------------------------------------------------
 
     @precondition(lambda self: len(self.deals) < self.max_deals)
@@ -223,7 +226,7 @@ class PipelineStateMachine(RuleBasedStateMachine):
     @rule(deal_id=deal_ids, to=_stage_names(), reason=st.none() | _reasons())
     def move(self, deal_id: str, to: str, reason: str | None) -> None:
         if to == LOST and reason is None:
-            reason = "price" if self.subject.lost_reasons is None else self.subject.lost_reasons[0]
+            reason = self._lost_reason()
         self.attempt(
             deal_id, to, lambda d, at: self.subject.move(d, to, at=at, reason=reason), reason
         )
@@ -274,7 +277,7 @@ class PipelineStateMachine(RuleBasedStateMachine):
     @rule(deal_id=deal_ids, to=_stage_names(), before=st.timedeltas(_MICROSECOND, _YEAR))
     def move_back_in_time(self, deal_id: str, to: str, before: timedelta) -> None:
         at = self.deals[deal_id].history[-1].at - before
-        why = "timing" if to == LOST else None
+        why = self._lost_reason() if to == LOST else None
         move = self.subject.move
         self.attempt(deal_id, to, lambda d, _: move(d, to, at=at, reason=why), why, valid=False)
 

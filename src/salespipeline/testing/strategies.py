@@ -214,7 +214,11 @@ def _satisfy(guard: Guard, draft: dict[str, Any]) -> None:
         for inner in guard.guards:
             _satisfy(inner, draft)
     elif isinstance(guard, AnyOf):
-        _satisfy(guard.guards[0], draft)
+        known = [o for o in guard.guards if isinstance(o, _SATISFIABLE)] or guard.guards[:1]
+        _satisfy(known[0], draft)
+
+
+_SATISFIABLE: Final = (BantGuard, RequiresFields, MinAmount, AllOf, AnyOf)
 
 
 def _probe(pipeline: Pipeline, deal_id: str, at: datetime, **values: Any) -> Deal:
