@@ -25,6 +25,7 @@ from salespipeline import (
     Deal,
     Pipeline,
     SalesPipelineError,
+    Stage,
     StageBlockedError,
     StageChange,
     TransitionNotAllowedError,
@@ -339,6 +340,21 @@ def test_engine_and_lookup_agree_on_generated_pipelines(
     pipeline: Pipeline, values: dict[str, Any]
 ) -> None:
     assert_engine_agrees(pipeline, values)
+
+
+@pytest.mark.parametrize("allow_skip", [False, True])
+@pytest.mark.parametrize("allow_back", [False, True])
+def test_engine_lookup_and_oracle_agree_on_every_shape_up_to_twelve_stages(
+    allow_skip: bool, allow_back: bool
+) -> None:
+    for n in range(1, 13):
+        stages = [Stage(f"s{i}", probability=i / n) for i in range(n)]
+        pipeline = Pipeline("shape", stages, allow_skip=allow_skip, allow_back=allow_back)
+        for source, stage in enumerate(pipeline.stage_names):
+            for target, to in enumerate(pipeline.stage_names):
+                in_lookup = target in pipeline._graph.targets[source]
+                assert in_lookup == (to in documented_moves(pipeline, stage))
+                assert _engine.run(pipeline._graph, source, target, lambda _: None) == in_lookup
 
 
 def test_engine_blocks_an_unqualified_deal_at_proposal() -> None:
