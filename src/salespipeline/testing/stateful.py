@@ -205,6 +205,7 @@ class PipelineStateMachine(RuleBasedStateMachine):
     @precondition(lambda self: len(self.deals) < self.max_deals)
     @rule(target=deal_ids, values=_START_VALUES, qualify=st.booleans())
     def start(self, values: dict[str, Any], qualify: bool) -> str | MultipleResults[str]:
+        """Start a deal (sometimes qualified for the first stage); refused only by its guards."""
         deal_id, at = f"deal-{len(self.changes)}", self.clock.now
         first = self.subject.stages[0].name
         probe = _probe(self.subject, deal_id, at, **values)
@@ -225,6 +226,7 @@ class PipelineStateMachine(RuleBasedStateMachine):
 
     @rule(deal_id=deal_ids, to=_stage_names(), reason=st.none() | _reasons())
     def move(self, deal_id: str, to: str, reason: str | None) -> None:
+        """Move to any stage, allowed or not, sometimes with a reason."""
         if to == LOST and reason is None:
             reason = self._lost_reason()
         self.attempt(
@@ -265,17 +267,20 @@ class PipelineStateMachine(RuleBasedStateMachine):
 
     @rule(deal_id=deal_ids, reason=_bad_reasons())
     def lose_without_a_valid_reason(self, deal_id: str, reason: str) -> None:
+        """Lose with a blank or unlisted reason: always refused."""
         lose = self.subject.lose
         self.attempt(deal_id, LOST, lambda d, at: lose(d, reason, at=at), reason, valid=False)
 
     @rule(deal_id=deal_ids, to=st.none() | _stage_names())
     def reopen(self, deal_id: str, to: str | None) -> None:
+        """Reopen (to a stage, or where it was lost); refused unless the deal is lost."""
         deal = self.deals[deal_id]
         target = (to or deal.history[-1].from_stage) if deal.stage == LOST else None
         self.attempt(deal_id, target, lambda d, at: self.subject.reopen(d, to, at=at))
 
     @rule(deal_id=deal_ids, to=_stage_names(), before=st.timedeltas(_MICROSECOND, _YEAR))
     def move_back_in_time(self, deal_id: str, to: str, before: timedelta) -> None:
+        """Move dated before the deal's last change: always refused."""
         at = self.deals[deal_id].history[-1].at - before
         why = self._lost_reason() if to == LOST else None
         move = self.subject.move
@@ -283,16 +288,19 @@ class PipelineStateMachine(RuleBasedStateMachine):
 
     @rule(deal_id=deal_ids, changes=_updates())
     def update(self, deal_id: str, changes: dict[str, Any]) -> None:
+        """Change the amount, BANT, fields or probability with ``evolve``."""
         self._evolve(deal_id, changes)
 
     @rule(deal_id=deal_ids, to=_stage_names())
     def qualify_for(self, deal_id: str, to: str) -> None:
+        """Change the deal with ``evolve`` so that it passes ``to``'s built-in guards."""
         changes = _satisfying_changes(self._requires.get(to, ()), self.deals[deal_id])
         if changes:
             self._evolve(deal_id, changes)
 
     @rule(delta=st.timedeltas(timedelta(0), timedelta(days=30)))
     def tick(self, delta: timedelta) -> None:
+        """Let time pass on the fake clock."""
         self.clock.advance(delta)
 
     # -- invariants --------------------------------------------------------------
