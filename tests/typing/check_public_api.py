@@ -19,7 +19,9 @@ from salespipeline import (
     WON,
     Bant,
     Deal,
+    Finding,
     Guard,
+    Migration,
     Pipeline,
     SalesPipelineError,
     Stage,
@@ -32,6 +34,7 @@ from salespipeline import (
     guards,
     metrics,
     presets,
+    scoring,
 )
 from salespipeline.metrics import PipelineReport
 from salespipeline.storage import DealStore, MemoryStore, PostgresStore, SQLiteStore
@@ -111,6 +114,22 @@ except SalesPipelineError as error:
     assert_type(error.message, str)
 
 assert_type(salespipeline.__version__, str)
+
+# -- definitions, migrations, scoring ----------------------------------------------
+assert_type(pipeline.to_dict(), dict[str, Any])
+assert_type(Pipeline.from_dict(pipeline.to_dict()), Pipeline)
+assert_type(salespipeline.load_pipeline("pipeline.toml"), Pipeline)
+assert_type(pipeline.lint(), tuple[Finding, ...])
+assert_type(pipeline.diagram("mermaid"), str)
+migration = Migration(
+    presets.seven_stage(), presets.five_stage(), {"needs_assessment": "proposal"}
+)
+assert_type(migration.apply(deal, at=at), Deal)
+card = scoring.ScoreCard([scoring.bant("budget", points=10)])
+assert_type(card.score(deal), scoring.Score)
+assert_type(card.score(deal).value, float)
+assert_type(card.score(deal).parts, Mapping[str, int])
+assert_type(guards.min_score(card, 60)(deal), tuple[Violation, ...])
 
 # -- tracker and stores ------------------------------------------------------------
 store = MemoryStore()
