@@ -4,7 +4,9 @@ One statement (so one consistent snapshot) aggregates the deals and their
 history into integer counts, exact amount sums and integer microseconds; the rows
 become the same ``Aggregates`` the pure path builds, and the shared ``finish``
 takes every ratio. Durations and amounts are summed in split parts (seconds and
-remaining microseconds, 10**9 and unit parts) so no 64-bit sum can overflow.
+remaining microseconds, 10**9 and unit parts) so no 64-bit sum can overflow. The
+statement avoids window functions and what sorting it can: history is read once
+per deal in id order, and once grouped by (from, to) stage pair.
 """
 
 from __future__ import annotations
@@ -32,95 +34,110 @@ DIALECTS: Final = ("sqlite", "postgres")
 _INT, _TEXT = "CAST(NULL AS BIGINT)", "CAST(NULL AS TEXT)"
 _REAL, _NUM = "CAST(NULL AS DOUBLE PRECISION)", "CAST(NULL AS NUMERIC)"
 
-# Every part yields: kind, t1, t2, i1, i2, i3, p, n, s1, s2, s3, s4, s5, s6, amount.
-_DEALS: Final = f"""
-SELECT 'd', d.stage, d.currency, {_INT}, {_INT}, {_INT}, d.probability, COUNT(*),
-       {{amount_parts}},
-       SUM((d.closed_at_us - d.created_at_us) / 1000000),
-       SUM((d.closed_at_us - d.created_at_us) {{mod}} 1000000),
-       {{amount_sum}}
-FROM sp_deals d WHERE d.pipeline = {{ph}}
-GROUP BY d.stage, d.currency, d.probability"""
 
-_HISTORY: Final = f"""
-SELECT 'h', {_TEXT}, {_TEXT}, h.idx, h.last_reach, h.is_lost, {_REAL}, COUNT(*),
-       COUNT(h.stay_us), SUM(h.stay_us / 1000000), SUM(h.stay_us {{mod}} 1000000),
-       {_INT}, {_INT}, {_INT}, {_NUM}
-FROM (
-    SELECT s.idx AS idx, s.left_us - s.at_us AS stay_us, s.is_lost AS is_lost,
-           CASE WHEN s.left_us IS NULL THEN s.reach END AS last_reach
-    FROM (
-        SELECT st.idx AS idx, c.at_us AS at_us,
-               LEAD(c.at_us) OVER w AS left_us,
-               MAX(CASE WHEN st.idx <= {{ph}} THEN st.idx END) OVER w AS reach,
-               CASE WHEN d.stage = 'lost' THEN 1 ELSE 0 END AS is_lost
-        FROM sp_deals d
-        JOIN sp_stage_changes c ON c.deal_id = d.id AND c.version <= d.version
-        LEFT JOIN st ON st.name = c.to_stage
-        WHERE d.pipeline = {{ph}}
-        WINDOW w AS (PARTITION BY c.deal_id ORDER BY c.version)
-    ) s
-) h
-GROUP BY h.idx, h.last_reach, h.is_lost"""
+class _Statement:
+    """Builds the statement and its parameters together, each value bound where it is used.
 
-_STALLED_WHERE: Final = """
-FROM sp_deals d JOIN st ON st.name = d.stage
-WHERE d.pipeline = {ph} AND st.rot_us IS NOT NULL
-  AND {ph} - d.stage_entered_at_us > st.rot_us"""
+    Every part yields the columns: kind, text1, text2, probability, key, count,
+    ten integer sums, and an exact NUMERIC sum (PostgreSQL amounts).
+    """
 
-_STALLED: Final = f"""
-SELECT 's', {_TEXT}, {_TEXT}, st.idx, {_INT}, {_INT}, {_REAL}, COUNT(*),
-       {_INT}, {_INT}, {_INT}, {_INT}, {_INT}, {_INT}, {_NUM}
-{_STALLED_WHERE}
-GROUP BY st.idx"""
+    def __init__(self, dialect: str, pipeline: Pipeline, now_us: int) -> None:
+        self.sqlite = dialect == "sqlite"
+        self.mark = "?" if self.sqlite else "%s"
+        self.mod = "%" if self.sqlite else "%%"
+        self.pipeline = pipeline
+        self.now_us = now_us
+        self.params: list[object] = []
 
-_OLDEST: Final = f"""
-SELECT * FROM (
-    SELECT 'i', d.id, {_TEXT}, d.stage_entered_at_us, {_INT}, {_INT}, {_REAL}, 1,
-           {_INT}, {_INT}, {_INT}, {_INT}, {_INT}, {_INT}, {_NUM}
-    {_STALLED_WHERE}
-    ORDER BY d.stage_entered_at_us, d.id
-    LIMIT {{ph}}
-) oldest"""
+    def bind(self, value: object, cast: str | None = None) -> str:
+        self.params.append(value)
+        return self.mark if cast is None else f"CAST({self.mark} AS {cast})"
 
-_SQLITE_AMOUNTS: Final = (
-    "SUM(d.amount_whole / 1000000000), SUM(d.amount_whole % 1000000000), "
-    "SUM(d.amount_frac / 1000000), SUM(d.amount_frac % 1000000)"
-)
-_POSTGRES_AMOUNTS: Final = f"{_INT}, {_INT}, {_INT}, {_INT}"
+    def split(self, expression: str, unit: int) -> str:
+        """Two sums whose ``sum1 * unit + sum2`` is the exact, overflow-free total."""
+        return f"SUM(({expression}) / {unit}), SUM(({expression}) {self.mod} {unit})"
 
+    def rot_case(self) -> str:
+        """Each open stage's ``rot_after`` in microseconds, by the deal's stage, else NULL."""
+        arms = [
+            f"WHEN {self.bind(s.name)} THEN {self.bind(_micros(s.rot_after), 'BIGINT')}"
+            for s in self.pipeline.stages
+            if s.rot_after is not None
+        ]
+        return f"CASE d.stage {' '.join(arms)} END" if arms else _INT
 
-def _statement(dialect: str, stage_count: int) -> str:
-    ph = "?" if dialect == "sqlite" else "%s"
-    row = f"(CAST({ph} AS TEXT), CAST({ph} AS INTEGER), CAST({ph} AS BIGINT))"
-    parts = {
-        "ph": ph,
-        "mod": "%" if dialect == "sqlite" else "%%",
-        "amount_parts": _SQLITE_AMOUNTS if dialect == "sqlite" else _POSTGRES_AMOUNTS,
-        "amount_sum": _NUM if dialect == "sqlite" else "SUM(d.amount)",
-    }
-    body = "\nUNION ALL".join(
-        part.format(**parts) for part in (_DEALS, _HISTORY, _STALLED, _OLDEST)
-    )
-    values = ", ".join([row] * stage_count)
-    return f"WITH st(name, idx, rot_us) AS (VALUES {values})\n{body}"
+    def reach_case(self) -> str:
+        """The stage index a history row enters (WON is ``n``); NULL for LOST or unknown."""
+        names = [s.name for s in self.pipeline.stages] + [WON]
+        arms = " ".join(f"WHEN {self.bind(name)} THEN {i}" for i, name in enumerate(names))
+        return f"CASE c.to_stage {arms} END"
 
+    def history(self) -> str:
+        """The pipeline's deals joined to their history rows.
 
-def _parameters(pipeline: Pipeline, now_us: int) -> list[object]:
-    n, name = len(pipeline.stages), pipeline.name
-    params: list[object] = []
-    for i, stage_name in enumerate(pipeline.stage_names):
-        rot = pipeline.stages[i].rot_after if i < n else None
-        params += [stage_name, i, None if rot is None else _micros(rot)]
-    params += [name]  # deals
-    params += [n, name]  # history
-    params += [name, now_us]  # stalled
-    params += [name, now_us, STALLED_SHOWN]  # oldest
-    return params
+        On SQLite the deals are walked in id order (``+`` keeps the planner off the
+        pipeline index), so each deal's rows come together and grouping needs no sort.
+        """
+        if self.sqlite:
+            source = "sp_deals d CROSS JOIN sp_stage_changes c ON c.deal_id = d.id WHERE +"
+        else:
+            source = "sp_deals d JOIN sp_stage_changes c ON c.deal_id = d.id WHERE "
+        name = self.bind(self.pipeline.name)
+        return f"FROM {source}d.pipeline = {name} AND c.version <= d.version"
+
+    def deals(self) -> str:
+        """Per deal (reach over its history), then grouped: counts, sums, stalls."""
+        amount = "d.amount_whole AS aw, d.amount_frac AS af" if self.sqlite else "d.amount"
+        if self.sqlite:
+            amounts = f"{self.split('x.aw', 10**9)}, {self.split('x.af', 10**6)}, {_NUM}"
+        else:
+            amounts = f"{_INT}, {_INT}, {_INT}, {_INT}, SUM(x.amount)"
+        stalled = f"CASE WHEN {self.bind(self.now_us, 'BIGINT')} - d.stage_entered_at_us > "
+        stalled += f"{self.rot_case()} THEN 1 ELSE 0 END"
+        per_deal = (
+            f"SELECT d.stage, d.currency, d.probability, {amount}, "
+            "d.closed_at_us - d.created_at_us AS cycle, d.stage_entered_at_us AS entered, "
+            f"{stalled} AS stalled, MAX({self.reach_case()}) AS reach "
+            f"{self.history()} GROUP BY d.id"
+        )
+        return (
+            "SELECT 'd', x.stage, x.currency, x.probability, x.reach, COUNT(*), "
+            f"{self.split('x.cycle', 10**6)}, {self.split('x.entered', 10**6)}, "
+            f"SUM(x.stalled), {_INT}, {amounts} "
+            f"FROM ({per_deal}) x GROUP BY x.stage, x.currency, x.probability, x.reach"
+        )
+
+    def moves(self) -> str:
+        """Per (from, to) stage pair: how many moves, and the sum of their times."""
+        nulls = ", ".join([_INT] * 8)
+        return (
+            f"SELECT 'h', c.from_stage, c.to_stage, {_REAL}, {_INT}, COUNT(*), "
+            f"{self.split('c.at_us', 10**6)}, {nulls}, {_NUM} "
+            f"{self.history()} GROUP BY c.from_stage, c.to_stage"
+        )
+
+    def oldest(self) -> str:
+        """The ids of the deals stalled longest (first in, then by id)."""
+        nulls = ", ".join([_INT] * 10)
+        return (
+            f"SELECT * FROM (SELECT 'i', d.id, {_TEXT}, {_REAL}, d.stage_entered_at_us, 1, "
+            f"{nulls}, {_NUM} FROM sp_deals d "
+            f"WHERE d.pipeline = {self.bind(self.pipeline.name)} "
+            f"AND {self.bind(self.now_us, 'BIGINT')} - d.stage_entered_at_us > {self.rot_case()} "
+            f"ORDER BY d.stage_entered_at_us, d.id LIMIT {self.bind(STALLED_SHOWN)}) oldest"
+        )
+
+    def sql(self) -> str:
+        return "\nUNION ALL\n".join((self.deals(), self.moves(), self.oldest()))
 
 
 def _int(value: object) -> int:
     return 0 if value is None else int(value)  # type: ignore[call-overload]
+
+
+def _split(row: Row, at: int, unit: int) -> int:
+    return _int(row[at]) * unit + _int(row[at + 1])
 
 
 class _UnknownStage(Exception):
@@ -131,58 +148,72 @@ _FIRST_IN_STAGE: Final = "SELECT MIN(id) FROM sp_deals WHERE pipeline = {ph} AND
 
 
 class _Collector:
-    """Turns the statement's rows into the ``Tallies`` the pure path would fill."""
+    """Turns the statement's rows into the ``Tallies`` the pure path would fill.
+
+    A completed stay in S lasts from one move into S to the next move out of it, so
+    the stays in S sum to (moves out of S) - (moves into S) + (entry times of the
+    deals still in S), every term a sum SQL can take without pairing rows.
+    """
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.names = pipeline.stage_names
-        self.n = len(pipeline.stages)
+        self.open = {s.name: i for i, s in enumerate(pipeline.stages)}
         self.tallies = Tallies(pipeline)
 
     def row(self, row: Row) -> None:
-        kind, t = row[0], self.tallies
-        if kind == "d":
+        if row[0] == "d":
             self._deals(row)
-        elif kind == "h":
-            self._history(row)
-        elif kind == "s":
-            t.stalled[_int(row[3])] += _int(row[7])
+        elif row[0] == "h":
+            self._moves(row)
         else:
-            t.add_oldest(_int(row[3]), str(row[1]))
+            self.tallies.add_oldest(_int(row[4]), str(row[1]))
 
     def _deals(self, row: Row) -> None:
-        stage, probability, t = str(row[1]), row[6], self.tallies
+        stage, probability, reach, count, t = (
+            str(row[1]),
+            row[3],
+            row[4],
+            _int(row[5]),
+            self.tallies,
+        )
         if stage not in self.names:
             raise _UnknownStage(stage)
         index, amount = self.names.index(stage), _amount(row)
-        t.counts[index] += _int(row[7])
+        t.counts[index] += count
         t.currencies.add(str(row[2]))
+        if reach is not None:
+            t.reach[_int(reach)] += count
+            if stage == LOST:
+                t.lost_reach[_int(reach)] += count
         if stage == WON:
             t.won_amount += amount
-            t.cycle_us += _int(row[12]) * 10**6 + _int(row[13])
+            t.cycle_us += _split(row, 6, 10**6)
         elif stage == LOST:
             t.lost_amount += amount
-        elif probability is None:
-            t.open_amount[index] += amount
         else:
-            t.add_override(float(probability), amount)
+            t.stay_us[index] += _split(row, 8, 10**6)
+            t.stalled[index] += _int(row[10])
+            if probability is None:
+                t.open_amount[index] += amount
+            else:
+                t.add_override(float(probability), amount)
 
-    def _history(self, row: Row) -> None:
-        idx, last_reach, is_lost, rows, t = row[3], row[4], row[5], _int(row[7]), self.tallies
-        if idx is not None and _int(idx) < self.n:
-            t.stays[_int(idx)] += _int(row[8])
-            t.stay_us[_int(idx)] += _int(row[9]) * 10**6 + _int(row[10])
-        if last_reach is not None:
-            t.reach[_int(last_reach)] += rows
-            if _int(is_lost) and _int(last_reach) < self.n:
-                t.lost_reach[_int(last_reach)] += rows
+    def _moves(self, row: Row) -> None:
+        count, at_us, t = _int(row[5]), _split(row, 6, 10**6), self.tallies
+        left, entered = self.open.get(str(row[1])), self.open.get(str(row[2]))
+        if left is not None:
+            t.stays[left] += count
+            t.stay_us[left] += at_us
+        if entered is not None:
+            t.stay_us[entered] -= at_us
 
 
 def _amount(row: Row) -> Decimal:
     """The exact amount sum of a deals row: NUMERIC, or SQLite's split integer sums."""
-    if row[14] is not None:
-        return Decimal(row[14])
-    whole = _int(row[8]) * 10**9 + _int(row[9])
-    frac = _int(row[10]) * 10**6 + _int(row[11])
+    if row[16] is not None:
+        return Decimal(row[16])
+    whole = _split(row, 12, 10**9)
+    frac = _split(row, 14, 10**6)
     return Decimal(whole) + Decimal(frac).scaleb(-12)
 
 
@@ -197,8 +228,8 @@ def sql_report(
     if dialect not in DIALECTS:
         raise ValueError(f"no SQL report for dialect {dialect!r}")
     as_of = c.to_utc(pipeline.clock() if now is None else now, "now")
-    statement = _statement(dialect, len(pipeline.stage_names))
-    rows = query(statement, _parameters(pipeline, _micros(as_of - EPOCH)))
+    statement = _Statement(dialect, pipeline, _micros(as_of - EPOCH))
+    rows = query(statement.sql(), statement.params)
     collector = _Collector(pipeline)
     try:
         with localcontext(EXACT):
