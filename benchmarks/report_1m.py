@@ -2,6 +2,7 @@
 
     python benchmarks/report_1m.py                  # 1,000,000 deals (several minutes)
     python benchmarks/report_1m.py --deals 2000     # the CI smoke size (seconds)
+    python benchmarks/report_1m.py --db big.sqlite --reuse   # measure a file made before
 
 Generates deals walking the seven-stage preset along legal moves (about five
 history rows each), bulk-inserts them straight into the store's schema, then times
@@ -145,6 +146,17 @@ def generate(path: Path, pipeline: Pipeline, n_deals: int, *, seed: int = 5) -> 
     return history
 
 
+def _sizes(path: Path) -> tuple[int, int]:
+    """How many deals and history rows a file made by ``generate`` holds."""
+    connection = sqlite3.connect(path)
+    try:
+        (deals,) = connection.execute("SELECT COUNT(*) FROM sp_deals").fetchone()
+        (history,) = connection.execute("SELECT COUNT(*) FROM sp_stage_changes").fetchone()
+    finally:
+        connection.close()
+    return int(deals), int(history)
+
+
 # -- measurement -------------------------------------------------------------------
 
 
@@ -216,15 +228,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deals", type=int, default=1_000_000, help="deals to generate")
     parser.add_argument("--rounds", type=int, default=1, help="timing rounds (best counts)")
     parser.add_argument("--db", type=Path, help="SQLite file to create (default: temporary)")
+    parser.add_argument("--reuse", action="store_true", help="measure --db as it is")
     args = parser.parse_args(argv)
     pipeline = presets.seven_stage()
     with tempfile.TemporaryDirectory(prefix="sp-report-") as tmp:
         path = args.db or Path(tmp) / "deals.sqlite"
-        if path.exists():
-            parser.error(f"{path} exists; give a new file")
-        history = generate(path, pipeline, args.deals)
+        if args.reuse and path.exists():
+            deals, history = _sizes(path)
+        elif path.exists():
+            parser.error(f"{path} exists; give a new file, or --reuse it")
+        else:
+            deals, history = args.deals, generate(path, pipeline, args.deals)
         results = measure(path, pipeline, rounds=args.rounds)
-    print("\n".join(table(args.deals, history, results)))
+    print("\n".join(table(deals, history, results)))
     sql, pure = results.values()
     return 0 if sql.report == pure.report else 1
 

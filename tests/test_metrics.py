@@ -551,3 +551,10 @@ def test_report_type_is_exported() -> None:
 
     assert salespipeline.PipelineReport is PipelineReport
     assert salespipeline.metrics is metrics
+
+
+def test_report_pickles(deals: list[Deal], abc: Pipeline) -> None:
+    import pickle
+
+    report = metrics.report(deals, abc, now=NOW)
+    assert pickle.loads(pickle.dumps(report)) == report
