@@ -216,16 +216,25 @@ def _acknowledge(journal: int, deal: Deal) -> None:
 
 
 def crash_writer(
-    spec: StoreSpec, journal_path: str, deal_ids: Sequence[str], seed: int, ready: Any
+    spec: StoreSpec,
+    journal_path: str,
+    deal_ids: Sequence[str],
+    seed: int,
+    saved: Any,
+    writing: Any,
 ) -> None:
     """Write forever (until killed), journaling each acknowledged save as "id version".
 
     An update stamps ``fields`` with the version it creates (``v``) and the deal's last
     history version (``h``), so a reader can tell a complete update from a torn move.
+    ``saved.value`` counts acknowledged saves and ``writing.value`` is 1 while a store
+    write is in progress (still 1 if killed there): lock-free shared values, since a
+    process killed while holding a lock (as ``Event.set`` takes one) never releases it.
     """
     rng = random.Random(seed)
     journal = os.open(journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     with open_store(spec) as store:
+        flag_writes(store, writing)
         tracker = open_tracker(store)
         while True:
             deal_id = rng.choice(deal_ids)
@@ -236,7 +245,20 @@ def crash_writer(
                     raise
                 continue
             _acknowledge(journal, deal)
-            ready.set()
+            saved.value += 1
+
+
+def flag_writes(store: Any, writing: Any) -> None:
+    """Set ``writing.value`` to 1 for the duration of every ``add`` and ``save``."""
+    for name in ("add", "save"):
+        write = getattr(store, name)
+
+        def flagged(deal: Deal, write: Callable[[Deal], None] = write) -> None:
+            writing.value = 1
+            write(deal)
+            writing.value = 0
+
+        setattr(store, name, flagged)
 
 
 def _crash_step(tracker: Any, deal_id: str, rng: random.Random) -> Deal:

@@ -2,8 +2,10 @@
 
 A "spawn" child changes five deals in a loop through a ``Tracker`` and appends
 "id version" to a journal after each save returns. The parent kills it with SIGKILL
-at a random moment (sometimes before it has even opened the store, mostly while
-it writes), then checks the database, and starts the next child on the same data.
+at a random moment: a third of the time soon after starting it (before, while or
+after it opens the store and creates the schema), a third at any point of its loop,
+a third aimed inside a store write (at a random point of the transaction). Then it
+checks the database, and starts the next child on the same data.
 
 After every kill, exactly:
 
@@ -29,6 +31,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,7 @@ from _reliability_workers import (
 )
 
 KILLS = 24
+"""Per backend: a third early, a third at random moments, a third aimed at a write."""
 DEALS = tuple(f"crash-{n}" for n in range(5))
 
 
@@ -58,23 +62,37 @@ def spec(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSpec:
     return StoreSpec("postgres", request.getfixturevalue("postgres_database"))
 
 
-def run_and_kill(spec: StoreSpec, journal: Path, round: int, rng: random.Random) -> bool:
-    """Start a writer, kill it with SIGKILL at a random moment; True if it had written."""
+def run_and_kill(
+    spec: StoreSpec, journal: Path, round: int, rng: random.Random
+) -> tuple[bool, bool]:
+    """Start a writer, SIGKILL it at a random moment: (had it saved?, was it saving?)."""
     context = multiprocessing.get_context("spawn")
-    ready = context.Event()
-    child = context.Process(target=crash_writer, args=(spec, str(journal), DEALS, round, ready))
+    saved, writing = context.Value("q", 0, lock=False), context.Value("b", 0, lock=False)
+    child = context.Process(
+        target=crash_writer, args=(spec, str(journal), DEALS, round, saved, writing)
+    )
     child.start()
-    early = round % 4 == 0  # sometimes before the store is even open
-    if early:
+    if round % 3 == 0:  # early: before, while or just after it opens the store
         time.sleep(rng.uniform(0.0, 0.4))
     else:
-        assert ready.wait(timeout=60), "the writer never acknowledged a save"
-        time.sleep(rng.uniform(0.0, 0.05))
+        wait_for(lambda: saved.value > 0)
+        if round % 3 == 1:  # at any moment of its loop
+            time.sleep(rng.uniform(0.0, 0.05))
+        else:  # aimed: during a store write, at a random point of it
+            wait_for(lambda: bool(writing.value))
+            time.sleep(rng.uniform(0.0, 0.0003))
     assert child.pid is not None
     os.kill(child.pid, signal.SIGKILL)
     child.join(timeout=60)
     assert child.exitcode == -signal.SIGKILL, f"the writer died on its own ({child.exitcode})"
-    return ready.is_set()
+    return saved.value > 0, bool(writing.value)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the writer made no progress"
+        time.sleep(0)
 
 
 def check_after_kill(spec: StoreSpec, journal: Path, base: dict[str, int]) -> int:
@@ -125,19 +143,23 @@ def test_a_writer_killed_at_random_moments_leaves_no_torn_write(
     rng = random.Random(8)
     journal = tmp_path / "journal.txt"
     base: dict[str, int] = {}
-    busy_kills = ahead = 0
+    busy_kills = mid_write = ahead = 0
     for round in range(KILLS):
-        busy_kills += run_and_kill(spec, journal, round, rng)
+        had_saved, was_saving = run_and_kill(spec, journal, round, rng)
+        busy_kills += had_saved
+        mid_write += was_saving
         ahead += check_after_kill(spec, journal, base)
     figures: dict[str, Any] = {
         "backend": spec.kind,
         "kills": KILLS,
-        "kills_while_writing": busy_kills,
+        "kills_after_a_save": busy_kills,
+        "kills_inside_a_store_write": mid_write,
         "acknowledged_saves": sum(1 for _ in journal.read_text().splitlines()),
         "unacknowledged_saves_found_committed": ahead,
         "final_versions": dict(sorted(base.items())),
     }
     assert busy_kills >= KILLS // 2
+    assert mid_write >= KILLS // 6, "too few kills landed inside a store write"
     record_figures(request.config, f"crash-{spec.kind}", figures)
 
 
