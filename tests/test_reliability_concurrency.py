@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -100,10 +101,15 @@ def run_threads(store: Any) -> list[WorkerResult]:
         )
         for worker in range(THREADS)
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often, so their loads and saves interleave
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch)
     assert failures == []
     return [attrs.evolve(results[0], conflicts=conflicts["seen"]), *results[1:]]
 
@@ -185,6 +191,21 @@ def test_threads_sharing_one_tracker_lose_no_update(
         results = run_threads(store)
     figures = check_no_lost_update(spec, results)
     record_figures(request.config, f"concurrency-threads-{spec.kind}", figures)
+
+
+@pytest.mark.slow
+def test_threads_sharing_one_memory_store_lose_no_update(request: pytest.FixtureRequest) -> None:
+    store = MemoryStore()
+    tracker = open_tracker(store)
+    for deal_id in DEALS:
+        tracker.open(PIPELINE_NAME, deal_id, amount=1000, bant=QUALIFIED)
+    results = run_threads(store)
+    stored = {deal_id: store.get(deal_id) for deal_id in DEALS}
+    figures = check_returns(stored, results)
+    for deal_id in DEALS_MOVED:
+        deal = stored[deal_id]
+        assert [change.version for change in deal.history] == list(range(1, deal.version + 1))
+    record_figures(request.config, "concurrency-threads-memory", {"backend": "memory", **figures})
 
 
 class LastWriterWins(MemoryStore):
