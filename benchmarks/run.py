@@ -48,7 +48,7 @@ class Sizes:
     persisted_moves: int
 
 
-FULL = Sizes(deals=300, rounds=5, memory_deals=100_000, definitions=1_000, persisted_moves=3_000)
+FULL = Sizes(deals=300, rounds=5, memory_deals=100_000, definitions=1_000, persisted_moves=2_000)
 QUICK = Sizes(deals=10, rounds=1, memory_deals=200, definitions=64, persisted_moves=20)
 
 
