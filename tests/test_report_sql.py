@@ -326,3 +326,20 @@ def test_stalled_means_strictly_longer_than_rot_after(store: DealStore) -> None:
     just_over = store.report(p, now=T + 4 * DAY + timedelta(microseconds=1))
     assert (at_limit.stalled, just_over.stalled_ids) == (0, ("d5", "d4"))
     assert at_limit == metrics.report(deals, p, now=T + 4 * DAY)
+
+
+def test_the_scale_benchmark_runs_and_its_reports_agree(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the smoke size of benchmarks/report_1m.py: it exits 0 only if both reports are equal
+    import importlib.util
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "report_1m.py"
+    spec = importlib.util.spec_from_file_location("report_1m", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--deals", "300", "--db", str(tmp_path / "b.sqlite")]) == 0
+    out = capsys.readouterr().out
+    assert "300 deals" in out
+    assert "reports equal: yes" in out
