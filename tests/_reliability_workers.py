@@ -7,6 +7,7 @@ did; any other exception escapes and fails the test that started it.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import threading
@@ -368,3 +369,28 @@ def restore_tables(spec: StoreSpec, rows: Mapping[str, list[tuple[Any, ...]]]) -
     with connection.transaction(), connection.cursor() as cursor:
         for sql, batch in statements:
             cursor.executemany(sql.replace("?", "%s"), [adapt(row) for row in batch])
+
+
+def schema_creator(spec: StoreSpec, journal_path: str, seed: int, opened: Any) -> None:
+    """Open stores on fresh databases forever (until killed): schema creation, over and over.
+
+    Each target is journaled before it is opened; ``opened.value`` counts the opens
+    that returned. ``spec.target`` is a directory (SQLite) or a server's conninfo.
+    """
+    journal = os.open(journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    for n in itertools.count():
+        target = fresh_target(spec, f"s{seed}_{n}")
+        os.write(journal, (target.target + "\n").encode())
+        with open_store(target):
+            opened.value += 1
+
+
+def fresh_target(spec: StoreSpec, name: str) -> StoreSpec:
+    """A new, empty database for ``name``: a file in the directory, or a new schema."""
+    if spec.kind == "sqlite":
+        return StoreSpec("sqlite", os.path.join(spec.target, f"{name}.sqlite"))
+    import psycopg
+
+    with psycopg.connect(spec.target, autocommit=True) as connection:
+        connection.execute(f'CREATE SCHEMA "{name}"')
+    return StoreSpec("postgres", f"{spec.target} options='-c search_path={name}'")

@@ -20,6 +20,10 @@ After every kill, exactly:
   was a move; V > H only when the saves after the last move were updates, and then
   the row carries the stamp of the last one (``fields["v"] == V``, ``fields["h"] ==
   H``), which a move's row update (moves never touch ``fields``) cannot forge.
+
+A second child opens stores on fresh databases over and over and is killed at random
+moments; every database it started, including those whose schema creation was cut
+short, must open afterwards and take a deal.
 """
 
 from __future__ import annotations
@@ -48,10 +52,12 @@ from _reliability_workers import (
     raw_write,
     read_journal,
     record_figures,
+    schema_creator,
 )
 
 KILLS = 24
 """Per backend: a third early, a third at random moments, a third aimed at a write."""
+SCHEMA_KILLS = 10
 DEALS = tuple(f"crash-{n}" for n in range(5))
 
 
@@ -183,3 +189,44 @@ def test_the_check_sees_torn_writes(tmp_path: Path, tear: str) -> None:
     raw_write(spec, tear)
     with pytest.raises(AssertionError):
         check_rows(spec, "torn")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSpec:
+    """Where fresh databases are made: a directory, or a PostgreSQL server."""
+    if request.param == "sqlite":
+        return StoreSpec("sqlite", str(tmp_path))
+    return StoreSpec("postgres", request.getfixturevalue("postgres_server").conninfo)
+
+
+def kill_schema_creator(server: StoreSpec, journal: Path, round: int, rng: random.Random) -> int:
+    """Start a process opening fresh databases, SIGKILL it; how many opens completed."""
+    context = multiprocessing.get_context("spawn")
+    opened = context.Value("q", 0, lock=False)
+    child = context.Process(target=schema_creator, args=(server, str(journal), round, opened))
+    child.start()
+    wait_for(lambda: opened.value > 0)
+    time.sleep(rng.uniform(0.0, 0.03))
+    assert child.pid is not None
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(timeout=60)
+    assert child.exitcode == -signal.SIGKILL, f"the opener died on its own ({child.exitcode})"
+    return int(opened.value)
+
+
+@pytest.mark.slow
+def test_a_process_killed_while_creating_the_schema_leaves_a_database_that_opens(
+    server: StoreSpec, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    rng = random.Random(9)
+    journal = tmp_path / "targets.txt"
+    completed = sum(kill_schema_creator(server, journal, n, rng) for n in range(SCHEMA_KILLS))
+    targets = journal.read_text().splitlines()
+    for target in targets:
+        spec = StoreSpec(server.kind, target)
+        with open_store(spec) as store:
+            open_tracker(store).open(PIPELINE_NAME, "after-the-crash")
+        assert raw_rows(spec, "SELECT value FROM sp_meta") == [("1",)]
+    assert len(targets) > completed  # some opens were cut short by the kill
+    figures = {"kills": SCHEMA_KILLS, "databases": len(targets), "opens_completed": completed}
+    record_figures(request.config, f"crash-schema-{server.kind}", figures)
