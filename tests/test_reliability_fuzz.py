@@ -642,3 +642,19 @@ def test_a_report_over_junk_columns_is_a_storage_error(
         raw_write(spec, statement, (junk,))
         with pytest.raises(StorageError, match="seven_stage"):
             store.report(PIPELINE_NAME)
+
+
+def test_deeply_nested_jsonb_in_postgres_is_a_corrupt_record(spec: StoreSpec) -> None:
+    """The same refusal as SQLite's, not a RecursionError from the driver's JSON loader."""
+    nested = "[" * 3000 + "]" * 3000
+    with open_store(spec) as store:
+        seed(store)
+        cast = "CAST(? AS JSONB)" if spec.kind == "postgres" else "?"
+        raw_write(spec, f"UPDATE sp_deals SET fields = {cast} WHERE id = 'fresh'", (nested,))
+        raw_write(spec, f"UPDATE sp_pipelines SET definition = {cast}", (nested,))
+        with pytest.raises(CorruptRecordError, match="fresh"):
+            store.get("fresh")
+        with pytest.raises(CorruptRecordError, match="fresh"):
+            list(store.find())
+        with pytest.raises(StorageError, match="seven_stage"):
+            store.pipelines()

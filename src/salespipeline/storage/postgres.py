@@ -57,6 +57,7 @@ class PostgresStore(SQLStore):
             timeout=timeout,
             open=False,
             name="salespipeline",
+            configure=_json_as_text,
         )
         try:
             pool.open(wait=True, timeout=timeout)
@@ -109,6 +110,16 @@ class PostgresStore(SQLStore):
 
     def _write(self) -> Any:
         return self._transaction(read_only=False)
+
+
+def _json_as_text(connection: Any) -> None:
+    """Read JSONB as text, so the codec decodes it and maps bad JSON to our errors.
+
+    (The driver's own loader would raise a bare RecursionError on deeply nested data.)
+    """
+    from psycopg.types.string import TextLoader
+
+    connection.adapters.register_loader("jsonb", TextLoader)
 
 
 def _describe(conninfo: str) -> str:
