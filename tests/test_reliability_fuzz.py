@@ -1,9 +1,10 @@
 """Hostile input through the storage-facing API: only typed errors, stored data unchanged.
 
 Random definition payloads and files, random arguments to Tracker operations and
-store methods, and random corrupt rows written straight into the SQLite tables: the
-only exceptions that may come out are ``SalesPipelineError`` subclasses, and every
-refused call leaves a full dump of the tables exactly as it was.
+store methods, and random corrupt rows written straight into the SQLite tables (and
+into the PostgreSQL ones, where the column types let them in): the only exceptions
+that may come out are ``SalesPipelineError`` subclasses, and every refused call
+leaves a full dump of the tables exactly as it was.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from _reliability_workers import (
@@ -462,10 +463,16 @@ def corruption(draw: st.DrawFn) -> Damage:
     return "UPDATE sp_meta SET value = ?", (junk,), deal_id
 
 
-@pytest.fixture(scope="module")
-def corrupted(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A seeded SQLite store that each example damages and then restores."""
-    spec = StoreSpec("sqlite", str(tmp_path_factory.mktemp("corrupt") / "corrupt.sqlite"))
+@pytest.fixture(
+    scope="module",
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+)
+def corrupted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A seeded store that each example damages and then restores."""
+    if request.param == "sqlite":
+        spec = StoreSpec("sqlite", str(tmp_path_factory.mktemp("corrupt") / "corrupt.sqlite"))
+    else:
+        spec = StoreSpec("postgres", request.getfixturevalue("postgres_server").fresh_schema())
     with open_store(spec) as store:
         seed(store)
         yield Fuzzed(spec, store, open_tracker(store), dump_tables(spec))
@@ -474,41 +481,50 @@ def corrupted(tmp_path_factory: pytest.TempPathFactory) -> Any:
 ACTIONS = ("get", "history", "find", "report", "pipelines", "advance", "update", "reopen")
 
 
-@settings(max_examples=BASE * 4)
+@settings(max_examples=BASE * 4, suppress_health_check=[HealthCheck.filter_too_much])
 @given(damage=st.lists(corruption(), min_size=1, max_size=2), action=st.sampled_from(ACTIONS))
 def test_corrupt_rows_only_raise_typed_errors(
     corrupted: Fuzzed, damage: list[Damage], action: str
 ) -> None:
-    CASES[f"corrupt rows, then {action}"] += 1
     spec = corrupted.spec
     try:
-        for statement, params, _ in damage:
-            try:
-                raw_write(spec, statement, params)
-            except sqlite3.IntegrityError:
-                assume(False)  # the schema's own constraints refused this damage
+        damage_rows(spec, damage)
+        CASES[f"corrupt rows ({spec.kind}), then {action}"] += 1
         rows = dump_tables(spec)
         refused(spec, rows, action, reading(corrupted, action, damage[0][2]))
     finally:
         restore_tables(spec, corrupted.rows)
 
 
-@settings(max_examples=BASE)
+@settings(max_examples=BASE, suppress_health_check=[HealthCheck.filter_too_much])
 @given(damage=st.lists(corruption(), min_size=1, max_size=2))
 def test_opening_a_corrupt_database_only_raises_typed_errors(
     corrupted: Fuzzed, damage: list[Damage]
 ) -> None:
-    CASES["corrupt rows, then a new store and Tracker"] += 1
     spec = corrupted.spec
     try:
-        for statement, params, _ in damage:
-            try:
-                raw_write(spec, statement, params)
-            except sqlite3.IntegrityError:
-                assume(False)
+        damage_rows(spec, damage)
+        CASES[f"corrupt rows ({spec.kind}), then a new store and Tracker"] += 1
         reopen(spec)
     finally:
         restore_tables(spec, corrupted.rows)
+
+
+def damage_rows(spec: StoreSpec, damage: list[Damage]) -> None:
+    """Apply ``damage``; skip the example if the database's own types or keys refuse it."""
+    refusals: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
+    if spec.kind == "postgres":
+        import psycopg
+
+        refusals = (psycopg.Error,)
+    for statement, params, _ in damage:
+        if spec.kind == "postgres":
+            statement = statement.replace("INSERT OR REPLACE", "INSERT")
+            params = tuple(p.decode("latin-1") if isinstance(p, bytes) else p for p in params)
+        try:
+            raw_write(spec, statement, params)
+        except refusals:
+            assume(False)  # the schema's own constraints refused this damage
 
 
 def reopen(spec: StoreSpec) -> None:
