@@ -8,7 +8,6 @@ spelling; everything else (optimistic saves, streaming ``find``, decoding) is he
 from __future__ import annotations
 
 import abc
-import json
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -35,6 +34,7 @@ from salespipeline.storage.base import (
     check_deal,
     check_filters,
     check_id,
+    decode_pipeline,
     split_history,
 )
 
@@ -282,15 +282,13 @@ class SQLStore(DealStore):
             )
 
     def pipelines(self) -> tuple[Pipeline, ...]:
-        from salespipeline.definitions import from_dict
-
         with self._read() as cursor:
             cursor.execute(
                 "SELECT name, definition FROM sp_pipelines p WHERE version = "
                 "(SELECT MAX(version) FROM sp_pipelines q WHERE q.name = p.name)"
             )
             rows = cursor.fetchall()
-        return tuple(from_dict(_definition(name, data)) for name, data in sorted(rows))
+        return tuple(decode_pipeline(name, data) for name, data in sorted(rows))
 
     # -- report (aggregated in SQL: storage/_sql_report.py) ----------------------------
 
@@ -327,15 +325,6 @@ def _stray_history(deal: Deal) -> Iterator[None]:
         raise CorruptRecordError(
             deal.id, "the history already holds entries newer than the stored deal"
         ) from error
-
-
-def _definition(name: str, data: object) -> Any:
-    if not isinstance(data, str):
-        return data
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError) as error:
-        raise StorageError(f"the stored definition of pipeline {name!r} is not JSON") from error
 
 
 @attrs.frozen

@@ -10,13 +10,19 @@ against this contract.
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Iterator
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from salespipeline.deal import Deal, StageChange
-from salespipeline.errors import UnknownPipelineError, ValidationError
+from salespipeline.errors import (
+    DefinitionError,
+    StorageError,
+    UnknownPipelineError,
+    ValidationError,
+)
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
 
@@ -147,3 +153,21 @@ def split_history(deal: Deal) -> tuple[StageChange | None, tuple[StageChange, ..
     known = [change for change in deal.history if change.version <= base]
     new = tuple(change for change in deal.history if change.version > base)
     return (known[-1] if known else None), new
+
+
+def decode_pipeline(name: str, data: Any) -> Pipeline:
+    """A stored definition (JSON text or decoded data) as a Pipeline; never repaired.
+
+    A definition that does not decode is a ``StorageError`` naming the pipeline, so a
+    bad row never surfaces as a ``DefinitionError`` the caller did not cause.
+    """
+    from salespipeline.definitions import from_dict
+
+    try:
+        decoded = json.loads(data) if isinstance(data, (str, bytes)) else data
+        return from_dict(decoded)
+    except (ValueError, RecursionError) as error:  # DefinitionError is a ValueError
+        reason = (
+            "is not a valid definition" if isinstance(error, DefinitionError) else "is not JSON"
+        )
+        raise StorageError(f"the stored definition of pipeline {name!r} {reason}") from error

@@ -7,10 +7,8 @@ PostgreSQL. A lock makes one store safe to share between threads.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 from salespipeline.deal import Deal, _replace
 from salespipeline.errors import (
@@ -27,6 +25,7 @@ from salespipeline.storage.base import (
     check_deal,
     check_filters,
     check_id,
+    decode_pipeline,
     matches,
     split_history,
 )
@@ -109,16 +108,13 @@ class MemoryStore(DealStore):
             self._definitions[pipeline.name, pipeline.version] = text
 
     def pipelines(self) -> tuple[Pipeline, ...]:
-        from salespipeline.definitions import from_dict
-
         with self._lock:
             self._check_open()
             latest: dict[str, tuple[int, str]] = {}
             for (name, version), text in self._definitions.items():
                 if name not in latest or version > latest[name][0]:
                     latest[name] = (version, text)
-        data: list[Any] = [json.loads(text) for _, (_, text) in sorted(latest.items())]
-        return tuple(from_dict(d) for d in data)
+        return tuple(decode_pipeline(name, text) for name, (_, text) in sorted(latest.items()))
 
     def close(self) -> None:
         with self._lock:
