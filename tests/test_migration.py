@@ -19,6 +19,7 @@ from salespipeline import (
     Migration,
     Pipeline,
     Stage,
+    TransitionNotAllowedError,
     UnknownStageError,
     ValidationError,
     presets,
@@ -116,6 +117,26 @@ def test_a_migrated_lost_deal_reopens_to_a_named_stage(
         None,
         None,
     )
+
+
+def test_a_migrated_lost_deal_reopens_by_default_to_the_stage_it_was_lost_from(
+    seven: Pipeline, five: Pipeline, migration: Migration
+) -> None:
+    # Regression: the migration record (lost -> lost) used to be taken as "lost from".
+    moved = migration.apply(_deal_in(seven, LOST), at=LATER)
+    assert moved.history[-1].from_stage == LOST
+    assert five.reopen(moved, at=LATER).stage == "prospecting"
+
+
+def test_reopen_names_a_lost_from_stage_the_new_pipeline_lacks(
+    seven: Pipeline, five: Pipeline, migration: Migration
+) -> None:
+    assessed = _deal_in(seven, "needs_assessment")
+    lost = seven.lose(assessed, "price", at=LATER)
+    moved = migration.apply(lost, at=LATER)
+    with pytest.raises(TransitionNotAllowedError, match=r"'needs_assessment'.*name the stage"):
+        five.reopen(moved, at=LATER)
+    assert five.reopen(moved, "initial_contact", at=LATER).stage == "initial_contact"
 
 
 def test_the_full_table_of_the_seven_to_five_migration(migration: Migration) -> None:

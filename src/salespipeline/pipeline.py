@@ -336,8 +336,26 @@ class Pipeline:
                 deal.id, deal.stage, target, reason="only a lost deal can be reopened"
             )
         if to is None:
-            to = deal.history[-1].from_stage or self._stages[0].name
+            to = self._lost_from(deal)
         return self._apply(deal, source, self._index(to, deal_id=deal.id), at, None)
+
+    def _lost_from(self, deal: Deal) -> str:
+        """The open stage ``deal`` was lost from, skipping records that stayed in LOST."""
+        entered = next(
+            (change.from_stage for change in reversed(deal.history) if change.from_stage != LOST),
+            None,
+        )
+        if entered is None:
+            return self._stages[0].name
+        if entered not in self._by_name:
+            raise TransitionNotAllowedError(
+                deal.id,
+                LOST,
+                entered,
+                reason=f"it was lost from {entered!r}, which pipeline {self._name!r} does not "
+                "have (after a migration?): name the stage to reopen to",
+            )
+        return entered
 
     # -- internals ---------------------------------------------------------------
 
