@@ -42,6 +42,7 @@ from salespipeline._report_pure import Outcomes, aggregate
 from salespipeline._report_render import render_report
 from salespipeline.deal import Deal
 from salespipeline.errors import ValidationError
+from salespipeline.followups import overdue
 from salespipeline.pipeline import Pipeline
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "cycle_length",
     "disqualification_candidates",
     "forecast",
+    "overdue",
     "render_report",
     "report",
     "sales_velocity",

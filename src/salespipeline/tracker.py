@@ -15,14 +15,14 @@ from decimal import Decimal
 from typing import Any
 
 from salespipeline import _checks as c
-from salespipeline._listeners import Listener, ListenerFailure, Listeners, Unsubscribe
+from salespipeline._listeners import EVENTS, Listener, ListenerFailure, Listeners, Unsubscribe
 from salespipeline.deal import Bant, Deal
 from salespipeline.errors import ConcurrencyError, UnknownPipelineError, ValidationError
 from salespipeline.pipeline import Clock, Pipeline, system_clock
 from salespipeline.stages import LOST, WON
 from salespipeline.storage.base import DealStore
 
-__all__ = ["Tracker"]
+__all__ = ["EVENTS", "Listener", "ListenerFailure", "Tracker", "Unsubscribe"]
 
 _Apply = Callable[[Pipeline, Deal], Deal]
 _Done = Callable[[Deal], bool]
