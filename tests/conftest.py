@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import HealthCheck, settings
 
+from _backends import backend  # noqa: F401  (shared fixtures)
 from _postgres import postgres_database, postgres_server  # noqa: F401  (shared fixtures)
 
 settings.register_profile(

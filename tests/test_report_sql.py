@@ -9,18 +9,17 @@ wrong: sums past 64 bits, rows beyond a deal's version, unknown stages, id order
 from __future__ import annotations
 
 import random
-import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _backends import Backend
 from _postgres import PostgresServer, postgres_database, postgres_server  # noqa: F401
 from salespipeline import metrics
 from salespipeline.deal import Bant, Deal
@@ -120,43 +119,6 @@ def fill(store: DealStore, deals: list[Deal]) -> DealStore:
 
 
 # -- backends ----------------------------------------------------------------------
-
-RawSQL = Callable[[str, tuple[Any, ...]], list[Any]]
-
-
-@attrs.frozen
-class Backend:
-    name: str
-    open: Callable[[], DealStore]
-    raw: RawSQL
-
-
-def _sqlite_raw(path: Path) -> RawSQL:
-    def run(sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        with sqlite3.connect(path) as connection:
-            return connection.execute(sql, params).fetchall()
-
-    return run
-
-
-def _postgres_raw(conninfo: str) -> RawSQL:
-    import psycopg
-
-    def run(sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        with psycopg.connect(conninfo, autocommit=True) as connection:
-            cursor = connection.execute(sql.replace("?", "%s"), params)
-            return cursor.fetchall() if cursor.description else []
-
-    return run
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    if request.param == "sqlite":
-        path = tmp_path / "deals.sqlite"
-        return Backend("sqlite", lambda: SQLiteStore(path), _sqlite_raw(path))
-    conninfo = request.getfixturevalue("postgres_database")
-    return Backend("postgres", lambda: PostgresStore(conninfo), _postgres_raw(conninfo))
 
 
 @pytest.fixture

@@ -13,14 +13,14 @@ import os
 import re
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 
+from _backends import Backend, postgres_raw, sqlite_raw
 from salespipeline import (
     ConcurrencyError,
     CorruptRecordError,
@@ -99,43 +99,6 @@ class TestDocumentedShelfStore(StoreContract):
 # -- raw access to each database ---------------------------------------------------------
 
 
-@attrs.frozen
-class Backend:
-    """Opens stores on one database and runs raw SQL (``?`` marks) beside them."""
-
-    name: str
-    open: Callable[[], DealStore]
-    raw: Callable[[str, tuple[Any, ...]], list[Any]]
-
-
-def _sqlite_raw(path: Path) -> Callable[[str, tuple[Any, ...]], list[Any]]:
-    def run(sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        with sqlite3.connect(path) as connection:
-            return connection.execute(sql, params).fetchall()
-
-    return run
-
-
-def _postgres_raw(conninfo: str) -> Callable[[str, tuple[Any, ...]], list[Any]]:
-    import psycopg
-
-    def run(sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        with psycopg.connect(conninfo, autocommit=True) as connection:
-            cursor = connection.execute(sql.replace("?", "%s"), params)
-            return cursor.fetchall() if cursor.description else []
-
-    return run
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    if request.param == "sqlite":
-        path = tmp_path / "deals.sqlite"
-        return Backend("sqlite", lambda: SQLiteStore(path), _sqlite_raw(path))
-    conninfo = request.getfixturevalue("postgres_database")
-    return Backend("postgres", lambda: PostgresStore(conninfo), _postgres_raw(conninfo))
-
-
 @pytest.fixture
 def stored(backend: Backend) -> Iterator[DealStore]:
     """A store on ``backend`` holding ``rich_deal`` under the id ``deal-1``."""
@@ -182,7 +145,7 @@ def test_undecodable_sqlite_columns_are_corrupt_records(tmp_path: Path) -> None:
     with SQLiteStore(path) as store:
         for index, (column, value) in enumerate(cases.items()):
             store.add(rich_deal(contract_pipeline(), id=f"d{index}"))
-            _sqlite_raw(path)(
+            sqlite_raw(path)(
                 f"UPDATE sp_deals SET {column} = ? WHERE id = ?", (value, f"d{index}")
             )
             with pytest.raises(CorruptRecordError) as error:
@@ -220,7 +183,7 @@ def test_sqlite_keeps_amounts_as_exact_text_with_integer_parts(tmp_path: Path) -
     path = tmp_path / "deals.sqlite"
     with SQLiteStore(path) as store:
         store.add(contract_pipeline().start("x", amount="1234.5000", at=T0))
-    rows = _sqlite_raw(path)(
+    rows = sqlite_raw(path)(
         "SELECT typeof(amount), amount, amount_whole, amount_frac, typeof(created_at_us), "
         "created_at_us FROM sp_deals",
         (),
@@ -233,14 +196,14 @@ def test_sqlite_keeps_unicode_fields_readable(tmp_path: Path) -> None:
     path = tmp_path / "deals.sqlite"
     with SQLiteStore(path) as store:
         store.add(rich_deal(contract_pipeline()))
-    [(fields,)] = _sqlite_raw(path)("SELECT fields FROM sp_deals", ())
+    [(fields,)] = sqlite_raw(path)("SELECT fields FROM sp_deals", ())
     assert "김민수" in fields
 
 
 @pytest.mark.postgres
 def test_postgres_column_types_are_exact(postgres_database: str) -> None:
     PostgresStore(postgres_database).close()
-    rows = _postgres_raw(postgres_database)(
+    rows = postgres_raw(postgres_database)(
         "SELECT column_name, data_type FROM information_schema.columns "
         "WHERE table_name = ? AND column_name IN (?, ?, ?, ?)",
         ("sp_deals", "amount", "created_at_us", "fields", "bant_need"),
