@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from salespipeline import __version__, presets
-from salespipeline._demo import END, DemoStore, SimulatedClock, simulate
+from salespipeline._demo import END, SimulatedClock, open_store, simulate
 from salespipeline.definitions import load_pipeline
 from salespipeline.errors import (
     DefinitionError,
@@ -169,7 +169,7 @@ def _demo(args: argparse.Namespace) -> int:
     path: Path = args.db or Path(tempfile.mkdtemp(prefix="salespipeline-demo-")) / "demo.sqlite"
     clock = SimulatedClock()
     pipeline = presets.PRESETS[args.preset](clock=clock)
-    with DemoStore(path) as store:
+    with open_store(path) as store:
         first = sum(1 for _ in store.find())
         tracker = Tracker(store, pipeline, clock=clock)
         with _Progress("simulating deals", args.deals) as progress:

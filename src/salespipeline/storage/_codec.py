@@ -23,6 +23,7 @@ __all__ = [
     "change_values",
     "deal_values",
     "decode_deal",
+    "decode_joined",
     "dumps",
     "from_us",
     "to_us",
@@ -180,6 +181,14 @@ def decode_deal(row: Sequence[Any], changes: Sequence[Sequence[Any]]) -> Deal:
         return _build(row, changes)
     except _DECODE_ERRORS as error:
         raise CorruptRecordError(deal_id, str(error)) from error
+
+
+def decode_joined(rows: Sequence[Sequence[Any]]) -> Deal:
+    """The Deal of ``DEAL_COLUMNS + CHANGE_COLUMNS`` rows: a deal left-joined to its history."""
+    width = len(DEAL_COLUMNS)
+    first = rows[0]
+    changes = [row[width:] for row in rows] if first[width] is not None else []
+    return decode_deal(first[:width], changes)
 
 
 def _build(row: Sequence[Any], changes: Sequence[Sequence[Any]]) -> Deal:

@@ -1,8 +1,10 @@
 """The SQL algorithm shared by the SQLite and PostgreSQL stores (private).
 
 Subclasses supply transactions (``_read`` gives one consistent snapshot, ``_write``
-one atomic transaction that serialises with other writers) and the dialect's SQL
-spelling; everything else (optimistic saves, streaming ``find``, decoding) is here.
+one atomic transaction that serialises with other writers, ``_statement`` single
+statements that are atomic on their own) and the dialect's SQL spelling; everything
+else (optimistic saves, streaming ``find``, decoding) is here. ``get`` is one
+statement (the deal joined to its history), so a load is one round trip.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import attrs
 
-from salespipeline.deal import Deal
+from salespipeline.deal import Deal, StageChange
 from salespipeline.errors import (
     ConcurrencyError,
     CorruptRecordError,
@@ -82,6 +84,16 @@ class Statements:
         columns = ", ".join(_codec.CHANGE_COLUMNS)
         return f"INSERT INTO sp_stage_changes ({columns}) VALUES ({self._marks(6)})"
 
+    def select_deal(self) -> str:
+        """One deal joined to its history rows, in one statement (so one snapshot)."""
+        deal = ", ".join(f"d.{c}" for c in _codec.DEAL_COLUMNS)
+        changes = ", ".join(f"c.{c}" for c in _codec.CHANGE_COLUMNS)
+        return (
+            f"SELECT {deal}, {changes} FROM sp_deals d LEFT JOIN sp_stage_changes c "
+            f"ON c.deal_id = d.id AND c.version <= d.version WHERE d.id = {self.placeholder} "
+            "ORDER BY c.version"
+        )
+
     def update_deal(self) -> str:
         p = self.placeholder
         sets = [f"{c} = {p}" for c in self.deal_columns[1:]]
@@ -112,6 +124,22 @@ class SQLStore(DealStore):
     @abc.abstractmethod
     def _write(self) -> AbstractContextManager[Cursor]:
         """A cursor in a write transaction: committed on success, rolled back on error."""
+
+    @abc.abstractmethod
+    def _statement(self) -> AbstractContextManager[Cursor]:
+        """A cursor outside any explicit transaction: each statement commits on its own."""
+
+    def _update(self, params: Sequence[Any], new: Sequence[StageChange]) -> bool:
+        """Write the deal row (``update_deal``) and ``new`` history rows atomically.
+
+        False, with nothing written, when no row matched the stored version and stage.
+        """
+        with self._write() as cursor:
+            cursor.execute(self.sql.update_deal(), params)
+            if cursor.rowcount != 1:
+                return False
+            self._insert_changes(cursor, new)
+        return True
 
     def _lock_schema(self, cursor: Cursor) -> None:
         """Serialise schema creation between processes (no-op where writes already are)."""
@@ -175,21 +203,28 @@ class SQLStore(DealStore):
         at_us = None if known is None else _codec.to_us(known.at)
         stage = None if known is None else known.to_stage
         params = [*self._deal_params(deal)[1:], deal.id, base, stage, at_us]
-        with _stray_history(deal), self._write() as cursor:
-            cursor.execute(self.sql.update_deal(), params)
-            if cursor.rowcount != 1:
-                self._refuse(cursor, deal, base)
-            self._insert_changes(cursor, new)
+        with _stray_history(deal):
+            if not self._update(params, new):
+                self._refuse(deal, base)
 
-    def _insert_changes(self, cursor: Cursor, changes: Sequence[Any]) -> None:
-        if changes:
+    def _insert_changes(self, cursor: Cursor, changes: Sequence[StageChange]) -> None:
+        if len(changes) == 1:  # the usual save: one execute, not a batch
+            cursor.execute(self.sql.insert_change(), _codec.change_values(changes[0]))
+        elif changes:
             rows = [_codec.change_values(change) for change in changes]
             cursor.executemany(self.sql.insert_change(), rows)
 
-    def _refuse(self, cursor: Cursor, deal: Deal, base: int) -> None:
-        """Explain why the conditional update matched no row, as the right error."""
-        cursor.execute(self.sql.q("SELECT version, stage FROM sp_deals WHERE id = ?"), (deal.id,))
-        row = cursor.fetchone()
+    def _refuse(self, deal: Deal, base: int) -> None:
+        """Explain why the conditional update matched no row, as the right error.
+
+        Runs after the failed write: versions only rise, so a stored version still
+        equal to ``base`` means the update failed on the stage or time, not the version.
+        """
+        with self._statement() as cursor:
+            cursor.execute(
+                self.sql.q("SELECT version, stage FROM sp_deals WHERE id = ?"), (deal.id,)
+            )
+            row = cursor.fetchone()
         if row is None or row[0] != base:
             raise ConcurrencyError(deal.id, expected=base, actual=None if row is None else row[0])
         raise ValidationError(
@@ -200,21 +235,12 @@ class SQLStore(DealStore):
 
     def get(self, id: str) -> Deal:
         id = check_id(id)
-        columns = ", ".join(_codec.DEAL_COLUMNS)
-        with self._read() as cursor:
-            cursor.execute(self.sql.q(f"SELECT {columns} FROM sp_deals WHERE id = ?"), (id,))
-            row = cursor.fetchone()
-            if row is None:
-                raise DealNotFoundError(id)
-            cursor.execute(
-                self.sql.q(
-                    f"SELECT {', '.join(_codec.CHANGE_COLUMNS)} FROM sp_stage_changes "
-                    "WHERE deal_id = ? AND version <= ? ORDER BY version"
-                ),
-                (id, row[-1]),
-            )
-            changes = cursor.fetchall()
-        return _codec.decode_deal(row, changes)
+        with self._statement() as cursor:
+            cursor.execute(self.sql.select_deal(), (id,))
+            rows = cursor.fetchall()
+        if not rows:
+            raise DealNotFoundError(id)
+        return _codec.decode_joined(rows)
 
     def find(
         self, *, pipeline: str | None = None, stage: str | None = None, open: bool | None = None

@@ -6,18 +6,22 @@ store and run in parallel. Processes: open one store per process.
 
 Writes are ``UPDATE ... WHERE id = %s AND version = %s``: PostgreSQL's row lock
 makes a second writer wait for the first, then find the version changed, which
-surfaces as ``ConcurrencyError``. Reads run in REPEATABLE READ, READ ONLY
-transactions, so a deal and its history come from one snapshot.
+surfaces as ``ConcurrencyError``. A save is one statement (the update, and the new
+history rows inserted from its ``RETURNING``), atomic on its own, and ``get`` is one
+statement too: a move costs two round trips. ``find`` pages run in REPEATABLE READ,
+READ ONLY transactions, so deals and their histories come from one snapshot.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final
 
+from salespipeline.deal import StageChange
 from salespipeline.errors import StorageError
+from salespipeline.storage import _codec
 from salespipeline.storage._schema import POSTGRES_DDL
 from salespipeline.storage._sql import Cursor, SQLStore, Statements, UniqueViolation
 
@@ -105,11 +109,48 @@ class PostgresStore(SQLStore):
         except psycopg.Error as error:
             raise StorageError(f"PostgreSQL {self._name} failed: {error}") from error
 
+    @contextmanager
+    def _statement(self) -> Iterator[Cursor]:
+        psycopg = self._psycopg
+        try:
+            with self._open_pool().connection() as connection:
+                yield connection.cursor()
+        except psycopg.errors.UniqueViolation as error:
+            raise UniqueViolation(f"PostgreSQL refused a duplicate row: {error}") from error
+        except psycopg.Error as error:
+            raise StorageError(f"PostgreSQL {self._name} failed: {error}") from error
+
+    def _update(self, params: Sequence[Any], new: Sequence[StageChange]) -> bool:
+        """The deal row and its new history rows in one statement, so one round trip."""
+        values = list(params)
+        for change in new:
+            values.extend(_codec.change_values(change)[1:])
+        with self._statement() as cursor:
+            cursor.execute(_moved(len(new)) if new else self.sql.update_deal(), values)
+            return bool(cursor.rowcount == max(1, len(new)))
+
     def _read(self) -> Any:
         return self._transaction(read_only=True)
 
     def _write(self) -> Any:
         return self._transaction(read_only=False)
+
+
+def _moved(count: int) -> str:
+    """``update_deal`` whose ``RETURNING`` feeds the insert of ``count`` history rows.
+
+    The insert adds rows only when the update matched, so the statement's row count
+    is ``count`` after a save and 0 when the stored deal moved on.
+    """
+    row = "(CAST(%s AS INTEGER), CAST(%s AS TEXT), CAST(%s AS TEXT), CAST(%s AS BIGINT), "
+    row += "CAST(%s AS TEXT))"
+    columns = ", ".join(_codec.CHANGE_COLUMNS)
+    return (
+        f"WITH moved AS ({_STATEMENTS.update_deal()} RETURNING id) "
+        f"INSERT INTO sp_stage_changes ({columns}) "
+        "SELECT moved.id, v.version, v.from_stage, v.to_stage, v.at_us, v.reason FROM moved, "
+        f"(VALUES {', '.join([row] * count)}) AS v (version, from_stage, to_stage, at_us, reason)"
+    )
 
 
 def _json_as_text(connection: Any) -> None:
