@@ -6,14 +6,16 @@ Decoding never repairs: a row that does not make a valid ``Deal`` raises
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from salespipeline._checks import is_encodable, thaw
-from salespipeline.deal import Bant, Deal, StageChange
+from salespipeline._checks import check_text, is_encodable, thaw, to_optional_text
+from salespipeline.deal import MAX_VERSION, Bant, Deal, StageChange
+from salespipeline.deal import _change as _unchecked_change
 from salespipeline.errors import CorruptRecordError, SalesPipelineError, ValidationError
 
 __all__ = [
@@ -167,9 +169,34 @@ def _optional(convert: Any, value: object) -> Any:
     return None if value is None else convert(value)
 
 
-def _change(row: Sequence[Any]) -> StageChange:
-    deal_id, version, from_stage, to_stage, at_us, reason = row
-    return StageChange(deal_id, from_stage, to_stage, from_us(at_us), version, reason)
+@functools.lru_cache(maxsize=1024)
+def _stage_name(value: str) -> str:
+    """A stored stage name, checked as ``StageChange`` checks it (remembered: names repeat)."""
+    return check_text(value, "stage", max_length=64)
+
+
+def _version(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_VERSION:
+        raise ValueError(f"a history row holds version {value!r}")
+    return value
+
+
+def _change(deal_id: str, row: Sequence[Any]) -> StageChange:
+    """One history row, every value checked as ``StageChange`` checks it, built directly.
+
+    (The history's chain, order and times are checked by ``Deal`` itself.)
+    """
+    owner, version, from_stage, to_stage, at_us, reason = row
+    if owner != deal_id:
+        raise ValueError(f"a history row belongs to deal {owner!r}")
+    return _unchecked_change(
+        deal_id,
+        None if from_stage is None else _stage_name(from_stage),
+        _stage_name(to_stage),
+        from_us(at_us),
+        _version(version),
+        to_optional_text(reason),
+    )
 
 
 def decode_deal(row: Sequence[Any], changes: Sequence[Sequence[Any]]) -> Deal:
@@ -211,5 +238,5 @@ def _build(row: Sequence[Any], changes: Sequence[Sequence[Any]]) -> Deal:
         stage_entered_at=from_us(entered_us),
         closed_at=_optional(from_us, closed_us),
         version=version,
-        history=tuple(_change(change) for change in changes),
+        history=tuple([_change(id, change) for change in changes]),
     )
