@@ -10,6 +10,7 @@ statement (the deal joined to its history), so a load is one round trip.
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -74,16 +75,19 @@ class Statements:
         marks[_codec.DEAL_COLUMNS.index("fields")] = self.json_param
         return ", ".join(marks)
 
+    @functools.cached_property
     def insert_deal(self) -> str:
         return (
             f"INSERT INTO sp_deals ({', '.join(self.deal_columns)}) VALUES ({self._values()}) "
             "ON CONFLICT (id) DO NOTHING"
         )
 
+    @functools.cached_property
     def insert_change(self) -> str:
         columns = ", ".join(_codec.CHANGE_COLUMNS)
         return f"INSERT INTO sp_stage_changes ({columns}) VALUES ({self._marks(6)})"
 
+    @functools.cached_property
     def select_deal(self) -> str:
         """One deal joined to its history rows, in one statement (so one snapshot)."""
         deal = ", ".join(f"d.{c}" for c in _codec.DEAL_COLUMNS)
@@ -94,6 +98,7 @@ class Statements:
             "ORDER BY c.version"
         )
 
+    @functools.cached_property
     def update_deal(self) -> str:
         p = self.placeholder
         sets = [f"{c} = {p}" for c in self.deal_columns[1:]]
@@ -135,7 +140,7 @@ class SQLStore(DealStore):
         False, with nothing written, when no row matched the stored version and stage.
         """
         with self._write() as cursor:
-            cursor.execute(self.sql.update_deal(), params)
+            cursor.execute(self.sql.update_deal, params)
             if cursor.rowcount != 1:
                 return False
             self._insert_changes(cursor, new)
@@ -191,7 +196,7 @@ class SQLStore(DealStore):
     def add(self, deal: Deal) -> None:
         deal = check_deal(deal)
         with _stray_history(deal), self._write() as cursor:
-            cursor.execute(self.sql.insert_deal(), self._deal_params(deal))
+            cursor.execute(self.sql.insert_deal, self._deal_params(deal))
             if cursor.rowcount != 1:
                 raise DuplicateDealError(deal.id)
             self._insert_changes(cursor, deal.history)
@@ -209,10 +214,10 @@ class SQLStore(DealStore):
 
     def _insert_changes(self, cursor: Cursor, changes: Sequence[StageChange]) -> None:
         if len(changes) == 1:  # the usual save: one execute, not a batch
-            cursor.execute(self.sql.insert_change(), _codec.change_values(changes[0]))
+            cursor.execute(self.sql.insert_change, _codec.change_values(changes[0]))
         elif changes:
             rows = [_codec.change_values(change) for change in changes]
-            cursor.executemany(self.sql.insert_change(), rows)
+            cursor.executemany(self.sql.insert_change, rows)
 
     def _refuse(self, deal: Deal, base: int) -> None:
         """Explain why the conditional update matched no row, as the right error.
@@ -236,7 +241,7 @@ class SQLStore(DealStore):
     def get(self, id: str) -> Deal:
         id = check_id(id)
         with self._statement() as cursor:
-            cursor.execute(self.sql.select_deal(), (id,))
+            cursor.execute(self.sql.select_deal, (id,))
             rows = cursor.fetchall()
         if not rows:
             raise DealNotFoundError(id)

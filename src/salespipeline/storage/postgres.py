@@ -14,6 +14,7 @@ READ ONLY transactions, so deals and their histories come from one snapshot.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -126,7 +127,7 @@ class PostgresStore(SQLStore):
         for change in new:
             values.extend(_codec.change_values(change)[1:])
         with self._statement() as cursor:
-            cursor.execute(_moved(len(new)) if new else self.sql.update_deal(), values)
+            cursor.execute(_moved(len(new)) if new else self.sql.update_deal, values)
             return bool(cursor.rowcount == max(1, len(new)))
 
     def _read(self) -> Any:
@@ -136,6 +137,7 @@ class PostgresStore(SQLStore):
         return self._transaction(read_only=False)
 
 
+@functools.lru_cache(maxsize=8)
 def _moved(count: int) -> str:
     """``update_deal`` whose ``RETURNING`` feeds the insert of ``count`` history rows.
 
@@ -146,7 +148,7 @@ def _moved(count: int) -> str:
     row += "CAST(%s AS TEXT))"
     columns = ", ".join(_codec.CHANGE_COLUMNS)
     return (
-        f"WITH moved AS ({_STATEMENTS.update_deal()} RETURNING id) "
+        f"WITH moved AS ({_STATEMENTS.update_deal} RETURNING id) "
         f"INSERT INTO sp_stage_changes ({columns}) "
         "SELECT moved.id, v.version, v.from_stage, v.to_stage, v.at_us, v.reason FROM moved, "
         f"(VALUES {', '.join([row] * count)}) AS v (version, from_stage, to_stage, at_us, reason)"
