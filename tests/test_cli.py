@@ -6,6 +6,7 @@ import io
 import subprocess
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,26 @@ def test_the_report_command_repeats_the_demo_report(
     status, out, _ = _run(capsys, "report", "--db", str(db), "--now", NOW)
     assert status == 0
     assert out == _report_part(demo_out)
+
+
+def test_report_lists_overdue_follow_ups_most_overdue_first(
+    demo_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with SQLiteStore(demo_db) as store:
+        expected = [
+            d.id
+            for d in sorted(
+                (d for d in store.find(open=True) if d.next_action_at is not None),
+                key=lambda d: (d.next_action_at, d.id),
+            )
+            if d.next_action_at < datetime.fromisoformat(NOW)
+        ]
+    assert expected, "the demo plans next actions, some past due"
+    status, out, _ = _run(capsys, "report", "--db", str(demo_db), "--now", NOW)
+    assert status == 0
+    assert f"overdue follow-ups       {len(expected)}" in out
+    listed = [line.split(":")[0].strip() for line in out.splitlines() if "d overdue)" in line]
+    assert listed == expected[:5]
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ _ADVANCE: Final = 0.66
 _LOSE: Final = 0.14
 _QUALIFY: Final = 0.6
 _MEAN_DAYS: Final = 9.0
+_NEXT_ACTIONS: Final = ("call back", "send the proposal", "book a demo", "chase the contract")
 
 
 def open_store(path: str | os.PathLike[str]) -> SQLiteStore:
@@ -83,14 +84,25 @@ def _walk(
 ) -> None:
     last = pipeline.stages[-1].name
     while deal.is_open:
-        clock.now += timedelta(days=rng.expovariate(1 / _MEAN_DAYS))
-        if clock.now > END:
+        step = timedelta(days=rng.expovariate(1 / _MEAN_DAYS))
+        if clock.now + step > END:
+            _plan_follow_up(tracker, clock, rng, deal)
             return
+        clock.now += step
         roll = rng.random()
         if roll < _LOSE:
             deal = tracker.lose(deal.id, rng.choice(LOST_REASONS))
         elif roll < _LOSE + _ADVANCE:
             deal = tracker.win(deal.id) if deal.stage == last else _advance(tracker, rng, deal)
+
+
+def _plan_follow_up(
+    tracker: Tracker, clock: SimulatedClock, rng: random.Random, deal: Deal
+) -> None:
+    """An open deal gets a next action, some already past due at END (follow-ups)."""
+    due = END + timedelta(days=rng.uniform(-21, 14))
+    action = rng.choice(_NEXT_ACTIONS)
+    tracker.update(deal.id, next_action=action, next_action_at=max(due, clock.now))
 
 
 def _advance(tracker: Tracker, rng: random.Random, deal: Deal) -> Deal:

@@ -20,6 +20,7 @@ from typing import IO, Any, NoReturn
 
 from salespipeline import __version__, presets
 from salespipeline._demo import END, SimulatedClock, open_store, simulate
+from salespipeline.deal import Deal
 from salespipeline.definitions import load_pipeline
 from salespipeline.errors import (
     DefinitionError,
@@ -27,6 +28,7 @@ from salespipeline.errors import (
     UnknownPipelineError,
     ValidationError,
 )
+from salespipeline.followups import overdue
 from salespipeline.migration import Migration, migrate_store
 from salespipeline.pipeline import Pipeline
 from salespipeline.storage import SQLiteStore
@@ -183,8 +185,10 @@ def _demo(args: argparse.Namespace) -> int:
                 progress=progress.update,
             )
         report = store.report(pipeline, now=END)
+        late = overdue(store.find(pipeline=pipeline.name, open=True), now=END)
     print(f"Simulated {args.deals:,} deals through {pipeline.name} (seed {args.seed}) in {path}")
     _print_block(report.render())
+    _print_block(_follow_ups(late, now=END))
     print(f"\nAgain, any time: salespipeline report --db {path} --now {END.isoformat()}")
     return EXIT_OK
 
@@ -196,7 +200,20 @@ def _report(args: argparse.Namespace) -> int:
             if number:
                 print()
             _print_block(store.report(pipeline, now=now).render())
+            late = overdue(store.find(pipeline=pipeline.name, open=True), now=now)
+            _print_block(_follow_ups(late, now=now))
     return EXIT_OK
+
+
+def _follow_ups(late: Sequence[Deal], *, now: datetime, shown: int = 5) -> str:
+    """The overdue next actions, most overdue first, under the report's table."""
+    lines = [f"\n{'overdue follow-ups':<24} {len(late)}"]
+    for deal in late[:shown]:
+        days = (now - deal.next_action_at).days if deal.next_action_at else 0
+        lines.append(f"  {deal.id}: {deal.next_action or 'next action'} ({days}d overdue)")
+    if len(late) > shown:
+        lines.append(f"  … and {len(late) - shown} more")
+    return "\n".join(lines)
 
 
 def _lint(args: argparse.Namespace) -> int:
