@@ -141,28 +141,43 @@ def concurrent_worker(
     seed: int,
 ) -> WorkerResult:
     """``operations`` random changes on the shared deals; counts successes and refusals."""
-    rng = random.Random(seed)
-    successes: Counter[str] = Counter()
-    errors: Counter[str] = Counter()
-    outcomes: list[Outcome] = []
     conflicts: Counter[str] = Counter()
     with open_store(spec) as store:
         count_conflicts(store, conflicts)
         tracker = open_tracker(store)
         if _barrier is not None:
             _barrier.wait(timeout=60)
-        for n in range(operations):
-            deal_id = rng.choice(deal_ids)
-            try:
-                name, deal = operate(
-                    tracker, deal_id, rng, tag=f"w{worker}-{n}", may_update=deal_id in update_ids
-                )
-            except SalesPipelineError as error:
-                errors[type(error).__name__] += 1
-                continue
-            successes[deal_id] += 1
-            outcomes.append(Outcome(deal_id, name, deal))
-    return WorkerResult(worker, dict(successes), dict(errors), tuple(outcomes), conflicts["seen"])
+        result = _operate_many(
+            tracker, worker, f"w{worker}", random.Random(seed), operations, deal_ids, update_ids
+        )
+    return attrs.evolve(result, conflicts=conflicts["seen"])
+
+
+def _operate_many(
+    tracker: Any,
+    worker: int,
+    prefix: str,
+    rng: random.Random,
+    operations: int,
+    deal_ids: Sequence[str],
+    update_ids: Sequence[str],
+) -> WorkerResult:
+    """The worker loop: random changes, successes per deal, refusals by error type."""
+    successes: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    outcomes: list[Outcome] = []
+    for n in range(operations):
+        deal_id = rng.choice(deal_ids)
+        try:
+            name, deal = operate(
+                tracker, deal_id, rng, tag=f"{prefix}-{n}", may_update=deal_id in update_ids
+            )
+        except SalesPipelineError as error:
+            errors[type(error).__name__] += 1
+            continue
+        successes[deal_id] += 1
+        outcomes.append(Outcome(deal_id, name, deal))
+    return WorkerResult(worker, dict(successes), dict(errors), tuple(outcomes))
 
 
 def count_conflicts(store: Any, counter: Counter[str]) -> None:
@@ -193,23 +208,11 @@ def threaded_worker(
     lock: threading.Lock,
 ) -> None:
     """The same loop as ``concurrent_worker``, on a Tracker shared between threads."""
-    rng = random.Random(worker)
-    successes: Counter[str] = Counter()
-    errors: Counter[str] = Counter()
-    outcomes: list[Outcome] = []
-    for n in range(operations):
-        deal_id = rng.choice(deal_ids)
-        try:
-            name, deal = operate(
-                tracker, deal_id, rng, tag=f"t{worker}-{n}", may_update=deal_id in update_ids
-            )
-        except SalesPipelineError as error:
-            errors[type(error).__name__] += 1
-            continue
-        successes[deal_id] += 1
-        outcomes.append(Outcome(deal_id, name, deal))
+    result = _operate_many(
+        tracker, worker, f"t{worker}", random.Random(worker), operations, deal_ids, update_ids
+    )
     with lock:
-        results.append(WorkerResult(worker, dict(successes), dict(errors), tuple(outcomes)))
+        results.append(result)
 
 
 def _acknowledge(journal: int, deal: Deal) -> None:

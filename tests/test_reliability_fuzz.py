@@ -228,8 +228,14 @@ def seed(store: Any) -> None:
 )
 def fuzzed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A seeded store shared by a module's examples; each example restores its rows."""
+    yield from _seeded_store(request, tmp_path_factory, "fuzz")
+
+
+def _seeded_store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, label: str
+) -> Iterator[Fuzzed]:
     if request.param == "sqlite":
-        spec = StoreSpec("sqlite", str(tmp_path_factory.mktemp("fuzz") / "fuzz.sqlite"))
+        spec = StoreSpec("sqlite", str(tmp_path_factory.mktemp(label) / f"{label}.sqlite"))
     else:
         spec = StoreSpec("postgres", request.getfixturevalue("postgres_server").fresh_schema())
     with open_store(spec) as store:
@@ -469,13 +475,7 @@ def corruption(draw: st.DrawFn) -> Damage:
 )
 def corrupted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A seeded store that each example damages and then restores."""
-    if request.param == "sqlite":
-        spec = StoreSpec("sqlite", str(tmp_path_factory.mktemp("corrupt") / "corrupt.sqlite"))
-    else:
-        spec = StoreSpec("postgres", request.getfixturevalue("postgres_server").fresh_schema())
-    with open_store(spec) as store:
-        seed(store)
-        yield Fuzzed(spec, store, open_tracker(store), dump_tables(spec))
+    yield from _seeded_store(request, tmp_path_factory, "corrupt")
 
 
 ACTIONS = ("get", "history", "find", "report", "pipelines", "advance", "update", "reopen")
