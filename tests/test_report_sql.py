@@ -20,44 +20,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _backends import Backend
+from _dataset import DAY, NOW, T, abc, hand_worked
 from _postgres import PostgresServer, postgres_database, postgres_server  # noqa: F401
 from salespipeline import metrics
-from salespipeline.deal import Bant, Deal
+from salespipeline.deal import Deal
 from salespipeline.errors import CorruptRecordError
 from salespipeline.metrics import PipelineReport
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, Stage
 from salespipeline.storage import DealStore, MemoryStore, PostgresStore, SQLiteStore
 
-T = datetime(2026, 1, 1, tzinfo=timezone.utc)
-DAY = timedelta(days=1)
-NOW = T + 6 * DAY
-FULL = Bant(budget=True, authority=True, need=True, timeline=True)
 MAX_AMOUNT = Decimal("999999999999999999.999999999999")
-
-
-def abc() -> Pipeline:
-    return Pipeline(
-        "abc",
-        [
-            Stage("a", probability=0.1, rot_after=2 * DAY),
-            Stage("b", probability=0.5, rot_after=3 * DAY),
-            Stage("c", probability=0.8),
-        ],
-    )
-
-
-def hand_worked(p: Pipeline) -> list[Deal]:
-    """The dataset of tests/test_metrics.py: win rate 0.5, weighted pipeline 1050."""
-    d1 = p.start("d1", amount=1000, bant=FULL, at=T)
-    d1 = p.win(p.advance(p.advance(d1, at=T + DAY), at=T + 3 * DAY), at=T + 4 * DAY)
-    d2 = p.lose(p.advance(p.start("d2", amount=3000, at=T), at=T + 2 * DAY), "x", at=T + 5 * DAY)
-    d3 = p.start("d3", amount=2000, bant=FULL, at=T + DAY)
-    d3 = p.win(p.advance(p.advance(d3, at=T + 2 * DAY), at=T + 4 * DAY), at=T + 10 * DAY)
-    d4 = p.start("d4", amount=500, at=T + 2 * DAY)
-    d5 = p.advance(p.start("d5", amount=4000, probability=0.25, at=T), at=T + DAY)
-    d6 = p.lose(p.start("d6", amount=1500, at=T), "no budget", at=T + DAY)
-    return [d1, d2, d3, d4, d5, d6]
 
 
 def random_deals(pipeline: Pipeline, seed: int, count: int) -> list[Deal]:
