@@ -37,6 +37,7 @@ from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
 from salespipeline.storage import SQLiteStore
 from salespipeline.storage._codec import amount_parts
+from salespipeline.storage._figures import COLUMNS, figure_values
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
@@ -48,8 +49,10 @@ PROPOSAL = presets.seven_stage().stage_names.index("proposal")
 DEAL_SQL = (
     "INSERT INTO sp_deals (id, pipeline, stage, amount, amount_whole, amount_frac, currency, "
     "bant_budget, bant_authority, bant_need, bant_timeline, fields, probability, lost_reason, "
-    "next_action, next_action_at_us, created_at_us, stage_entered_at_us, closed_at_us, version) "
-    "VALUES (?, ?, ?, ?, ?, ?, 'USD', ?, ?, ?, ?, '{}', ?, ?, NULL, NULL, ?, ?, ?, ?)"
+    "next_action, next_action_at_us, created_at_us, stage_entered_at_us, closed_at_us, version, "
+    f"{', '.join(COLUMNS)}) "
+    "VALUES (?, ?, ?, ?, ?, ?, 'USD', ?, ?, ?, ?, '{}', ?, ?, NULL, NULL, ?, ?, ?, ?, "
+    f"{', '.join('?' * len(COLUMNS))})"
 )
 CHANGE_SQL = (
     "INSERT INTO sp_stage_changes (deal_id, version, from_stage, to_stage, at_us, reason) "
@@ -67,13 +70,13 @@ def _walk(rng: random.Random, names: tuple[str, ...]) -> list[str]:
     while True:
         roll = rng.random()
         here = names.index(path[-1])
-        if roll < 0.12:
+        if roll < 0.08:
             path.append(LOST)
             if rng.random() < 0.1:  # reopened where it was lost
                 path.append(names[here])
                 continue
             return path
-        if roll < 0.35:
+        if roll < 0.18:
             return path
         if here == n - 1:
             path.append(WON)
@@ -84,7 +87,10 @@ def _walk(rng: random.Random, names: tuple[str, ...]) -> list[str]:
 def deal_rows(
     i: int, rng: random.Random, pipeline: Pipeline
 ) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
-    """One deal row and its history rows, consistent as a store would write them."""
+    """One deal row and its history rows, consistent as a store would write them.
+
+    The deal row carries the figures derived from its history, as ``save`` writes them.
+    """
     deal_id = f"deal-{i:07d}"
     path = _walk(rng, pipeline.stage_names)
     at = int((START - EPOCH).total_seconds() * US) + rng.randrange(300 * 86_400 * US)
@@ -106,7 +112,7 @@ def deal_rows(
         deal_id, pipeline.name, stage, str(amount), whole, frac,
         qualified, qualified, qualified, qualified,
         probability, "no budget" if stage == LOST else None,
-        times[0], times[-1], closed, len(path),
+        times[0], times[-1], closed, len(path), *figure_values(path, times),
     )  # fmt: skip
     return row, changes
 

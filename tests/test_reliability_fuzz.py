@@ -646,7 +646,8 @@ def test_deeply_nested_json_in_a_row_is_a_corrupt_record(tmp_path: Path) -> None
         ("UPDATE sp_deals SET probability = ? WHERE id = 'fresh'", "x"),
         ("UPDATE sp_deals SET amount_whole = ? WHERE id = 'fresh'", 1e300),
         ("UPDATE sp_deals SET closed_at_us = ? WHERE id = 'won'", -1e300),
-        ("UPDATE sp_stage_changes SET at_us = ? WHERE deal_id = 'lost' AND version = 2", 1e300),
+        ("UPDATE sp_deals SET stay_us_1 = ? WHERE id = 'lost'", 1e300),
+        ("UPDATE sp_deals SET entered_stages = ? WHERE id = 'lost'", "[1, 2]"),
     ],
 )
 def test_a_report_over_junk_columns_is_a_storage_error(

@@ -158,7 +158,7 @@ def test_undecodable_sqlite_columns_are_corrupt_records(tmp_path: Path) -> None:
 
 
 def test_the_schema_version_is_recorded(backend: Backend, stored: DealStore) -> None:
-    assert backend.raw("SELECT value FROM sp_meta WHERE key = ?", ("schema_version",)) == [("1",)]
+    assert backend.raw("SELECT value FROM sp_meta WHERE key = ?", ("schema_version",)) == [("2",)]
 
 
 def test_a_newer_schema_is_refused_with_a_clear_error(backend: Backend) -> None:

@@ -1,10 +1,11 @@
-"""The relational schema shared by the SQLite and PostgreSQL stores (version 1).
+"""The relational schema shared by the SQLite and PostgreSQL stores (version 2).
 
 Tables (the ``sp_`` prefix keeps them apart from an application's own tables):
 
 ``sp_meta``
-    ``key`` / ``value`` text pairs; the row ``('schema_version', '1')`` says which
-    layout a database has. Opening a newer layout with older code is refused.
+    ``key`` / ``value`` text pairs; the row ``('schema_version', '2')`` says which
+    layout a database has. Opening a newer layout with older code is refused; an
+    older one is upgraded in place, in one transaction (``UPGRADES``).
 
 ``sp_pipelines``
     One row per pipeline definition and version: ``name``, ``version``, and
@@ -39,7 +40,16 @@ Tables (the ``sp_`` prefix keeps them apart from an application's own tables):
     stage_entered_at_us    when the deal entered its current stage
     closed_at_us           when the deal was won or lost, NULL while open
     version                positive INTEGER, rises by one per save
+    entered_stages         the distinct stages the history entered, sorted, as a JSON list
+    stays_1 ... stays_7    completed stays in the 1st ... 7th open stage of
+                           ``entered_stages`` (INTEGER, 0 past the last one)
+    stay_us_1 ... _7       their summed durations in microseconds (INTEGER / BIGINT)
+    stays_more             NULL, or a JSON object ``{stage: [stays, microseconds]}`` for
+                           open stages past the seventh
     =====================  =================================================================
+
+    The last four are derived from the deal's history (``storage._figures``) and
+    written with the row, so ``report`` aggregates deals without reading history.
 
 ``sp_stage_changes``
     The append-only history, primary key ``(deal_id, version)``: ``deal_id``,
@@ -57,10 +67,38 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["POSTGRES_DDL", "SCHEMA_VERSION", "SQLITE_DDL", "TABLES"]
+from salespipeline.storage._figures import COLUMNS as FIGURE_COLUMNS
+from salespipeline.storage._figures import SLOTS
 
-SCHEMA_VERSION: Final = 1
+__all__ = ["POSTGRES_DDL", "SCHEMA_VERSION", "SQLITE_DDL", "TABLES", "UPGRADES"]
+
+SCHEMA_VERSION: Final = 2
 TABLES: Final = ("sp_meta", "sp_pipelines", "sp_deals", "sp_stage_changes")
+
+
+def _figure_types(integer: str) -> list[tuple[str, str]]:
+    """The derived columns (see ``storage._figures``) with their types."""
+    kinds = ["TEXT NOT NULL", "TEXT"] + [f"{integer} NOT NULL"] * (2 * SLOTS)
+    return list(zip(FIGURE_COLUMNS, kinds, strict=True))
+
+
+def _figure_columns(integer: str) -> str:
+    return ",\n        ".join(f"{name} {kind}" for name, kind in _figure_types(integer))
+
+
+def _add_figures(integer: str) -> tuple[str, ...]:
+    """Version 1 -> 2: the derived columns, defaulted until the store fills them in."""
+    defaults = {"TEXT NOT NULL": " DEFAULT '[]'", "TEXT": "", f"{integer} NOT NULL": " DEFAULT 0"}
+    return tuple(
+        f"ALTER TABLE sp_deals ADD COLUMN {name} {kind}{defaults[kind]}"
+        for name, kind in _figure_types(integer)
+    )
+
+
+_STAYS_MORE_INDEX: Final = (
+    "CREATE INDEX IF NOT EXISTS sp_deals_stays_more ON sp_deals (pipeline) "
+    "WHERE stays_more IS NOT NULL"
+)
 
 SQLITE_DDL: Final = (
     """CREATE TABLE IF NOT EXISTS sp_meta (
@@ -73,7 +111,7 @@ SQLITE_DDL: Final = (
         definition TEXT NOT NULL,
         PRIMARY KEY (name, version)
     )""",
-    """CREATE TABLE IF NOT EXISTS sp_deals (
+    f"""CREATE TABLE IF NOT EXISTS sp_deals (
         id TEXT PRIMARY KEY,
         pipeline TEXT NOT NULL,
         stage TEXT NOT NULL,
@@ -93,9 +131,11 @@ SQLITE_DDL: Final = (
         created_at_us INTEGER NOT NULL,
         stage_entered_at_us INTEGER NOT NULL,
         closed_at_us INTEGER,
-        version INTEGER NOT NULL
+        version INTEGER NOT NULL,
+        {_figure_columns("INTEGER")}
     )""",
     "CREATE INDEX IF NOT EXISTS sp_deals_pipeline_stage ON sp_deals (pipeline, stage)",
+    _STAYS_MORE_INDEX,
     """CREATE TABLE IF NOT EXISTS sp_stage_changes (
         deal_id TEXT NOT NULL REFERENCES sp_deals (id),
         version INTEGER NOT NULL,
@@ -118,7 +158,7 @@ POSTGRES_DDL: Final = (
         definition JSONB NOT NULL,
         PRIMARY KEY (name, version)
     )""",
-    """CREATE TABLE IF NOT EXISTS sp_deals (
+    f"""CREATE TABLE IF NOT EXISTS sp_deals (
         id TEXT COLLATE "C" PRIMARY KEY,
         pipeline TEXT NOT NULL,
         stage TEXT NOT NULL,
@@ -136,9 +176,11 @@ POSTGRES_DDL: Final = (
         created_at_us BIGINT NOT NULL,
         stage_entered_at_us BIGINT NOT NULL,
         closed_at_us BIGINT,
-        version INTEGER NOT NULL
+        version INTEGER NOT NULL,
+        {_figure_columns("BIGINT")}
     )""",
     "CREATE INDEX IF NOT EXISTS sp_deals_pipeline_stage ON sp_deals (pipeline, stage)",
+    _STAYS_MORE_INDEX,
     """CREATE TABLE IF NOT EXISTS sp_stage_changes (
         deal_id TEXT COLLATE "C" NOT NULL REFERENCES sp_deals (id),
         version INTEGER NOT NULL,
@@ -149,3 +191,13 @@ POSTGRES_DDL: Final = (
         PRIMARY KEY (deal_id, version)
     )""",
 )
+
+
+UPGRADES: Final = {
+    "sqlite": {2: (*_add_figures("INTEGER"), _STAYS_MORE_INDEX)},
+    "postgres": {2: (*_add_figures("BIGINT"), _STAYS_MORE_INDEX)},
+}
+"""Per dialect, the statements that bring a database from version ``v - 1`` to ``v``.
+
+After them the store computes the derived columns of every stored deal from its
+history, then records the new version, all in the same transaction."""

@@ -30,8 +30,8 @@ from salespipeline.errors import (
 )
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
-from salespipeline.storage import _codec
-from salespipeline.storage._schema import SCHEMA_VERSION
+from salespipeline.storage import _codec, _figures
+from salespipeline.storage._schema import SCHEMA_VERSION, UPGRADES
 from salespipeline.storage.base import (
     DealStore,
     check_deal,
@@ -68,7 +68,8 @@ class Statements:
 
     @property
     def deal_columns(self) -> tuple[str, ...]:
-        return _codec.DEAL_COLUMNS + self.extra_deal_columns
+        """The deal's own columns, the dialect's extras, then the derived figures."""
+        return _codec.DEAL_COLUMNS + self.extra_deal_columns + _figures.COLUMNS
 
     def _values(self) -> str:
         marks = [self.placeholder] * len(self.deal_columns)
@@ -150,12 +151,17 @@ class SQLStore(DealStore):
         """Serialise schema creation between processes (no-op where writes already are)."""
 
     def _deal_params(self, deal: Deal) -> list[Any]:
+        """The values of ``sql.deal_columns``."""
+        return [*self._row_values(deal), *_figures.deal_figures(deal)]
+
+    def _row_values(self, deal: Deal) -> list[Any]:
+        """The deal's own column values and the dialect's extras."""
         return _codec.deal_values(deal)
 
     # -- schema -----------------------------------------------------------------------
 
     def _ensure_schema(self) -> None:
-        """Create the tables on first use; refuse a database from newer code."""
+        """Create the tables on first use, upgrade an older layout, refuse a newer one."""
         try:
             with self._read() as cursor:
                 if self._stored_schema_version(cursor) == SCHEMA_VERSION:
@@ -165,13 +171,33 @@ class SQLStore(DealStore):
         with self._write() as cursor:
             self._lock_schema(cursor)
             cursor.execute(self.sql.ddl[0])
-            if self._stored_schema_version(cursor) is None:
+            version = self._stored_schema_version(cursor)
+            if version is None:
                 for statement in self.sql.ddl[1:]:
                     cursor.execute(statement)
                 cursor.execute(
                     self.sql.q("INSERT INTO sp_meta (key, value) VALUES (?, ?)"),
                     (_SCHEMA_KEY, str(SCHEMA_VERSION)),
                 )
+            elif version < SCHEMA_VERSION:
+                self._upgrade(cursor, version)
+
+    def _upgrade(self, cursor: Cursor, version: int) -> None:
+        """Bring a database at ``version`` to ``SCHEMA_VERSION`` in the caller's transaction."""
+        steps = UPGRADES[self.dialect]
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            if target not in steps:
+                raise StorageError(
+                    f"the database has schema version {version}, which this salespipeline "
+                    "cannot upgrade"
+                )
+            for statement in steps[target]:
+                cursor.execute(statement)
+        _fill_figures(cursor, self.sql.placeholder)
+        cursor.execute(
+            self.sql.q("UPDATE sp_meta SET value = ? WHERE key = ?"),
+            (str(SCHEMA_VERSION), _SCHEMA_KEY),
+        )
 
     def _stored_schema_version(self, cursor: Cursor) -> int | None:
         cursor.execute(self.sql.q("SELECT value FROM sp_meta WHERE key = ?"), (_SCHEMA_KEY,))
@@ -187,8 +213,6 @@ class SQLStore(DealStore):
                 f"the database has schema version {version}, newer than this salespipeline "
                 f"understands ({SCHEMA_VERSION}); upgrade salespipeline to open it"
             )
-        if version < SCHEMA_VERSION:
-            raise StorageError(f"the database has an unsupported old schema version {version}")
         return version
 
     # -- deals ------------------------------------------------------------------------
@@ -324,7 +348,7 @@ class SQLStore(DealStore):
     # -- report (aggregated in SQL: storage/_sql_report.py) ----------------------------
 
     def report(self, pipeline: Pipeline | str, *, now: datetime | None = None) -> PipelineReport:
-        """Every metric for ``pipeline``, aggregated by the database in one statement.
+        """Every metric for ``pipeline``, aggregated by the database in one snapshot.
 
         Equal (``==``) to ``metrics.report`` over the same deals.
         """
@@ -341,10 +365,49 @@ class SQLStore(DealStore):
                 f"a column holds a value of the wrong kind ({type(error).__name__}: {error})"
             ) from error
 
-    def _query(self, statement: str, params: Sequence[object]) -> list[Any]:
+    def _query(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[list[Any]]:
+        """Each statement's rows, all read in one transaction (so one snapshot)."""
+        results = []
         with self._read() as cursor:
-            cursor.execute(statement, params)
-            return list(cursor.fetchall())
+            for statement, params in statements:
+                cursor.execute(statement, params)
+                results.append(list(cursor.fetchall()))
+        return results
+
+
+def _fill_figures(cursor: Cursor, p: str, *, batch: int = 1000) -> None:
+    """Write every stored deal's derived figures (``storage._figures``) from its history.
+
+    Works through the deals in id order, ``batch`` at a time, on the caller's cursor,
+    so a schema upgrade stays one transaction.
+    """
+    update = ", ".join(f"{column} = {p}" for column in _figures.COLUMNS)
+    after = ""
+    while True:
+        cursor.execute(
+            f"SELECT id FROM sp_deals WHERE id > {p} ORDER BY id LIMIT {batch}", (after,)
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        if not ids:
+            return
+        cursor.execute(
+            "SELECT c.deal_id, c.to_stage, c.at_us FROM sp_stage_changes c "
+            f"JOIN sp_deals d ON d.id = c.deal_id WHERE c.version <= d.version "
+            f"AND d.id > {p} AND d.id <= {p} ORDER BY c.deal_id, c.version",
+            (after, ids[-1]),
+        )
+        histories: dict[str, tuple[list[str], list[int]]] = {i: ([], []) for i in ids}
+        for deal_id, to_stage, at_us in cursor.fetchall():
+            if not isinstance(to_stage, str) or type(at_us) is not int:
+                raise CorruptRecordError(
+                    deal_id, "its history cannot be read to upgrade the database's schema"
+                )
+            stages, times = histories[deal_id]
+            stages.append(to_stage)
+            times.append(at_us)
+        rows = [[*_figures.figure_values(*h), i] for i, h in histories.items()]
+        cursor.executemany(f"UPDATE sp_deals SET {update} WHERE id = {p}", rows)
+        after = ids[-1]
 
 
 @contextmanager

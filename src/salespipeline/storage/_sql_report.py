@@ -1,12 +1,14 @@
 """``DealStore.report`` pushed down into SQL, for SQLite and PostgreSQL (private).
 
-One statement (so one consistent snapshot) aggregates the deals and their
-history into integer counts, exact amount sums and integer microseconds; the rows
-become the same ``Aggregates`` the pure path builds, and the shared ``finish``
-takes every ratio. Durations and amounts are summed in split parts (seconds and
-remaining microseconds, 10**9 and unit parts) so no 64-bit sum can overflow. The
-statement avoids window functions and what sorting it can: history is read once
-per deal in id order, and once grouped by (from, to) stage pair.
+The report reads ``sp_deals`` only: each row carries the figures a report needs
+from its history (``storage._figures``: the stages it entered, its completed stays
+per stage), written with the row by every save. One pass groups the pipeline's deals
+by stage, currency, probability override and stages entered, into integer counts,
+exact amount sums and integer microseconds; two small queries add the rare extra
+stays and the longest-stalled ids. All three run in one read transaction (one
+snapshot). The rows become the same ``Tallies`` the pure path fills, and the shared
+``finish`` takes every ratio. Durations and amounts are summed in split parts
+(seconds and remaining microseconds, 10**9 and unit parts) so no 64-bit sum overflows.
 """
 
 from __future__ import annotations
@@ -22,25 +24,27 @@ from salespipeline._report import micros as _micros
 from salespipeline.errors import CorruptRecordError
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
+from salespipeline.storage import _figures
+from salespipeline.storage._figures import SLOTS
 
 __all__ = ["Query", "sql_report"]
 
 Row = Sequence[Any]
-Query = Callable[[str, Sequence[object]], Sequence[Row]]
-"""Runs one parameterised statement and returns all its rows (the store maps errors)."""
+Statement = tuple[str, Sequence[object]]
+Query = Callable[[Sequence[Statement]], list[list[Row]]]
+"""Runs parameterised statements in one read transaction, returning each one's rows."""
 
 DIALECTS: Final = ("sqlite", "postgres")
 
-_INT, _TEXT = "CAST(NULL AS BIGINT)", "CAST(NULL AS TEXT)"
-_REAL, _NUM = "CAST(NULL AS DOUBLE PRECISION)", "CAST(NULL AS NUMERIC)"
+_FIRST_IN_STAGE: Final = "SELECT MIN(id) FROM sp_deals WHERE pipeline = ? AND stage = ?"
+
+# Columns of a deals row: the group key, then the sums.
+_STAGE, _CURRENCY, _PROBABILITY, _ENTERED, _COUNT = range(5)
+_CYCLE, _STALLED, _AMOUNT, _NUMERIC, _STAYS = 5, 7, 8, 12, 13
 
 
-class _Statement:
-    """Builds the statement and its parameters together, each value bound where it is used.
-
-    Every part yields the columns: kind, text1, text2, probability, key, count,
-    ten integer sums, and an exact NUMERIC sum (PostgreSQL amounts).
-    """
+class _Statements:
+    """The report's three statements, each value bound where it is used."""
 
     def __init__(self, dialect: str, pipeline: Pipeline, now_us: int) -> None:
         self.sqlite = dialect == "sqlite"
@@ -48,104 +52,88 @@ class _Statement:
         self.mod = "%" if self.sqlite else "%%"
         self.pipeline = pipeline
         self.now_us = now_us
-        self.params: list[object] = []
-
-    def bind(self, value: object, cast: str | None = None) -> str:
-        self.params.append(value)
-        return self.mark if cast is None else f"CAST({self.mark} AS {cast})"
 
     def split(self, expression: str, unit: int) -> str:
         """Two sums whose ``sum1 * unit + sum2`` is the exact, overflow-free total."""
         return f"SUM(({expression}) / {unit}), SUM(({expression}) {self.mod} {unit})"
 
-    def rot_case(self) -> str:
-        """Each open stage's ``rot_after`` in microseconds, by the deal's stage, else NULL."""
-        arms = [
-            f"WHEN {self.bind(s.name)} THEN {self.bind(_micros(s.rot_after), 'BIGINT')}"
-            for s in self.pipeline.stages
-            if s.rot_after is not None
+    def stalled(self, params: list[object]) -> str:
+        """True when the deal has been in its stage longer than the stage's ``rot_after``."""
+        rot = [
+            (s.name, _micros(s.rot_after)) for s in self.pipeline.stages if s.rot_after is not None
         ]
-        return f"CASE d.stage {' '.join(arms)} END" if arms else _INT
-
-    def reach_case(self) -> str:
-        """The stage index a history row enters (WON is ``n``); NULL for LOST or unknown."""
-        names = [s.name for s in self.pipeline.stages] + [WON]
-        arms = " ".join(f"WHEN {self.bind(name)} THEN {i}" for i, name in enumerate(names))
-        return f"CASE c.to_stage {arms} END"
-
-    def history(self) -> str:
-        """The pipeline's deals joined to their history rows.
-
-        On SQLite the deals are walked in id order (``+`` keeps the planner off the
-        pipeline index), so each deal's rows come together and grouping needs no sort.
-        """
-        if self.sqlite:
-            source = "sp_deals d CROSS JOIN sp_stage_changes c ON c.deal_id = d.id WHERE +"
-        else:
-            source = "sp_deals d JOIN sp_stage_changes c ON c.deal_id = d.id WHERE "
-        name = self.bind(self.pipeline.name)
-        return f"FROM {source}d.pipeline = {name} AND c.version <= d.version"
-
-    def deals(self) -> str:
-        """Per deal (reach over its history), then grouped: counts, sums, stalls."""
-        amount = "d.amount_whole AS aw, d.amount_frac AS af" if self.sqlite else "d.amount"
-        if self.sqlite:
-            amounts = f"{self.split('x.aw', 10**9)}, {self.split('x.af', 10**6)}, {_NUM}"
-        else:
-            amounts = f"{_INT}, {_INT}, {_INT}, {_INT}, SUM(x.amount)"
-        stalled = f"CASE WHEN {self.bind(self.now_us, 'BIGINT')} - d.stage_entered_at_us > "
-        stalled += f"{self.rot_case()} THEN 1 ELSE 0 END"
-        per_deal = (
-            f"SELECT d.stage, d.currency, d.probability, {amount}, "
-            "d.closed_at_us - d.created_at_us AS cycle, d.stage_entered_at_us AS entered, "
-            f"{stalled} AS stalled, MAX({self.reach_case()}) AS reach "
-            f"{self.history()} GROUP BY d.id"
-        )
+        if not rot:
+            return "1 = 0"
+        params.append(self.now_us)
+        arms = []
+        for name, micros in rot:
+            params.extend((name, micros))
+            arms.append(f"WHEN {self.mark} THEN CAST({self.mark} AS BIGINT)")
         return (
-            "SELECT 'd', x.stage, x.currency, x.probability, x.reach, COUNT(*), "
-            f"{self.split('x.cycle', 10**6)}, {self.split('x.entered', 10**6)}, "
-            f"SUM(x.stalled), {_INT}, {amounts} "
-            f"FROM ({per_deal}) x GROUP BY x.stage, x.currency, x.probability, x.reach"
+            f"CAST({self.mark} AS BIGINT) - d.stage_entered_at_us > "
+            f"CASE d.stage {' '.join(arms)} END"
         )
 
-    def open_index(self, column: str) -> str:
-        """1 + the open stage index ``column`` names; 0 for WON, LOST, unknown or NULL."""
-        arms = " ".join(
-            f"WHEN {self.bind(s.name)} THEN {i + 1}" for i, s in enumerate(self.pipeline.stages)
-        )
-        return f"CASE {column} {arms} ELSE 0 END"
+    def deals(self) -> Statement:
+        """The pipeline's deals grouped: counts, amount and duration sums, stays per slot.
 
-    def moves(self) -> str:
-        """Per (from, to) open-stage pair: how many moves, and the sum of their times.
-
-        The pair is one small integer, ``from * (n + 1) + to``, which sorts fastest.
+        On SQLite ``+`` keeps the planner off the pipeline index: reading the whole
+        table in order is faster than looking up most of its rows one by one.
         """
-        nulls = ", ".join([_INT] * 8)
-        width = len(self.pipeline.stages) + 1
-        pair = f"{self.open_index('c.from_stage')} * {width} + {self.open_index('c.to_stage')}"
-        return (
-            f"SELECT 'h', {_TEXT}, {_TEXT}, {_REAL}, {pair} AS pair, COUNT(*), "
-            f"{self.split('c.at_us', 10**6)}, {nulls}, {_NUM} "
-            f"{self.history()} GROUP BY pair"
+        params: list[object] = []
+        stalled = self.stalled(params)
+        if self.sqlite:
+            amounts = f"{self.split('d.amount_whole', 10**9)}, "
+            amounts += f"{self.split('d.amount_frac', 10**6)}, NULL"
+        else:
+            amounts = "NULL, NULL, NULL, NULL, SUM(d.amount)"
+        stays = ", ".join(
+            f"SUM(d.stays_{j}), {self.split(f'd.stay_us_{j}', 10**6)}" for j in range(1, SLOTS + 1)
         )
+        params.append(self.pipeline.name)
+        where = "+d.pipeline" if self.sqlite else "d.pipeline"
+        key = "d.stage, d.currency, d.probability, d.entered_stages"
+        sql = (
+            f"SELECT {key}, COUNT(*), {self.split('d.closed_at_us - d.created_at_us', 10**6)}, "
+            f"SUM(CASE WHEN {stalled} THEN 1 ELSE 0 END), {amounts}, {stays} "
+            f"FROM sp_deals d WHERE {where} = {self.mark} GROUP BY {key}"
+        )
+        return sql, params
 
-    def oldest(self) -> str:
+    def more(self) -> Statement:
+        """The extra stays of deals that entered more open stages than there are slots."""
+        sql = (
+            "SELECT d.stays_more FROM sp_deals d "
+            f"WHERE d.pipeline = {self.mark} AND d.stays_more IS NOT NULL"
+        )
+        return sql, [self.pipeline.name]
+
+    def oldest(self) -> Statement:
         """The ids of the deals stalled longest (first in, then by id)."""
-        nulls = ", ".join([_INT] * 10)
-        return (
-            f"SELECT * FROM (SELECT 'i', d.id, {_TEXT}, {_REAL}, d.stage_entered_at_us, 1, "
-            f"{nulls}, {_NUM} FROM sp_deals d "
-            f"WHERE d.pipeline = {self.bind(self.pipeline.name)} "
-            f"AND {self.bind(self.now_us, 'BIGINT')} - d.stage_entered_at_us > {self.rot_case()} "
-            f"ORDER BY d.stage_entered_at_us, d.id LIMIT {self.bind(STALLED_SHOWN)}) oldest"
+        params: list[object] = [self.pipeline.name]
+        stalled = self.stalled(params)
+        params.append(STALLED_SHOWN)
+        sql = (
+            f"SELECT d.id, d.stage_entered_at_us FROM sp_deals d "
+            f"WHERE d.pipeline = {self.mark} AND {stalled} "
+            f"ORDER BY d.stage_entered_at_us, d.id LIMIT {self.mark}"
         )
-
-    def sql(self) -> str:
-        return "\nUNION ALL\n".join((self.deals(), self.moves(), self.oldest()))
+        return sql, params
 
 
 def _int(value: object) -> int:
-    return 0 if value is None else int(value)  # type: ignore[call-overload]
+    """An integer column or sum (PostgreSQL sums are NUMERIC); ValueError for anything else.
+
+    SQLite sums a stray REAL into a REAL, so junk written into an integer column
+    shows up here instead of being rounded into the report.
+    """
+    if value is None:
+        return 0
+    if type(value) is int:
+        return value
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    raise ValueError(f"expected an integer, found {value!r}")
 
 
 def _split(row: Row, at: int, unit: int) -> int:
@@ -156,105 +144,116 @@ class _UnknownStage(Exception):
     """A stored deal is in a stage its pipeline does not have."""
 
 
-_FIRST_IN_STAGE: Final = "SELECT MIN(id) FROM sp_deals WHERE pipeline = {ph} AND stage = {ph}"
-
-
 class _Collector:
-    """Turns the statement's rows into the ``Tallies`` the pure path would fill.
-
-    A completed stay in S lasts from one move into S to the next move out of it, so
-    the stays in S sum to (moves out of S) - (moves into S) + (entry times of the
-    deals still in S), every term a sum SQL can take without pairing rows.
-    """
+    """Turns the statements' rows into the ``Tallies`` the pure path would fill."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.names = pipeline.stage_names
-        self.open = {s.name: i for i, s in enumerate(pipeline.stages)}
+        self.n = len(pipeline.stages)
+        self.index = {name: i for i, name in enumerate(self.names)}
         self.tallies = Tallies(pipeline)
+        self.entered: dict[object, tuple[int, tuple[int | None, ...]]] = {}
 
-    def row(self, row: Row) -> None:
-        if row[0] == "d":
-            self._deals(row)
-        elif row[0] == "h":
-            self._moves(row)
-        else:
-            self.tallies.add_oldest(_int(row[4]), str(row[1]))
+    def _entered(self, text: object) -> tuple[int, tuple[int | None, ...]]:
+        """A stored set of entered stages as (furthest index reached or -1, slot indices).
 
-    def _deals(self, row: Row) -> None:
-        stage, probability, reach, count, t = (
-            str(row[1]),
-            row[3],
-            row[4],
-            _int(row[5]),
-            self.tallies,
-        )
-        if stage not in self.names:
+        The furthest stage counts open stages and WON, like the pure path; a slot's
+        index is its stage's open index, None when the pipeline has no such open stage.
+        """
+        known = self.entered.get(text)
+        if known is not None:
+            return known
+        entered = _figures.read_entered(text)
+        reached = [self.index.get(s, -1) for s in entered]
+        reach = max((i for i in reached if i <= self.n), default=-1)
+        slots = tuple(self._open(s) for s in _figures.open_stages(entered)[:SLOTS])
+        self.entered[text] = reach, slots
+        return reach, slots
+
+    def _open(self, stage: str) -> int | None:
+        index = self.index.get(stage)
+        return index if index is not None and index < self.n else None
+
+    def deals(self, row: Row) -> None:
+        stage, count, t = str(row[_STAGE]), _int(row[_COUNT]), self.tallies
+        index = self.index.get(stage)
+        if index is None:
             raise _UnknownStage(stage)
-        index, amount = self.names.index(stage), _amount(row)
+        reach, slots = self._entered(row[_ENTERED])
         t.counts[index] += count
-        t.currencies.add(str(row[2]))
-        if reach is not None:
-            t.reach[_int(reach)] += count
-            if stage == LOST:
-                t.lost_reach[_int(reach)] += count
+        t.currencies.add(str(row[_CURRENCY]))
+        if reach >= 0:
+            t.reach[reach] += count
+            if stage == LOST and reach < self.n:
+                t.lost_reach[reach] += count
+        for j, open_index in enumerate(slots):
+            if open_index is not None:
+                t.stays[open_index] += _int(row[_STAYS + 3 * j])
+                t.stay_us[open_index] += _split(row, _STAYS + 3 * j + 1, 10**6)
+        amount = _amount(row)
         if stage == WON:
             t.won_amount += amount
-            t.cycle_us += _split(row, 6, 10**6)
+            t.cycle_us += _split(row, _CYCLE, 10**6)
         elif stage == LOST:
             t.lost_amount += amount
         else:
-            t.stay_us[index] += _split(row, 8, 10**6)
-            t.stalled[index] += _int(row[10])
+            t.stalled[index] += _int(row[_STALLED])
+            probability = row[_PROBABILITY]
             if probability is None:
                 t.open_amount[index] += amount
             else:
                 t.add_override(float(probability), amount)
 
-    def _moves(self, row: Row) -> None:
-        count, at_us, t = _int(row[5]), _split(row, 6, 10**6), self.tallies
-        left, entered = divmod(_int(row[4]), len(self.open) + 1)
-        if left:
-            t.stays[left - 1] += count
-            t.stay_us[left - 1] += at_us
-        if entered:
-            t.stay_us[entered - 1] -= at_us
+    def more(self, row: Row) -> None:
+        for stage, (stays, micros) in _figures.read_stays_more(row[0]).items():
+            open_index = self._open(stage)
+            if open_index is not None:
+                self.tallies.stays[open_index] += stays
+                self.tallies.stay_us[open_index] += micros
+
+    def oldest(self, row: Row) -> None:
+        self.tallies.add_oldest(_int(row[1]), str(row[0]))
 
 
 def _amount(row: Row) -> Decimal:
     """The exact amount sum of a deals row: NUMERIC, or SQLite's split integer sums."""
-    if row[16] is not None:
-        return Decimal(row[16])
-    whole = _split(row, 12, 10**9)
-    frac = _split(row, 14, 10**6)
+    if row[_NUMERIC] is not None:
+        return Decimal(row[_NUMERIC])
+    whole = _split(row, _AMOUNT, 10**9)
+    frac = _split(row, _AMOUNT + 2, 10**6)
     return Decimal(whole) + Decimal(frac).scaleb(-12)
 
 
 def sql_report(
     query: Query, pipeline: Pipeline, *, now: datetime | None, dialect: str
 ) -> PipelineReport:
-    """The ``PipelineReport`` of ``pipeline``'s stored deals, aggregated by one SQL statement.
+    """The ``PipelineReport`` of ``pipeline``'s stored deals, aggregated in SQL.
 
-    ``query`` runs the statement on the store's connection; the result equals
+    ``query`` runs the statements on the store's connection; the result equals
     ``metrics.report`` over the same deals.
     """
     if dialect not in DIALECTS:
         raise ValueError(f"no SQL report for dialect {dialect!r}")
     as_of = c.to_utc(pipeline.clock() if now is None else now, "now")
-    statement = _Statement(dialect, pipeline, _micros(as_of - EPOCH))
-    rows = query(statement.sql(), statement.params)
+    statements = _Statements(dialect, pipeline, _micros(as_of - EPOCH))
+    deals, more, oldest = query([statements.deals(), statements.more(), statements.oldest()])
     collector = _Collector(pipeline)
     try:
         with localcontext(EXACT):
-            for row in rows:
-                collector.row(row)
+            for row in deals:
+                collector.deals(row)
     except _UnknownStage as unknown:
         raise _corrupt(query, pipeline, dialect, str(unknown)) from None
+    for row in more:
+        collector.more(row)
+    for row in oldest:
+        collector.oldest(row)
     return finish(collector.tallies.result(), pipeline, as_of=as_of)
 
 
 def _corrupt(query: Query, pipeline: Pipeline, dialect: str, stage: str) -> Exception:
-    statement = _FIRST_IN_STAGE.format(ph="?" if dialect == "sqlite" else "%s")
-    rows = query(statement, [pipeline.name, stage])
+    statement = _FIRST_IN_STAGE if dialect == "sqlite" else _FIRST_IN_STAGE.replace("?", "%s")
+    [rows] = query([(statement, [pipeline.name, stage])])
     deal_id = str(rows[0][0]) if rows else "?"
     reason = f"stage {stage!r} is not a stage of pipeline {pipeline.name!r}"
     return CorruptRecordError(deal_id, reason)

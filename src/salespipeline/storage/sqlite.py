@@ -76,7 +76,7 @@ class SQLiteStore(SQLStore):
             if connection is not None:
                 connection.close()
 
-    def _deal_params(self, deal: Deal) -> list[Any]:
+    def _row_values(self, deal: Deal) -> list[Any]:
         values = _codec.deal_values(deal)
         values[3] = str(deal.amount)
         return [*values, *_codec.amount_parts(deal.amount)]
