@@ -45,6 +45,7 @@ COLUMNS: Final = (
 stay counts and their summed durations in microseconds."""
 
 _TERMINAL: Final = frozenset((WON, LOST))
+_json: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def deal_figures(deal: Deal) -> list[Any]:
@@ -71,8 +72,8 @@ def figure_values(stages: Sequence[str], at_us: Sequence[int]) -> list[Any]:
     more = {s: [counts[s], micros[s]] for s in slots[SLOTS:]}
     padding = [0] * (SLOTS - min(len(slots), SLOTS))
     return [
-        json.dumps(entered, ensure_ascii=False, separators=(",", ":")),
-        json.dumps(more, ensure_ascii=False, separators=(",", ":")) if more else None,
+        _json(entered),
+        _json(more) if more else None,
         *(counts[s] for s in slots[:SLOTS]),
         *padding,
         *(micros[s] for s in slots[:SLOTS]),
