@@ -4,6 +4,11 @@
 ``PostgresStore`` (needs ``salespipeline[postgres]``; importable without it).
 Write your own by subclassing ``DealStore`` and checking it with
 ``salespipeline.testing.StoreContract``.
+
+The SQL stores create their tables on first use and record a schema version. A
+database an older salespipeline made is upgraded in place, in one transaction, the
+first time a newer one opens it (stop processes running the older one first); one
+made by a newer salespipeline is refused with ``StorageError``.
 """
 
 from salespipeline.storage.base import DealStore
