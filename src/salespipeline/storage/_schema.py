@@ -76,22 +76,25 @@ SCHEMA_VERSION: Final = 2
 TABLES: Final = ("sp_meta", "sp_pipelines", "sp_deals", "sp_stage_changes")
 
 
-def _figure_types(integer: str) -> list[tuple[str, str]]:
-    """The derived columns (see ``storage._figures``) with their types."""
-    kinds = ["TEXT NOT NULL", "TEXT"] + [f"{integer} NOT NULL"] * (2 * SLOTS)
-    return list(zip(FIGURE_COLUMNS, kinds, strict=True))
+def _figure_types(integer: str) -> list[tuple[str, str, str]]:
+    """The derived columns (see ``storage._figures``): name, type, and the default
+    that lets an upgrade add them to existing rows before filling them in."""
+    text = [("TEXT NOT NULL", "'[]'"), ("TEXT", "NULL")]
+    kinds = text + [(f"{integer} NOT NULL", "0")] * (2 * SLOTS)
+    return [
+        (name, kind, default) for name, (kind, default) in zip(FIGURE_COLUMNS, kinds, strict=True)
+    ]
 
 
 def _figure_columns(integer: str) -> str:
-    return ",\n        ".join(f"{name} {kind}" for name, kind in _figure_types(integer))
+    return ",\n        ".join(f"{name} {kind}" for name, kind, _ in _figure_types(integer))
 
 
 def _add_figures(integer: str) -> tuple[str, ...]:
     """Version 1 -> 2: the derived columns, defaulted until the store fills them in."""
-    defaults = {"TEXT NOT NULL": " DEFAULT '[]'", "TEXT": "", f"{integer} NOT NULL": " DEFAULT 0"}
     return tuple(
-        f"ALTER TABLE sp_deals ADD COLUMN {name} {kind}{defaults[kind]}"
-        for name, kind in _figure_types(integer)
+        f"ALTER TABLE sp_deals ADD COLUMN {name} {kind} DEFAULT {default}"
+        for name, kind, default in _figure_types(integer)
     )
 
 
