@@ -37,7 +37,7 @@ from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
 from salespipeline.storage import SQLiteStore
 from salespipeline.storage._codec import amount_parts
-from salespipeline.storage._figures import COLUMNS, figure_values
+from salespipeline.storage.sql._figures import COLUMNS, figure_values
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)

@@ -331,7 +331,7 @@ def raw_rows(spec: StoreSpec, sql: str, params: Sequence[Any] = ()) -> list[tupl
 
 def dump_tables(spec: StoreSpec) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every salespipeline table, in a stable order (for before/after checks)."""
-    from salespipeline.storage._schema import TABLES
+    from salespipeline.storage.sql._schema import TABLES
 
     return {table: raw_rows(spec, f"SELECT * FROM {table} ORDER BY 1, 2") for table in TABLES}
 
@@ -344,7 +344,7 @@ def raw_write(spec: StoreSpec, sql: str, params: Sequence[Any] = ()) -> None:
 
 def restore_tables(spec: StoreSpec, rows: Mapping[str, list[tuple[Any, ...]]]) -> None:
     """Put every table back to ``rows`` (a ``dump_tables`` result), in one transaction."""
-    from salespipeline.storage._schema import TABLES
+    from salespipeline.storage.sql._schema import TABLES
 
     statements: list[tuple[str, Sequence[tuple[Any, ...]]]] = [
         (f"DELETE FROM {table}", [()]) for table in reversed(TABLES)

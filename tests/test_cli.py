@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from salespipeline import dump_pipeline, presets
-from salespipeline.cli import _Progress, main
+from salespipeline.cli import main
+from salespipeline.cli._main import _Progress
 from salespipeline.storage import SQLiteStore
 
 NOW = "2026-06-30T00:00:00+00:00"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 
 from salespipeline import Pipeline, Stage, ValidationError, _engine, guards, presets
-from salespipeline._diagram import dot_text, mermaid_text
+from salespipeline.definitions._diagram import dot_text, mermaid_text
 from salespipeline.testing import strategies
 
 MERMAID_EDGE = re.compile(r"^    (s\w+) --> (s\w+)(?: : (\w+))?$", re.MULTILINE)

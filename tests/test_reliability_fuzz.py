@@ -417,7 +417,7 @@ column_junk = st.one_of(
 
 
 def _columns(table: str) -> list[str]:
-    from salespipeline.storage._schema import SQLITE_DDL
+    from salespipeline.storage.sql._schema import SQLITE_DDL
 
     ddl = next(d for d in SQLITE_DDL if f"TABLE IF NOT EXISTS {table} " in d)
     lines = [line.strip() for line in ddl.split("(", 1)[1].splitlines()]

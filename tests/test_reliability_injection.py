@@ -28,7 +28,7 @@ from salespipeline import (
     ValidationError,
 )
 from salespipeline.definitions import load_pipeline
-from salespipeline.storage._schema import TABLES
+from salespipeline.storage.sql._schema import TABLES
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 SRC = Path(__file__).resolve().parent.parent / "src" / "salespipeline"

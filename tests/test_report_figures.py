@@ -39,7 +39,7 @@ from salespipeline.storage._codec import (
     deal_values,
     dumps,
 )
-from salespipeline.storage._figures import SLOTS
+from salespipeline.storage.sql._figures import SLOTS
 from salespipeline.testing import strategies as sps
 
 US = timedelta(microseconds=1)

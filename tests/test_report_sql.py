@@ -158,7 +158,7 @@ def test_sql_stores_do_not_load_deals(store: DealStore, monkeypatch: pytest.Monk
         raise AssertionError("the SQL report must not load deals")
 
     monkeypatch.setattr(store, "find", refuse)
-    monkeypatch.setattr(metrics, "aggregate", refuse)
+    monkeypatch.setattr(metrics._functions, "aggregate", refuse)
     assert store.report(p, now=NOW) == expected
 
 

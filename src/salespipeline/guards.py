@@ -8,7 +8,7 @@ pipeline definition can be written to a file and read back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
@@ -18,11 +18,12 @@ import attrs
 from salespipeline import _checks as c
 from salespipeline.deal import BANT_CRITERIA, Deal
 from salespipeline.errors import GuardError, ValidationError
-from salespipeline.scoring import ScoreCard
 
 __all__ = [
     "Guard",
     "GuardFactory",
+    "MinScore",
+    "Scorer",
     "Violation",
     "all_of",
     "any_of",
@@ -299,6 +300,38 @@ def registered() -> Mapping[str, GuardFactory]:
     return dict(_REGISTRY)
 
 
+class _Weighted(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def points(self) -> int: ...
+
+
+class _Scored(Protocol):
+    @property
+    def value(self) -> float: ...
+
+    @property
+    def parts(self) -> Mapping[str, int]: ...
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """What ``min_score`` needs of a score card; ``scoring.ScoreCard`` is the shipped one.
+
+    Guards are core and scoring is built on them, so the guard names this shape
+    instead of importing the card.
+    """
+
+    @property
+    def rules(self) -> Sequence[_Weighted]: ...
+
+    def score(self, deal: Deal, *, now: datetime | None = None) -> _Scored: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
 @attrs.frozen
 class MinScore(_Combinable):
     """Requires a lead score of at least ``threshold`` (0-100) on ``scorecard``.
@@ -307,7 +340,7 @@ class MinScore(_Combinable):
     part of the guard's identity and is not written by ``spec()``.
     """
 
-    scorecard: ScoreCard
+    scorecard: Scorer
     threshold: float
     clock: Callable[[], datetime] | None = attrs.field(default=None, eq=False, repr=False)
     name: str = "min_score"
@@ -333,13 +366,13 @@ class MinScore(_Combinable):
 
 
 def min_score(
-    scorecard: ScoreCard, threshold: float, *, clock: Callable[[], datetime] | None = None
+    scorecard: Scorer, threshold: float, *, clock: Callable[[], datetime] | None = None
 ) -> MinScore:
     """Require ``scorecard.score(deal).value >= threshold`` (a number from 0 to 100).
 
     ``clock`` supplies ``now`` for time-based rules such as ``scoring.recency``.
     """
-    if not isinstance(scorecard, ScoreCard):
+    if not isinstance(scorecard, Scorer):
         raise ValidationError(f"min_score needs a scoring.ScoreCard, not {scorecard!r}")
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
         raise ValidationError(f"min_score threshold must be a number, not {threshold!r}")
@@ -348,9 +381,3 @@ def min_score(
     if clock is not None and not callable(clock):
         raise ValidationError("min_score clock must be a zero-argument callable")
     return MinScore(scorecard, float(threshold), clock)
-
-
-register(
-    "min_score",
-    lambda scorecard, threshold: min_score(ScoreCard.from_dict(scorecard), threshold),
-)

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from salespipeline import _checks as c
 from salespipeline import _engine
@@ -464,25 +464,46 @@ class Pipeline:
 
     def to_dict(self) -> dict[str, Any]:
         """The definition as TOML-safe data (see ``salespipeline.definitions``)."""
-        from salespipeline import definitions
-
-        return definitions.to_dict(self)
+        return _definitions().to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, clock: Clock | None = None) -> Pipeline:
         """The pipeline ``data`` describes; every problem listed in one ``DefinitionError``."""
-        from salespipeline import definitions
-
-        return definitions.from_dict(data, clock=clock)
+        return _definitions().from_dict(data, clock=clock)
 
     def lint(self) -> tuple[Finding, ...]:
         """Legal but suspicious parts of this definition (see ``definitions.lint``)."""
-        from salespipeline import definitions
-
-        return definitions.lint(self)
+        return _definitions().lint(self)
 
     def diagram(self, format: str = "mermaid") -> str:
         """This pipeline's stages and moves as ``"mermaid"`` or ``"dot"`` text."""
-        from salespipeline import definitions
+        return _definitions().diagram(self, format)  # type: ignore[arg-type]
 
-        return definitions.diagram(self, format)  # type: ignore[arg-type]
+
+class Definitions(Protocol):
+    """What ``salespipeline.definitions`` lends ``Pipeline``'s data methods.
+
+    The core never imports that package (it is built on the core): the package
+    connects itself with ``connect_definitions`` when it is imported, which
+    importing ``salespipeline`` always does.
+    """
+
+    def to_dict(self, pipeline: Pipeline) -> dict[str, Any]: ...
+
+    def from_dict(self, data: Mapping[str, Any], *, clock: Clock | None = None) -> Pipeline: ...
+
+    def lint(self, pipeline: Pipeline) -> tuple[Finding, ...]: ...
+
+    def diagram(self, pipeline: Pipeline, format: Literal["mermaid", "dot"] = ...) -> str: ...
+
+
+_connected: list[Definitions] = []
+
+
+def connect_definitions(definitions: Definitions) -> None:
+    """Lend ``Pipeline.to_dict``/``from_dict``/``lint``/``diagram`` their implementation."""
+    _connected[:] = [definitions]
+
+
+def _definitions() -> Definitions:
+    return _connected[0]

@@ -16,7 +16,9 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from salespipeline import metrics
 from salespipeline.deal import Deal, StageChange
+from salespipeline.definitions import from_dict
 from salespipeline.errors import (
     DefinitionError,
     StorageError,
@@ -78,8 +80,6 @@ class DealStore(abc.ABC):
         Equal to ``metrics.report`` over ``find(pipeline=...)``; SQL stores may push
         the aggregation down into the database.
         """
-        from salespipeline import metrics
-
         resolved = self._resolve(pipeline)
         return metrics.report(self.find(pipeline=resolved.name), resolved, now=now)
 
@@ -161,8 +161,6 @@ def decode_pipeline(name: str, data: Any) -> Pipeline:
     A definition that does not decode is a ``StorageError`` naming the pipeline, so a
     bad row never surfaces as a ``DefinitionError`` the caller did not cause.
     """
-    from salespipeline.definitions import from_dict
-
     try:
         decoded = json.loads(data) if isinstance(data, (str, bytes)) else data
         return from_dict(decoded)

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 
 from salespipeline.deal import Deal, _replace
+from salespipeline.definitions import to_dict
 from salespipeline.errors import (
     ConcurrencyError,
     DealNotFoundError,
@@ -98,8 +99,6 @@ class MemoryStore(DealStore):
         return (deal for _, deal in deals if matches(deal, pipeline, stage, open))
 
     def save_pipeline(self, pipeline: Pipeline) -> None:
-        from salespipeline.definitions import to_dict
-
         if not isinstance(pipeline, Pipeline):
             raise ValidationError(f"save_pipeline() takes a Pipeline, not {pipeline!r}")
         text = _codec.dumps(to_dict(pipeline))

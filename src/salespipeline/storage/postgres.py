@@ -23,8 +23,8 @@ from typing import Any, Final
 from salespipeline.deal import StageChange
 from salespipeline.errors import StorageError
 from salespipeline.storage import _codec
-from salespipeline.storage._schema import POSTGRES_DDL
-from salespipeline.storage._sql import Cursor, SQLStore, Statements, UniqueViolation
+from salespipeline.storage.sql._schema import POSTGRES_DDL
+from salespipeline.storage.sql._store import Cursor, SQLStore, Statements, UniqueViolation
 
 __all__ = ["PostgresStore"]
 

@@ -27,8 +27,8 @@ from typing import Any, Final
 from salespipeline.deal import Deal
 from salespipeline.errors import StorageError, ValidationError
 from salespipeline.storage import _codec
-from salespipeline.storage._schema import SQLITE_DDL
-from salespipeline.storage._sql import SQLStore, Statements, UniqueViolation
+from salespipeline.storage.sql._schema import SQLITE_DDL
+from salespipeline.storage.sql._store import SQLStore, Statements, UniqueViolation
 
 __all__ = ["SQLiteStore"]
 

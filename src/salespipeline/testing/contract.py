@@ -20,7 +20,7 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from salespipeline import guards
+from salespipeline import guards, metrics
 from salespipeline.deal import Bant, Deal
 from salespipeline.errors import (
     ConcurrencyError,
@@ -392,8 +392,6 @@ class StoreContract:
     def test_report_equals_the_pure_report_over_the_same_deals(
         self, store: DealStore, pipeline: Pipeline
     ) -> None:
-        from salespipeline import metrics
-
         self._populate(store, pipeline)
         now = _later(100)
         expected = metrics.report(list(store.find(pipeline=pipeline.name)), pipeline, now=now)

@@ -9,9 +9,9 @@ from typing import Final, Literal
 
 import attrs
 
-from salespipeline._report import EXACT, mean_duration, micros, weighted
 from salespipeline.deal import Deal
 from salespipeline.errors import ValidationError
+from salespipeline.metrics._report import EXACT, mean_duration, micros, weighted
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import WON
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 import attrs
 
 from salespipeline.deal import Deal, StageChange
+from salespipeline.definitions import to_dict
 from salespipeline.errors import (
     ConcurrencyError,
     CorruptRecordError,
@@ -30,8 +31,7 @@ from salespipeline.errors import (
 )
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
-from salespipeline.storage import _codec, _figures
-from salespipeline.storage._schema import SCHEMA_VERSION, UPGRADES
+from salespipeline.storage import _codec
 from salespipeline.storage.base import (
     DealStore,
     check_deal,
@@ -40,6 +40,9 @@ from salespipeline.storage.base import (
     decode_pipeline,
     split_history,
 )
+from salespipeline.storage.sql import _figures
+from salespipeline.storage.sql._report import sql_report
+from salespipeline.storage.sql._schema import SCHEMA_VERSION, UPGRADES
 
 if TYPE_CHECKING:
     from salespipeline.metrics import PipelineReport
@@ -322,8 +325,6 @@ class SQLStore(DealStore):
     # -- pipelines --------------------------------------------------------------------
 
     def save_pipeline(self, pipeline: Pipeline) -> None:
-        from salespipeline.definitions import to_dict
-
         if not isinstance(pipeline, Pipeline):
             raise ValidationError(f"save_pipeline() takes a Pipeline, not {pipeline!r}")
         text = _codec.dumps(to_dict(pipeline))
@@ -352,8 +353,6 @@ class SQLStore(DealStore):
 
         Equal (``==``) to ``metrics.report`` over the same deals.
         """
-        from salespipeline.storage._sql_report import sql_report
-
         resolved = self._resolve(pipeline)
         try:
             return sql_report(self._query, resolved, now=now, dialect=self.dialect)

@@ -20,6 +20,8 @@ import attrs
 from salespipeline import _checks as c
 from salespipeline.deal import BANT_CRITERIA, Deal
 from salespipeline.errors import ValidationError
+from salespipeline.guards import min_score
+from salespipeline.guards import register as register_guard
 from salespipeline.stages import LOST, WON
 
 if TYPE_CHECKING:
@@ -585,3 +587,9 @@ def _band_index(edges: tuple[float, ...], value: float) -> int:
         if value >= edges[i]:
             return i
     return 0
+
+
+register_guard(
+    "min_score",
+    lambda scorecard, threshold: min_score(ScoreCard.from_dict(scorecard), threshold),
+)

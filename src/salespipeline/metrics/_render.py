@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from salespipeline._report import PipelineReport
+    from salespipeline.metrics._report import PipelineReport
 
 __all__ = ["human_duration", "render_report"]
 

@@ -19,13 +19,20 @@ from decimal import Decimal, localcontext
 from typing import Any, Final
 
 from salespipeline import _checks as c
-from salespipeline._report import EPOCH, EXACT, STALLED_SHOWN, PipelineReport, Tallies, finish
-from salespipeline._report import micros as _micros
 from salespipeline.errors import CorruptRecordError
+from salespipeline.metrics._report import (
+    EPOCH,
+    EXACT,
+    STALLED_SHOWN,
+    PipelineReport,
+    Tallies,
+    finish,
+)
+from salespipeline.metrics._report import micros as _micros
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
-from salespipeline.storage import _figures
-from salespipeline.storage._figures import SLOTS
+from salespipeline.storage.sql import _figures
+from salespipeline.storage.sql._figures import SLOTS
 
 __all__ = ["Query", "sql_report"]
 

@@ -7,8 +7,8 @@ from datetime import datetime
 
 import attrs
 
-from salespipeline._report_render import human_duration
 from salespipeline.deal import Deal
+from salespipeline.metrics._render import human_duration
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST
 

@@ -16,7 +16,17 @@ from decimal import Decimal
 from typing import Literal
 
 from salespipeline import _checks as c
-from salespipeline._report import (
+from salespipeline.deal import Deal
+from salespipeline.errors import ValidationError
+from salespipeline.followups import overdue
+from salespipeline.metrics._disqualify import (
+    DisqualificationCandidate,
+    disqualification_candidates,
+)
+from salespipeline.metrics._forecast import ForecastPeriod, forecast
+from salespipeline.metrics._pure import Outcomes, aggregate
+from salespipeline.metrics._render import render_report
+from salespipeline.metrics._report import (
     Aggregates,
     Bottleneck,
     Calibration,
@@ -33,16 +43,6 @@ from salespipeline._report import (
     weighted,
     weighted_amounts,
 )
-from salespipeline._report_disqualify import (
-    DisqualificationCandidate,
-    disqualification_candidates,
-)
-from salespipeline._report_forecast import ForecastPeriod, forecast
-from salespipeline._report_pure import Outcomes, aggregate
-from salespipeline._report_render import render_report
-from salespipeline.deal import Deal
-from salespipeline.errors import ValidationError
-from salespipeline.followups import overdue
 from salespipeline.pipeline import Pipeline
 
 __all__ = [

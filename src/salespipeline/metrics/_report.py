@@ -17,7 +17,7 @@ from typing import Final
 import attrs
 
 from salespipeline._checks import FrozenMap
-from salespipeline._report_render import human_duration, render_report
+from salespipeline.metrics._render import human_duration, render_report
 from salespipeline.pipeline import Pipeline
 
 __all__ = [

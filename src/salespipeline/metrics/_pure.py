@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal, localcontext
 
-from salespipeline._report import EPOCH, EXACT, Aggregates, Tallies, micros
 from salespipeline.deal import Deal
 from salespipeline.errors import UnknownStageError
+from salespipeline.metrics._report import EPOCH, EXACT, Aggregates, Tallies, micros
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from salespipeline import __version__, presets
-from salespipeline._demo import END, SimulatedClock, open_store, simulate
+from salespipeline.cli._demo import END, SimulatedClock, open_store, simulate
 from salespipeline.deal import Deal
 from salespipeline.definitions import load_pipeline
 from salespipeline.errors import (

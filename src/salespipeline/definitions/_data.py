@@ -17,10 +17,10 @@ from typing import Any, Final, Literal
 
 import tomli_w
 
-from salespipeline import _guard_data
-from salespipeline._diagram import diagram
-from salespipeline._duration import format_duration, parse_duration
-from salespipeline._lint import Finding, lint
+from salespipeline.definitions import _guards as _guard_data
+from salespipeline.definitions._diagram import diagram
+from salespipeline.definitions._durations import format_duration, parse_duration
+from salespipeline.definitions._lint import Finding, lint
 from salespipeline.errors import DefinitionError, ValidationError
 from salespipeline.pipeline import Clock, Pipeline
 from salespipeline.stages import Stage

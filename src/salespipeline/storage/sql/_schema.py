@@ -67,8 +67,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from salespipeline.storage._figures import COLUMNS as FIGURE_COLUMNS
-from salespipeline.storage._figures import SLOTS
+from salespipeline.storage.sql._figures import COLUMNS as FIGURE_COLUMNS
+from salespipeline.storage.sql._figures import SLOTS
 
 __all__ = ["POSTGRES_DDL", "SCHEMA_VERSION", "SQLITE_DDL", "TABLES", "UPGRADES"]
 

@@ -1,0 +1,57 @@
+"""Pipeline metrics: pure functions over deals, with the exact definitions teams rely on.
+
+Functions that take a ``pipeline`` ignore deals of other pipelines; the four that
+take none (``win_rate``, ``average_deal_size``, ``cycle_length``,
+``sales_velocity``) count every deal given. A figure that is undefined (nothing to
+average, nothing closed) is ``None``, never a ``ZeroDivisionError``. Each function
+makes one pass over its deals, so any iterable (a generator, ``store.find()``)
+works. Definitions and formulas: ``docs/explanation/metrics.md``.
+"""
+
+from salespipeline.metrics._functions import (
+    Bottleneck,
+    Calibration,
+    DisqualificationCandidate,
+    ForecastPeriod,
+    PipelineReport,
+    average_deal_size,
+    bottlenecks,
+    calibration,
+    conversion_rates,
+    cycle_length,
+    disqualification_candidates,
+    forecast,
+    overdue,
+    render_report,
+    report,
+    sales_velocity,
+    stage_counts,
+    stalled,
+    time_in_stage,
+    weighted_pipeline,
+    win_rate,
+)
+
+__all__ = [
+    "Bottleneck",
+    "Calibration",
+    "DisqualificationCandidate",
+    "ForecastPeriod",
+    "PipelineReport",
+    "average_deal_size",
+    "bottlenecks",
+    "calibration",
+    "conversion_rates",
+    "cycle_length",
+    "disqualification_candidates",
+    "forecast",
+    "overdue",
+    "render_report",
+    "report",
+    "sales_velocity",
+    "stage_counts",
+    "stalled",
+    "time_in_stage",
+    "weighted_pipeline",
+    "win_rate",
+]
