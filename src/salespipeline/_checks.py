@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeGuard
 
 from salespipeline.errors import ValidationError
 
@@ -21,6 +21,11 @@ JSONValue = Any
 
 def fail(message: str, *, deal_id: str | None = None, field: str | None = None) -> NoReturn:
     raise ValidationError(message, deal_id=deal_id, field=field)
+
+
+def is_int(value: object) -> TypeGuard[int]:
+    """Whether ``value`` is an integer proper: ``bool`` is an ``int`` subclass, and refused."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def check_text(value: object, what: str, *, max_length: int = MAX_TEXT_LENGTH) -> str:

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from salespipeline import _checks as c
@@ -121,6 +122,7 @@ class Pipeline:
         "_lost_reasons",
         "_name",
         "_names",
+        "_positions",
         "_stages",
         "_version",
     )
@@ -154,6 +156,7 @@ class Pipeline:
         self._clock: Clock = clock or system_clock
         self._names = (*tuple(s.name for s in self._stages), WON, LOST)
         self._by_name = {n: i for i, n in enumerate(self._names)}
+        self._positions = MappingProxyType(self._by_name)
         self._guards = (*(s.requires for s in self._stages), (), ())
         self._graph = _engine.compile_graph(
             len(self._stages), allow_skip=allow_skip, allow_back=allow_back
@@ -174,6 +177,11 @@ class Pipeline:
     def stage_names(self) -> tuple[str, ...]:
         """Every stage a deal can be in: the open ones in order, then WON and LOST."""
         return self._names
+
+    @property
+    def positions(self) -> Mapping[str, int]:
+        """Each stage name's position in ``stage_names`` (read-only): open stages first."""
+        return self._positions
 
     @property
     def allow_skip(self) -> bool:
