@@ -8,10 +8,14 @@ feature package, or a dependency hidden inside a function fails here, not in rev
 from __future__ import annotations
 
 import ast
+import inspect
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from salespipeline import _unchecked
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "salespipeline"
 
@@ -23,7 +27,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "errors",
                 "limits",
                 "_checks",
-                "_codegen",
+                "_unchecked",
                 "stages",
                 "deal",
                 "guards",
@@ -169,3 +173,18 @@ def test_each_package_init_only_re_exports(package: str) -> None:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
     ]
     assert defined == []
+
+
+def test_generated_code_is_visible_to_tracebacks_and_debuggers() -> None:
+    """The hot-path copiers are generated; their source is in ``linecache``, not ``<string>``."""
+    for function in (_unchecked.replace, _unchecked.after_move, _unchecked.stage_change):
+        filename = function.__code__.co_filename
+        assert filename.startswith("<salespipeline generated ")
+        assert inspect.getsource(function).startswith(f"def {function.__name__}(")
+    try:
+        _unchecked.replace(object())  # no slots to read: fails inside the generated code
+    except AttributeError as error:
+        frames = traceback.extract_tb(error.__traceback__)
+        assert frames[-1].line is not None and frames[-1].line.startswith("set_")
+    else:
+        raise AssertionError("replace(object()) should fail")

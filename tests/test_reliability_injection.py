@@ -191,8 +191,8 @@ def test_the_scanner_finds_code_loading() -> None:
     ]
 
 
-CODE_GENERATORS = {"deal.py": ["exec"]}
-"""The one allowed use: ``deal._unchecked`` compiles hot-path copiers from attrs field
+CODE_GENERATORS = {"_unchecked.py": ["exec", "compile"]}
+"""The one allowed use: ``_unchecked.generate`` compiles hot-path copiers from attrs field
 names at import time, as attrs itself does; ``test_the_one_exec_sees_no_data`` pins it."""
 
 
@@ -208,8 +208,8 @@ def test_the_library_never_evaluates_or_imports_code_by_name() -> None:
 
 
 def test_the_one_exec_sees_no_data() -> None:
-    """``exec`` runs only inside ``_unchecked``, called only at import with literal arguments."""
-    tree = ast.parse((SRC / "deal.py").read_text(encoding="utf-8"))
+    """``exec`` runs only inside ``generate``, called only at import with literal arguments."""
+    tree = ast.parse((SRC / "_unchecked.py").read_text(encoding="utf-8"))
     owners = [
         node.name
         for node in ast.walk(tree)
@@ -219,11 +219,11 @@ def test_the_one_exec_sees_no_data() -> None:
             for call in ast.walk(node)
         )
     ]
-    assert owners == ["_unchecked"]
+    assert owners == ["generate"]
     calls = [
         node
         for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "_unchecked"
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "generate"
     ]
     definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
     at_import = [

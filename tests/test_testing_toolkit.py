@@ -18,7 +18,7 @@ from hypothesis.errors import InvalidArgument
 from hypothesis.stateful import run_state_machine_as_test
 
 from salespipeline import LOST, WON, Deal, Pipeline, Stage, StageBlockedError, guards, presets
-from salespipeline.deal import _replace
+from salespipeline._unchecked import replace as _replace
 from salespipeline.storage import MemoryStore, SQLiteStore
 from salespipeline.testing import FakeClock, PipelineStateMachine, strategies
 from salespipeline.testing.stateful import _policy_allows

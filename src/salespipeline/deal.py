@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -224,68 +224,3 @@ class Deal:
 
 
 _FIELD_NAMES: Final = frozenset(a.name for a in attrs.fields(Deal))
-_SLOTS: Final = tuple(a.name for a in attrs.fields(Deal))
-
-
-class _Unchanged:
-    """The default of every ``_replace`` keyword: keep the source's value."""
-
-    def __repr__(self) -> str:
-        return "<unchanged>"
-
-
-_KEEP: Final = _Unchanged()
-
-
-def _unchecked(cls: type[Any], name: str, doc: str, *, given: Sequence[str] = ()) -> Any:
-    """Generate a constructor or copier for ``cls`` that skips validation (hot path).
-
-    With ``given``, the function takes those fields (keyword-only after ``source``,
-    or positionally when they are all the fields) and copies the rest from
-    ``source``; without, every field is an optional keyword that keeps ``source``'s
-    value. One line per field, written through its slot descriptor, as attrs
-    generates ``__init__``: no frozen ``__setattr__``, no per-field lookups.
-    """
-    names = tuple(a.name for a in attrs.fields(cls))
-    if not given:
-        params = ["source", "*", *(f"{n}=KEEP" for n in names)]
-        values = {n: f"source.{n} if {n} is KEEP else {n}" for n in names}
-    else:
-        params = list(given) if set(given) == set(names) else ["source", "*", *given]
-        values = {n: n if n in given else f"source.{n}" for n in names}
-    body = "".join(f"\n    set_{n}(new, {values[n]})" for n in names)
-    namespace: dict[str, Any] = {"__name__": __name__, "cls": cls, "KEEP": _KEEP}
-    namespace.update({f"set_{n}": getattr(cls, n).__set__ for n in names})
-    source = (
-        f"def {name}({', '.join(params)}):\n    new = object.__new__(cls){body}\n    return new"
-    )
-    exec(source, namespace)
-    function = namespace[name]
-    function.__doc__ = doc
-    return function
-
-
-_replace: Final[Callable[..., Deal]] = _unchecked(
-    Deal,
-    "_replace",
-    """A copy of a deal with already-checked ``**changes``, skipping re-validation.
-
-    Only ``Pipeline`` operations and stores call it, with values they have checked.
-    """,
-)
-
-_after_move: Final[Callable[..., Deal]] = _unchecked(
-    Deal,
-    "_after_move",
-    "``_replace`` for a stage move: every field a move sets, as required keywords.",
-    given=("stage", "stage_entered_at", "closed_at", "lost_reason", "version", "history"),
-)
-
-_change: Final[Callable[[str, str | None, str, datetime, int, str | None], StageChange]] = (
-    _unchecked(
-        StageChange,
-        "_change",
-        "A StageChange from already-checked parts (hot path), in field order.",
-        given=("deal_id", "from_stage", "to_stage", "at", "version", "reason"),
-    )
-)

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from salespipeline import _checks as c
 from salespipeline import _engine
-from salespipeline.deal import Bant, Deal, StageChange, _after_move, _change
+from salespipeline._unchecked import after_move, stage_change
+from salespipeline.deal import Bant, Deal, StageChange
 from salespipeline.errors import (
     DefinitionError,
     StageBlockedError,
@@ -457,8 +458,8 @@ class Pipeline:
         to = self._names[target]
         version = deal.version + 1
         closed = target >= len(self._stages)
-        change = _change(deal.id, deal.stage, to, when, version, reason)
-        return _after_move(
+        change = stage_change(deal.id, deal.stage, to, when, version, reason)
+        return after_move(
             deal,
             stage=to,
             stage_entered_at=when,

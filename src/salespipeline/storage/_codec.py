@@ -14,8 +14,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from salespipeline._checks import check_text, is_encodable, thaw, to_optional_text
+from salespipeline._unchecked import stage_change as _unchecked_change
 from salespipeline.deal import MAX_VERSION, Bant, Deal, StageChange
-from salespipeline.deal import _change as _unchecked_change
 from salespipeline.errors import CorruptRecordError, SalesPipelineError, ValidationError
 
 __all__ = [

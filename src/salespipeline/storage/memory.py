@@ -10,7 +10,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-from salespipeline.deal import Deal, _replace
+from salespipeline import _unchecked
+from salespipeline.deal import Deal
 from salespipeline.definitions import to_dict
 from salespipeline.errors import (
     ConcurrencyError,
@@ -87,7 +88,7 @@ class MemoryStore(DealStore):
                     "the stored deal",
                     deal_id=deal.id,
                 )
-            self._deals[deal.id] = _replace(deal, history=stored.history + new)
+            self._deals[deal.id] = _unchecked.replace(deal, history=stored.history + new)
 
     def find(
         self, *, pipeline: str | None = None, stage: str | None = None, open: bool | None = None

@@ -1,0 +1,97 @@
+"""Constructors and copiers that skip validation, for values already checked (private).
+
+``Pipeline`` operations and the stores build deals from parts they have checked, on
+the hot path; re-running every attrs validator there would cost most of a move. Each
+function is generated at import from the attrs fields, as attrs generates
+``__init__``, and its source is registered with ``linecache`` (as attrs does in
+``_linecache_and_compile``) so tracebacks and debuggers show the generated lines.
+"""
+
+from __future__ import annotations
+
+import linecache
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+import attrs
+
+from salespipeline.deal import Deal, StageChange
+
+__all__ = ["after_move", "replace", "stage_change"]
+
+
+class _Unchanged:
+    """The default of every ``replace`` keyword: keep the source's value."""
+
+    def __repr__(self) -> str:
+        return "<unchanged>"
+
+
+_KEEP: Final = _Unchanged()
+
+
+def generate(cls: type[Any], name: str, doc: str, *, given: Sequence[str] = ()) -> Any:
+    """Generate a constructor or copier for ``cls`` that skips validation.
+
+    With ``given``, the function takes those fields (keyword-only after ``source``,
+    or positionally when they are all the fields) and copies the rest from
+    ``source``; without, every field is an optional keyword that keeps ``source``'s
+    value. One line per field, written through its slot descriptor: no frozen
+    ``__setattr__``, no per-field lookups.
+    """
+    names = tuple(a.name for a in attrs.fields(cls))
+    if not given:
+        params = ["source", "*", *(f"{n}=KEEP" for n in names)]
+        values = {n: f"source.{n} if {n} is KEEP else {n}" for n in names}
+    else:
+        params = list(given) if set(given) == set(names) else ["source", "*", *given]
+        values = {n: n if n in given else f"source.{n}" for n in names}
+    body = "".join(f"\n    set_{n}(new, {values[n]})" for n in names)
+    namespace: dict[str, Any] = {"__name__": __name__, "cls": cls, "KEEP": _KEEP}
+    namespace.update({f"set_{n}": getattr(cls, n).__set__ for n in names})
+    source = (
+        f"def {name}({', '.join(params)}):\n    new = object.__new__(cls){body}\n    return new\n"
+    )
+    filename = _cached(source, f"<salespipeline generated {name} {cls.__qualname__}>")
+    exec(compile(source, filename, "exec"), namespace)
+    function = namespace[name]
+    function.__doc__ = doc
+    return function
+
+
+def _cached(source: str, filename: str) -> str:
+    """Register ``source`` with ``linecache`` under ``filename`` (made unique if taken)."""
+    entry = (len(source), None, source.splitlines(True), filename)
+    base, count = filename, 1
+    while linecache.cache.setdefault(filename, entry) != entry:
+        filename = f"{base[:-1]}-{count}>"
+        entry = (len(source), None, source.splitlines(True), filename)
+        count += 1
+    return filename
+
+
+replace: Final[Callable[..., Deal]] = generate(
+    Deal,
+    "replace",
+    """A copy of a deal with already-checked ``**changes``, skipping re-validation.
+
+    Only ``Pipeline`` operations and stores call it, with values they have checked.
+    """,
+)
+
+after_move: Final[Callable[..., Deal]] = generate(
+    Deal,
+    "after_move",
+    "``replace`` for a stage move: every field a move sets, as required keywords.",
+    given=("stage", "stage_entered_at", "closed_at", "lost_reason", "version", "history"),
+)
+
+stage_change: Final[Callable[[str, str | None, str, datetime, int, str | None], StageChange]] = (
+    generate(
+        StageChange,
+        "stage_change",
+        "A StageChange from already-checked parts (hot path), in field order.",
+        given=("deal_id", "from_stage", "to_stage", "at", "version", "reason"),
+    )
+)
