@@ -42,7 +42,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("log", frozenset({"log"})),
     ("features", frozenset({"metrics", "definitions", "scoring"})),
     ("storage", frozenset({"storage"})),
-    ("tracker", frozenset({"tracker", "_listeners"})),
+    ("tracker", frozenset({"tracker", "_listeners", "_commands"})),
     ("aio", frozenset({"aio"})),
     ("edges", frozenset({"cli", "testing"})),
     ("entry", frozenset({"__main__"})),

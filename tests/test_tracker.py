@@ -288,6 +288,54 @@ def test_a_concurrent_identical_update_is_not_written_twice() -> None:
     assert store.get("d1").version == 2
 
 
+def test_an_advance_racing_a_loss_is_refused_and_does_not_reopen_the_deal() -> None:
+    """Alice advances while Bob loses the deal: Alice's move was decided on 'lead'."""
+    pipeline = sales()
+    store = InterferingStore(lambda d: pipeline.lose(d, "timing", at=d.stage_entered_at))
+    tracker = _tracker_on(store)
+    with pytest.raises(ConcurrencyError) as refused:
+        tracker.advance("d1")
+    assert (refused.value.seen, refused.value.found) == ("lead", LOST)
+    assert "'lead'" in str(refused.value) and "'lost'" in str(refused.value)
+    assert [c.to_stage for c in store.history("d1")] == ["lead", LOST]
+
+
+def test_a_loss_decided_in_one_stage_is_refused_once_another_writer_advanced() -> None:
+    pipeline = sales()
+    store = InterferingStore(lambda d: pipeline.advance(d, at=d.stage_entered_at))
+    tracker = _tracker_on(store)
+    with pytest.raises(ConcurrencyError) as refused:
+        tracker.lose("d1", "price")
+    assert (refused.value.seen, refused.value.found) == ("lead", "proposal")
+    assert store.get("d1").is_open
+
+
+def test_a_win_is_refused_when_another_writer_lost_the_deal_meanwhile() -> None:
+    pipeline = sales()
+    store = InterferingStore(lambda d: pipeline.lose(d, "timing", at=d.stage_entered_at), times=0)
+    tracker = _tracker_on(store)
+    tracker.advance("d1")
+    tracker.advance("d1")
+    store.times = 1
+    with pytest.raises(ConcurrencyError):
+        tracker.win("d1")
+    assert [c.to_stage for c in store.history("d1")] == ["lead", "proposal", "closing", LOST]
+
+
+def test_an_update_that_changes_nothing_writes_nothing_and_notifies_no_one(
+    tracker: Tracker,
+) -> None:
+    tracker.open("sales", "d1", amount=100)
+    heard: list[object] = []
+    tracker.subscribe(lambda change, deal: heard.append(deal), event="update")
+    assert tracker.update("d1").version == 1
+    assert tracker.update("d1", amount="100.00", currency="USD").version == 1
+    assert tracker.get("d1").version == 1
+    assert heard == []
+    assert tracker.update("d1", amount=101).version == 2
+    assert len(heard) == 1
+
+
 @pytest.mark.parametrize("retries", [0, 1, 3])
 def test_retries_run_out_with_concurrency_error(retries: int) -> None:
     store = InterferingStore(lambda d: d.evolve(amount=d.amount + 1), times=retries + 1)
@@ -325,7 +373,8 @@ def _pure(pipeline: Pipeline, deal: Deal, name: str, arg: Any, at: datetime) -> 
     if name == "lose":
         return pipeline.lose(deal, arg, at=at)
     if name == "qualify":
-        return deal.evolve(bant=QUALIFIED if arg else Bant())
+        bant = QUALIFIED if arg else Bant()
+        return deal if deal.bant == bant else deal.evolve(bant=bant)  # no change, no write
     return {"advance": pipeline.advance, "win": pipeline.win, "reopen": pipeline.reopen}[name](
         deal, at=at
     )

@@ -163,17 +163,36 @@ class DuplicateDealError(SalesPipelineError):
 
 
 class ConcurrencyError(SalesPipelineError):
-    """Optimistic concurrency: the stored version is not the one this change was made on."""
+    """Optimistic concurrency: the stored version is not the one this change was made on.
 
-    def __init__(self, deal_id: str, *, expected: int, actual: int | None) -> None:
+    ``seen`` and ``found`` name the stages when a Tracker refused to re-apply a move
+    to a deal another writer moved elsewhere meanwhile.
+    """
+
+    def __init__(
+        self,
+        deal_id: str,
+        *,
+        expected: int,
+        actual: int | None,
+        seen: str | None = None,
+        found: str | None = None,
+    ) -> None:
         self.deal_id = deal_id
         self.expected = expected
         self.actual = actual
-        found = "no stored deal" if actual is None else f"version {actual}"
-        super().__init__(
-            f"{_deal(deal_id)}changed concurrently: expected stored version {expected}, "
-            f"found {found}"
-        )
+        self.seen = seen
+        self.found = found
+        if seen is not None and found is not None:
+            message = (
+                f"changed concurrently: the move was decided in stage {seen!r}, "
+                f"but another writer left the deal in {found!r} (version {actual}); "
+                "it was not applied"
+            )
+        else:
+            stored = "no stored deal" if actual is None else f"version {actual}"
+            message = f"changed concurrently: expected stored version {expected}, found {stored}"
+        super().__init__(f"{_deal(deal_id)}{message}")
 
 
 class StorageError(SalesPipelineError):

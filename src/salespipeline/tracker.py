@@ -2,30 +2,30 @@
 
 Every change loads the deal, lets the pipeline check and apply the move, and saves
 it optimistically. When another writer got there first (``ConcurrencyError``), the
-Tracker reloads and tries the same destination again, guards included, up to
-``retries`` times; a deal already at that destination is returned unchanged, so two
-concurrent clicks on "advance" move a deal one stage, not two.
+Tracker reloads and finishes the same intent, up to ``retries`` times: a deal
+already at the destination is returned unchanged (two concurrent clicks on
+"advance" move a deal one stage, not two); one still where the move was decided is
+re-checked, guards included, and moved; one that is anywhere else is refused with
+``ConcurrencyError``. The decision rule lives in ``_commands``; this module does
+the I/O around it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from salespipeline import _checks as c
+from salespipeline._commands import Command, decide, redo
 from salespipeline._listeners import EVENTS, Listener, ListenerFailure, Listeners, Unsubscribe
 from salespipeline.deal import Bant, Deal
 from salespipeline.errors import ConcurrencyError, UnknownPipelineError, ValidationError
 from salespipeline.pipeline import Clock, Pipeline, system_clock
-from salespipeline.stages import LOST, WON
 from salespipeline.storage.base import DealStore
 
 __all__ = ["EVENTS", "Listener", "ListenerFailure", "Tracker", "Unsubscribe"]
-
-_Apply = Callable[[Pipeline, Deal], Deal]
-_Done = Callable[[Deal], bool]
 
 
 class Tracker:
@@ -114,43 +114,30 @@ class Tracker:
 
     def move(self, id: str, to: str, *, reason: str | None = None) -> Deal:
         """Move the deal to stage ``to`` (``reason`` is required when ``to`` is LOST)."""
-        again: _Apply = lambda p, d: p.move(d, to, at=self._at(d), reason=reason)  # noqa: E731
-        return self._change(id, again, lambda new: (again, _at_stage(new.stage)))
+        return self._run(id, Command("move", to=to, reason=reason))
 
     def advance(self, id: str) -> Deal:
         """Move the deal to the stage after the one it is in when first loaded."""
-
-        def plan(new: Deal) -> tuple[_Apply, _Done]:
-            return (lambda p, d: p.move(d, new.stage, at=self._at(d))), _at_stage(new.stage)
-
-        return self._change(id, lambda p, d: p.advance(d, at=self._at(d)), plan)
+        return self._run(id, Command("advance"))
 
     def win(self, id: str) -> Deal:
         """Move the deal to WON (final)."""
-        again: _Apply = lambda p, d: p.win(d, at=self._at(d))  # noqa: E731
-        return self._change(id, again, lambda new: (again, _at_stage(WON)))
+        return self._run(id, Command("win"))
 
     def lose(self, id: str, reason: str) -> Deal:
         """Move the deal to LOST with ``reason``."""
-        again: _Apply = lambda p, d: p.lose(d, reason, at=self._at(d))  # noqa: E731
-        return self._change(id, again, lambda new: (again, _at_stage(LOST)))
+        return self._run(id, Command("lose", reason=reason))
 
     def reopen(self, id: str, to: str | None = None) -> Deal:
         """Move a lost deal back to ``to`` (default: the stage it was lost from)."""
-
-        def plan(new: Deal) -> tuple[_Apply, _Done]:
-            return (lambda p, d: p.reopen(d, new.stage, at=self._at(d))), _at_stage(new.stage)
-
-        return self._change(id, lambda p, d: p.reopen(d, to, at=self._at(d)), plan)
+        return self._run(id, Command("reopen", to=to))
 
     def update(self, id: str, **changes: Any) -> Deal:
-        """Change non-stage fields (``deal.evolve``): amount, bant, fields, next action…"""
-        again: _Apply = lambda p, d: d.evolve(**changes)  # noqa: E731
+        """Change non-stage fields (``deal.evolve``): amount, bant, fields, next action…
 
-        def plan(new: Deal) -> tuple[_Apply, _Done]:
-            return again, lambda d: all(getattr(d, k) == getattr(new, k) for k in changes)
-
-        return self._change(id, again, plan)
+        An update that changes nothing writes nothing and notifies no one.
+        """
+        return self._run(id, Command("update", changes=changes))
 
     # -- listening --------------------------------------------------------------------
 
@@ -177,23 +164,21 @@ class Tracker:
 
     # -- internals --------------------------------------------------------------------
 
-    def _change(
-        self, id: str, first: _Apply, plan: Callable[[Deal], tuple[_Apply, _Done]]
-    ) -> Deal:
-        """Load, apply, save; on a conflict reload and re-apply the first load's intent."""
+    def _run(self, id: str, command: Command) -> Deal:
+        """Load, decide, save; after a conflict, reload and finish the same intent."""
         previous = self._store.get(id)
-        deal = first(self.pipeline(previous.pipeline), previous)
-        again, done = plan(deal)
+        pipeline = self.pipeline(previous.pipeline)
+        intent, deal = decide(command, pipeline, previous, now=self._now)
         for attempt in range(self._retries + 1):
+            if deal is None:
+                return previous
             try:
                 return self._commit(deal, previous)
             except ConcurrencyError:
                 if attempt == self._retries:
                     raise
             previous = self._store.get(id)
-            if done(previous):
-                return previous
-            deal = again(self.pipeline(previous.pipeline), previous)
+            deal = redo(intent, self.pipeline(previous.pipeline), previous, now=self._now)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _commit(self, deal: Deal, previous: Deal | None) -> Deal:
@@ -207,14 +192,6 @@ class Tracker:
 
     def _now(self) -> datetime:
         return c.to_utc(self._clock(), "the tracker clock's time")
-
-    def _at(self, deal: Deal) -> datetime:
-        """Now, but never before the deal's last change (clocks of several hosts differ)."""
-        return max(self._now(), deal.history[-1].at)
-
-
-def _at_stage(stage: str) -> _Done:
-    return lambda deal: deal.stage == stage
 
 
 def _by_name(pipelines: Pipeline | Iterable[Pipeline]) -> dict[str, Pipeline]:
