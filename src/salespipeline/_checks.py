@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, NoReturn, TypeGuard
+from typing import Any, TypeGuard
 
 from salespipeline.errors import ValidationError
 
@@ -19,25 +19,26 @@ _UTC = timezone.utc
 JSONValue = Any
 
 
-def fail(message: str, *, deal_id: str | None = None, field: str | None = None) -> NoReturn:
-    raise ValidationError(message, deal_id=deal_id, field=field)
-
-
 def is_int(value: object) -> TypeGuard[int]:
     """Whether ``value`` is an integer proper: ``bool`` is an ``int`` subclass, and refused."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def is_number(value: object) -> TypeGuard[int | float]:
+    """Whether ``value`` is an int or a float, and not a ``bool``."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_text(value: object, what: str, *, max_length: int = MAX_TEXT_LENGTH) -> str:
     """A string that storage backends can keep verbatim (no NUL, valid Unicode, bounded)."""
     if not isinstance(value, str):
-        fail(f"{what} must be a string, not {type(value).__name__}")
+        raise ValidationError(f"{what} must be a string, not {type(value).__name__}")
     if "\x00" in value:
-        fail(f"{what} must not contain NUL characters")
+        raise ValidationError(f"{what} must not contain NUL characters")
     if not value.isascii() and not is_encodable(value):
-        fail(f"{what} is not valid Unicode text (it holds a lone surrogate)")
+        raise ValidationError(f"{what} is not valid Unicode text (it holds a lone surrogate)")
     if len(value) > max_length:
-        fail(f"{what} is longer than {max_length} characters")
+        raise ValidationError(f"{what} is longer than {max_length} characters")
     return value
 
 
@@ -53,37 +54,41 @@ def is_encodable(text: str) -> bool:
 def check_id(value: object, what: str = "deal id") -> str:
     text = check_text(value, what, max_length=MAX_ID_LENGTH)
     if not text.strip():
-        fail(f"{what} must not be blank")
+        raise ValidationError(f"{what} must not be blank")
     return text
 
 
 def to_amount(value: object) -> Decimal:
     """An exact, finite, non-negative Decimal; ints and decimal strings accepted."""
     if isinstance(value, (bool, float)):
-        fail(f"amount must be a Decimal, int or decimal string, not {value!r} (no floats)")
+        raise ValidationError(
+            f"amount must be a Decimal, int or decimal string, not {value!r} (no floats)"
+        )
     if isinstance(value, int):
         if abs(value) >= MAX_AMOUNT:
-            fail(f"amount {value} is too large")
+            raise ValidationError(f"amount {value} is too large")
         value = Decimal(value)
     elif isinstance(value, str):
         text = value.strip()
         if len(text) > 64:
-            fail("amount text is too long")
+            raise ValidationError("amount text is too long")
         try:
             value = Decimal(text)
         except InvalidOperation:
-            fail(f"amount {text!r} is not a decimal number")
+            raise ValidationError(f"amount {text!r} is not a decimal number") from None
     if not isinstance(value, Decimal):
-        fail(f"amount must be a Decimal, int or decimal string, not {type(value).__name__}")
+        raise ValidationError(
+            f"amount must be a Decimal, int or decimal string, not {type(value).__name__}"
+        )
     if not value.is_finite():
-        fail(f"amount must be finite, not {value}")
+        raise ValidationError(f"amount must be finite, not {value}")
     if value < 0:
-        fail(f"amount must not be negative, got {value}")
+        raise ValidationError(f"amount must not be negative, got {value}")
     if value >= MAX_AMOUNT:
-        fail(f"amount {value} is too large (limit {MAX_AMOUNT:,})")
+        raise ValidationError(f"amount {value} is too large (limit {MAX_AMOUNT:,})")
     exponent = value.as_tuple().exponent
     if isinstance(exponent, int) and exponent < MIN_EXPONENT:
-        fail(f"amount {value} has more than {-MIN_EXPONENT} decimal places")
+        raise ValidationError(f"amount {value} has more than {-MIN_EXPONENT} decimal places")
     return value
 
 
@@ -92,10 +97,10 @@ def to_utc(value: object, what: str = "timestamp") -> datetime:
     if type(value) is datetime and value.tzinfo is _UTC:
         return value
     if not isinstance(value, datetime):
-        fail(f"{what} must be a datetime, not {type(value).__name__}")
+        raise ValidationError(f"{what} must be a datetime, not {type(value).__name__}")
     offset = value.utcoffset()
     if offset is None:
-        fail(f"{what} must be timezone-aware (got naive {value.isoformat()})")
+        raise ValidationError(f"{what} must be timezone-aware (got naive {value.isoformat()})")
     if value.tzinfo is timezone.utc:
         return value
     return value.astimezone(timezone.utc)
@@ -107,13 +112,13 @@ def to_optional_utc(value: object) -> datetime | None:
 
 def to_probability(value: object, what: str = "probability") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
-        fail(f"{what} must be a number, not {value!r}")
+        raise ValidationError(f"{what} must be a number, not {value!r}")
     try:
         number = float(value)
     except (ValueError, OverflowError):  # signalling NaN, or an int beyond any float
         number = math.nan
     if not (0.0 <= number <= 1.0):
-        fail(f"{what} must be between 0 and 1, got {value!r}")
+        raise ValidationError(f"{what} must be between 0 and 1, got {value!r}")
     return number
 
 
@@ -177,12 +182,12 @@ def thaw(value: JSONValue) -> JSONValue:
 def freeze_json(value: object, path: str, depth: int = 0) -> JSONValue:
     """A deep read-only copy of a JSON-compatible value; anything else is refused."""
     if depth > 32:
-        fail(f"{path} is nested too deeply")
+        raise ValidationError(f"{path} is nested too deeply")
     if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            fail(f"{path} must be a finite number, not {value!r}")
+            raise ValidationError(f"{path} must be a finite number, not {value!r}")
         return value
     if isinstance(value, str):
         return check_text(value, path, max_length=1_000_000)
@@ -197,14 +202,14 @@ def freeze_json(value: object, path: str, depth: int = 0) -> JSONValue:
                 for k, v in value.items()
             }
         )
-    fail(f"{path} must be JSON-compatible, not {type(value).__name__}")
+    raise ValidationError(f"{path} must be JSON-compatible, not {type(value).__name__}")
 
 
 def to_fields(value: object) -> FrozenMap:
     if isinstance(value, FrozenMap):
         return value
     if not isinstance(value, Mapping):
-        fail(f"fields must be a mapping, not {type(value).__name__}")
+        raise ValidationError(f"fields must be a mapping, not {type(value).__name__}")
     frozen = freeze_json(value, "fields")
     assert isinstance(frozen, FrozenMap)
     return frozen
@@ -223,7 +228,7 @@ def is_empty(value: JSONValue) -> bool:
 
 def check_positive_timedelta(value: object, what: str) -> timedelta:
     if not isinstance(value, timedelta):
-        fail(f"{what} must be a timedelta, not {type(value).__name__}")
+        raise ValidationError(f"{what} must be a timedelta, not {type(value).__name__}")
     if value <= timedelta(0):
-        fail(f"{what} must be positive")
+        raise ValidationError(f"{what} must be positive")
     return value

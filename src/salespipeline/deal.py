@@ -58,7 +58,7 @@ MAX_VERSION: Final = 2**31 - 1
 
 
 def _to_version(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_VERSION:
+    if not c.is_int(value) or not 1 <= value <= MAX_VERSION:
         raise ValidationError(f"version must be an integer from 1 to {MAX_VERSION}, not {value!r}")
     return value
 

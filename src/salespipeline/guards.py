@@ -194,11 +194,7 @@ def bant(*criteria: str, min_score: int | None = None) -> BantGuard:
     if len(set(chosen)) != len(chosen):
         raise ValidationError(f"BANT criteria named twice in {list(chosen)}")
     ordered = tuple(k for k in BANT_CRITERIA if k in chosen)
-    if min_score is not None and (
-        isinstance(min_score, bool)
-        or not isinstance(min_score, int)
-        or not 1 <= min_score <= len(ordered)
-    ):
+    if min_score is not None and (not c.is_int(min_score) or not 1 <= min_score <= len(ordered)):
         raise ValidationError(f"min_score must be between 1 and {len(ordered)}, not {min_score!r}")
     return BantGuard(ordered, min_score)
 
@@ -374,7 +370,7 @@ def min_score(
     """
     if not isinstance(scorecard, Scorer):
         raise ValidationError(f"min_score needs a scoring.ScoreCard, not {scorecard!r}")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+    if not c.is_number(threshold):
         raise ValidationError(f"min_score threshold must be a number, not {threshold!r}")
     if not 0 <= threshold <= 100:
         raise ValidationError(f"min_score threshold must be between 0 and 100, not {threshold}")

@@ -184,7 +184,7 @@ def migrate_store(
     deal changed concurrently is reloaded and migrated again. ``progress(done)``
     is called after each batch. ``at`` defaults to the target pipeline's clock.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not c.is_int(batch_size) or batch_size < 1:
         raise ValidationError(f"batch_size must be a positive integer, not {batch_size!r}")
     when = c.to_utc(migration.target.clock() if at is None else at, "at")
     store.save_pipeline(migration.target)

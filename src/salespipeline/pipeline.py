@@ -91,7 +91,7 @@ def _option_problems(
         for what, value in (("allow_skip", allow_skip), ("allow_back", allow_back))
         if not isinstance(value, bool)
     ]
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+    if not c.is_int(version) or version < 1:
         problems.append(f"version must be a positive integer, not {version!r}")
     if lost_reasons is not None:
         if isinstance(lost_reasons, (str, bytes)) or not isinstance(lost_reasons, Sequence):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from salespipeline import _checks as c
 from salespipeline.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def _to_guards(value: object) -> tuple[Guard, ...]:
 
 
 def _to_probability(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not c.is_number(value):
         raise ValidationError(f"stage probability must be a number, not {value!r}")
     try:
         return float(value)

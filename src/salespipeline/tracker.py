@@ -47,7 +47,7 @@ class Tracker:
     ) -> None:
         if not isinstance(store, DealStore):
             raise ValidationError(f"store must be a DealStore, not {type(store).__name__}")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        if not c.is_int(retries) or retries < 0:
             raise ValidationError(f"retries must be a non-negative integer, not {retries!r}")
         if clock is not None and not callable(clock):
             raise ValidationError("clock must be a zero-argument callable returning a datetime")
