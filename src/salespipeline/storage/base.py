@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from salespipeline import metrics
+from salespipeline._checks import MAX_ID_LENGTH, check_id, check_text
 from salespipeline.deal import Deal, StageChange
 from salespipeline.definitions import from_dict
 from salespipeline.errors import (
@@ -114,22 +115,11 @@ def check_deal(deal: object) -> Deal:
     return deal
 
 
-def check_id(id: object) -> str:
-    """``id`` if it is a string that could name a deal, else a ``ValidationError``."""
-    if not isinstance(id, str):
-        raise ValidationError(f"a deal id is a string, not {type(id).__name__}")
-    if "\x00" in id:
-        raise ValidationError("a deal id never contains NUL characters")
-    return id
-
-
 def check_filters(pipeline: object, stage: object, open: object) -> None:
     """Refuse filter values of the wrong type before any query runs."""
     for what, value in (("pipeline", pipeline), ("stage", stage)):
-        if value is not None and not isinstance(value, str):
-            raise ValidationError(f"find(): {what} must be a string or None, not {value!r}")
-        if isinstance(value, str) and "\x00" in value:
-            raise ValidationError(f"find(): {what} names never contain NUL characters")
+        if value is not None:
+            check_text(value, f"find(): {what}", max_length=MAX_ID_LENGTH)
     if open is not None and not isinstance(open, bool):
         raise ValidationError(f"find(): open must be True, False or None, not {open!r}")
 

@@ -224,13 +224,20 @@ class StoreContract:
         with pytest.raises(ValidationError):
             store.get(bad)
 
-    def test_lookups_no_deal_can_match_are_validation_errors(self, store: DealStore) -> None:
+    @pytest.mark.parametrize("text", ["a\x00b", "\ud800", "lone \udfff surrogate", " "])
+    def test_lookups_no_deal_can_match_are_validation_errors(
+        self, store: DealStore, text: str
+    ) -> None:
+        """Text no deal can carry (NUL, lone surrogates, blank ids) is refused alike everywhere."""
         with pytest.raises(ValidationError):
-            store.get("a\x00b")
+            store.get(text)
         with pytest.raises(ValidationError):
-            store.history("a\x00b")
-        with pytest.raises(ValidationError):
-            list(store.find(stage="lead\x00"))
+            store.history(text)
+        if text.strip():
+            with pytest.raises(ValidationError):
+                list(store.find(stage=text))
+            with pytest.raises(ValidationError):
+                list(store.find(pipeline=text))
 
     # -- saving ---------------------------------------------------------------------------
 
