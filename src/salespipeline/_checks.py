@@ -106,6 +106,19 @@ def to_utc(value: object, what: str = "timestamp") -> datetime:
     return value.astimezone(timezone.utc)
 
 
+def not_before(at: object, last: datetime, *, deal_id: str) -> datetime:
+    """``at`` in UTC, refused when it is before ``last``: a deal's time never runs backwards."""
+    when = to_utc(at, "at")
+    if when < last:
+        raise ValidationError(
+            f"time runs backwards: {when.isoformat()} is before the deal's last change "
+            f"at {last.isoformat()}",
+            deal_id=deal_id,
+            field="at",
+        )
+    return when
+
+
 def to_optional_utc(value: object) -> datetime | None:
     return None if value is None else to_utc(value)
 

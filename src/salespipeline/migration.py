@@ -99,14 +99,8 @@ class Migration:
         return self._moved(deal, to, self._at(deal, at))
 
     def _at(self, deal: Deal, at: datetime | None) -> datetime:
-        when = c.to_utc(self.target.clock() if at is None else at, "at")
-        if when < deal.history[-1].at:
-            raise ValidationError(
-                f"time runs backwards: {when.isoformat()} is before the deal's last change",
-                deal_id=deal.id,
-                field="at",
-            )
-        return when
+        when = self.target.clock() if at is None else at
+        return c.not_before(when, deal.history[-1].at, deal_id=deal.id)
 
     def _moved(self, deal: Deal, to: str, when: datetime) -> Deal:
         version = deal.version + 1

@@ -185,6 +185,15 @@ class Pipeline:
         return self._positions
 
     @property
+    def targets(self) -> tuple[frozenset[int], ...]:
+        """Per position in ``stage_names``, the positions a move may go to (guards aside).
+
+        Read from the compiled python-statemachine class, the one source of truth for
+        which moves exist; lint, diagrams and the test strategies walk it.
+        """
+        return self._graph.targets
+
+    @property
     def allow_skip(self) -> bool:
         return self._allow_skip
 
@@ -408,16 +417,9 @@ class Pipeline:
         return evaluate(guards, deal, stage=self._names[target]) if guards else ()
 
     def _at(self, deal: Deal, at: datetime | None) -> datetime:
-        when = self._now() if at is None else c.to_utc(at, "at")
-        last = deal.history[-1].at
-        if when < last:
-            raise ValidationError(
-                f"time runs backwards: {when.isoformat()} is before the deal's last change "
-                f"at {last.isoformat()}",
-                deal_id=deal.id,
-                field="at",
-            )
-        return when
+        return c.not_before(
+            self._now() if at is None else at, deal.history[-1].at, deal_id=deal.id
+        )
 
     def _lost_reason(self, deal: Deal, reason: object) -> str:
         if reason is None:

@@ -1,6 +1,6 @@
 """Diagrams of a pipeline's compiled transition graph, as Mermaid or Graphviz DOT (private).
 
-Edges are read from the compiled python-statemachine graph (``pipeline._graph``), the
+Edges are read from the compiled python-statemachine graph (``pipeline.targets``), the
 same table the pipeline uses to allow moves, so a diagram cannot disagree with the
 pipeline. Nodes use the engine's generated ids; labels are escaped for each format.
 """
@@ -67,7 +67,7 @@ def _node_lines(pipeline: Pipeline, index: int) -> list[str]:
 def _edges(pipeline: Pipeline) -> Iterator[tuple[str, str, str]]:
     """Every allowed move once: (source id, target id, kind label or '')."""
     n = len(pipeline.stages)
-    for source, targets in enumerate(pipeline._graph.targets):
+    for source, targets in enumerate(pipeline.targets):
         for target in sorted(targets):
             yield _id(source, n), _id(target, n), _edge_kind(source, target, n)
 

@@ -108,7 +108,7 @@ def _unenterable_stage(pipeline: Pipeline) -> Iterator[Finding]:
 def _dead_end(pipeline: Pipeline) -> Iterator[Finding]:
     """Open stages from which WON cannot be reached without passing through LOST."""
     n = len(pipeline.stages)
-    targets = pipeline._graph.targets
+    targets = pipeline.targets
     enterable = [*_enterable(pipeline), True]
     for start in range(n):
         if enterable[start] and not _reaches_won(start, targets, enterable, n):

@@ -268,8 +268,8 @@ def _targets(pipeline: Pipeline, deal: Deal) -> list[str]:
 
     The order is what shrinking moves towards: advancing, then winning, then the rest.
     """
-    source = pipeline.stage_names.index(deal.stage)
-    allowed = [i for i in range(len(pipeline.stage_names)) if pipeline._graph.allows(source, i)]
+    source = pipeline.positions[deal.stage]
+    allowed = sorted(pipeline.targets[source])
     allowed.sort(key=lambda i: (i <= source, i))
     return [pipeline.stage_names[i] for i in allowed]
 
