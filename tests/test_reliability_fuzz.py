@@ -596,18 +596,22 @@ def test_lone_surrogates_are_refused_before_storage(spec: StoreSpec, where: str)
 def test_a_definition_no_database_can_hold_is_refused_before_storage(
     spec: StoreSpec, where: str
 ) -> None:
-    stages = [Stage("lead", probability=0.1), Stage("deal", probability=0.5)]
-    options: dict[str, Any] = {}
-    if where == "label":
-        stages[0] = Stage("lead", label=LONE_SURROGATE, probability=0.1)
-    elif where == "lost reason":
-        options["lost_reasons"] = [LONE_SURROGATE]
-    else:
-        stages[1] = Stage("deal", probability=0.5, requires=guards.requires_fields(LONE_SURROGATE))
+    def odd() -> Pipeline:
+        stages = [Stage("lead", probability=0.1), Stage("deal", probability=0.5)]
+        options: dict[str, Any] = {}
+        if where == "label":
+            stages[0] = Stage("lead", label=LONE_SURROGATE, probability=0.1)
+        elif where == "lost reason":
+            options["lost_reasons"] = [LONE_SURROGATE]
+        else:
+            guard = guards.requires_fields(LONE_SURROGATE)
+            stages[1] = Stage("deal", probability=0.5, requires=guard)
+        return Pipeline("odd", stages, **options)
+
     with open_store(spec) as store:
         before = dump_tables(spec)
         with pytest.raises(SalesPipelineError, match="surrogate"):
-            open_tracker(store, pipeline=Pipeline("odd", stages, **options))
+            open_tracker(store, pipeline=odd())
         assert dump_tables(spec) == before
 
 

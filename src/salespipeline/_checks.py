@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeGuard
 
+from salespipeline import limits
 from salespipeline.errors import ValidationError
 
-MAX_ID_LENGTH = 255
-MAX_TEXT_LENGTH = 10_000
-MAX_AMOUNT = Decimal(10) ** 18
-MIN_EXPONENT = -12
+MAX_ID_LENGTH = limits.MAX_TEXT
+MAX_TEXT_LENGTH = limits.MAX_TEXT
+MAX_AMOUNT = Decimal(10) ** limits.MAX_AMOUNT_DIGITS
+_PLACES = Decimal(1).scaleb(-limits.MAX_AMOUNT_PLACES)
+_UNIT = Decimal(1)
 _UTC = timezone.utc
 
 JSONValue = Any
@@ -31,15 +34,24 @@ def is_number(value: object) -> TypeGuard[int | float]:
 
 def check_text(value: object, what: str, *, max_length: int = MAX_TEXT_LENGTH) -> str:
     """A string that storage backends can keep verbatim (no NUL, valid Unicode, bounded)."""
-    if not isinstance(value, str):
-        raise ValidationError(f"{what} must be a string, not {type(value).__name__}")
-    if "\x00" in value:
-        raise ValidationError(f"{what} must not contain NUL characters")
-    if not value.isascii() and not is_encodable(value):
-        raise ValidationError(f"{what} is not valid Unicode text (it holds a lone surrogate)")
-    if len(value) > max_length:
-        raise ValidationError(f"{what} is longer than {max_length} characters")
+    problem = text_problem(value, what, max_length=max_length)
+    if problem is not None:
+        raise ValidationError(problem)
+    assert isinstance(value, str)
     return value
+
+
+def text_problem(value: object, what: str, *, max_length: int = MAX_TEXT_LENGTH) -> str | None:
+    """Why ``value`` is not text every backend keeps alike, or None when it is."""
+    if not isinstance(value, str):
+        return f"{what} must be a string, not {type(value).__name__}"
+    if len(value) > max_length:
+        return f"{what} is longer than {max_length:,} characters"
+    if "\x00" in value:
+        return f"{what} must not contain NUL characters"
+    if not value.isascii() and not is_encodable(value):
+        return f"{what} is not valid Unicode text (it holds a lone surrogate)"
+    return None
 
 
 def is_encodable(text: str) -> bool:
@@ -59,51 +71,83 @@ def check_id(value: object, what: str = "deal id") -> str:
 
 
 def to_amount(value: object) -> Decimal:
-    """An exact, finite, non-negative Decimal; ints and decimal strings accepted."""
+    """An exact, finite, non-negative Decimal in canonical form; ints and decimal strings too.
+
+    At most ``limits.MAX_AMOUNT_DIGITS`` digits before the point and
+    ``MAX_AMOUNT_PLACES`` after it. A positive exponent is expanded (``"1e3"`` is
+    ``1000``, ``"0E+20000000"`` is ``0``), so no stored amount carries an exponent
+    that later arithmetic would have to unfold.
+    """
+    value = _to_decimal(value)
+    if not value.is_finite():
+        raise ValidationError(f"amount must be finite, not {value}")
+    if value < 0:
+        raise ValidationError(f"amount must not be negative, got {value}")
+    if value >= MAX_AMOUNT:
+        raise ValidationError(f"amount {value} is too large (limit {MAX_AMOUNT - 1:,})")
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    if exponent > 0:
+        return value.quantize(_UNIT)
+    if exponent < -limits.MAX_AMOUNT_PLACES:
+        exact = value.quantize(_PLACES)
+        if exact != value:
+            raise ValidationError(
+                f"amount {value} has more than {limits.MAX_AMOUNT_PLACES} decimal places"
+            )
+        return exact
+    return value
+
+
+def _to_decimal(value: object) -> Decimal:
     if isinstance(value, (bool, float)):
         raise ValidationError(
             f"amount must be a Decimal, int or decimal string, not {value!r} (no floats)"
         )
     if isinstance(value, int):
         if abs(value) >= MAX_AMOUNT:
-            raise ValidationError(f"amount {value} is too large")
-        value = Decimal(value)
-    elif isinstance(value, str):
+            raise ValidationError(f"amount {value} is too large (limit {MAX_AMOUNT - 1:,})")
+        return Decimal(value)
+    if isinstance(value, str):
         text = value.strip()
         if len(text) > 64:
             raise ValidationError("amount text is too long")
         try:
-            value = Decimal(text)
+            return Decimal(text)
         except InvalidOperation:
             raise ValidationError(f"amount {text!r} is not a decimal number") from None
     if not isinstance(value, Decimal):
         raise ValidationError(
             f"amount must be a Decimal, int or decimal string, not {type(value).__name__}"
         )
-    if not value.is_finite():
-        raise ValidationError(f"amount must be finite, not {value}")
-    if value < 0:
-        raise ValidationError(f"amount must not be negative, got {value}")
-    if value >= MAX_AMOUNT:
-        raise ValidationError(f"amount {value} is too large (limit {MAX_AMOUNT:,})")
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < MIN_EXPONENT:
-        raise ValidationError(f"amount {value} has more than {-MIN_EXPONENT} decimal places")
     return value
 
 
 def to_utc(value: object, what: str = "timestamp") -> datetime:
-    """An aware datetime, normalised to UTC; naive datetimes are refused."""
-    if type(value) is datetime and value.tzinfo is _UTC:
+    """An aware datetime, normalised to UTC, in years ``limits.MIN_YEAR``-``MAX_YEAR``.
+
+    Naive datetimes are refused, and so is a tzinfo whose offset is not a timedelta
+    or whose conversion leaves the calendar.
+    """
+    if type(value) is datetime and value.tzinfo is _UTC and value.year <= limits.MAX_YEAR:
         return value
     if not isinstance(value, datetime):
         raise ValidationError(f"{what} must be a datetime, not {type(value).__name__}")
-    offset = value.utcoffset()
+    try:
+        offset = value.utcoffset()
+        utc = value if value.tzinfo is _UTC or offset is None else value.astimezone(_UTC)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise ValidationError(
+            f"{what} has a time zone that cannot convert it to UTC: {error}"
+        ) from None
     if offset is None:
         raise ValidationError(f"{what} must be timezone-aware (got naive {value.isoformat()})")
-    if value.tzinfo is timezone.utc:
-        return value
-    return value.astimezone(timezone.utc)
+    if not limits.MIN_YEAR <= utc.year <= limits.MAX_YEAR:
+        raise ValidationError(
+            f"{what} {value.isoformat()} is outside the years {limits.MIN_YEAR}-{limits.MAX_YEAR} "
+            "in UTC"
+        )
+    return utc
 
 
 def not_before(at: object, last: datetime, *, deal_id: str) -> datetime:
@@ -192,30 +236,62 @@ def thaw(value: JSONValue) -> JSONValue:
     return value
 
 
-def freeze_json(value: object, path: str, depth: int = 0) -> JSONValue:
-    """A deep read-only copy of a JSON-compatible value; anything else is refused."""
-    if depth > 32:
-        raise ValidationError(f"{path} is nested too deeply")
-    if value is None or isinstance(value, (bool, int)):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValidationError(f"{path} must be a finite number, not {value!r}")
-        return value
-    if isinstance(value, str):
-        return check_text(value, path, max_length=1_000_000)
-    if isinstance(value, (list, tuple)):
-        return tuple(freeze_json(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
-    if isinstance(value, Mapping):
-        return FrozenMap(
-            {
-                check_text(k, f"key in {path}", max_length=MAX_ID_LENGTH): freeze_json(
-                    v, f"{path}.{k}", depth + 1
-                )
-                for k, v in value.items()
-            }
-        )
-    raise ValidationError(f"{path} must be JSON-compatible, not {type(value).__name__}")
+def freeze_json(value: object, path: str) -> JSONValue:
+    """A deep read-only copy of a JSON-compatible value; anything else is refused.
+
+    Bounded like stored ``fields``: nesting up to ``limits.MAX_DEPTH``, integers in
+    64 bits, and at most ``limits.MAX_FIELDS_BYTES`` of content, counted as it is
+    copied so an oversized value is refused before it is all read.
+    """
+    return _Freezer(path).freeze(value, path, 0)
+
+
+class _Freezer:
+    __slots__ = ("budget", "root")
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.budget = limits.MAX_FIELDS_BYTES
+
+    def spend(self, size: int) -> None:
+        self.budget -= size
+        if self.budget < 0:
+            raise ValidationError(
+                f"{self.root} are larger than {limits.MAX_FIELDS_BYTES // 1024} KiB encoded"
+            )
+
+    def freeze(self, value: object, path: str, depth: int) -> JSONValue:
+        if depth > limits.MAX_DEPTH:
+            raise ValidationError(f"{path} is nested more than {limits.MAX_DEPTH} levels deep")
+        self.spend(1)
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            if not -(2**63) <= value < 2**63:
+                raise ValidationError(f"{path}: integer {value:.3e} does not fit in 64 bits")
+            return value
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise ValidationError(f"{path} must be a finite number, not {value!r}")
+            return value
+        if isinstance(value, str):
+            self.spend(len(value))
+            return check_text(value, path, max_length=limits.MAX_FIELDS_BYTES)
+        if isinstance(value, (list, tuple)):
+            return tuple(self.freeze(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
+        if isinstance(value, Mapping):
+            return FrozenMap(
+                {
+                    self.key(k, path): self.freeze(v, f"{path}.{k}", depth + 1)
+                    for k, v in value.items()
+                }
+            )
+        raise ValidationError(f"{path} must be JSON-compatible, not {type(value).__name__}")
+
+    def key(self, key: object, path: str) -> str:
+        text = check_text(key, f"key in {path}", max_length=MAX_ID_LENGTH)
+        self.spend(len(text))
+        return text
 
 
 def to_fields(value: object) -> FrozenMap:
@@ -225,7 +301,14 @@ def to_fields(value: object) -> FrozenMap:
         raise ValidationError(f"fields must be a mapping, not {type(value).__name__}")
     frozen = freeze_json(value, "fields")
     assert isinstance(frozen, FrozenMap)
+    if len(_compact(frozen.thaw()).encode()) > limits.MAX_FIELDS_BYTES:
+        raise ValidationError(
+            f"fields are larger than {limits.MAX_FIELDS_BYTES // 1024} KiB encoded"
+        )
     return frozen
+
+
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def is_empty(value: JSONValue) -> bool:

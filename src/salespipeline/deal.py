@@ -10,6 +10,8 @@ from typing import Any, Final
 import attrs
 
 from salespipeline import _checks as c
+from salespipeline import limits
+from salespipeline._currencies import CODES as CURRENCIES
 from salespipeline.errors import ValidationError
 from salespipeline.stages import LOST, WON
 
@@ -50,10 +52,10 @@ class Bant:
 
 def _stage_name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None:
-        c.check_text(value, attribute.name, max_length=64)
+        c.check_text(value, attribute.name, max_length=limits.MAX_NAME)
 
 
-MAX_VERSION: Final = 2**31 - 1
+MAX_VERSION: Final = limits.MAX_VERSION
 """The highest version every store can keep (PostgreSQL's INTEGER column)."""
 
 
@@ -84,7 +86,10 @@ def _to_bant(value: object) -> Bant:
 def _to_currency(value: object) -> str:
     if not isinstance(value, str) or len(value) != 3 or not value.isascii() or not value.isalpha():
         raise ValidationError(f"currency must be a three-letter code such as 'USD', not {value!r}")
-    return value.upper()
+    code = value.upper()
+    if code not in CURRENCIES:
+        raise ValidationError(f"currency {value!r} is not an ISO 4217 currency code")
+    return code
 
 
 def _to_history(value: object) -> tuple[StageChange, ...]:
@@ -106,7 +111,10 @@ def _lost_reason(value: object) -> str | None:
 
 
 def _next_action(value: object) -> str | None:
-    return c.to_optional_text(value, "next_action")
+    text = c.to_optional_text(value, "next_action")
+    if text is not None and not text.strip():
+        raise ValidationError("next_action must not be blank (use None for no next action)")
+    return text
 
 
 def _history_problem(deal: Deal) -> str | None:

@@ -10,7 +10,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from salespipeline import _checks as c
-from salespipeline import _engine
+from salespipeline import _engine, limits
 from salespipeline._unchecked import after_move, stage_change
 from salespipeline.deal import Bant, Deal, StageChange
 from salespipeline.errors import (
@@ -31,7 +31,7 @@ __all__ = ["Clock", "Pipeline", "system_clock"]
 Clock = Callable[[], datetime]
 STAGE_NAME: Final = re.compile(r"[a-z][a-z0-9_]*\Z")
 PIPELINE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\Z")
-MAX_NAME: Final = 64
+MAX_NAME: Final = limits.MAX_NAME
 
 _TERMINAL_STAGES: Final = {
     WON: Stage(WON, label="Won", probability=1.0),
@@ -57,6 +57,8 @@ def _stage_problems(stages: object) -> list[str]:
         return [f"stages must be a sequence of Stage, not {type(stages).__name__}"]
     if not stages:
         return ["a pipeline needs at least one open stage"]
+    if len(stages) > limits.MAX_STAGES:
+        return [f"a pipeline has at most {limits.MAX_STAGES} open stages, not {len(stages)}"]
     problems: list[str] = []
     seen: set[str] = set()
     for position, stage in enumerate(stages, 1):
@@ -78,7 +80,10 @@ def _stage_problems(stages: object) -> list[str]:
             problems.append(f"stage {name!r}: probability {stage.probability} is not in [0, 1]")
         if stage.rot_after is not None and stage.rot_after <= timedelta(0):
             problems.append(f"stage {name!r}: rot_after must be positive")
-        if not stage.label.strip():
+        label = c.text_problem(stage.label, f"stage {name!r}: label", max_length=limits.MAX_TEXT)
+        if label is not None:
+            problems.append(label)
+        elif not stage.label.strip():
             problems.append(f"stage {name!r}: label must not be blank")
     return problems
 
@@ -91,8 +96,10 @@ def _option_problems(
         for what, value in (("allow_skip", allow_skip), ("allow_back", allow_back))
         if not isinstance(value, bool)
     ]
-    if not c.is_int(version) or version < 1:
-        problems.append(f"version must be a positive integer, not {version!r}")
+    if not c.is_int(version) or not 1 <= version <= limits.MAX_VERSION:
+        problems.append(
+            f"version must be an integer from 1 to {limits.MAX_VERSION:,}, not {version!r}"
+        )
     if lost_reasons is not None:
         if isinstance(lost_reasons, (str, bytes)) or not isinstance(lost_reasons, Sequence):
             problems.append("lost_reasons must be a sequence of strings or None")
@@ -100,8 +107,10 @@ def _option_problems(
             problems.append("lost_reasons must not be empty (use None to allow any reason)")
         else:
             for reason in lost_reasons:
-                if not isinstance(reason, str) or not reason.strip() or "\x00" in reason:
+                if not isinstance(reason, str) or not reason.strip():
                     problems.append(f"lost reason {reason!r} must be a non-blank string")
+                elif (problem := c.text_problem(reason, "a lost reason")) is not None:
+                    problems.append(problem)
             if len(set(map(str, lost_reasons))) != len(lost_reasons):
                 problems.append("lost_reasons lists a reason twice")
     return problems

@@ -21,9 +21,14 @@ from salespipeline import _checks as c
 from salespipeline._commands import Command, decide, redo
 from salespipeline._listeners import EVENTS, Listener, ListenerFailure, Listeners, Unsubscribe
 from salespipeline.deal import Bant, Deal
-from salespipeline.errors import ConcurrencyError, UnknownPipelineError, ValidationError
+from salespipeline.errors import (
+    ConcurrencyError,
+    UnknownPipelineError,
+    UnknownStageError,
+    ValidationError,
+)
 from salespipeline.pipeline import Clock, Pipeline, system_clock
-from salespipeline.storage.base import DealStore
+from salespipeline.storage.base import DealStore, check_filters
 
 __all__ = ["EVENTS", "Listener", "ListenerFailure", "Tracker", "Unsubscribe"]
 
@@ -58,6 +63,8 @@ class Tracker:
         self._listeners = Listeners()
         if record_definitions:
             for pipeline in self._pipelines.values():
+                pipeline.to_dict()  # every definition must be writable before any is written
+            for pipeline in self._pipelines.values():
                 store.save_pipeline(pipeline)
 
     @property
@@ -84,7 +91,19 @@ class Tracker:
     def deals(
         self, *, pipeline: str | None = None, stage: str | None = None, open: bool | None = None
     ) -> Iterator[Deal]:
-        """The stored deals matching every given filter (see ``DealStore.find``)."""
+        """The stored deals matching every given filter (see ``DealStore.find``).
+
+        A pipeline the tracker does not have is ``UnknownPipelineError``, a stage none
+        of the named (or, without ``pipeline``, of any) pipelines has is
+        ``UnknownStageError``: a typo never reads as "no deals".
+        """
+        check_filters(pipeline, stage, open)
+        if pipeline is not None:
+            self.pipeline(pipeline)
+        if stage is not None:
+            scope = self._pipelines.values() if pipeline is None else [self.pipeline(pipeline)]
+            if not any(stage in p.positions for p in scope):
+                raise UnknownStageError(stage, pipeline=pipeline)
         return self._store.find(pipeline=pipeline, stage=stage, open=open)
 
     # -- changing ---------------------------------------------------------------------

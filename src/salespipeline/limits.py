@@ -1,0 +1,52 @@
+"""The published limits: inputs beyond these are refused before any work or write.
+
+Each limit bounds the work one call can cause (no input makes the library work
+without bound) and keeps every backend able to store what another accepts. A value
+past a limit is a ``ValidationError`` (or a ``DefinitionError`` inside a definition)
+naming the argument and the limit; ``docs/reference/limits.md`` lists them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "MAX_AMOUNT_DIGITS",
+    "MAX_AMOUNT_PLACES",
+    "MAX_DEPTH",
+    "MAX_FIELDS_BYTES",
+    "MAX_NAME",
+    "MAX_STAGES",
+    "MAX_TEXT",
+    "MAX_VERSION",
+    "MAX_YEAR",
+    "MIN_YEAR",
+]
+
+MAX_STAGES: Final = 64
+"""Open stages in one pipeline."""
+
+MAX_TEXT: Final = 200
+"""Characters in an id, a reason, a label, a next action or any other short text."""
+
+MAX_NAME: Final = 64
+"""Characters in a pipeline or stage name (identifiers, tighter than ``MAX_TEXT``)."""
+
+MAX_FIELDS_BYTES: Final = 64 * 1024
+"""A deal's custom ``fields``, encoded as compact UTF-8 JSON."""
+
+MAX_DEPTH: Final = 32
+"""Nesting of lists and mappings, in every parser: fields, definitions, stored JSON."""
+
+MAX_AMOUNT_DIGITS: Final = 18
+"""Digits of an amount before the decimal point."""
+
+MAX_AMOUNT_PLACES: Final = 6
+"""Digits of an amount after the decimal point."""
+
+MIN_YEAR: Final = 1
+MAX_YEAR: Final = 9998
+"""Years of a timestamp after conversion to UTC (room for a day either side)."""
+
+MAX_VERSION: Final = 2**31 - 1
+"""A deal's or a pipeline's version: what every store's integer column holds."""
