@@ -26,7 +26,9 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
             {
                 "errors",
                 "limits",
+                "_currencies",
                 "_checks",
+                "_kinds",
                 "_unchecked",
                 "stages",
                 "deal",

@@ -22,6 +22,7 @@ from salespipeline import (
     UnknownPipelineError,
     UnknownStageError,
     ValidationError,
+    definitions,
     guards,
     limits,
     presets,
@@ -58,7 +59,7 @@ class IntOffset(tzinfo):
 )
 def test_times_that_cannot_be_utc_are_validation_errors(at: datetime) -> None:
     pipeline = presets.four_stage()
-    with pytest.raises(ValidationError, match="at|timestamp|time zone"):
+    with pytest.raises(ValidationError, match=r"at|timestamp|time zone"):
         pipeline.start("d1", at=at)
     deal = pipeline.start("d1", at=T0)
     with pytest.raises(ValidationError):
@@ -216,3 +217,52 @@ def test_unknown_names_in_tracker_filters_are_errors_not_empty_results() -> None
     with pytest.raises(UnknownStageError):
         list(tracker.deals(pipeline="four_stage", stage="nowhere"))
     assert list(tracker.deals(pipeline="four_stage", stage="won")) == []
+
+
+# -- definitions as text ---------------------------------------------------------------------
+
+DEEP_JSON = "[" * 5000 + "]" * 5000
+DEEP_TOML = "a = " + "[" * 5000 + "]" * 5000
+
+
+@pytest.mark.parametrize(
+    ("text", "text_format", "reason"),
+    [
+        (DEEP_JSON, "json", "nested"),
+        (DEEP_TOML, "toml", "nested"),
+        ('{"a": ' * 33 + "1" + "}" * 33, "json", "nested"),
+        ('{"format": 1, "name": "p", "version": ' + "9" * 5000 + "}", "json", "digits"),
+        ("format = 1\nversion = " + "9" * 5000, "toml", "digits"),
+        (b"\xff\xfe", "toml", "UTF-8"),
+    ],
+    ids=["deep-json", "deep-toml", "33-tables", "long-int-json", "long-int-toml", "not-utf8"],
+)
+def test_definition_text_that_broke_the_parsers_is_a_definition_error(
+    text: str | bytes, text_format: Any, reason: str
+) -> None:
+    with pytest.raises(DefinitionError) as refused:
+        definitions.loads(text, format=text_format)
+    assert reason in " ".join(refused.value.problems)
+
+
+@pytest.mark.parametrize("text", [None, 5, ["format = 1"]])
+def test_a_definition_that_is_not_text_is_a_validation_error(text: Any) -> None:
+    with pytest.raises(ValidationError, match="str or bytes"):
+        definitions.loads(text)
+
+
+def test_a_definition_may_be_given_as_utf8_bytes() -> None:
+    text = definitions.dumps(presets.four_stage(labels="ko"))
+    assert definitions.loads(text.encode()) == presets.four_stage(labels="ko")
+
+
+def test_a_definition_file_with_thousands_of_stages_is_refused_before_any_is_built(
+    tmp_path: Any,
+) -> None:
+    path = tmp_path / "long.json"
+    stages = ", ".join(f'{{"name": "s{i}", "probability": 0.5}}' for i in range(5_000))
+    path.write_text(f'{{"format": 1, "name": "long", "stages": [{stages}]}}')
+    started = time.perf_counter()
+    with pytest.raises(DefinitionError, match=f"at most {limits.MAX_STAGES}"):
+        definitions.load_pipeline(path)
+    assert time.perf_counter() - started < 5

@@ -98,7 +98,7 @@ def _option_problems(
     ]
     if not c.is_int(version) or not 1 <= version <= limits.MAX_VERSION:
         problems.append(
-            f"version must be an integer from 1 to {limits.MAX_VERSION:,}, not {version!r}"
+            f"version must be a positive integer (at most {limits.MAX_VERSION:,}), not {version!r}"
         )
     if lost_reasons is not None:
         if isinstance(lost_reasons, (str, bytes)) or not isinstance(lost_reasons, Sequence):

@@ -17,6 +17,7 @@ from typing import Any, Final, Literal
 
 import tomli_w
 
+from salespipeline import limits
 from salespipeline.definitions import _guards as _guard_data
 from salespipeline.definitions._diagram import diagram
 from salespipeline.definitions._durations import format_duration, parse_duration
@@ -172,6 +173,11 @@ def _read_stages(value: object, problems: list[str]) -> list[Stage] | None:
     if not isinstance(value, (list, tuple)):
         problems.append(f"stages must be a list of stage tables, not {type(value).__name__}")
         return None
+    if len(value) > limits.MAX_STAGES:
+        problems.append(
+            f"a pipeline has at most {limits.MAX_STAGES} open stages, not {len(value)}"
+        )
+        return None
     stages = [_read_stage(position, item, problems) for position, item in enumerate(value, 1)]
     return [s for s in stages if s is not None] if all(stages) else None
 
@@ -240,33 +246,84 @@ def dumps(pipeline: Pipeline, *, format: TextFormat = "toml") -> str:
     raise ValidationError(f"format must be 'toml' or 'json', not {format!r}")
 
 
-def loads(text: str, *, format: TextFormat = "toml", clock: Clock | None = None) -> Pipeline:
-    """The pipeline defined by TOML or JSON ``text``; bad text is a ``DefinitionError``."""
-    return from_dict(_parse(text, format), clock=clock)
+def loads(
+    text: str | bytes, *, format: TextFormat = "toml", clock: Clock | None = None
+) -> Pipeline:
+    """The pipeline defined by TOML or JSON ``text`` (str, or UTF-8 bytes).
+
+    Bad text, nesting deeper than ``limits.MAX_DEPTH`` and integers of more than 20
+    digits are a ``DefinitionError``; text that is neither str nor bytes is a
+    ``ValidationError``.
+    """
+    return from_dict(_parse(_text(text), format), clock=clock)
+
+
+def _text(text: object) -> str:
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            return bytes(text).decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DefinitionError([f"the text is not UTF-8: {error.reason}"]) from None
+    if not isinstance(text, str):
+        raise ValidationError(f"loads() takes the definition as str or bytes, not {text!r}")
+    return text
 
 
 def _parse(text: str, format: str) -> Any:
+    if format not in ("toml", "json"):
+        raise ValidationError(f"format must be 'toml' or 'json', not {format!r}")
     try:
         if format == "toml":
-            return tomllib.loads(text)
-        if format == "json":
-            return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_int=_small_int)
     except tomllib.TOMLDecodeError as error:
         raise DefinitionError([f"invalid TOML: {error}"]) from error
-    except (json.JSONDecodeError, _DuplicateKeyError) as error:
+    except (json.JSONDecodeError, _BadJSONError) as error:
         raise DefinitionError([f"invalid JSON: {error}"]) from error
-    raise ValidationError(f"format must be 'toml' or 'json', not {format!r}")
+    except RecursionError:
+        raise DefinitionError([_too_deep()]) from None
+    except ValueError as error:  # an integer past Python's digit limit, in TOML
+        raise DefinitionError([f"invalid {format.upper()}: {error}"]) from None
+    if _depth(data) > limits.MAX_DEPTH:
+        raise DefinitionError([_too_deep()])
+    return data
 
 
-class _DuplicateKeyError(ValueError):
-    pass
+def _too_deep() -> str:
+    return f"the definition is nested more than {limits.MAX_DEPTH} levels deep"
+
+
+def _small_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > 20:
+        raise _BadJSONError(f"integer {digits[:12]}... has more than 20 digits")
+    return int(digits)
+
+
+def _depth(data: object) -> int:
+    """How deeply lists and tables nest in parsed data (walked without recursion)."""
+    deepest, todo = 0, [(data, 0)]
+    while todo:
+        value, depth = todo.pop()
+        deepest = max(deepest, depth)
+        if depth > limits.MAX_DEPTH:
+            break
+        if isinstance(value, Mapping):
+            todo.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            todo.extend((v, depth + 1) for v in value)
+    return deepest
+
+
+class _BadJSONError(ValueError):
+    """A key given twice in one object, or an integer too long to be a parameter."""
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for key, value in pairs:
         if key in data:
-            raise _DuplicateKeyError(f"key {key!r} appears twice in one object")
+            raise _BadJSONError(f"key {key!r} appears twice in one object")
         data[key] = value
     return data
 
