@@ -341,6 +341,20 @@ def test_guard_problems(guard: object, expected: str) -> None:
     assert problems[0].startswith("stage #2 ('demo'): requires[0]")
 
 
+def test_every_bad_guard_of_every_stage_is_reported() -> None:
+    data = _minimal()
+    data["stages"][0]["requires"] = [{"guard": "min_amount", "amount": "x"}]
+    data["stages"][1]["requires"] = [
+        "bant",
+        {"guard": "any_of", "guards": [{"guard": "nope"}, {"guard": "bant", "min_score": 0}]},
+    ]
+    problems = _problems(data)
+    assert len(problems) == 3
+    assert problems[0].startswith("stage #1 ('new'): requires[0]: guard 'min_amount':")
+    assert problems[1].startswith("stage #2 ('demo'): requires[1].guards[0]: unknown guard")
+    assert problems[2].startswith("stage #2 ('demo'): requires[1].guards[1]: guard 'bant':")
+
+
 def test_a_definition_naming_os_system_runs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 

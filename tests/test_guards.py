@@ -133,3 +133,45 @@ def test_all_of_is_the_concatenation_of_its_parts(amount: int, minimum: int) -> 
     a, b = guards.min_amount(minimum), guards.bant("need")
     d = deal(amount=amount)
     assert (a & b)(d) == a(d) + b(d)
+
+
+def test_combinators_write_themselves_as_data_with_their_guards_nested() -> None:
+    either = guards.bant("budget") | (guards.min_amount(10) & guards.requires_fields("owner"))
+    assert either.spec() == {
+        "guard": "any_of",
+        "guards": [
+            {"guard": "bant", "criteria": ["budget"]},
+            {
+                "guard": "all_of",
+                "guards": [
+                    {"guard": "min_amount", "amount": "10"},
+                    {"guard": "requires_fields", "names": ["owner"]},
+                ],
+            },
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "factory"), [("not a name", lambda: None), ("", lambda: None), ("kind", 5)]
+)
+def test_register_refuses_a_bad_kind_name_or_factory(name: str, factory: object) -> None:
+    with pytest.raises(ValidationError):
+        guards.register(name, factory)  # type: ignore[arg-type]
+    assert name not in guards.registered()
+
+
+def test_registered_is_a_copy_of_the_guard_kinds() -> None:
+    kinds = guards.registered()
+    assert {"bant", "requires_fields", "min_amount", "min_score"} <= set(kinds)
+    kinds.pop("bant")  # type: ignore[attr-defined]
+    assert "bant" in guards.registered()
+
+
+@pytest.mark.parametrize(
+    ("kind", "params"),
+    [("bant", {"criteria": "budget"}), ("requires_fields", {"names": "owner"})],
+)
+def test_a_kind_read_from_data_takes_its_names_as_a_list(kind: str, params: object) -> None:
+    with pytest.raises(ValidationError, match="must be a list of strings"):
+        guards.registered()[kind](**params)  # type: ignore[arg-type]

@@ -225,6 +225,49 @@ def test_bad_rules_and_cards_are_validation_errors(make: Any) -> None:
         make()
 
 
+def test_a_rule_class_made_directly_names_its_bad_field() -> None:
+    with pytest.raises(ValidationError, match="unknown BANT criterion 'nope'"):
+        sc.BantCriterion("nope", -5, "")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: sc.BantCriterion("budget", -5, "b"),
+        lambda: sc.BantCriterion("budget", 5, " "),
+        lambda: sc.FieldPresent("", 1, "f"),
+        lambda: sc.FieldPresent("x", True, "f"),
+        lambda: sc.FieldEquals("x", None, 1, "f"),  # type: ignore[arg-type]
+        lambda: sc.FieldIn("x", "ab", 1, "f"),
+        lambda: sc.FieldIn("x", [], 1, "f"),
+        lambda: sc.FieldIn("x", [float("nan")], 1, "f"),
+        lambda: sc.AmountBands({}, "a"),
+        lambda: sc.AmountBands({10: 0}, "a"),
+        lambda: sc.Recency({timedelta(0): 5}, "r"),
+        lambda: sc.Recency({DAY: 5}, "r", field=" "),
+        lambda: sc.ScoreBand(50, 25, 0, 0),
+        lambda: sc.ScoreBand(0, 101, 0, 0),
+        lambda: sc.ScoreBand(0, 25, -1, 0),
+        lambda: sc.ScoreBand(0, 25, True, 0),
+        lambda: sc.ScoreBand("0", 25, 0, 0),  # type: ignore[arg-type]
+    ],
+)
+def test_every_rule_class_validates_on_construction(make: Any) -> None:
+    with pytest.raises(ValidationError):
+        make()
+
+
+def test_a_rule_made_directly_equals_the_one_its_factory_makes() -> None:
+    assert sc.AmountBands({50: 2, 10: 1}, "amount") == sc.amount_bands([(10, 1), (50, 2)])
+    made = sc.FieldIn("x", ["a", "b"], 3, "x in ['a', 'b']")
+    assert made == sc.field_in("x", ("a", "b"), points=3)
+    assert sc.Recency({DAY: 1}, "recency") == sc.recency([(DAY, 1)])
+
+
+def test_the_scoring_package_offers_the_min_score_guard() -> None:
+    assert sc.min_score is guards.min_score
+
+
 # -- cards as data -----------------------------------------------------------------
 
 
@@ -259,6 +302,31 @@ def test_a_card_round_trips_through_toml() -> None:
 def test_bad_card_data_is_a_validation_error(data: Any) -> None:
     with pytest.raises(ValidationError):
         sc.ScoreCard.from_dict(data)
+
+
+def test_from_dict_lists_every_bad_rule_in_one_error() -> None:
+    good = sc.has_field("industry", points=5).to_dict()
+    data = {
+        "rules": [
+            {"rule": "bant", "name": "b", "criterion": "money", "points": 1},
+            good,
+            {"rule": "magic", "name": "m", "points": 1},
+            {"rule": "field_in", "name": "f", "field": "x", "values": [], "points": 1},
+        ]
+    }
+    with pytest.raises(ValidationError) as raised:
+        sc.ScoreCard.from_dict(data)
+    message = str(raised.value)
+    assert "rules[0]: rule 'bant': unknown BANT criterion 'money'" in message
+    assert "rules[1]" not in message
+    assert "rules[2]: unknown rule 'magic'" in message
+    assert "rules[3]: rule 'field_in': field_in('x') needs at least one value" in message
+
+
+def test_each_rule_writes_itself_as_its_kind_and_parameters() -> None:
+    for rule in CARD.rules:
+        assert rule.to_dict() == rule.spec()
+        assert sc.ScoreCard.from_dict({"rules": [rule.to_dict()]}).rules == (rule,)
 
 
 names = st.sampled_from(["a", "b", "c", "d", "e"])
@@ -395,6 +463,26 @@ def test_a_definition_with_a_bad_score_card_is_a_definition_error() -> None:
     data["stages"][1]["requires"][0]["scorecard"]["rules"][0]["criterion"] = "money"
     with pytest.raises(DefinitionError, match="money"):
         Pipeline.from_dict(data)
+
+
+def test_a_definition_lists_every_bad_rule_of_its_score_card() -> None:
+    gated = Pipeline(
+        "gated",
+        [
+            Stage("lead", probability=0.1),
+            Stage("proposal", probability=0.5, requires=guards.min_score(HALF, 60)),
+        ],
+    )
+    data = gated.to_dict()
+    rules = data["stages"][1]["requires"][0]["scorecard"]["rules"]
+    rules[0]["criterion"] = "money"
+    rules[1]["points"] = 0
+    with pytest.raises(DefinitionError) as raised:
+        Pipeline.from_dict(data)
+    (problem,) = raised.value.problems
+    assert problem.startswith("stage #2 ('proposal'): requires[0]: guard 'min_score':")
+    assert "rules[0]: rule 'bant': unknown BANT criterion 'money'" in problem
+    assert "rules[1]: rule 'has_field': points must be" in problem
 
 
 @pytest.mark.parametrize(

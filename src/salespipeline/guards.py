@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, TypeGuard, runtime_checkable
 
 import attrs
 
 from salespipeline import _checks as c
+from salespipeline import limits
+from salespipeline._kinds import Kinds
 from salespipeline.deal import BANT_CRITERIA, Deal
 from salespipeline.errors import GuardError, ValidationError
 
@@ -101,11 +103,21 @@ class BantGuard(_Combinable):
         return {"guard": "bant", **params}
 
 
+def _field_names(value: object) -> tuple[str, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not value:
+        raise ValidationError("requires_fields needs at least one field name")
+    for n in value:
+        if not isinstance(n, str) or not n.strip():
+            raise ValidationError(f"requires_fields: {n!r} is not a field name")
+        c.check_text(n, "requires_fields: a field name", max_length=limits.MAX_FIELDS_BYTES)
+    return tuple(value)
+
+
 @attrs.frozen
 class RequiresFields(_Combinable):
     """Requires custom fields to be present and not empty."""
 
-    names: tuple[str, ...]
+    names: tuple[str, ...] = attrs.field(converter=_field_names)
     name: str = "requires_fields"
 
     def __call__(self, deal: Deal, /) -> tuple[Violation, ...]:
@@ -164,6 +176,9 @@ class AllOf(_Combinable):
     def __call__(self, deal: Deal, /) -> tuple[Violation, ...]:
         return tuple(v for g in self.guards for v in _call(g, deal))
 
+    def spec(self) -> dict[str, Any]:
+        return {"guard": "all_of", "guards": [KINDS.write(g) for g in self.guards]}
+
 
 @attrs.frozen
 class AnyOf(_Combinable):
@@ -184,6 +199,9 @@ class AnyOf(_Combinable):
             found.extend(violations)
         return tuple(found)
 
+    def spec(self) -> dict[str, Any]:
+        return {"guard": "any_of", "guards": [KINDS.write(g) for g in self.guards]}
+
 
 def bant(*criteria: str, min_score: int | None = None) -> BantGuard:
     """Require BANT criteria (default: all four), or at least ``min_score`` of them."""
@@ -201,12 +219,7 @@ def bant(*criteria: str, min_score: int | None = None) -> BantGuard:
 
 def requires_fields(*names: str) -> RequiresFields:
     """Require custom fields to be present and not empty (None, blank, [] or {})."""
-    if not names:
-        raise ValidationError("requires_fields needs at least one field name")
-    for n in names:
-        if not isinstance(n, str) or not n.strip():
-            raise ValidationError(f"requires_fields: {n!r} is not a field name")
-    return RequiresFields(tuple(names))
+    return RequiresFields(names)
 
 
 def min_amount(amount: Decimal | int | str) -> MinAmount:
@@ -270,13 +283,40 @@ def evaluate(guards: tuple[Guard, ...], deal: Deal, *, stage: str) -> tuple[Viol
     return tuple(found)
 
 
-# Registry of guard kinds that definitions may name: name -> factory(**params).
+def _texts(value: object, what: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValidationError(f"{what} must be a list of strings, not {value!r}")
+    return tuple(value)
+
+
+def _bant_kind(criteria: Sequence[str] = BANT_CRITERIA, min_score: int | None = None) -> BantGuard:
+    """The ``bant`` kind: its criteria are a list in data, not separate arguments."""
+    return bant(*_texts(criteria, "criteria"), min_score=min_score)
+
+
+def _requires_fields_kind(names: Sequence[str]) -> RequiresFields:
+    """The ``requires_fields`` kind: its names are a list in data, not separate arguments."""
+    return requires_fields(*_texts(names, "names"))
+
+
+def _is_guard(value: object) -> TypeGuard[Guard]:
+    return isinstance(value, Guard) and isinstance(getattr(value, "name", None), str)
+
+
 GuardFactory = Callable[..., Guard]
 _REGISTRY: dict[str, GuardFactory] = {
-    "bant": lambda criteria=BANT_CRITERIA, min_score=None: bant(*criteria, min_score=min_score),
-    "requires_fields": lambda names: requires_fields(*names),
-    "min_amount": lambda amount: min_amount(amount),
+    "bant": _bant_kind,
+    "requires_fields": _requires_fields_kind,
+    "min_amount": min_amount,
 }
+KINDS: Final[Kinds[Guard]] = Kinds(
+    "guard",
+    _is_guard,
+    _REGISTRY,
+    combinators={"all_of": all_of, "any_of": any_of},
+    register_with="guards.register",
+)
+"""The guard kinds definitions may name, and how a guard is written as data and read back."""
 
 
 def register(name: str, factory: GuardFactory) -> None:
@@ -284,11 +324,7 @@ def register(name: str, factory: GuardFactory) -> None:
 
     Definitions only ever name registered kinds: data never names code to import.
     """
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValidationError(f"guard kind name must be an identifier, not {name!r}")
-    if not callable(factory):
-        raise ValidationError(f"guard kind {name!r}: factory must be callable")
-    _REGISTRY[name] = factory
+    KINDS.register(name, factory)
 
 
 def registered() -> Mapping[str, GuardFactory]:
