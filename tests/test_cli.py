@@ -78,7 +78,7 @@ def test_demo_is_reproducible_for_a_seed(
     assert runs[0] != runs[2]
 
 
-def test_demo_without_db_writes_a_fresh_temporary_file_each_run(
+def test_demo_without_db_writes_a_fresh_temporary_file_each_run_and_removes_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
@@ -87,8 +87,10 @@ def test_demo_without_db_writes_a_fresh_temporary_file_each_run(
         status, out, _ = _run(capsys, "demo", "--deals", "5")
         assert status == 0
         paths.append(Path(out.splitlines()[0].rsplit(" in ", 1)[1]))
+        assert "salespipeline demo --db demo.sqlite" in out
     assert paths[0] != paths[1]
-    assert all(p.is_file() and p.parent.parent == tmp_path for p in paths)
+    assert all(p.parent.parent == tmp_path for p in paths)
+    assert list(tmp_path.iterdir()) == []  # each run left nothing behind
 
 
 def test_demo_runs_again_on_the_same_db(demo_db: Path, capsys: pytest.CaptureFixture[str]) -> None:

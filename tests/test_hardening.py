@@ -19,6 +19,7 @@ from salespipeline import (
     Pipeline,
     Stage,
     Tracker,
+    TransitionNotAllowedError,
     UnknownPipelineError,
     UnknownStageError,
     ValidationError,
@@ -27,6 +28,7 @@ from salespipeline import (
     limits,
     presets,
 )
+from salespipeline.migration import Migration, migrate_store
 from salespipeline.storage import MemoryStore, SQLiteStore
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
@@ -266,3 +268,46 @@ def test_a_definition_file_with_thousands_of_stages_is_refused_before_any_is_bui
     with pytest.raises(DefinitionError, match=f"at most {limits.MAX_STAGES}"):
         definitions.load_pipeline(path)
     assert time.perf_counter() - started < 5
+
+
+# -- migration -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("store", "migration"),
+    [(MemoryStore(), "junk"), ("junk", None), (MemoryStore(), None)],
+)
+def test_migrate_store_refuses_arguments_of_the_wrong_kind(store: Any, migration: Any) -> None:
+    with pytest.raises(ValidationError, match="migrate_store"):
+        migrate_store(store, migration)
+
+
+def test_migrate_store_refuses_a_progress_that_cannot_be_called() -> None:
+    mapping = {"needs_assessment": "qualification", "negotiation": "proposal"}
+    migration = Migration(presets.seven_stage(), presets.five_stage(), mapping)
+    with pytest.raises(ValidationError, match="progress"):
+        migrate_store(MemoryStore(), migration, progress=5)  # type: ignore[arg-type]
+
+
+# -- wording ---------------------------------------------------------------------------------
+
+
+def test_months_in_a_duration_are_refused_with_the_reason() -> None:
+    with pytest.raises(DefinitionError) as refused:
+        definitions.from_dict(
+            {
+                "format": 1,
+                "name": "p",
+                "stages": [{"name": "a", "probability": 0.5, "rot_after": "P1M"}],
+            }
+        )
+    assert "months" in refused.value.problems[0] and "not an ISO" not in refused.value.problems[0]
+
+
+def test_reopening_an_open_deal_says_so_in_plain_words() -> None:
+    pipeline = presets.four_stage()
+    with pytest.raises(TransitionNotAllowedError) as refused:
+        pipeline.reopen(pipeline.start("d1", at=T0))
+    assert "(reopen)" not in str(refused.value)
+    assert "cannot reopen it from 'lead_generation'" in str(refused.value)
+    assert refused.value.to_stage is None

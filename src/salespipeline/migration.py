@@ -163,6 +163,10 @@ def _resolve(
     return resolved, problems
 
 
+_STORE_METHODS: Final = ("find", "get", "save", "save_pipeline")
+"""What ``migrate_store`` uses of a store (the core does not import ``storage``)."""
+
+
 def migrate_store(
     store: DealStore,
     migration: Migration,
@@ -178,8 +182,14 @@ def migrate_store(
     deal changed concurrently is reloaded and migrated again. ``progress(done)``
     is called after each batch. ``at`` defaults to the target pipeline's clock.
     """
+    if not all(callable(getattr(store, name, None)) for name in _STORE_METHODS):
+        raise ValidationError(f"migrate_store() needs a DealStore, not {type(store).__name__}")
+    if not isinstance(migration, Migration):
+        raise ValidationError(f"migrate_store() needs a Migration, not {type(migration).__name__}")
     if not c.is_int(batch_size) or batch_size < 1:
         raise ValidationError(f"batch_size must be a positive integer, not {batch_size!r}")
+    if progress is not None and not callable(progress):
+        raise ValidationError("progress must be a callable taking the number of deals moved")
     when = c.to_utc(migration.target.clock() if at is None else at, "at")
     store.save_pipeline(migration.target)
     deals = store.find(pipeline=migration.source.name)

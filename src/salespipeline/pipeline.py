@@ -358,9 +358,11 @@ class Pipeline:
         """A lost ``deal`` moved back to ``to`` (default: the stage it was lost from)."""
         source = self._source(deal)
         if deal.stage != LOST:
-            target = "(reopen)" if to is None else str(to)
             raise TransitionNotAllowedError(
-                deal.id, deal.stage, target, reason="only a lost deal can be reopened"
+                deal.id,
+                deal.stage,
+                None if to is None else str(to),
+                reason="only a lost deal can be reopened",
             )
         if to is None:
             to = self._lost_from(deal)

@@ -168,7 +168,14 @@ def _add_migrate(commands: Any) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    path: Path = args.db or Path(tempfile.mkdtemp(prefix="salespipeline-demo-")) / "demo.sqlite"
+    """Simulate into ``--db``, or into a temporary file that is removed afterwards."""
+    if args.db is not None:
+        return _simulate(args, args.db)
+    with tempfile.TemporaryDirectory(prefix="salespipeline-demo-") as folder:
+        return _simulate(args, Path(folder) / "demo.sqlite")
+
+
+def _simulate(args: argparse.Namespace, path: Path) -> int:
     clock = SimulatedClock()
     pipeline = presets.PRESETS[args.preset](clock=clock)
     with open_store(path) as store:
@@ -189,7 +196,13 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"Simulated {args.deals:,} deals through {pipeline.name} (seed {args.seed}) in {path}")
     _print_block(report.render())
     _print_block(_follow_ups(late, now=END))
-    print(f"\nAgain, any time: salespipeline report --db {path} --now {END.isoformat()}")
+    if args.db is not None:
+        print(f"\nAgain, any time: salespipeline report --db {path} --now {END.isoformat()}")
+    else:
+        print(
+            "\nThe data was in a temporary file, now removed; to keep it and report on it "
+            "later: salespipeline demo --db demo.sqlite"
+        )
     return EXIT_OK
 
 

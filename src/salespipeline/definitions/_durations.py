@@ -12,6 +12,8 @@ _PATTERN: Final = re.compile(
     r"(?:(?P<seconds>\d+)(?:\.(?P<fraction>\d{1,6}))?S)?)?",
     re.ASCII,
 )
+_CALENDAR: Final = re.compile(r"P(?=\d+[YM])(?:\d+Y)?(?:\d+M)?(?:\d+[WD])*(?:T.*)?", re.ASCII)
+"""Durations with years or months: valid ISO 8601, but no fixed length to store."""
 
 
 def format_duration(value: timedelta) -> str:
@@ -31,6 +33,11 @@ def format_duration(value: timedelta) -> str:
 def parse_duration(text: str) -> timedelta:
     """The timedelta of ISO 8601 duration ``text`` (weeks, days, hours, minutes, seconds)."""
     match = _PATTERN.fullmatch(text.strip())
+    if match is None and _CALENDAR.fullmatch(text.strip()):
+        raise ValueError(
+            f"{text!r} counts years or months, whose length varies: "
+            "give the duration in weeks, days or hours, such as 'P30D'"
+        )
     if match is None or text.strip() in ("P", "PT") or text.strip().endswith("T"):
         raise ValueError(
             f"{text!r} is not an ISO 8601 duration such as 'P14D', 'PT36H' or 'P1DT12H'"
