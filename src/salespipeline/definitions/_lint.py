@@ -86,7 +86,7 @@ def _refuses_everything(guard: Guard) -> bool:
 
 
 def _can_be_field(name: str) -> bool:
-    return "\x00" not in name and len(name) <= c.MAX_ID_LENGTH
+    return len(name) <= c.MAX_ID_LENGTH
 
 
 def _enterable(pipeline: Pipeline) -> list[bool]:
@@ -100,7 +100,7 @@ def _unenterable_stage(pipeline: Pipeline) -> Iterator[Finding]:
             yield Finding(
                 "unenterable-stage",
                 f"no deal can ever enter stage {stage.name!r}: its guards require a field "
-                f"name no deal can carry (longer than {c.MAX_ID_LENGTH} characters or with NUL)",
+                f"name no deal can carry (longer than {c.MAX_ID_LENGTH} characters)",
                 stage.name,
             )
 
