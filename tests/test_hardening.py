@@ -310,4 +310,4 @@ def test_reopening_an_open_deal_says_so_in_plain_words() -> None:
         pipeline.reopen(pipeline.start("d1", at=T0))
     assert "(reopen)" not in str(refused.value)
     assert "cannot reopen it from 'lead_generation'" in str(refused.value)
-    assert refused.value.to_stage is None
+    assert refused.value.to_stage == refused.value.from_stage == "lead_generation"

@@ -104,20 +104,27 @@ class UnknownPipelineError(SalesPipelineError, KeyError):
 class TransitionNotAllowedError(SalesPipelineError):
     """The move is not in the pipeline's transition graph.
 
-    ``to_stage`` is None for a ``reopen`` that named no stage (of a deal not lost).
+    A refused ``reopen`` that named no stage has ``to_stage == from_stage``: there
+    was nowhere to go.
     """
 
     def __init__(
-        self, deal_id: str, from_stage: str, to_stage: str | None, *, reason: str | None = None
+        self,
+        deal_id: str,
+        from_stage: str,
+        to_stage: str,
+        *,
+        reason: str | None = None,
+        action: str = "move",
     ) -> None:
         self.deal_id = deal_id
         self.from_stage = from_stage
         self.to_stage = to_stage
         why = reason or "the pipeline has no such move"
         move = (
-            f"cannot reopen it from {from_stage!r}"
-            if to_stage is None
-            else f"cannot move from {from_stage!r} to {to_stage!r}"
+            f"cannot {action} it from {from_stage!r}"
+            if to_stage == from_stage
+            else f"cannot {action} from {from_stage!r} to {to_stage!r}"
         )
         super().__init__(f"{_deal(deal_id)}{move}: {why}")
 

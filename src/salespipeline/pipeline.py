@@ -361,8 +361,9 @@ class Pipeline:
             raise TransitionNotAllowedError(
                 deal.id,
                 deal.stage,
-                None if to is None else str(to),
+                deal.stage if to is None else str(to),
                 reason="only a lost deal can be reopened",
+                action="reopen",
             )
         if to is None:
             to = self._lost_from(deal)

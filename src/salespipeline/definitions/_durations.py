@@ -35,7 +35,7 @@ def parse_duration(text: str) -> timedelta:
     match = _PATTERN.fullmatch(text.strip())
     if match is None and _CALENDAR.fullmatch(text.strip()):
         raise ValueError(
-            f"{text!r} counts years or months, whose length varies: "
+            f"{text!r} is ISO 8601, but counts years or months, whose length varies: "
             "give the duration in weeks, days or hours, such as 'P30D'"
         )
     if match is None or text.strip() in ("P", "PT") or text.strip().endswith("T"):
