@@ -33,13 +33,13 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 
 from salespipeline import metrics, presets
 from salespipeline.metrics import PipelineReport
+from salespipeline.metrics._time import EPOCH
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
 from salespipeline.storage import SQLiteStore
 from salespipeline.storage._codec import amount_parts
 from salespipeline.storage.sql._figures import COLUMNS, figure_values
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 US = 10**6

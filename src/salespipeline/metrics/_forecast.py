@@ -11,7 +11,8 @@ import attrs
 
 from salespipeline.deal import Deal
 from salespipeline.errors import ValidationError
-from salespipeline.metrics._report import EXACT, mean_duration, micros, weighted
+from salespipeline.metrics._report import EXACT, mean_duration, weighted
+from salespipeline.metrics._time import micros
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import WON
 
@@ -63,7 +64,8 @@ class _RemainingCycle:
     """Per open stage: mean time from a won deal's last entry into it to its close."""
 
     def __init__(self, pipeline: Pipeline) -> None:
-        self.index = {s.name: i for i, s in enumerate(pipeline.stages)}
+        self.positions = pipeline.positions
+        self.n = len(pipeline.stages)
         self.total_us = [0] * len(pipeline.stages)
         self.count = [0] * len(pipeline.stages)
 
@@ -71,8 +73,8 @@ class _RemainingCycle:
         assert deal.closed_at is not None
         last_entry: dict[int, datetime] = {}
         for change in deal.history:
-            i = self.index.get(change.to_stage)
-            if i is not None:
+            i = self.positions.get(change.to_stage, self.n)
+            if i < self.n:
                 last_entry[i] = change.at
         for i, entered in last_entry.items():
             self.total_us[i] += micros(deal.closed_at - entered)
@@ -93,7 +95,7 @@ def forecast(
     """
     if by not in PERIODS:
         raise ValidationError(f"forecast by must be one of {', '.join(PERIODS)}, not {by!r}")
-    index = {s.name: i for i, s in enumerate(pipeline.stages)}
+    positions, n = pipeline.positions, len(pipeline.stages)
     remaining = _RemainingCycle(pipeline)
     waiting: list[tuple[Deal, int]] = []
     for deal in deals:
@@ -101,8 +103,8 @@ def forecast(
             continue
         if deal.stage == WON:
             remaining.add(deal)
-        elif deal.stage in index:
-            waiting.append((deal, index[deal.stage]))
+        elif (i := positions.get(deal.stage, n)) < n:
+            waiting.append((deal, i))
     return _periods(waiting, pipeline, remaining.means(), by)
 
 

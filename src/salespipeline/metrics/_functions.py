@@ -23,8 +23,9 @@ from salespipeline.metrics._disqualify import (
     DisqualificationCandidate,
     disqualification_candidates,
 )
+from salespipeline.metrics._facts import Outcomes
 from salespipeline.metrics._forecast import ForecastPeriod, forecast
-from salespipeline.metrics._pure import Outcomes, aggregate
+from salespipeline.metrics._pure import aggregate
 from salespipeline.metrics._render import render_report
 from salespipeline.metrics._report import (
     Aggregates,

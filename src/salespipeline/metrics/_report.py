@@ -1,15 +1,15 @@
 """Report values and the one finishing step both report paths share (private).
 
-The pure path (``metrics.report``) and the SQL path (``DealStore.report``) each
-produce the same ``Aggregates``: integer counts, exact ``Decimal`` sums and integer
-microseconds. ``finish`` turns them into a ``PipelineReport``; every ratio is taken
-here, once, so both paths give equal reports.
+The pure path (``metrics.report``) and the SQL path (``DealStore.report``) both fold
+their ``Facts`` (``_facts.fold``) into one ``Aggregates``: integer counts, exact
+``Decimal`` sums and integer microseconds. ``finish`` turns them into a
+``PipelineReport``; every ratio is taken here, once, so both paths give equal reports.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from fractions import Fraction
 from typing import Final
@@ -18,6 +18,7 @@ import attrs
 
 from salespipeline._checks import FrozenMap
 from salespipeline.metrics._render import human_duration, render_report
+from salespipeline.metrics._time import micros
 from salespipeline.pipeline import Pipeline
 
 __all__ = [
@@ -33,7 +34,6 @@ STALLED_SHOWN: Final = 10
 """How many of the longest-stalled deal ids a report lists."""
 
 US_PER_DAY: Final = 86_400 * 10**6
-EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 RESULT: Final = Context(prec=34, rounding=ROUND_HALF_EVEN)
 """Means and Decimal ratios are rounded once, to 34 significant digits (any amount has
 at most 30: 18 before the point, 12 after), in this context."""
@@ -50,11 +50,6 @@ def canonical(value: Decimal) -> Decimal:
     if value == value.to_integral_value():
         return EXACT.quantize(value, Decimal(1))
     return EXACT.normalize(value)
-
-
-def micros(delta: timedelta) -> int:
-    """A duration as an exact integer number of microseconds."""
-    return (delta.days * 86_400 + delta.seconds) * 10**6 + delta.microseconds
 
 
 def mean_duration(total_us: int, count: int) -> timedelta | None:
@@ -126,57 +121,6 @@ class Aggregates:
     stalled: tuple[int, ...]
     stalled_ids: tuple[str, ...]
     currencies: tuple[str, ...]
-
-
-class Tallies:
-    """The mutable counters both report paths fill, then freeze into ``Aggregates``.
-
-    ``reach[i]`` counts deals whose furthest stage (open index, or WON as ``n``) is
-    i; ``oldest`` holds (entry time in epoch microseconds, id) of stalled deals.
-    """
-
-    def __init__(self, pipeline: Pipeline) -> None:
-        n = len(pipeline.stages)
-        self.counts = [0] * (n + 2)
-        self.reach = [0] * (n + 1)
-        self.lost_reach = [0] * n
-        self.stay_us = [0] * n
-        self.stays = [0] * n
-        self.open_amount = [Decimal(0)] * n
-        self.override: dict[float, Decimal] = {}
-        self.stalled = [0] * n
-        self.oldest: list[tuple[int, str]] = []
-        self.currencies: set[str] = set()
-        self.won_amount = self.lost_amount = Decimal(0)
-        self.cycle_us = 0
-
-    def add_override(self, probability: float, amount: Decimal) -> None:
-        self.override[probability] = self.override.get(probability, Decimal(0)) + amount
-
-    def add_oldest(self, entered_us: int, deal_id: str) -> None:
-        self.oldest.append((entered_us, deal_id))
-        if len(self.oldest) > 4 * STALLED_SHOWN:
-            self.oldest = self._oldest()
-
-    def _oldest(self) -> list[tuple[int, str]]:
-        return sorted(self.oldest)[:STALLED_SHOWN]
-
-    def result(self) -> Aggregates:
-        return Aggregates(
-            counts=tuple(self.counts),
-            reached=at_least(self.reach),
-            lost_reached=at_least(self.lost_reach),
-            stay_us=tuple(self.stay_us),
-            stays=tuple(self.stays),
-            won_amount=self.won_amount,
-            lost_amount=self.lost_amount,
-            cycle_us=self.cycle_us,
-            open_amount=tuple(self.open_amount),
-            override_amount=tuple(sorted(self.override.items())),
-            stalled=tuple(self.stalled),
-            stalled_ids=tuple(i for _, i in self._oldest()),
-            currencies=tuple(sorted(self.currencies)),
-        )
 
 
 @attrs.frozen(kw_only=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
@@ -17,6 +17,7 @@ from salespipeline._checks import check_text, is_encodable, thaw, to_optional_te
 from salespipeline._unchecked import stage_change as _unchecked_change
 from salespipeline.deal import MAX_VERSION, Bant, Deal, StageChange
 from salespipeline.errors import CorruptRecordError, SalesPipelineError, ValidationError
+from salespipeline.metrics._time import EPOCH, to_us
 
 __all__ = [
     "CHANGE_COLUMNS",
@@ -31,8 +32,6 @@ __all__ = [
     "to_us",
 ]
 
-EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
-ONE_US: Final = timedelta(microseconds=1)
 FRACTION_UNITS: Final = 10**12
 
 DEAL_COLUMNS: Final = (
@@ -66,11 +65,6 @@ _DECODE_ERRORS: Final = (
     InvalidOperation,
     RecursionError,  # JSON nested deeper than the parser can follow
 )
-
-
-def to_us(moment: datetime) -> int:
-    """Whole microseconds since the Unix epoch (exact for aware datetimes)."""
-    return (moment - EPOCH) // ONE_US
 
 
 def from_us(value: object) -> datetime:

@@ -17,18 +17,29 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Final
 
 from salespipeline.deal import StageChange
 from salespipeline.errors import StorageError
 from salespipeline.storage import _codec
+from salespipeline.storage.sql._dialect import AmountPart, Dialect
 from salespipeline.storage.sql._schema import POSTGRES_DDL
 from salespipeline.storage.sql._store import Cursor, SQLStore, Statements, UniqueViolation
 
 __all__ = ["PostgresStore"]
 
-_STATEMENTS: Final = Statements(placeholder="%s", json_param="CAST(%s AS JSONB)", ddl=POSTGRES_DDL)
+_DIALECT: Final = Dialect(
+    name="postgres",
+    placeholder="%s",
+    json_param="CAST(%s AS JSONB)",
+    modulo="%%",
+    pipeline_scan="d.pipeline",
+    amount=(AmountPart("amount"),),
+)
+"""psycopg's marks are ``%s`` (so ``%`` is written ``%%``); NUMERIC sums amounts exactly."""
+
+_STATEMENTS: Final = Statements(_DIALECT, ddl=POSTGRES_DDL)
 _SCHEMA_LOCK: Final = 0x5350_5343  # "SPSC": serialises schema creation across sessions
 
 
@@ -46,7 +57,6 @@ def _import_psycopg() -> tuple[Any, Any]:
 class PostgresStore(SQLStore):
     """Deals in a PostgreSQL database given by a libpq ``conninfo`` string or URL."""
 
-    dialect = "postgres"
     sql = _STATEMENTS
 
     def __init__(self, conninfo: str, *, max_connections: int = 4, timeout: float = 10.0) -> None:
@@ -130,10 +140,10 @@ class PostgresStore(SQLStore):
             cursor.execute(_moved(len(new)) if new else self.sql.update_deal, values)
             return bool(cursor.rowcount == max(1, len(new)))
 
-    def _read(self) -> Any:
+    def _read(self) -> AbstractContextManager[Cursor]:
         return self._transaction(read_only=True)
 
-    def _write(self) -> Any:
+    def _write(self) -> AbstractContextManager[Cursor]:
         return self._transaction(read_only=False)
 
 

@@ -21,12 +21,13 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Final
 
 from salespipeline.deal import Deal
 from salespipeline.errors import StorageError, ValidationError
 from salespipeline.storage import _codec
+from salespipeline.storage.sql._dialect import AmountPart, Dialect
 from salespipeline.storage.sql._schema import SQLITE_DDL
 from salespipeline.storage.sql._store import SQLStore, Statements, UniqueViolation
 
@@ -34,18 +35,24 @@ __all__ = ["SQLiteStore"]
 
 _SYNCHRONOUS: Final = ("full", "normal")
 
-_STATEMENTS: Final = Statements(
+_DIALECT: Final = Dialect(
+    name="sqlite",
     placeholder="?",
     json_param="?",
-    ddl=SQLITE_DDL,
-    extra_deal_columns=("amount_whole", "amount_frac"),
+    modulo="%",
+    pipeline_scan="+d.pipeline",
+    amount=(AmountPart("amount_whole", split=10**9), AmountPart("amount_frac", -12, 10**6)),
+)
+"""SQLite has no exact decimal type: amounts are summed from their integer parts."""
+
+_STATEMENTS: Final = Statements(
+    _DIALECT, ddl=SQLITE_DDL, extra_deal_columns=tuple(part.column for part in _DIALECT.amount)
 )
 
 
 class SQLiteStore(SQLStore):
     """Deals in a SQLite file (or ``":memory:"``), safe for threads and processes."""
 
-    dialect = "sqlite"
     sql = _STATEMENTS
 
     def __init__(
@@ -77,9 +84,10 @@ class SQLiteStore(SQLStore):
                 connection.close()
 
     def _row_values(self, deal: Deal) -> list[Any]:
-        values = _codec.deal_values(deal)
-        values[3] = str(deal.amount)
-        return [*values, *_codec.amount_parts(deal.amount)]
+        """The amount kept as exact text, then its integer parts (``amount_whole``, ``_frac``)."""
+        row = dict(zip(_codec.DEAL_COLUMNS, _codec.deal_values(deal), strict=True))
+        row["amount"] = str(deal.amount)
+        return [*row.values(), *_codec.amount_parts(deal.amount)]
 
     def _open_connection(self) -> sqlite3.Connection:
         if self._connection is None:
@@ -113,10 +121,10 @@ class SQLiteStore(SQLStore):
             except sqlite3.Error as error:
                 raise _mapped(error, self._path) from error
 
-    def _read(self) -> Any:
+    def _read(self) -> AbstractContextManager[sqlite3.Cursor]:
         return self._transaction("BEGIN")
 
-    def _write(self) -> Any:
+    def _write(self) -> AbstractContextManager[sqlite3.Cursor]:
         return self._transaction("BEGIN IMMEDIATE")
 
 

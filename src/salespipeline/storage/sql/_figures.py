@@ -1,7 +1,8 @@
 """Per-deal report figures kept beside the deal row, so reports never read history (private).
 
 A report needs two things from each deal's history: which stages it entered (for
-conversion and calibration) and its completed stays per stage (for time in stage).
+conversion and calibration) and its completed stays per stage (for time in stage),
+both as ``metrics`` defines them (``_facts.completed_stays``).
 The store writes them into ``sp_deals`` with every ``add`` and ``save``, in the same
 statement as the deal itself, so they are exactly as current as the row.
 
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, Final
+from datetime import datetime
+from typing import Any, Final, NamedTuple
 
+from salespipeline._checks import is_int
 from salespipeline.deal import Deal
-from salespipeline.stages import LOST, WON
-from salespipeline.storage._codec import to_us
+from salespipeline.metrics._facts import Change, Stay, completed_stays, stay_stages
+from salespipeline.storage._codec import from_us
 
 __all__ = [
     "COLUMNS",
@@ -30,6 +33,7 @@ __all__ = [
     "open_stages",
     "read_entered",
     "read_stays_more",
+    "slot_stays",
 ]
 
 SLOTS: Final = 7
@@ -44,46 +48,56 @@ COLUMNS: Final = (
 """``entered_stages`` (JSON list), ``stays_more`` (JSON object or NULL), then the slots'
 stay counts and their summed durations in microseconds."""
 
-_TERMINAL: Final = frozenset((WON, LOST))
 _json: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+class _Entry(NamedTuple):
+    """A history row as ``completed_stays`` reads it."""
+
+    to_stage: str
+    at: datetime
 
 
 def deal_figures(deal: Deal) -> list[Any]:
     """The ``COLUMNS`` values of ``deal``, from its history."""
-    history = deal.history
-    return figure_values([c.to_stage for c in history], [to_us(c.at) for c in history])
+    return _values(deal.history)
 
 
 def figure_values(stages: Sequence[str], at_us: Sequence[int]) -> list[Any]:
-    """The ``COLUMNS`` values of a history given as its entered stages and their times.
+    """The ``COLUMNS`` values of a history given as its entered stages and their times
+    in epoch microseconds (as a schema upgrade reads them from the history table)."""
+    return _values([_Entry(s, from_us(at)) for s, at in zip(stages, at_us, strict=True)])
 
-    A stay is completed when another change follows it: it lasted from its entry
-    to that change. Stays in WON and LOST are not kept (no pipeline has them open).
-    """
-    entered = sorted(set(stages))
+
+def _values(history: Sequence[Change]) -> list[Any]:
+    """Stages entered and completed stays, as ``metrics`` defines them, laid out in slots."""
+    entered = sorted({change.to_stage for change in history})
     slots = open_stages(entered)
-    counts = dict.fromkeys(slots, 0)
-    micros = dict.fromkeys(slots, 0)
-    for k in range(len(stages) - 1):
-        stage = stages[k]
-        if stage not in _TERMINAL:
-            counts[stage] += 1
-            micros[stage] += at_us[k + 1] - at_us[k]
-    more = {s: [counts[s], micros[s]] for s in slots[SLOTS:]}
-    padding = [0] * (SLOTS - min(len(slots), SLOTS))
+    summed = dict.fromkeys(slots, (0, 0))
+    for stage, count, total in completed_stays(history):
+        before = summed[stage]
+        summed[stage] = (before[0] + count, before[1] + total)
+    kept = [summed[stage] for stage in slots[:SLOTS]]
+    more = {stage: list(summed[stage]) for stage in slots[SLOTS:]}
+    padding = [0] * (SLOTS - len(kept))
     return [
         _json(entered),
         _json(more) if more else None,
-        *(counts[s] for s in slots[:SLOTS]),
+        *(count for count, _ in kept),
         *padding,
-        *(micros[s] for s in slots[:SLOTS]),
+        *(total for _, total in kept),
         *padding,
     ]
 
 
 def open_stages(entered: Sequence[str]) -> list[str]:
     """The stages that own stay slots, in slot order: ``entered`` without WON and LOST."""
-    return [stage for stage in entered if stage not in _TERMINAL]
+    return stay_stages(entered)
+
+
+def slot_stays(entered: Sequence[str], counts: Sequence[int], totals: Sequence[int]) -> list[Stay]:
+    """The stays held in a row's slot columns, given its ``entered``: slot j, j-th stage."""
+    return [(stage, counts[j], totals[j]) for j, stage in enumerate(open_stages(entered)[:SLOTS])]
 
 
 def read_entered(text: object) -> tuple[str, ...]:
@@ -101,7 +115,7 @@ def read_stays_more(text: object) -> dict[str, tuple[int, int]]:
         raise ValueError(f"extra stays {text!r} are not a JSON object")
     stays: dict[str, tuple[int, int]] = {}
     for stage, pair in value.items():
-        if not (isinstance(pair, list) and len(pair) == 2 and all(type(v) is int for v in pair)):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(is_int(v) for v in pair)):
             raise ValueError(f"extra stays of {stage!r} are not [count, microseconds]")
         stays[stage] = (pair[0], pair[1])
     return stays

@@ -1,266 +1,204 @@
 """``DealStore.report`` pushed down into SQL, for SQLite and PostgreSQL (private).
 
 The report reads ``sp_deals`` only: each row carries the figures a report needs
-from its history (``storage._figures``: the stages it entered, its completed stays
-per stage), written with the row by every save. One pass groups the pipeline's deals
-by stage, currency, probability override and stages entered, into integer counts,
-exact amount sums and integer microseconds; two small queries add the rare extra
-stays and the longest-stalled ids. All three run in one read transaction (one
-snapshot). The rows become the same ``Tallies`` the pure path fills, and the shared
-``finish`` takes every ratio. Durations and amounts are summed in split parts
-(seconds and remaining microseconds, 10**9 and unit parts) so no 64-bit sum overflows.
+from its history (``_figures``: the stages it entered, its completed stays per
+stage), written with the row by every save. One pass groups the pipeline's deals by
+stage, currency, probability override and stages entered into integer counts,
+exact amount sums and integer microseconds; two small queries find the rare extra
+stays and the longest-stalled ids, each given to its deal's group. All three run in
+one read transaction (one snapshot). Each grouped row, read by column name, becomes
+the ``Facts`` the pure path makes of one deal; the shared ``fold`` and ``finish`` do
+the rest. Durations and amounts are summed in split parts so no 64-bit sum overflows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from decimal import Decimal, localcontext
-from typing import Any, Final
+from typing import Final, TypeVar
 
 from salespipeline import _checks as c
 from salespipeline.errors import CorruptRecordError
-from salespipeline.metrics._report import (
-    EPOCH,
-    EXACT,
-    STALLED_SHOWN,
-    PipelineReport,
-    Tallies,
-    finish,
-)
-from salespipeline.metrics._report import micros as _micros
+from salespipeline.metrics._facts import Facts, Stay, fold
+from salespipeline.metrics._report import STALLED_SHOWN, PipelineReport, finish
+from salespipeline.metrics._time import micros, to_us
 from salespipeline.pipeline import Pipeline
-from salespipeline.stages import LOST, WON
 from salespipeline.storage.sql import _figures
+from salespipeline.storage.sql._dialect import Dialect, Row, read_int, read_split
 from salespipeline.storage.sql._figures import SLOTS
 
-__all__ = ["Query", "sql_report"]
+__all__ = ["Query", "sql_facts", "sql_report"]
 
-Row = Sequence[Any]
 Statement = tuple[str, Sequence[object]]
 Query = Callable[[Sequence[Statement]], list[list[Row]]]
 """Runs parameterised statements in one read transaction, returning each one's rows."""
 
-DIALECTS: Final = ("sqlite", "postgres")
+GroupKey = tuple[object, ...]
+_T = TypeVar("_T")
 
-_FIRST_IN_STAGE: Final = "SELECT MIN(id) FROM sp_deals WHERE pipeline = ? AND stage = ?"
-
-# Columns of a deals row: the group key, then the sums.
-_STAGE, _CURRENCY, _PROBABILITY, _ENTERED, _COUNT = range(5)
-_CYCLE, _STALLED, _AMOUNT, _NUMERIC, _STAYS = 5, 7, 8, 12, 13
+KEY: Final = ("stage", "currency", "probability", "entered_stages")
+"""The ``sp_deals`` columns a group of deals shares, selected under their own names."""
+_KEY_SELECT: Final = ", ".join(f"d.{column} AS {column}" for column in KEY)
+_US: Final = 10**6
+_FIRST_IN_STAGE: Final = "SELECT MIN(id) AS id FROM sp_deals WHERE pipeline = ? AND stage = ?"
 
 
 class _Statements:
     """The report's three statements, each value bound where it is used."""
 
-    def __init__(self, dialect: str, pipeline: Pipeline, now_us: int) -> None:
-        self.sqlite = dialect == "sqlite"
-        self.mark = "?" if self.sqlite else "%s"
-        self.mod = "%" if self.sqlite else "%%"
+    def __init__(self, dialect: Dialect, pipeline: Pipeline, now_us: int) -> None:
+        self.dialect = dialect
         self.pipeline = pipeline
         self.now_us = now_us
 
-    def split(self, expression: str, unit: int) -> str:
-        """Two sums whose ``sum1 * unit + sum2`` is the exact, overflow-free total."""
-        return f"SUM(({expression}) / {unit}), SUM(({expression}) {self.mod} {unit})"
-
     def stalled(self, params: list[object]) -> str:
         """True when the deal has been in its stage longer than the stage's ``rot_after``."""
-        rot = [
-            (s.name, _micros(s.rot_after)) for s in self.pipeline.stages if s.rot_after is not None
-        ]
+        stages = self.pipeline.stages
+        rot = [(s.name, micros(s.rot_after)) for s in stages if s.rot_after is not None]
         if not rot:
             return "1 = 0"
         params.append(self.now_us)
-        arms = []
-        for name, micros in rot:
-            params.extend((name, micros))
-            arms.append(f"WHEN {self.mark} THEN CAST({self.mark} AS BIGINT)")
-        return (
-            f"CAST({self.mark} AS BIGINT) - d.stage_entered_at_us > "
-            f"CASE d.stage {' '.join(arms)} END"
-        )
+        for limit in rot:
+            params.extend(limit)
+        arms = " ".join(["WHEN ? THEN CAST(? AS BIGINT)"] * len(rot))
+        return f"CAST(? AS BIGINT) - d.stage_entered_at_us > CASE d.stage {arms} END"
 
     def deals(self) -> Statement:
-        """The pipeline's deals grouped: counts, amount and duration sums, stays per slot.
-
-        On SQLite ``+`` keeps the planner off the pipeline index: reading the whole
-        table in order is faster than looking up most of its rows one by one.
-        """
+        """The pipeline's deals grouped by ``KEY``: counts, amount and duration sums, stays."""
+        d = self.dialect
         params: list[object] = []
         stalled = self.stalled(params)
-        if self.sqlite:
-            amounts = f"{self.split('d.amount_whole', 10**9)}, "
-            amounts += f"{self.split('d.amount_frac', 10**6)}, NULL"
-        else:
-            amounts = "NULL, NULL, NULL, NULL, SUM(d.amount)"
-        stays = ", ".join(
-            f"SUM(d.stays_{j}), {self.split(f'd.stay_us_{j}', 10**6)}" for j in range(1, SLOTS + 1)
-        )
         params.append(self.pipeline.name)
-        where = "+d.pipeline" if self.sqlite else "d.pipeline"
-        key = "d.stage, d.currency, d.probability, d.entered_stages"
-        sql = (
-            f"SELECT {key}, COUNT(*), {self.split('d.closed_at_us - d.created_at_us', 10**6)}, "
-            f"SUM(CASE WHEN {stalled} THEN 1 ELSE 0 END), {amounts}, {stays} "
-            f"FROM sp_deals d WHERE {where} = {self.mark} GROUP BY {key}"
+        stays = ", ".join(
+            f"SUM(d.stays_{j}) AS stays_{j}, {d.split_sum(f'stay_us_{j}', f'd.stay_us_{j}', _US)}"
+            for j in range(1, SLOTS + 1)
         )
-        return sql, params
+        key = ", ".join(f"d.{column}" for column in KEY)
+        sql = (
+            f"SELECT {_KEY_SELECT}, COUNT(*) AS deals, "
+            f"{d.split_sum('cycle', 'd.closed_at_us - d.created_at_us', _US)}, "
+            f"SUM(CASE WHEN {stalled} THEN 1 ELSE 0 END) AS stalled, "
+            f"{d.amount_sum('amount', 'd')}, {stays} "
+            f"FROM sp_deals d WHERE {d.pipeline_scan} = ? GROUP BY {key}"
+        )
+        return d.q(sql), params
 
     def more(self) -> Statement:
         """The extra stays of deals that entered more open stages than there are slots."""
         sql = (
-            "SELECT d.stays_more FROM sp_deals d "
-            f"WHERE d.pipeline = {self.mark} AND d.stays_more IS NOT NULL"
+            f"SELECT {_KEY_SELECT}, d.stays_more AS stays_more FROM sp_deals d "
+            "WHERE d.pipeline = ? AND d.stays_more IS NOT NULL"
         )
-        return sql, [self.pipeline.name]
+        return self.dialect.q(sql), [self.pipeline.name]
 
     def oldest(self) -> Statement:
-        """The ids of the deals stalled longest (first in, then by id)."""
+        """The deals stalled longest (first in, then by id), with their group's ``KEY``."""
         params: list[object] = [self.pipeline.name]
         stalled = self.stalled(params)
         params.append(STALLED_SHOWN)
         sql = (
-            f"SELECT d.id, d.stage_entered_at_us FROM sp_deals d "
-            f"WHERE d.pipeline = {self.mark} AND {stalled} "
-            f"ORDER BY d.stage_entered_at_us, d.id LIMIT {self.mark}"
+            f"SELECT d.id AS id, d.stage_entered_at_us AS entered_us, {_KEY_SELECT} "
+            "FROM sp_deals d "
+            f"WHERE d.pipeline = ? AND {stalled} "
+            "ORDER BY d.stage_entered_at_us, d.id LIMIT ?"
         )
-        return sql, params
+        return self.dialect.q(sql), params
 
 
-def _int(value: object) -> int:
-    """An integer column or sum (PostgreSQL sums are NUMERIC); ValueError for anything else.
+def _key(row: Row) -> GroupKey:
+    return tuple(row[column] for column in KEY)
 
-    SQLite sums a stray REAL into a REAL, so junk written into an integer column
-    shows up here instead of being rounded into the report.
-    """
-    if value is None:
-        return 0
-    if type(value) is int:
+
+def _by_group(rows: list[Row], read: Callable[[Row], list[_T]]) -> dict[GroupKey, list[_T]]:
+    """What ``read`` finds in each row, collected per group of deals (``KEY``)."""
+    found: dict[GroupKey, list[_T]] = {}
+    for row in rows:
+        found.setdefault(_key(row), []).extend(read(row))
+    return found
+
+
+def _extra_stays(row: Row) -> list[Stay]:
+    more = _figures.read_stays_more(row["stays_more"])
+    return [(stage, count, total) for stage, (count, total) in more.items()]
+
+
+def _stalled_since(row: Row) -> list[tuple[int, str]]:
+    return [(read_int(row["entered_us"]), str(row["id"]))]
+
+
+def _slot_stays(row: Row, entered: Sequence[str]) -> list[Stay]:
+    """A group's summed stays in the slot columns."""
+    counts = [read_int(row[f"stays_{j}"]) for j in range(1, SLOTS + 1)]
+    totals = [read_split(row, f"stay_us_{j}", _US) for j in range(1, SLOTS + 1)]
+    return _figures.slot_stays(entered, counts, totals)
+
+
+def _probability(value: object) -> float | None:
+    if value is None or isinstance(value, float):
         return value
-    if isinstance(value, Decimal) and value == value.to_integral_value():
-        return int(value)
-    raise ValueError(f"expected an integer, found {value!r}")
+    if c.is_number(value):
+        return float(value)
+    raise ValueError(f"expected a probability, found {value!r}")
 
 
-def _split(row: Row, at: int, unit: int) -> int:
-    return _int(row[at]) * unit + _int(row[at + 1])
+def _group_facts(
+    row: Row, dialect: Dialect, more: Sequence[Stay], stalled_since: Sequence[tuple[int, str]]
+) -> Facts:
+    """What the deals of one grouped row contribute, with the extra stays found for them."""
+    entered = _figures.read_entered(row["entered_stages"])
+    return Facts(
+        stage=str(row["stage"]),
+        currency=str(row["currency"]),
+        probability=_probability(row["probability"]),
+        entered=frozenset(entered),
+        stays=[*_slot_stays(row, entered), *more],
+        deals=read_int(row["deals"]),
+        amount=dialect.read_amount(row, "amount"),
+        cycle_us=read_split(row, "cycle", _US),
+        stalled=read_int(row["stalled"]),
+        stalled_since=tuple(stalled_since),
+    )
 
 
-class _UnknownStage(Exception):
-    """A stored deal is in a stage its pipeline does not have."""
+def _groups(deals: list[Row], more: list[Row], oldest: list[Row], dialect: Dialect) -> list[Facts]:
+    """Each grouped row's ``Facts``, given the extra stays and stalled ids of its deals."""
+    stays, since = _by_group(more, _extra_stays), _by_group(oldest, _stalled_since)
+    return [
+        _group_facts(row, dialect, stays.get(_key(row), ()), since.get(_key(row), ()))
+        for row in deals
+    ]
 
 
-class _Collector:
-    """Turns the statements' rows into the ``Tallies`` the pure path would fill."""
+def sql_facts(
+    query: Query, pipeline: Pipeline, *, as_of: datetime, dialect: Dialect
+) -> list[Facts]:
+    """What ``pipeline``'s stored deals contribute, one ``Facts`` per group, stalls at ``as_of``.
 
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.names = pipeline.stage_names
-        self.n = len(pipeline.stages)
-        self.index = {name: i for i, name in enumerate(self.names)}
-        self.tallies = Tallies(pipeline)
-        self.entered: dict[object, tuple[int, tuple[int | None, ...]]] = {}
-
-    def _entered(self, text: object) -> tuple[int, tuple[int | None, ...]]:
-        """A stored set of entered stages as (furthest index reached or -1, slot indices).
-
-        The furthest stage counts open stages and WON, like the pure path; a slot's
-        index is its stage's open index, None when the pipeline has no such open stage.
-        """
-        known = self.entered.get(text)
-        if known is not None:
-            return known
-        entered = _figures.read_entered(text)
-        reached = [self.index.get(s, -1) for s in entered]
-        reach = max((i for i in reached if i <= self.n), default=-1)
-        slots = tuple(self._open(s) for s in _figures.open_stages(entered)[:SLOTS])
-        self.entered[text] = reach, slots
-        return reach, slots
-
-    def _open(self, stage: str) -> int | None:
-        index = self.index.get(stage)
-        return index if index is not None and index < self.n else None
-
-    def deals(self, row: Row) -> None:
-        stage, count, t = str(row[_STAGE]), _int(row[_COUNT]), self.tallies
-        index = self.index.get(stage)
-        if index is None:
-            raise _UnknownStage(stage)
-        reach, slots = self._entered(row[_ENTERED])
-        t.counts[index] += count
-        t.currencies.add(str(row[_CURRENCY]))
-        if reach >= 0:
-            t.reach[reach] += count
-            if stage == LOST and reach < self.n:
-                t.lost_reach[reach] += count
-        for j, open_index in enumerate(slots):
-            if open_index is not None:
-                t.stays[open_index] += _int(row[_STAYS + 3 * j])
-                t.stay_us[open_index] += _split(row, _STAYS + 3 * j + 1, 10**6)
-        amount = _amount(row)
-        if stage == WON:
-            t.won_amount += amount
-            t.cycle_us += _split(row, _CYCLE, 10**6)
-        elif stage == LOST:
-            t.lost_amount += amount
-        else:
-            t.stalled[index] += _int(row[_STALLED])
-            probability = row[_PROBABILITY]
-            if probability is None:
-                t.open_amount[index] += amount
-            else:
-                t.add_override(float(probability), amount)
-
-    def more(self, row: Row) -> None:
-        for stage, (stays, micros) in _figures.read_stays_more(row[0]).items():
-            open_index = self._open(stage)
-            if open_index is not None:
-                self.tallies.stays[open_index] += stays
-                self.tallies.stay_us[open_index] += micros
-
-    def oldest(self, row: Row) -> None:
-        self.tallies.add_oldest(_int(row[1]), str(row[0]))
-
-
-def _amount(row: Row) -> Decimal:
-    """The exact amount sum of a deals row: NUMERIC, or SQLite's split integer sums."""
-    if row[_NUMERIC] is not None:
-        return Decimal(row[_NUMERIC])
-    whole = _split(row, _AMOUNT, 10**9)
-    frac = _split(row, _AMOUNT + 2, 10**6)
-    return Decimal(whole) + Decimal(frac).scaleb(-12)
+    A deal in a stage the pipeline does not have is a ``CorruptRecordError``.
+    """
+    statements = _Statements(dialect, pipeline, to_us(as_of))
+    deals, more, oldest = query([statements.deals(), statements.more(), statements.oldest()])
+    for row in deals:
+        if row["stage"] not in pipeline.positions:
+            raise _corrupt(query, pipeline, dialect, str(row["stage"]))
+    return _groups(deals, more, oldest, dialect)
 
 
 def sql_report(
-    query: Query, pipeline: Pipeline, *, now: datetime | None, dialect: str
+    query: Query, pipeline: Pipeline, *, now: datetime | None, dialect: Dialect
 ) -> PipelineReport:
     """The ``PipelineReport`` of ``pipeline``'s stored deals, aggregated in SQL.
 
     ``query`` runs the statements on the store's connection; the result equals
     ``metrics.report`` over the same deals.
     """
-    if dialect not in DIALECTS:
-        raise ValueError(f"no SQL report for dialect {dialect!r}")
     as_of = c.to_utc(pipeline.clock() if now is None else now, "now")
-    statements = _Statements(dialect, pipeline, _micros(as_of - EPOCH))
-    deals, more, oldest = query([statements.deals(), statements.more(), statements.oldest()])
-    collector = _Collector(pipeline)
-    try:
-        with localcontext(EXACT):
-            for row in deals:
-                collector.deals(row)
-    except _UnknownStage as unknown:
-        raise _corrupt(query, pipeline, dialect, str(unknown)) from None
-    for row in more:
-        collector.more(row)
-    for row in oldest:
-        collector.oldest(row)
-    return finish(collector.tallies.result(), pipeline, as_of=as_of)
+    facts = sql_facts(query, pipeline, as_of=as_of, dialect=dialect)
+    return finish(fold(pipeline, facts), pipeline, as_of=as_of)
 
 
-def _corrupt(query: Query, pipeline: Pipeline, dialect: str, stage: str) -> Exception:
-    statement = _FIRST_IN_STAGE if dialect == "sqlite" else _FIRST_IN_STAGE.replace("?", "%s")
-    [rows] = query([(statement, [pipeline.name, stage])])
-    deal_id = str(rows[0][0]) if rows else "?"
+def _corrupt(query: Query, pipeline: Pipeline, dialect: Dialect, stage: str) -> Exception:
+    [rows] = query([(dialect.q(_FIRST_IN_STAGE), [pipeline.name, stage])])
+    deal_id = str(rows[0]["id"]) if rows else "?"
     reason = f"stage {stage!r} is not a stage of pipeline {pipeline.name!r}"
     return CorruptRecordError(deal_id, reason)

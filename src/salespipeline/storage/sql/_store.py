@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import abc
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 import attrs
 
+from salespipeline._checks import is_int
 from salespipeline.deal import Deal, StageChange
 from salespipeline.definitions import to_dict
 from salespipeline.errors import (
@@ -41,6 +42,7 @@ from salespipeline.storage.base import (
     split_history,
 )
 from salespipeline.storage.sql import _figures
+from salespipeline.storage.sql._dialect import Dialect, Row
 from salespipeline.storage.sql._report import sql_report
 from salespipeline.storage.sql._schema import SCHEMA_VERSION, UPGRADES
 
@@ -49,8 +51,25 @@ if TYPE_CHECKING:
 
 __all__ = ["Cursor", "SQLStore", "Statements", "UniqueViolation"]
 
-Cursor = Any  # a DB-API cursor: sqlite3.Cursor or psycopg.Cursor
 _SCHEMA_KEY: Final = "schema_version"
+
+
+class Cursor(Protocol):
+    """What the store uses of a DB-API cursor (``sqlite3.Cursor``, ``psycopg.Cursor``)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    @property
+    def description(self) -> Sequence[Sequence[Any]] | None: ...
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> object: ...
+
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> object: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
 
 
 class UniqueViolation(StorageError):
@@ -59,12 +78,15 @@ class UniqueViolation(StorageError):
 
 @attrs.frozen
 class Statements:
-    """The SQL one dialect speaks; every value is a bound parameter."""
+    """The statements of one dialect, built once; every value is a bound parameter."""
 
-    placeholder: str
-    json_param: str
+    dialect: Dialect
     ddl: tuple[str, ...]
     extra_deal_columns: tuple[str, ...] = ()
+
+    @property
+    def placeholder(self) -> str:
+        return self.dialect.placeholder
 
     def _marks(self, count: int) -> str:
         return ", ".join([self.placeholder] * count)
@@ -76,7 +98,7 @@ class Statements:
 
     def _values(self) -> str:
         marks = [self.placeholder] * len(self.deal_columns)
-        marks[_codec.DEAL_COLUMNS.index("fields")] = self.json_param
+        marks[_codec.DEAL_COLUMNS.index("fields")] = self.dialect.json_param
         return ", ".join(marks)
 
     @functools.cached_property
@@ -106,7 +128,7 @@ class Statements:
     def update_deal(self) -> str:
         p = self.placeholder
         sets = [f"{c} = {p}" for c in self.deal_columns[1:]]
-        sets[_codec.DEAL_COLUMNS.index("fields") - 1] = f"fields = {self.json_param}"
+        sets[_codec.DEAL_COLUMNS.index("fields") - 1] = f"fields = {self.dialect.json_param}"
         return (
             f"UPDATE sp_deals SET {', '.join(sets)} WHERE id = {p} AND version = {p} "
             f"AND stage = {p} AND stage_entered_at_us = {p}"
@@ -114,13 +136,12 @@ class Statements:
 
     def q(self, sql: str) -> str:
         """``sql`` written with ``?`` marks, in this dialect's spelling."""
-        return sql.replace("?", self.placeholder)
+        return self.dialect.q(sql)
 
 
 class SQLStore(DealStore):
     """A DealStore over a relational database (see ``storage._schema`` for the layout)."""
 
-    dialect: ClassVar[str]
     sql: ClassVar[Statements]
     find_batch: ClassVar[int] = 500
 
@@ -187,7 +208,7 @@ class SQLStore(DealStore):
 
     def _upgrade(self, cursor: Cursor, version: int) -> None:
         """Bring a database at ``version`` to ``SCHEMA_VERSION`` in the caller's transaction."""
-        steps = UPGRADES[self.dialect]
+        steps = UPGRADES[self.sql.dialect.name]
         for target in range(version + 1, SCHEMA_VERSION + 1):
             if target not in steps:
                 raise StorageError(
@@ -332,7 +353,7 @@ class SQLStore(DealStore):
         with self._write() as cursor:
             cursor.execute(
                 "INSERT INTO sp_pipelines (name, version, definition) "
-                f"VALUES ({p}, {p}, {self.sql.json_param}) ON CONFLICT (name, version) "
+                f"VALUES ({p}, {p}, {self.sql.dialect.json_param}) ON CONFLICT (name, version) "
                 "DO UPDATE SET definition = excluded.definition",
                 (pipeline.name, pipeline.version, text),
             )
@@ -346,7 +367,7 @@ class SQLStore(DealStore):
             rows = cursor.fetchall()
         return tuple(decode_pipeline(name, data) for name, data in sorted(rows))
 
-    # -- report (aggregated in SQL: storage/_sql_report.py) ----------------------------
+    # -- report (aggregated in SQL: storage/sql/_report.py) ----------------------------
 
     def report(self, pipeline: Pipeline | str, *, now: datetime | None = None) -> PipelineReport:
         """Every metric for ``pipeline``, aggregated by the database in one snapshot.
@@ -355,7 +376,7 @@ class SQLStore(DealStore):
         """
         resolved = self._resolve(pipeline)
         try:
-            return sql_report(self._query, resolved, now=now, dialect=self.dialect)
+            return sql_report(self._query, resolved, now=now, dialect=self.sql.dialect)
         except SalesPipelineError:
             raise
         except (ValueError, TypeError, ArithmeticError) as error:  # junk in a stored column
@@ -364,13 +385,14 @@ class SQLStore(DealStore):
                 f"a column holds a value of the wrong kind ({type(error).__name__}: {error})"
             ) from error
 
-    def _query(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[list[Any]]:
-        """Each statement's rows, all read in one transaction (so one snapshot)."""
-        results = []
+    def _query(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[list[Row]]:
+        """Each statement's rows by column name, all read in one transaction (one snapshot)."""
+        results: list[list[Row]] = []
         with self._read() as cursor:
             for statement, params in statements:
                 cursor.execute(statement, params)
-                results.append(list(cursor.fetchall()))
+                names = [column[0] for column in cursor.description or ()]
+                results.append([dict(zip(names, row, strict=True)) for row in cursor.fetchall()])
         return results
 
 
@@ -397,7 +419,7 @@ def _fill_figures(cursor: Cursor, p: str, *, batch: int = 1000) -> None:
         )
         histories: dict[str, tuple[list[str], list[int]]] = {i: ([], []) for i in ids}
         for deal_id, to_stage, at_us in cursor.fetchall():
-            if not isinstance(to_stage, str) or type(at_us) is not int:
+            if not isinstance(to_stage, str) or not is_int(at_us):
                 raise CorruptRecordError(
                     deal_id, "its history cannot be read to upgrade the database's schema"
                 )

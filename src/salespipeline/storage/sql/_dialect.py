@@ -1,0 +1,110 @@
+"""What SQLite and PostgreSQL spell differently, as one value per backend (private).
+
+The store and its report write their SQL once, with ``?`` marks, and ask the
+``Dialect`` that ``sqlite.py`` or ``postgres.py`` provides for the rest: the
+placeholder, the modulo operator, how an exact amount sum is selected and read
+back, and the planner hint of the grouped report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+
+import attrs
+
+from salespipeline._checks import is_int
+from salespipeline.metrics._report import EXACT
+
+__all__ = ["AmountPart", "Dialect", "Row", "read_int", "read_split"]
+
+Row = Mapping[str, object]
+"""A result row, read by column name (the ``AS`` names of its SELECT)."""
+
+
+def read_int(value: object) -> int:
+    """An integer column or sum (PostgreSQL sums are NUMERIC); ValueError for anything else.
+
+    SQLite sums a stray REAL into a REAL, so junk written into an integer column
+    shows up here instead of being rounded into the report. NULL (no rows) is 0.
+    """
+    if value is None:
+        return 0
+    if is_int(value):
+        return value
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    raise ValueError(f"expected an integer, found {value!r}")
+
+
+def read_split(row: Row, name: str, unit: int) -> int:
+    """The exact total of a sum selected by ``Dialect.split_sum`` as ``name``."""
+    return read_int(row[f"{name}_q"]) * unit + read_int(row[f"{name}_r"])
+
+
+def _read_decimal(value: object) -> Decimal:
+    if isinstance(value, Decimal) or is_int(value):
+        return Decimal(value)
+    raise ValueError(f"expected an exact decimal sum, found {value!r}")
+
+
+@attrs.frozen
+class AmountPart:
+    """One column an amount is kept in, counting units of ``10 ** exponent``.
+
+    ``split``: sum it as quotient and remainder by ``split``, so a 64-bit integer
+    sum cannot overflow; None where the database sums it exactly (NUMERIC).
+    """
+
+    column: str
+    exponent: int = 0
+    split: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Dialect:
+    """The spellings one database needs; every value stays a bound parameter.
+
+    ``pipeline_scan`` is the pipeline column as the grouped report's WHERE names
+    it: SQLite's ``+d.pipeline`` keeps its planner off the pipeline index, since
+    reading the whole table in order beats looking most of its rows up one by one.
+    """
+
+    name: str
+    placeholder: str
+    json_param: str
+    modulo: str
+    pipeline_scan: str
+    amount: tuple[AmountPart, ...]
+
+    def q(self, sql: str) -> str:
+        """``sql`` written with ``?`` marks, in this dialect's spelling."""
+        return sql.replace("?", self.placeholder)
+
+    def split_sum(self, name: str, expression: str, unit: int) -> str:
+        """Two integer sums, ``name_q`` and ``name_r``, whose exact total ``read_split`` gives."""
+        parts = f"SUM(({expression}) / {unit}) AS {name}_q"
+        return f"{parts}, SUM(({expression}) {self.modulo} {unit}) AS {name}_r"
+
+    def amount_sum(self, name: str, table: str) -> str:
+        """The sums whose exact total ``read_amount(row, name)`` gives: ``table``'s amounts."""
+        sums = []
+        for k, part in enumerate(self.amount):
+            column = f"{table}.{part.column}"
+            if part.split is None:
+                sums.append(f"SUM({column}) AS {name}_{k}")
+            else:
+                sums.append(self.split_sum(f"{name}_{k}", column, part.split))
+        return ", ".join(sums)
+
+    def read_amount(self, row: Row, name: str) -> Decimal:
+        """The exact amount sum selected by ``amount_sum`` as ``name``."""
+        total = Decimal(0)
+        for k, part in enumerate(self.amount):
+            alias = f"{name}_{k}"
+            if part.split is None:
+                value = _read_decimal(row[alias])
+            else:
+                value = Decimal(read_split(row, alias, part.split))
+            total = EXACT.add(total, EXACT.scaleb(value, part.exponent))
+        return total
