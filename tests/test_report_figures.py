@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,11 @@ from salespipeline import metrics
 from salespipeline.deal import Deal
 from salespipeline.definitions import to_dict
 from salespipeline.errors import CorruptRecordError, StorageError
+from salespipeline.metrics._facts import Facts
+from salespipeline.metrics._pure import DealFacts
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON, Stage
-from salespipeline.storage import SQLiteStore
+from salespipeline.storage import DealStore, SQLiteStore
 from salespipeline.storage._codec import (
     CHANGE_COLUMNS,
     DEAL_COLUMNS,
@@ -40,6 +42,8 @@ from salespipeline.storage._codec import (
     dumps,
 )
 from salespipeline.storage.sql._figures import SLOTS
+from salespipeline.storage.sql._report import sql_facts
+from salespipeline.storage.sql._store import SQLStore
 from salespipeline.testing import strategies as sps
 
 US = timedelta(microseconds=1)
@@ -172,6 +176,58 @@ def test_a_report_over_junk_figures_is_a_storage_error(tmp_path: Path) -> None:
             with pytest.raises(StorageError, match="'abc'"):
                 store.report(pipeline, now=NOW)
             store.save(store.get("d4").evolve(next_action="rewrite the row"))
+
+
+# -- what a report reads back: the facts the pure path makes of each deal ----------------
+
+
+def normalised(facts: Facts) -> Facts:
+    """``facts`` with its stays summed per stage, stages without a stay left out."""
+    stays: dict[str, tuple[int, int]] = {}
+    for stage, count, micros in facts.stays:
+        before = stays.get(stage, (0, 0))
+        stays[stage] = (before[0] + count, before[1] + micros)
+    return facts._replace(stays=sorted((s, n, us) for s, (n, us) in stays.items() if n))
+
+
+def stored_facts(store: DealStore, pipeline: Pipeline, now: datetime) -> list[Facts]:
+    assert isinstance(store, SQLStore)
+    return sql_facts(store._query, pipeline, as_of=now, dialect=store.sql.dialect)
+
+
+def one_deal_each() -> list[tuple[Pipeline, Deal]]:
+    """Every state of a walk past the slots and every hand-worked deal, each in its own
+    pipeline (same stages), so one pipeline's stored facts are one deal's."""
+    cases = []
+    for k in range(len(walk(long_pipeline(), "w"))):
+        p = Pipeline(f"long-{k}", long_pipeline().stages)
+        cases.append((p, walk(p, f"w{k}")[k]))
+    for k in range(len(hand_worked(abc()))):
+        p = Pipeline(f"abc-{k}", abc().stages)
+        cases.append((p, hand_worked(p)[k]))
+    return cases
+
+
+def test_each_stored_deal_reads_back_as_the_facts_the_pure_path_makes_of_it(
+    backend: Backend,
+) -> None:
+    with backend.open() as store:
+        for pipeline, deal in one_deal_each():
+            store.add(deal)
+            [stored] = stored_facts(store, pipeline, NOW)
+            assert normalised(stored) == normalised(DealFacts(pipeline, NOW)(deal))
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_stored_facts_equal_the_pure_facts_deal_by_deal(data: st.DataObject) -> None:
+    pipeline = data.draw(sps.pipelines(max_stages=10, guards=False))
+    deal = data.draw(sps.deals(pipeline, max_steps=12))
+    now = deal.stage_entered_at + data.draw(st.sampled_from([timedelta(0), DAY, 40 * DAY]))
+    with SQLiteStore(":memory:") as store:
+        store.add(deal)
+        [stored] = stored_facts(store, pipeline, now)
+    assert normalised(stored) == normalised(DealFacts(pipeline, now)(deal))
 
 
 # -- upgrading a version-1 database -------------------------------------------------------
