@@ -6,25 +6,13 @@ import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 
 from _backends import backend  # noqa: F401  (shared fixtures)
 from _postgres import postgres_database, postgres_server  # noqa: F401  (shared fixtures)
 
-settings.register_profile(
-    "default",
-    max_examples=100,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.register_profile(
-    "ci",
-    max_examples=200,
-    deadline=None,
-    derandomize=True,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+settings.register_profile("default", max_examples=100, deadline=None)
+settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True, print_blob=True)
 settings.register_profile("quick", max_examples=25, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from _backends import Backend, sqlite_raw
@@ -111,7 +111,7 @@ def walk(pipeline: Pipeline, deal_id: str) -> list[Deal]:
 # -- what a save writes -------------------------------------------------------------------
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None)
 @given(data=st.data())
 def test_stored_figures_match_the_history(data: st.DataObject) -> None:
     pipeline = data.draw(sps.pipelines(max_stages=12, allow_skip=True, guards=False))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from _backends import Backend
@@ -162,7 +162,7 @@ def test_sql_stores_do_not_load_deals(store: DealStore, monkeypatch: pytest.Monk
     assert store.report(p, now=NOW) == expected
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40)
 @given(datasets(), st.sampled_from([T, T + 3 * DAY, T + 40 * DAY]))
 def test_sqlite_equals_pure(dataset: tuple[Pipeline, list[Deal]], now: datetime) -> None:
     pipeline, deals = dataset
@@ -173,7 +173,7 @@ def test_sqlite_equals_pure(dataset: tuple[Pipeline, list[Deal]], now: datetime)
 
 @pytest.mark.postgres
 def test_postgres_equals_pure(postgres_server: PostgresServer) -> None:  # noqa: F811
-    @settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+    @settings(max_examples=25, deadline=None)
     @given(datasets(), st.sampled_from([T, T + 3 * DAY, T + 40 * DAY]))
     def check(dataset: tuple[Pipeline, list[Deal]], now: datetime) -> None:
         pipeline, deals = dataset

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
+import textwrap
+import unicodedata
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -20,9 +23,15 @@ from hypothesis.stateful import run_state_machine_as_test
 from salespipeline import LOST, WON, Deal, Pipeline, Stage, StageBlockedError, guards, presets
 from salespipeline._unchecked import replace as _replace
 from salespipeline.storage import MemoryStore, SQLiteStore
-from salespipeline.testing import FakeClock, PipelineStateMachine, strategies
+from salespipeline.testing import (
+    FakeClock,
+    PipelineStateMachine,
+    StageCoverage,
+    UnreachedStageWarning,
+    strategies,
+)
 from salespipeline.testing.stateful import _policy_allows
-from salespipeline.testing.strategies import _satisfying_changes
+from salespipeline.testing.strategies import _TEXT, _satisfying_changes
 
 # -- strategies -----------------------------------------------------------------
 
@@ -334,6 +343,215 @@ def test_store_hook_catches_a_store_that_loses_data() -> None:
         run_state_machine_as_test(machine, settings=CATCHING)
 
 
+# -- cold: a new user's first run, with Hypothesis' default settings -----------------
+
+USER_TESTS = textwrap.dedent(
+    """
+    from hypothesis import given, settings
+
+    from salespipeline import presets
+    from salespipeline.testing import PipelineStateMachine, strategies
+
+
+    class SevenStageMachine(PipelineStateMachine):
+        pipeline = presets.seven_stage()
+
+
+    TestSevenStage = SevenStageMachine.TestCase
+    TestSevenStage.settings = settings(max_examples=20, stateful_step_count=20)
+
+
+    class AnyPipelineMachine(PipelineStateMachine):
+        pipeline = strategies.pipelines(max_stages=6)
+
+
+    TestAnyPipeline = AnyPipelineMachine.TestCase
+    TestAnyPipeline.settings = settings(max_examples=20, stateful_step_count=20)
+
+
+    @settings(max_examples=20)
+    @given(strategies.deals(presets.funnel()))
+    def test_deals_belong_to_their_pipeline(deal):
+        assert deal.pipeline == "funnel"
+
+
+    if __name__ == "__main__":
+        TestSevenStage().runTest()
+        TestAnyPipeline().runTest()
+        test_deals_belong_to_their_pipeline()
+    """
+)
+
+
+def _run_cold(command: list[str], folder: Path) -> None:
+    """Run ``command`` in ``folder`` with a fresh, empty Hypothesis storage directory."""
+    (folder / "test_first_property_tests.py").write_text(USER_TESTS, encoding="utf-8")
+    storage = folder / ".hypothesis"
+    env = {**os.environ, "HYPOTHESIS_STORAGE_DIRECTORY": str(storage)}
+    env.pop("HYPOTHESIS_PROFILE", None)
+    done = subprocess.run(
+        command, cwd=folder, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    assert "FailedHealthCheck" not in done.stdout + done.stderr
+    built = sorted(p.name for p in storage.rglob("codec-*"))
+    assert built == [], f"hypothesis built a codec table on first use: {built}"
+
+
+@pytest.mark.parametrize("runner", ["pytest", "python"])
+def test_a_new_users_first_property_tests_pass_cold(runner: str, tmp_path: Path) -> None:
+    """Default health checks (too_slow after 1 s of drawing), nothing cached yet."""
+    module = "test_first_property_tests.py"
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", module]
+    _run_cold(command if runner == "pytest" else [sys.executable, module], tmp_path)
+
+
+@given(st.text(_TEXT, min_size=1))
+def test_generated_text_is_what_every_store_keeps(text: str) -> None:
+    assert "\x00" not in text
+    assert all(unicodedata.category(ch) != "Cs" for ch in text)
+
+
+def test_generated_text_reaches_beyond_ascii_and_the_bmp() -> None:
+    assert ord(find(_TEXT, lambda ch: ord(ch) > 127)) > 127
+    assert ord(find(_TEXT, lambda ch: ord(ch) > 0xFFFF)) > 0xFFFF
+
+
+# -- stages behind custom guards, and stage coverage ---------------------------------
+
+MEDDIC = ("metrics", "economic_buyer", "decision_criteria", "decision_process", "pain", "champion")
+meddic = guards.rule(
+    "meddic",
+    lambda deal: sum(bool(deal.fields.get(item)) for item in MEDDIC) >= 5,
+    "confirm five of the six MEDDIC items",
+)
+B2B = Pipeline(
+    "b2b",
+    [
+        Stage("discovery", probability=0.1),
+        Stage("demo", probability=0.3, requires=guards.bant("budget")),
+        Stage("negotiation", probability=0.7, requires=meddic),
+    ],
+)
+MEDDIC_DONE = st.sets(st.sampled_from(MEDDIC), min_size=5).map(
+    lambda items: {"fields": dict.fromkeys(items, "yes")}
+)
+SHORT = settings(max_examples=20, stateful_step_count=20, derandomize=True, database=None)
+
+
+def _run_test_case(machine: type[PipelineStateMachine], budget: settings = SHORT) -> None:
+    case = machine.TestCase
+    case.settings = budget
+    case().runTest()
+
+
+def test_a_stage_behind_a_guard_the_machine_cannot_pass_fails_the_run() -> None:
+    with pytest.raises(AssertionError) as failure:
+        _run_test_case(_machine(B2B))
+    message = str(failure.value)
+    assert "never entered 'negotiation', 'won'" in message
+    assert "'meddic' on 'negotiation'" in message
+    assert "satisfy = {'meddic': " in message
+
+
+def test_satisfy_lets_the_machine_into_a_stage_behind_a_custom_guard() -> None:
+    machine = _machine(B2B, satisfy={"meddic": MEDDIC_DONE})
+    _run_test_case(machine)
+    coverage = machine.coverage()
+    assert coverage.unreached == ()
+    assert coverage.entered["negotiation"] > 0
+    assert coverage.blocked == {}
+
+
+def test_satisfy_updates_add_to_the_deals_fields() -> None:
+    pipeline = Pipeline(
+        "two_rules",
+        [
+            Stage("lead", probability=0.1),
+            Stage("deal", probability=0.5, requires=(_rule_on("champion"), _rule_on("region"))),
+        ],
+    )
+    satisfy = {
+        "has_champion": st.just({"fields": {"champion": "Dana"}}),
+        "has_region": st.just({"fields": {"region": "EMEA"}}),
+    }
+    machine = _machine(pipeline, satisfy=satisfy)
+    _run_test_case(machine)  # one update replacing the other's fields would never get in
+    assert machine.coverage().entered["deal"] > 0
+
+
+def test_satisfy_for_a_first_stage_guard_lets_deals_start() -> None:
+    pipeline = Pipeline("gated", [Stage("vetted", probability=0.2, requires=_rule_on("vat"))])
+    with pytest.raises(AssertionError, match="never entered 'vetted', 'won', 'lost'"):
+        _run_test_case(_machine(pipeline))
+    machine = _machine(pipeline, satisfy={"has_vat": st.just({"fields": {"vat": "DE1"}})})
+    _run_test_case(machine)
+    assert machine.coverage().unreached == ()
+
+
+def test_a_custom_guard_with_a_built_in_alternative_blocks_nothing() -> None:
+    either = guards.any_of(meddic, guards.bant("budget"))
+    pipeline = Pipeline(
+        "either", [Stage("a", probability=0.1), Stage("b", probability=0.5, requires=either)]
+    )
+    machine = _machine(pipeline)
+    assert machine.coverage().blocked == {}
+    assert _machine(B2B).coverage().blocked == {"negotiation": ("meddic",)}
+
+
+def test_satisfy_must_name_a_guard_of_the_pipeline() -> None:
+    machine = _machine(B2B, satisfy={"medic": MEDDIC_DONE})
+    with pytest.raises(TypeError, match="satisfy names 'medic', but no stage of 'b2b'"):
+        machine()
+
+
+def test_satisfy_must_map_guard_names_to_strategies() -> None:
+    with pytest.raises(TypeError, match="set `satisfy = "):
+        _machine(B2B, satisfy={"meddic": {"fields": {}}})()
+
+
+def test_a_satisfy_update_that_evolve_refuses_names_the_hook() -> None:
+    machine = _machine(B2B, satisfy={"meddic": st.just({"stage": "negotiation"})})
+    with pytest.raises(ValueError, match=r"\.satisfy drew \{'stage': 'negotiation'\}"):
+        run_state_machine_as_test(machine, settings=SHORT)
+
+
+def test_short_runs_reach_every_stage_of_a_long_pipeline() -> None:
+    for preset in ("seven_stage", "funnel"):
+        machine = _machine(presets.PRESETS[preset]())
+        run_state_machine_as_test(machine, settings=SHORT)
+        assert machine.coverage().unreached == (), preset
+
+
+def test_a_stage_nothing_blocks_but_the_run_missed_is_a_warning() -> None:
+    tiny = settings(max_examples=1, stateful_step_count=1, database=None)
+    with pytest.warns(UnreachedStageWarning, match="never entered .*'won'"):
+        _run_test_case(_machine(presets.seven_stage()), tiny)
+
+
+def test_each_test_case_run_counts_afresh() -> None:
+    machine = _machine(presets.four_stage())
+    run_state_machine_as_test(machine, settings=settings(SHORT, max_examples=60))
+    before = machine.coverage()
+    _run_test_case(machine)  # 20 examples, counted from zero rather than on top of 60
+    assert 0 < machine.coverage().examples < before.examples
+
+
+def test_a_strategy_of_pipelines_has_no_stages_to_count() -> None:
+    machine = _machine(strategies.pipelines(max_stages=3))
+    run_state_machine_as_test(machine, settings=SHORT)
+    assert machine.coverage().entered == {}
+    machine.coverage().check()
+
+
+def test_coverage_check_without_examples_is_silent() -> None:
+    StageCoverage("M", 0, {"a": 0}, {"a": ("x",)}).check()
+
+
+def _rule_on(field: str) -> Any:
+    return guards.rule(f"has_{field}", lambda deal: bool(deal.fields.get(field)), f"{field}?")
+
+
 # -- packaging --------------------------------------------------------------------
 
 
@@ -346,4 +564,5 @@ def test_toolkit_exports() -> None:
     import salespipeline.testing as testing
 
     assert {"PipelineStateMachine", "strategies", "FakeClock"} <= set(testing.__all__)
+    assert {"StageCoverage", "UnreachedStageWarning", "Satisfy"} <= set(testing.__all__)
     assert testing.strategies is strategies

@@ -6,6 +6,20 @@ package imports hypothesis; importing ``salespipeline`` alone never does.
 
 from salespipeline.testing import strategies
 from salespipeline.testing.contract import StoreContract
-from salespipeline.testing.stateful import FakeClock, PipelineStateMachine
+from salespipeline.testing.stateful import (
+    FakeClock,
+    PipelineStateMachine,
+    Satisfy,
+    StageCoverage,
+    UnreachedStageWarning,
+)
 
-__all__ = ["FakeClock", "PipelineStateMachine", "StoreContract", "strategies"]
+__all__ = [
+    "FakeClock",
+    "PipelineStateMachine",
+    "Satisfy",
+    "StageCoverage",
+    "StoreContract",
+    "UnreachedStageWarning",
+    "strategies",
+]

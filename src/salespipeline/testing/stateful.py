@@ -3,16 +3,20 @@
 Subclass it, set ``pipeline = ...`` (and optionally ``store = ...``), and expose
 ``TestMyPipeline = MyMachine.TestCase``. Hypothesis then starts deals, moves, wins,
 loses, reopens and updates them in random order, with time moving forward on a fake
-clock, and shrinks any broken promise to a short story.
+clock, and shrinks any broken promise to a short story. After the run, the test case
+checks that every stage was entered (``StageCoverage``).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
-from collections.abc import Callable
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import attrs
 from hypothesis import strategies as st
@@ -20,6 +24,7 @@ from hypothesis.stateful import (
     Bundle,
     MultipleResults,
     RuleBasedStateMachine,
+    TestCaseProperty,
     initialize,
     invariant,
     multiple,
@@ -35,10 +40,11 @@ from salespipeline.errors import (
     TransitionNotAllowedError,
     ValidationError,
 )
-from salespipeline.guards import Guard
+from salespipeline.guards import AllOf, AnyOf, BantGuard, Guard, MinAmount, RequiresFields
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
 from salespipeline.testing.strategies import (
+    _TEXT,
     LOST_REASONS,
     _probe,
     _satisfying_changes,
@@ -48,13 +54,29 @@ from salespipeline.testing.strategies import (
     fields,
 )
 
-__all__ = ["Entry", "FakeClock", "PipelineStateMachine"]
+if TYPE_CHECKING:
+    from hypothesis.stateful import _StateMachineTestCase
+
+__all__ = [
+    "Entry",
+    "FakeClock",
+    "PipelineStateMachine",
+    "Satisfy",
+    "StageCoverage",
+    "UnreachedStageWarning",
+]
+
+Satisfy = Mapping[str, st.SearchStrategy[Mapping[str, Any]]]
+"""Guard name -> a strategy of ``deal.evolve(...)`` keyword arguments that pass that guard."""
 
 _START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 _TERMINAL_PROBABILITY = {WON: 1.0, LOST: 0.0}
 _MICROSECOND = timedelta(microseconds=1)
 _YEAR = timedelta(days=365)
 _MOVE_FIELDS = frozenset({"stage", "stage_entered_at", "closed_at", "lost_reason", "version"})
+_START_KEYS = frozenset({"amount", "currency", "bant", "fields", "probability"})
+_BUILT_IN = (BantGuard, RequiresFields, MinAmount)
+_GUIDE = '"Stages behind custom guards" in docs/how-to/property-testing.md'
 
 
 class FakeClock:
@@ -71,6 +93,162 @@ class FakeClock:
         if delta < timedelta(0):
             raise ValueError(f"a FakeClock only moves forward, not by {delta}")
         self.now += delta
+
+
+class UnreachedStageWarning(UserWarning):
+    """A run never entered a stage that nothing blocks: more examples or steps may reach it."""
+
+
+def _quoted(names: Iterable[str]) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+@attrs.frozen
+class StageCoverage:
+    """How often one run of a machine entered each stage, and which guards kept stages out.
+
+    ``blocked`` maps a stage to the guards on it the machine has no way to pass: not
+    built in, and not named in the machine's ``satisfy``.
+    """
+
+    machine: str
+    examples: int
+    entered: Mapping[str, int]
+    blocked: Mapping[str, tuple[str, ...]]
+
+    @property
+    def unreached(self) -> tuple[str, ...]:
+        """The stages no example entered, in pipeline order."""
+        return tuple(name for name, count in self.entered.items() if count == 0)
+
+    def check(self) -> None:
+        """Fail if a guard the machine cannot pass kept a stage out; warn of other gaps."""
+        missing = self.unreached
+        if not missing or not self.examples:
+            return
+        stuck = {name: self.blocked[name] for name in missing if name in self.blocked}
+        if stuck:
+            raise AssertionError(self._stuck_message(missing, stuck))
+        warnings.warn(
+            f"{self.machine} never entered {_quoted(missing)} in {self.examples} examples; "
+            "more max_examples or stateful_step_count (hypothesis settings) may reach it",
+            UnreachedStageWarning,
+            stacklevel=2,
+        )
+
+    def _stuck_message(
+        self, missing: tuple[str, ...], stuck: Mapping[str, tuple[str, ...]]
+    ) -> str:
+        where = "; ".join(f"{_quoted(names)} on {stage!r}" for stage, names in stuck.items())
+        first = next(iter(stuck.values()))[0]
+        noun = "guard" if sum(map(len, stuck.values())) == 1 else "guards"
+        return (
+            f"{self.machine} never entered {_quoted(missing)} in {self.examples} examples: "
+            f"it has no way to pass the custom {noun} {where}. Give it one with "
+            f"satisfy = {{{first!r}: <a strategy of deal.evolve() updates that pass it>}}, "
+            "for example st.fixed_dictionaries({'fields': st.fixed_dictionaries({...})}) "
+            f"(see {_GUIDE})"
+        )
+
+
+def _unmet(guard: Guard, satisfy: Mapping[str, object]) -> tuple[str, ...]:
+    """The guards inside ``guard`` the machine has no way to pass (empty: it has one)."""
+    if guard.name in satisfy or isinstance(guard, _BUILT_IN):
+        return ()
+    if isinstance(guard, AllOf):
+        return tuple(name for inner in guard.guards for name in _unmet(inner, satisfy))
+    if isinstance(guard, AnyOf):
+        options = [_unmet(inner, satisfy) for inner in guard.guards]
+        return () if () in options else tuple(name for o in options for name in o)
+    return (guard.name,)
+
+
+def _blocked(pipeline: Pipeline, satisfy: Mapping[str, object]) -> dict[str, tuple[str, ...]]:
+    """Stage -> the guards on it that neither the built-in qualifier nor ``satisfy`` pass."""
+    found = {}
+    for stage in pipeline.stages:
+        names = tuple(dict.fromkeys(n for g in stage.requires for n in _unmet(g, satisfy)))
+        if names:
+            found[stage.name] = names
+    return found
+
+
+def _named(requires: Iterable[Guard], satisfy: Mapping[str, object]) -> list[str]:
+    """The guards in ``requires`` (combinations searched) that ``satisfy`` has an entry for."""
+    found: list[str] = []
+    for guard in requires:
+        if guard.name in satisfy:
+            found.append(guard.name)
+        elif isinstance(guard, (AllOf, AnyOf)):
+            found.extend(_named(guard.guards, satisfy))
+    return list(dict.fromkeys(found))
+
+
+def _guard_names(requires: Iterable[Guard]) -> Iterable[str]:
+    for guard in requires:
+        yield guard.name
+        if isinstance(guard, (AllOf, AnyOf)):
+            yield from _guard_names(guard.guards)
+
+
+def _check_satisfy(machine: type[PipelineStateMachine]) -> None:
+    """Refuse a ``satisfy`` that is not guard name -> strategy, or names no guard."""
+    satisfy = machine.satisfy
+    if not isinstance(satisfy, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, st.SearchStrategy) for k, v in satisfy.items()
+    ):
+        raise TypeError(
+            f"{machine.__name__}: set `satisfy = {{guard name: a strategy of deal.evolve() "
+            f"updates}}`, not {satisfy!r}"
+        )
+    chosen = machine.pipeline
+    if isinstance(chosen, Pipeline):
+        known = set(_guard_names(g for s in chosen.stages for g in s.requires))
+        unknown = sorted(set(satisfy) - known)
+        if unknown:
+            raise TypeError(
+                f"{machine.__name__}.satisfy names {_quoted(unknown)}, but no stage of "
+                f"{chosen.name!r} requires a guard of that name "
+                f"(its guards: {_quoted(sorted(known))})"
+            )
+
+
+def _merge(changes: dict[str, Any], update: object, name: str, fields: Mapping[str, Any]) -> None:
+    """Add one drawn ``satisfy`` update to ``changes``; ``fields`` merge into ``fields``."""
+    if not isinstance(update, Mapping) or not isinstance(update.get("fields", {}), Mapping):
+        raise TypeError(
+            f"satisfy[{name!r}] must draw a dict of deal.evolve() keyword arguments "
+            f"(with fields as a dict), not {update!r}"
+        )
+    for key, value in update.items():
+        changes[key] = {**changes.get("fields", fields), **value} if key == "fields" else value
+
+
+class _CoverageCheckedTestCase(TestCaseProperty):
+    """Hypothesis' ``TestCase`` for a machine, checking its ``coverage()`` after each run."""
+
+    def __get__(
+        self, obj: RuleBasedStateMachine | None, typ: type[RuleBasedStateMachine] | None = None
+    ) -> type[_StateMachineTestCase]:
+        machine = type(obj) if obj is not None else typ
+        assert machine is not None and issubclass(machine, PipelineStateMachine)
+        return _checked_test_case(machine)
+
+
+@functools.cache
+def _checked_test_case(machine: type[PipelineStateMachine]) -> type[_StateMachineTestCase]:
+    base = TestCaseProperty().__get__(None, machine)
+
+    class TestCase(base):  # type: ignore[valid-type,misc]
+        def runTest(self) -> None:
+            machine._reset_coverage()
+            super().runTest()
+            machine.coverage().check()
+
+    TestCase.runTest.is_hypothesis_test = True  # type: ignore[attr-defined]
+    TestCase.runTest._hypothesis_state_machine_class = machine  # type: ignore[attr-defined]
+    TestCase.__name__, TestCase.__qualname__ = base.__name__, base.__qualname__
+    return TestCase
 
 
 class _Store(Protocol):
@@ -139,6 +317,25 @@ def _reasons() -> st.SearchStrategy[str]:
     return _machine_strategy(lambda m: list(m.subject.lost_reasons or LOST_REASONS))
 
 
+def _walk_lengths() -> st.SearchStrategy[int]:
+    return st.runner().flatmap(lambda machine: _lengths(len(machine.subject.stages)))
+
+
+@functools.cache
+def _lengths(stages: int) -> st.SearchStrategy[int]:
+    """How many stages a walk goes: any number, and often all the way to WON."""
+    return st.integers(1, stages) | st.just(stages)
+
+
+def _next_stage(pipeline: Pipeline, stage: str) -> str | None:
+    """Where advancing leads from ``stage``: the next open stage, WON after the last, or None."""
+    open_names = [s.name for s in pipeline.stages]
+    if stage not in open_names:
+        return None
+    i = open_names.index(stage)
+    return open_names[i + 1] if i + 1 < len(open_names) else WON
+
+
 def _bad_reasons() -> st.SearchStrategy[str]:
     def pick(machine: PipelineStateMachine) -> list[str]:
         listed = machine.subject.lost_reasons
@@ -160,22 +357,34 @@ class PipelineStateMachine(RuleBasedStateMachine):
     Set ``pipeline`` on your subclass (a ``Pipeline``, or a strategy such as
     ``strategies.pipelines()`` to test many); set ``store`` to a zero-argument factory
     of a deal store to also save every change there and compare it with the model;
-    ``max_deals`` bounds how many deals one run starts (deeper walks, not wider).
+    ``max_deals`` bounds how many deals one run starts (deeper walks, not wider);
+    ``satisfy`` tells the machine how to pass custom guards (see ``Satisfy``).
     """
 
     pipeline: ClassVar[Pipeline | st.SearchStrategy[Pipeline]]
     store: ClassVar[Callable[[], _Store] | None] = None
     max_deals: ClassVar[int] = 4
+    satisfy: ClassVar[Satisfy] = {}
 
     deal_ids = Bundle("deal_ids")
+    TestCase = _CoverageCheckedTestCase()
+    _entered: ClassVar[Counter[str]] = Counter()
+    _examples: ClassVar[int] = 0
+
+    def __init_subclass__(cls, **options: Any) -> None:
+        super().__init_subclass__(**options)
+        cls._reset_coverage()
 
     def __init__(self) -> None:
         super().__init__()
-        if not isinstance(getattr(type(self), "pipeline", None), (Pipeline, st.SearchStrategy)):
+        machine = type(self)
+        if not isinstance(getattr(machine, "pipeline", None), (Pipeline, st.SearchStrategy)):
             raise TypeError(
-                f"{type(self).__name__}: set `pipeline = <a Pipeline>` (or a strategy of "
+                f"{machine.__name__}: set `pipeline = <a Pipeline>` (or a strategy of "
                 "pipelines) on the class"
             )
+        _check_satisfy(machine)
+        machine._examples += 1
         self.subject: Pipeline
         self.clock = FakeClock()
         self.deals: dict[str, Deal] = {}
@@ -186,9 +395,31 @@ class PipelineStateMachine(RuleBasedStateMachine):
         factory = type(self).store
         self.deal_store: _Store | None = None if factory is None else factory()
 
+    @classmethod
+    def coverage(cls) -> StageCoverage:
+        """How often the current (or last) run entered each stage of the class's pipeline.
+
+        ``TestCase`` checks it after each run; after ``run_state_machine_as_test`` call
+        ``coverage().check()`` yourself. A strategy of pipelines has no stages to count.
+        """
+        chosen = getattr(cls, "pipeline", None)
+        if not isinstance(chosen, Pipeline):
+            return StageCoverage(cls.__name__, cls._examples, {}, {})
+        entered = {name: cls._entered[name] for name in chosen.stage_names}
+        return StageCoverage(cls.__name__, cls._examples, entered, _blocked(chosen, cls.satisfy))
+
+    @classmethod
+    def _reset_coverage(cls) -> None:
+        cls._entered, cls._examples = Counter(), 0
+
     @initialize(pipeline=st.runner().flatmap(lambda machine: machine._pipelines()))
     def use_pipeline(self, pipeline: Pipeline) -> None:
-        """The pipeline under test: the class's own, or one drawn from its strategy."""
+        """The pipeline under test: the class's own, or one drawn from its strategy.
+
+        Also builds Hypothesis' Unicode tables for the text the rules draw, here, where
+        the too_slow health check does not time it, rather than inside the first draw.
+        """
+        _TEXT.validate()
         self.subject = pipeline
         self._requires = {s.name: s.requires for s in pipeline.stages}
         self._probabilities = {s.name: s.probability for s in pipeline.stages}
@@ -200,10 +431,35 @@ class PipelineStateMachine(RuleBasedStateMachine):
     def _lost_reason(self) -> str:
         return (self.subject.lost_reasons or LOST_REASONS)[0]
 
+    def _start_values(self) -> st.SearchStrategy[dict[str, Any]]:
+        """What ``start`` passes: random values, or with ``satisfy`` updates for stage one."""
+        named = _named(self.subject.stages[0].requires, self.satisfy)
+        if not named:
+            return _START_VALUES
+        updates = st.tuples(*(self.satisfy[name] for name in named))
+        return _START_VALUES | st.tuples(_START_VALUES, updates).map(
+            lambda drawn: _start_updated(drawn[0], zip(named, drawn[1], strict=True))
+        )
+
+    def _qualifying_changes(self, to: str, deal: Deal, data: st.DataObject) -> dict[str, Any]:
+        """``evolve`` changes meant to let ``deal`` into ``to``: drawn from ``satisfy``, then
+        the built-in qualifier's."""
+        requires = self._requires.get(to, ())
+        changes: dict[str, Any] = {}
+        for name in _named(requires, self.satisfy):
+            update = data.draw(self.satisfy[name], label=f"satisfy[{name!r}]")
+            _merge(changes, update, name, deal.fields)
+        candidate = _evolved(deal, changes, type(self).__name__)
+        return {**changes, **(_satisfying_changes(requires, candidate) or {})}
+
     # -- rules -------------------------------------------------------------------
 
     @precondition(lambda self: len(self.deals) < self.max_deals)
-    @rule(target=deal_ids, values=_START_VALUES, qualify=st.booleans())
+    @rule(
+        target=deal_ids,
+        values=st.runner().flatmap(lambda machine: machine._start_values()),
+        qualify=st.booleans(),
+    )
     def start(self, values: dict[str, Any], qualify: bool) -> str | MultipleResults[str]:
         """Start a deal (sometimes qualified for the first stage); refused only by its guards."""
         deal_id, at = f"deal-{len(self.changes)}", self.clock.now
@@ -219,7 +475,7 @@ class PipelineStateMachine(RuleBasedStateMachine):
             assert refusals, f"start() refused a deal that passes {first!r}'s guards: {deal}"
             return multiple()
         assert deal == probe, f"start() made {deal!r}, expected {probe!r}"
-        self.entries.append(Entry(deal_id, first, 1, refusals))
+        self._enter(Entry(deal_id, first, 1, refusals))
         self.changes[deal_id] = 0
         self._commit(deal_id, deal, new=True)
         return deal_id
@@ -243,7 +499,7 @@ class PipelineStateMachine(RuleBasedStateMachine):
         if not targets:
             return
         to = data.draw(st.sampled_from(targets), label="to")
-        changes = _satisfying_changes(self._requires.get(to, ()), deal)
+        changes = self._qualifying_changes(to, deal, data)
         if changes:
             self._evolve(deal_id, changes)
         why = data.draw(_reasons(), label="reason") if to == LOST else None
@@ -256,6 +512,24 @@ class PipelineStateMachine(RuleBasedStateMachine):
         i = open_names.index(stage) if stage in open_names else len(open_names)
         target = open_names[i + 1] if i + 1 < len(open_names) else None
         self.attempt(deal_id, target, lambda d, at: self.subject.advance(d, at=at))
+
+    @rule(deal_id=deal_ids, steps=_walk_lengths(), data=st.data())
+    def walk(self, deal_id: str, steps: int, data: st.DataObject) -> None:
+        """Qualify and advance up to ``steps`` stages, winning from the last: deep stages
+        in one step, so short runs reach them too. Stops at the first refusal."""
+        for _ in range(steps):
+            target = _next_stage(self.subject, self.deals[deal_id].stage)
+            if target is None or not self._walk_into(deal_id, target, data):
+                return
+
+    def _walk_into(self, deal_id: str, target: str, data: st.DataObject) -> bool:
+        """Qualify the deal for ``target``, then advance (or win) into it; whether it moved."""
+        changes = self._qualifying_changes(target, self.deals[deal_id], data)
+        if changes:
+            self._evolve(deal_id, changes)
+        move = self.subject.win if target == WON else self.subject.advance
+        self.attempt(deal_id, target, lambda d, at: move(d, at=at))
+        return self.deals[deal_id].stage == target
 
     @rule(deal_id=deal_ids)
     def win(self, deal_id: str) -> None:
@@ -291,10 +565,11 @@ class PipelineStateMachine(RuleBasedStateMachine):
         """Change the amount, BANT, fields or probability with ``evolve``."""
         self._evolve(deal_id, changes)
 
-    @rule(deal_id=deal_ids, to=_stage_names())
-    def qualify_for(self, deal_id: str, to: str) -> None:
-        """Change the deal with ``evolve`` so that it passes ``to``'s built-in guards."""
-        changes = _satisfying_changes(self._requires.get(to, ()), self.deals[deal_id])
+    @rule(deal_id=deal_ids, to=_stage_names(), data=st.data())
+    def qualify_for(self, deal_id: str, to: str, data: st.DataObject) -> None:
+        """Change the deal with ``evolve`` so that it passes ``to``'s guards (built-in or
+        named in ``satisfy``)."""
+        changes = self._qualifying_changes(to, self.deals[deal_id], data)
         if changes:
             self._evolve(deal_id, changes)
 
@@ -441,8 +716,12 @@ class PipelineStateMachine(RuleBasedStateMachine):
         for name in _KEPT_FIELDS:
             assert getattr(after, name) == getattr(before, name), f"{where}: {name} changed"
         refusals = _refusals(self._requires.get(target, ()), before)
-        self.entries.append(Entry(before.id, target, after.version, refusals))
+        self._enter(Entry(before.id, target, after.version, refusals))
         self._commit(before.id, after)
+
+    def _enter(self, entry: Entry) -> None:
+        self.entries.append(entry)
+        type(self)._entered[entry.stage] += 1
 
     def _evolve(self, deal_id: str, changes: dict[str, Any]) -> None:
         before = self.deals[deal_id]
@@ -458,6 +737,32 @@ class PipelineStateMachine(RuleBasedStateMachine):
         self.deals[deal_id] = deal
         if self.deal_store is not None:
             (self.deal_store.add if new else self.deal_store.save)(deal)
+
+
+def _start_updated(values: dict[str, Any], updates: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """``values`` for ``start`` with ``satisfy`` updates for the first stage merged in."""
+    changes: dict[str, Any] = {}
+    for name, update in updates:
+        _merge(changes, update, name, values["fields"])
+    refused = sorted(set(changes) - _START_KEYS)
+    if refused:
+        raise ValueError(
+            f"satisfy for a first-stage guard may set only {_quoted(sorted(_START_KEYS))} "
+            f"(what start() takes), not {_quoted(refused)}"
+        )
+    return {**values, **changes}
+
+
+def _evolved(deal: Deal, changes: Mapping[str, Any], machine: str) -> Deal:
+    """``deal`` with drawn ``satisfy`` changes, or a clear error naming the hook."""
+    if not changes:
+        return deal
+    try:
+        return deal.evolve(**changes)
+    except ValidationError as refused:
+        raise ValueError(
+            f"{machine}.satisfy drew {dict(changes)!r}, which deal.evolve() refuses: {refused}"
+        ) from refused
 
 
 # What a stage move must leave as it was.

@@ -48,7 +48,10 @@ LOST_REASONS: Final = ("price", "timing", "competitor", "no_decision")
 # Stage names that would shadow python-statemachine's API if they became identifiers.
 _TRICKY_NAMES: Final = ("send", "model", "states", "name", "id", "initial", "final", "events")
 _LABELS: Final = ("제안/견적", "Proposal / quote", "Négociation", "リード")
-_TEXT: Final = st.characters(codec="utf-8", exclude_characters="\x00")  # what stores can keep
+# What stores can keep: any character but lone surrogates and NUL. Categories rather than
+# codec="utf-8", whose table Hypothesis builds on first draw (seconds, cold).
+_TEXT: Final = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
+_ASCII: Final = st.characters(codec="ascii")
 _CURRENCIES: Final = ("USD", "EUR", "KRW", "JPY")
 _MAX_GUARD_AMOUNT: Final = 100_000
 _EPOCH: Final = datetime(2000, 1, 1)
@@ -90,15 +93,28 @@ def fields() -> st.SearchStrategy[dict[str, Any]]:
 @functools.cache
 def stage_names() -> st.SearchStrategy[str]:
     """Valid stage names, including ones that are python-statemachine attribute names."""
-    plain = st.from_regex(r"[a-z][a-z0-9_]{0,11}", fullmatch=True)
+    plain = st.from_regex(r"[a-z][a-z0-9_]{0,11}", fullmatch=True, alphabet=_ASCII)
     return st.one_of(plain, st.sampled_from(_TRICKY_NAMES)).filter(lambda n: n not in (WON, LOST))
+
+
+# Strategies a draw uses are built once, here, not inside every draw.
+_CRITERIA: Final = st.lists(st.sampled_from(BANT_CRITERIA), min_size=1, unique=True)
+_MIN_SCORES: Final = tuple(st.none() | st.integers(1, n) for n in range(1, len(BANT_CRITERIA) + 1))
+_PROBABILITY: Final = st.floats(0, 1)
+_PROBABILITY_OR_NONE: Final = st.none() | _PROBABILITY
+_REASONS: Final = st.none() | st.lists(st.sampled_from(LOST_REASONS), min_size=1, unique=True)
+_PIPELINE_NAMES: Final = st.from_regex(r"[a-z][a-z0-9_.\-]{0,15}", fullmatch=True, alphabet=_ASCII)
+_VERSIONS: Final = st.integers(1, 3)
+_POLICIES: Final = {None: st.booleans(), True: st.just(True), False: st.just(False)}
+_CURRENCY: Final = st.sampled_from(_CURRENCIES)
+_STEP_KINDS: Final = st.integers(0, 3)
+_PAUSES: Final = st.timedeltas(timedelta(0), timedelta(days=60))
 
 
 @st.composite
 def _bant_guard(draw: st.DrawFn) -> BantGuard:
-    criteria = draw(st.lists(st.sampled_from(BANT_CRITERIA), min_size=1, unique=True))
-    min_score = draw(st.none() | st.integers(1, len(criteria)))
-    return g.bant(*criteria, min_score=min_score)
+    criteria = draw(_CRITERIA)
+    return g.bant(*criteria, min_score=draw(_MIN_SCORES[len(criteria) - 1]))
 
 
 @functools.cache
@@ -127,18 +143,23 @@ def guards() -> st.SearchStrategy[Guard]:
 _GUARD_LISTS: Final = st.lists(guards(), max_size=2)
 
 
-def _policy(value: bool | None) -> st.SearchStrategy[bool]:
-    return st.booleans() if value is None else st.just(value)
-
-
 _LABEL_OR_NONE: Final = st.none() | st.sampled_from(_LABELS)
 _ROT_DAYS: Final = st.none() | st.integers(1, 90)
 
 
-@st.composite
+@functools.cache
+def _integers(lowest: int, highest: int) -> st.SearchStrategy[int]:
+    return st.integers(lowest, highest)
+
+
+@functools.cache
+def _name_lists(min_stages: int, max_stages: int) -> st.SearchStrategy[list[str]]:
+    return st.lists(stage_names(), min_size=min_stages, max_size=max_stages, unique=True)
+
+
 def _stages(draw: st.DrawFn, names: Sequence[str], with_guards: bool) -> list[Stage]:
-    probabilities = draw(st.lists(st.floats(0, 1), min_size=len(names), max_size=len(names)))
-    if draw(st.booleans()):
+    probabilities = [draw(_PROBABILITY) for _ in names]
+    if draw(_POLICIES[None]):
         probabilities.sort()
     stages = []
     for name, probability in zip(names, probabilities, strict=True):
@@ -172,16 +193,15 @@ def pipelines(
         raise InvalidArgument(
             f"need 1 <= min_stages <= max_stages, got {min_stages}, {max_stages}"
         )
-    names = draw(st.lists(stage_names(), min_size=min_stages, max_size=max_stages, unique=True))
-    stages = draw(_stages(names, guards))
-    reasons = draw(st.none() | st.lists(st.sampled_from(LOST_REASONS), min_size=1, unique=True))
+    stages = _stages(draw, draw(_name_lists(min_stages, max_stages)), guards)
+    reasons = draw(_REASONS)
     return Pipeline(
-        draw(st.from_regex(r"[a-z][a-z0-9_.\-]{0,15}", fullmatch=True)),
+        draw(_PIPELINE_NAMES),
         stages,
-        allow_skip=draw(_policy(allow_skip)),
-        allow_back=draw(_policy(allow_back)),
+        allow_skip=draw(_POLICIES[allow_skip]),
+        allow_back=draw(_POLICIES[allow_back]),
         lost_reasons=reasons,
-        version=draw(st.integers(1, 3)),
+        version=draw(_VERSIONS),
     )
 
 
@@ -246,10 +266,10 @@ def _started(draw: st.DrawFn, pipeline: Pipeline, ids: st.SearchStrategy[str]) -
     at = draw(timestamps())
     values: dict[str, Any] = {
         "amount": draw(amounts()),
-        "currency": draw(st.sampled_from(_CURRENCIES)),
+        "currency": draw(_CURRENCY),
         "bant": draw(bants()),
         "fields": draw(fields()),
-        "probability": draw(st.none() | st.floats(0, 1)),
+        "probability": draw(_PROBABILITY_OR_NONE),
     }
     changes = _satisfying_changes(
         pipeline.stages[0].requires, _probe(pipeline, deal_id, at, **values)
@@ -277,9 +297,9 @@ def _targets(pipeline: Pipeline, deal: Deal) -> list[str]:
 @st.composite
 def _step(draw: st.DrawFn, pipeline: Pipeline, deal: Deal) -> Deal | None:
     """One change to ``deal``: a legal move (qualifying it first if needed) or an update."""
-    if draw(st.integers(0, 3)) == 3:
+    if draw(_STEP_KINDS) == 3:
         return deal.evolve(**draw(_updates()))
-    at = deal.history[-1].at + draw(st.timedeltas(timedelta(0), timedelta(days=60)))
+    at = deal.history[-1].at + draw(_PAUSES)
     targets = _targets(pipeline, deal)
     if not targets:
         return None
@@ -300,7 +320,7 @@ def _updates() -> st.SearchStrategy[dict[str, Any]]:
         st.builds(dict, amount=amounts()),
         st.builds(dict, bant=bants()),
         st.builds(dict, fields=fields()),
-        st.builds(dict, probability=st.none() | st.floats(0, 1)),
+        st.builds(dict, probability=_PROBABILITY_OR_NONE),
     )
 
 
@@ -321,7 +341,7 @@ def deals(
     generated deal leaves nothing to generate.
     """
     deal = draw(_started(pipeline, ids if ids is not None else _ids()))
-    for _ in range(draw(st.integers(0, max_steps))):
+    for _ in range(draw(_integers(0, max_steps))):
         moved = draw(_step(pipeline, deal))
         if moved is None:
             break
