@@ -30,7 +30,7 @@ from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, Stage
 from salespipeline.storage import DealStore, MemoryStore, PostgresStore, SQLiteStore
 
-MAX_AMOUNT = Decimal("999999999999999999.999999999999")
+MAX_AMOUNT = Decimal("999999999999999999.999999")  # limits: 18 digits, 6 places
 
 
 def random_deals(pipeline: Pipeline, seed: int, count: int) -> list[Deal]:
@@ -40,7 +40,7 @@ def random_deals(pipeline: Pipeline, seed: int, count: int) -> list[Deal]:
     for i in range(count):
         at = T + timedelta(hours=rng.randrange(300), microseconds=rng.randrange(10**6))
         amount = rng.choice(
-            [Decimal(rng.randrange(10**9)).scaleb(-rng.randrange(13)), Decimal(0), MAX_AMOUNT]
+            [Decimal(rng.randrange(10**9)).scaleb(-rng.randrange(7)), Decimal(0), MAX_AMOUNT]
         )
         deal = pipeline.start(
             rng.choice(["p", "P", "é", "p_"]) + str(i),
@@ -196,7 +196,7 @@ def test_amount_sums_past_64_bits_stay_exact(store: DealStore) -> None:
     deals += [one.start(f"o{i}", amount=MAX_AMOUNT, probability=1 / 3, at=T) for i in range(20)]
     report = fill(store, deals).report(one, now=NOW)
     assert report.average_deal_size == MAX_AMOUNT
-    assert report.open_value == Decimal("19999999999999999999.99999999998")  # 20 x MAX
+    assert report.open_value == Decimal("19999999999999999999.99998")  # 20 x MAX
     assert report.win_rate_by_value == 0.5
     assert_same_report(report, metrics.report(deals, one, now=NOW))
 
