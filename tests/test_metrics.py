@@ -217,7 +217,7 @@ def test_bottlenecks(deals: list[Deal], abc: Pipeline) -> None:
     assert (b.conversion, b.deals, b.stalled) == (0.5, 1, 1)
     assert b.time_share == 201_600 / 607_680
     assert b.time_in_stage == timedelta(days=2, hours=8)
-    assert "1 of its 1 open deals are stalled" in b.reasons
+    assert "1 of its 1 open deal is stalled" in b.reasons
     assert ranked[2].reasons == ("50% of the time deals spend in stages (mean 3d 12h)",)
 
 
@@ -520,3 +520,45 @@ def test_report_pickles(deals: list[Deal], abc: Pipeline) -> None:
 
     report = metrics.report(deals, abc, now=NOW)
     assert pickle.loads(pickle.dumps(report)) == report
+
+
+@pytest.mark.parametrize(
+    ("conversion", "stalled", "deals", "expected"),
+    [
+        (
+            0.95,
+            1,
+            12,
+            ("5% of the deals that reach it go no further", "1 of its 12 open deals is stalled"),
+        ),
+        (
+            0.5,
+            3,
+            12,
+            ("50% of the deals that reach it go no further", "3 of its 12 open deals are stalled"),
+        ),
+        (
+            0.999,
+            1,
+            1,
+            (
+                "under 1% of the deals that reach it go no further",
+                "1 of its 1 open deal is stalled",
+            ),
+        ),
+        (1.0, 1_200, 1_500, ("1,200 of its 1,500 open deals are stalled",)),
+    ],
+)
+def test_bottleneck_reasons_read_as_plain_english(
+    conversion: float, stalled: int, deals: int, expected: tuple[str, ...]
+) -> None:
+    from salespipeline.metrics._report import _reasons
+
+    assert _reasons(conversion, None, 0.0, deals, stalled) == expected
+
+
+def test_the_rendered_report_groups_thousands(abc: Pipeline) -> None:
+    many = [abc.start(f"d{i:04}", at=T) for i in range(1_000)]
+    text = metrics.report(many, abc, now=NOW).render()
+    assert "1,000 deals: 1,000 open, 0 won, 0 lost" in text
+    assert any(line.split()[:2] == ["a", "1,000"] for line in text.splitlines())

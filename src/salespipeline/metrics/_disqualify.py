@@ -7,6 +7,7 @@ from datetime import datetime
 
 import attrs
 
+from salespipeline import _checks as c
 from salespipeline.deal import Deal
 from salespipeline.metrics._render import human_duration
 from salespipeline.pipeline import Pipeline
@@ -63,11 +64,12 @@ def disqualification_candidates(
     Rules: past the qualification stage without budget or without authority; in the
     stage more than twice its ``rot_after``; lost at least twice (reopened and lost again).
     """
-    index = {s.name: i for i, s in enumerate(pipeline.stages)}
+    now = c.to_utc(now, "now")
+    positions, n_open = pipeline.positions, len(pipeline.stages)
     found = []
     for deal in deals:
-        i = index.get(deal.stage) if deal.pipeline == pipeline.name else None
-        if i is None:
+        i = positions.get(deal.stage, n_open) if deal.pipeline == pipeline.name else n_open
+        if i >= n_open:
             continue
         reasons = _reasons(deal, pipeline, i, now)
         if reasons:

@@ -39,12 +39,12 @@ def _stage_rows(report: PipelineReport) -> list[str]:
         if stage in report.conversion_rates:
             stay = report.time_in_stage[stage]
             rows.append(
-                f"{stage:<24} {count:>8} {report.stalled_by_stage[stage]:>8} "
+                f"{stage:<24} {count:>8,} {report.stalled_by_stage[stage]:>8,} "
                 f"{_percent(report.conversion_rates[stage]):>11} "
                 f"{'-' if stay is None else human_duration(stay):>14}"
             )
         else:
-            rows.append(f"{stage:<24} {count:>8}")
+            rows.append(f"{stage:<24} {count:>8,}")
     return rows
 
 
@@ -60,7 +60,7 @@ def _figures(report: PipelineReport) -> list[str]:
         ("sales velocity", "-" if velocity is None else f"{_money(velocity)} / day"),
         ("open value", _money(report.open_value)),
         ("weighted pipeline", _money(report.weighted_pipeline)),
-        ("stalled deals", str(report.stalled)),
+        ("stalled deals", f"{report.stalled:,}"),
     ]
     return [f"{name:<24} {value}" for name, value in figures]
 
@@ -70,8 +70,8 @@ def render_report(report: PipelineReport) -> str:
     currencies = ", ".join(report.currencies) or "-"
     lines = [
         f"Pipeline {report.pipeline} as of {report.as_of:%Y-%m-%d %H:%M} UTC",
-        f"{report.deals} deals: {report.open_deals} open, {report.won} won, "
-        f"{report.lost} lost (currencies: {currencies})",
+        f"{report.deals:,} deals: {report.open_deals:,} open, {report.won:,} won, "
+        f"{report.lost:,} lost (currencies: {currencies})",
         "",
         *_stage_rows(report),
         "",

@@ -317,11 +317,23 @@ def _reasons(
 ) -> tuple[str, ...]:
     reasons = []
     if conversion is not None and conversion < 1:
-        reasons.append(f"only {conversion:.0%} of the deals that reach it move on")
+        reasons.append(f"{_share(1 - conversion)} of the deals that reach it go no further")
     if mean is not None and time_share > 0:
         reasons.append(
-            f"{time_share:.0%} of the time deals spend in stages (mean {human_duration(mean)})"
+            f"{_share(time_share)} of the time deals spend in stages "
+            f"(mean {human_duration(mean)})"
         )
     if stalled:
-        reasons.append(f"{stalled} of its {deals} open deals are stalled")
+        noun = "deal" if deals == 1 else "deals"
+        verb = "is" if stalled == 1 else "are"
+        reasons.append(f"{stalled:,} of its {deals:,} open {noun} {verb} stalled")
     return tuple(reasons)
+
+
+def _share(part: float) -> str:
+    """A share in whole percent, never rounded to a misleading 0% or 100%."""
+    if 0 < part < 0.005:
+        return "under 1%"
+    if 0.995 <= part < 1:
+        return "over 99%"
+    return f"{part:.0%}"
