@@ -39,16 +39,17 @@ class DealFacts:
         history = deal.history
         rot, now = self.rot[position], self.now
         stalled = now is not None and rot is not None and now - deal.stage_entered_at > rot
-        return Facts(
-            stage=deal.stage,
-            currency=deal.currency,
-            probability=deal.probability,
-            entered=frozenset([change.to_stage for change in history]),
-            stays=completed_stays(history),
-            amount=deal.amount,
-            cycle_us=cycle_us(deal),
-            stalled=int(stalled),
-            stalled_since=((to_us(deal.stage_entered_at), deal.id),) if stalled else (),
+        return Facts(  # positional: one per deal, and keywords cost a third of the build
+            deal.stage,
+            deal.currency,
+            deal.probability,
+            frozenset([change.to_stage for change in history]),
+            completed_stays(history),
+            deal.amount,
+            cycle_us(deal),
+            int(stalled),
+            1,
+            ((to_us(deal.stage_entered_at), deal.id),) if stalled else (),
         )
 
 
