@@ -7,12 +7,15 @@ did; any other exception escapes and fails the test that started it.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import random
+import signal
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -397,3 +400,210 @@ def fresh_target(spec: StoreSpec, name: str) -> StoreSpec:
     with psycopg.connect(spec.target, autocommit=True) as connection:
         connection.execute(f'CREATE SCHEMA "{name}"')
     return StoreSpec("postgres", f"{spec.target} options='-c search_path={name}'")
+
+
+# -- hostile input, by class (shared by the fuzz modules) --------------------------------
+
+HOSTILE_CLASSES = (
+    "surrogates and NUL",
+    "huge or odd exponents",
+    "deep nesting",
+    "extreme datetimes and tzinfos",
+    "wrong argument types",
+)
+"""The classes of hostile input the fuzz suite throws at every public entry point."""
+HOSTILE_TRIED: Counter[str] = Counter()
+HOSTILE_REFUSED: Counter[str] = Counter()
+CALL_SECONDS = 5
+"""No single call may take longer: a hostile input must never make the library work long."""
+
+
+class TookTooLongError(BaseException):
+    """A call ran past ``CALL_SECONDS`` (a BaseException, so no ``except Exception`` eats it)."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, what: str) -> Iterator[None]:
+    """Interrupt the block with ``TookTooLongError`` after ``seconds`` (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum: int, frame: Any) -> None:
+        raise TookTooLongError(f"{what} ran longer than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def hostile_call(
+    kind: str, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any
+) -> tuple[bool, Any]:
+    """``call(*args, **kwargs)`` with one input of class ``kind``: (refused, result).
+
+    Only a ``SalesPipelineError`` may come out, within ``CALL_SECONDS``; a returned
+    iterator is drained (up to 10,000 items), since that is where its work happens.
+    """
+    HOSTILE_TRIED[kind] += 1
+    with time_limit(CALL_SECONDS, what):
+        try:
+            result = call(*args, **kwargs)
+            if isinstance(result, Iterator):
+                result = list(itertools.islice(result, 10_000))
+        except SalesPipelineError:
+            HOSTILE_REFUSED[kind] += 1
+            return True, None
+    return False, result
+
+
+def record_hostile(config: Any) -> None:
+    """Record the inputs tried and refused per hostile class, over every module run so far."""
+    figures = {kind: HOSTILE_TRIED[kind] for kind in HOSTILE_CLASSES}
+    figures |= {f"refused with a typed error ({k})": HOSTILE_REFUSED[k] for k in HOSTILE_CLASSES}
+    record_figures(config, "hostile", figures)
+
+
+def nested(depth: int, shape: str = "list", leaf: Any = 1) -> Any:
+    """A value nested ``depth`` levels deep: lists, mappings, or both in turn."""
+    value = leaf
+    for level in range(depth):
+        use_list = shape == "list" or (shape == "mixed" and level % 2)
+        value = [value] if use_list else {"k": value}
+    return value
+
+
+def cyclic(shape: str = "list") -> Any:
+    """A list or mapping that contains itself (infinitely deep to a naive walker)."""
+    if shape == "list":
+        loop: list[Any] = []
+        loop.append(loop)
+        return loop
+    table: dict[str, Any] = {}
+    table["self"] = table
+    return table
+
+
+HOSTILE_CHARACTERS = ("\x00", "\ud800", "\udfff", "\udc80", "\ud83d", "\x00\ud800")
+"""NUL and lone surrogates: no backend keeps them alike, so they are refused everywhere."""
+
+ODD_AMOUNTS: tuple[Any, ...] = (
+    "0E+20000000",
+    "1e-30",
+    Decimal("1E+999999"),
+    "1E+999999999",
+    Decimal((0, (1,), 999_999_999_999_999_999)),
+    Decimal((0, (0,), 999_999_999_999_999_999)),
+    Decimal((0, (7,), -(10**18))),
+    Decimal((0, (0,), -(10**18))),
+    "-0E+5",
+    "-0",
+    "0E-1000000",
+    "9" * 19,
+    10**18,
+    -(10**18),
+    10**19,
+    "1" + "0" * 100,
+    "1.1234567",
+    Decimal("0.0000001"),
+    "1." + "0" * 50,
+    Decimal((0, (1,) * 30, -29)),
+    Decimal("999999999999999999.9999995"),
+    Decimal("999999999999999999.999999"),
+    Decimal("-1E-30"),
+    Decimal("sNaN"),
+    "NaN",
+    "-Infinity",
+    "1e",
+    " 12.50 ",
+    "\u0661\u0662",  # Arabic-Indic digits: Decimal reads them as 12
+    "1_000",
+)
+"""Amounts whose exponent, length or form is extreme: each must be refused or normalised.
+
+Integers past Python's 4,300-digit ``str`` limit are drawn apart (``huge_int``): even
+hypothesis cannot print them in a failing example.
+"""
+
+
+def huge_int(digits: int, sign: int = 1) -> int:
+    """``sign`` times ten to the ``digits``: ``str()`` and ``repr()`` of it raise ValueError."""
+    return sign * 10**digits
+
+
+class IntOffset(tzinfo):
+    """``utcoffset`` returns an int, not a timedelta."""
+
+    def utcoffset(self, dt: datetime | None) -> Any:
+        return 3600
+
+    def dst(self, dt: datetime | None) -> Any:
+        return None
+
+
+class FloatOffset(IntOffset):
+    def utcoffset(self, dt: datetime | None) -> Any:
+        return 3600.0
+
+
+class RaisingOffset(IntOffset):
+    """A tzinfo whose ``utcoffset`` fails (a broken zone database, say)."""
+
+    def utcoffset(self, dt: datetime | None) -> Any:
+        raise RuntimeError("the zone database is unreachable")
+
+
+class FlipOffset(IntOffset):
+    """``utcoffset`` answers None, then an offset, then None...: aware only every other call."""
+
+    def __init__(self, first: timedelta | None = None) -> None:
+        self.answers = itertools.cycle([first, timedelta(hours=1) if first is None else None])
+
+    def utcoffset(self, dt: datetime | None) -> Any:
+        return next(self.answers)
+
+
+class FixedOffset(IntOffset):
+    """A fixed offset that ``datetime.timezone`` would refuse (±24 h) or accept."""
+
+    def __init__(self, offset: timedelta) -> None:
+        self.offset = offset
+
+    def utcoffset(self, dt: datetime | None) -> Any:
+        return self.offset
+
+
+ODD_TZINFOS: tuple[tzinfo | None, ...] = (
+    None,
+    timezone.utc,
+    timezone.min,
+    timezone.max,
+    timezone(timedelta(hours=-1)),
+    timezone(timedelta(hours=1)),
+    IntOffset(),
+    FloatOffset(),
+    RaisingOffset(),
+    FlipOffset(),
+    FlipOffset(timedelta(hours=1)),
+    FixedOffset(timedelta(hours=24)),
+    FixedOffset(timedelta(hours=-24)),
+    FixedOffset(timedelta(days=10**6)),
+    FixedOffset(timedelta(microseconds=1)),
+)
+"""Zones that break conversion to UTC, zones at the edges, and None (naive)."""
+
+ODD_MOMENTS = (
+    datetime.min,
+    datetime.max,
+    datetime(1, 1, 1, 0, 30),
+    datetime(1, 12, 31, 23, 59),
+    datetime(9998, 12, 31, 23, 59, 59, 999_999),
+    datetime(9999, 1, 1),
+    datetime(9999, 12, 31, 23, 59),
+    datetime(2026, 1, 5, 9),
+)
+"""Wall-clock times at the calendar's edges (each combined with a zone from ``ODD_TZINFOS``)."""

@@ -7,6 +7,7 @@ before any work or write.
 
 from __future__ import annotations
 
+import decimal
 import time
 from datetime import datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
@@ -17,16 +18,22 @@ import pytest
 from salespipeline import (
     DefinitionError,
     Pipeline,
+    SalesPipelineError,
     Stage,
+    StorageError,
     Tracker,
     TransitionNotAllowedError,
     UnknownPipelineError,
     UnknownStageError,
     ValidationError,
+    cli,
     definitions,
+    followups,
     guards,
     limits,
+    metrics,
     presets,
+    scoring,
 )
 from salespipeline.migration import Migration, migrate_store
 from salespipeline.storage import MemoryStore, SQLiteStore
@@ -157,7 +164,7 @@ def _nested(depth: int) -> Any:
         ({"notes": "x" * limits.MAX_FIELDS_BYTES}, "KiB"),
         ({"rows": list(range(10**6))}, "KiB"),
         ({"deep": _nested(limits.MAX_DEPTH + 1)}, "nested"),
-        ({"big": 2**64}, "64 bits"),
+        ({"big": 10**5000}, "too long"),
     ],
     ids=["long-text", "long-list", "deep", "big-int"],
 )
@@ -169,8 +176,8 @@ def test_fields_beyond_the_published_limits_are_refused(
 
 
 def test_fields_up_to_the_limits_are_kept() -> None:
-    fields = {"deep": _nested(limits.MAX_DEPTH - 1), "notes": "é" * 1000, "n": 2**63 - 1}
-    assert presets.four_stage().start("d1", fields=fields, at=T0).fields["n"] == 2**63 - 1
+    fields = {"deep": _nested(limits.MAX_DEPTH - 1), "notes": "é" * 1000, "n": 10**1000}
+    assert presets.four_stage().start("d1", fields=fields, at=T0).fields["n"] == 10**1000
 
 
 # -- pipelines -----------------------------------------------------------------------------
@@ -311,3 +318,221 @@ def test_reopening_an_open_deal_says_so_in_plain_words() -> None:
     assert "(reopen)" not in str(refused.value)
     assert "cannot reopen it from 'lead_generation'" in str(refused.value)
     assert refused.value.to_stage == refused.value.from_stage == "lead_generation"
+
+
+# -- found by the hostile-input classes of the fuzz suite (tests/test_fuzz_api.py) --------------
+
+
+class RaisingOffset(tzinfo):
+    """A tzinfo whose ``utcoffset`` fails, as a broken zone database would."""
+
+    def utcoffset(self, dt: datetime | None) -> Any:
+        raise RuntimeError("the zone database is unreachable")
+
+    def dst(self, dt: datetime | None) -> Any:
+        return None
+
+
+def _deep(depth: int = 5_000) -> Any:
+    return _nested(depth)
+
+
+def test_a_tzinfo_that_raises_is_a_validation_error_with_the_cause_chained() -> None:
+    with pytest.raises(ValidationError, match="time zone") as refused:
+        presets.four_stage().start("d1", at=datetime(2026, 1, 1, tzinfo=RaisingOffset()))
+    assert isinstance(refused.value.__cause__, RuntimeError)
+
+
+def test_an_amount_is_normalised_whatever_the_callers_decimal_context() -> None:
+    pipeline = presets.four_stage()
+    with decimal.localcontext(decimal.Context(prec=1, Emax=1, Emin=-1)):
+        assert str(pipeline.start("d1", amount="1e3", at=T0).amount) == "1000"
+        with pytest.raises(ValidationError, match="decimal places"):
+            pipeline.start("d1", amount="1e-30", at=T0)
+
+
+@pytest.mark.parametrize("amount", [10**5000, -(10**5000)], ids=["huge", "huge-negative"])
+def test_an_integer_amount_past_pythons_digit_limit_is_refused_as_too_large(amount: int) -> None:
+    with pytest.raises(ValidationError, match="too large"):
+        presets.four_stage().start("d1", amount=amount, at=T0)
+
+
+@pytest.mark.parametrize("zero", ["-0", "-0E+5", Decimal("-0.00")])
+def test_negative_zero_is_stored_as_zero(zero: object) -> None:
+    amount = presets.four_stage().start("d1", amount=zero, at=T0).amount
+    assert amount == 0 and not amount.is_signed()
+
+
+REFUSALS_OF_UNPRINTABLE_VALUES: dict[str, Any] = {
+    "stage name": lambda v: Stage(v, probability=0.5),
+    "stage probability": lambda v: Stage("a", probability=v),
+    "pipeline name": lambda v: Pipeline(v, [Stage("a", probability=0.5)]),
+    "pipeline version": lambda v: Pipeline("p", [Stage("a", probability=0.5)], version=v),
+    "lost reasons": lambda v: Pipeline("p", [Stage("a", probability=0.5)], lost_reasons=[v]),
+    "deal probability": lambda v: presets.four_stage().start("d1", probability=v, at=T0),
+    "deal currency": lambda v: presets.four_stage().start("d1", currency=v, at=T0),
+    "move to": lambda v: presets.four_stage().move(presets.four_stage().start("d", at=T0), v),
+    "reopen to": lambda v: presets.four_stage().reopen(presets.four_stage().start("d", at=T0), v),
+    "definition format": lambda v: definitions.from_dict({"format": v}),
+    "bant criteria": lambda v: guards.bant(v),
+    "min_score card": lambda v: guards.min_score(v, 50),
+    "score card rules": lambda v: scoring.ScoreCard(v),
+    "score rule field": lambda v: scoring.has_field(v, points=5),
+    "score rule value": lambda v: scoring.field_equals("k", v, points=5),
+    "guard kind name": lambda v: guards.register(v, guards.bant),
+}
+
+
+@pytest.mark.parametrize("where", sorted(REFUSALS_OF_UNPRINTABLE_VALUES))
+@pytest.mark.parametrize("value", ["deep", "huge"])
+def test_a_refused_value_too_deep_or_too_long_to_print_is_still_a_typed_error(
+    where: str, value: str
+) -> None:
+    """Messages quote refused values through a bounded repr (repr() itself would raise)."""
+    hostile = _deep() if value == "deep" else 10**5000
+    with pytest.raises(SalesPipelineError) as refused:
+        REFUSALS_OF_UNPRINTABLE_VALUES[where](hostile)
+    assert len(str(refused.value)) < 2_000
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"format": 1, "name": "p", "stages": [], "x": _deep(50)},
+        {"format": 1, "name": "p", ("not", "text"): 1},
+        {"format": 1, "name": "p", "stages": [{"name": "a", "probability": 0.5, (1,): 1}]},
+    ],
+    ids=["deep-value", "tuple-key", "tuple-key-in-a-stage"],
+)
+def test_from_dict_refuses_data_that_no_file_could_hold(data: Any) -> None:
+    with pytest.raises(DefinitionError, match=r"nested|not text"):
+        Pipeline.from_dict(data)
+
+
+def test_a_dotted_toml_key_deeper_than_the_limit_is_refused_before_tomllib_reads_it() -> None:
+    text = ".".join(["a"] * 40_000) + " = 1\n" + definitions.dumps(presets.four_stage())
+    started = time.perf_counter()
+    with pytest.raises(DefinitionError, match="nested"):
+        definitions.loads(text)
+    assert time.perf_counter() - started < 2  # tomllib took 27 s over this key
+
+
+def test_dots_in_toml_strings_and_keys_as_deep_as_the_limit_are_read() -> None:
+    dotted = ".".join("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ")  # 35 dots, inside a string
+    text = definitions.dumps(presets.four_stage())
+    text = text.replace('label = "Proposal / quote"', f'label = "{dotted}"')
+    assert definitions.loads(text).stage("proposal").label == dotted
+    key = ".".join(["a"] * limits.MAX_DEPTH)  # as deep as allowed: read, then an unknown key
+    with pytest.raises(DefinitionError, match="unknown key"):
+        definitions.loads(f"{key} = 1\n{text}")
+
+
+@pytest.mark.parametrize("path", [None, 5, "a\x00b.toml", "lone \ud800.toml"])
+def test_a_definition_path_that_cannot_name_a_file_is_a_validation_error(path: Any) -> None:
+    with pytest.raises(ValidationError, match=r"path|cannot name a file"):
+        definitions.load_pipeline(path)
+    with pytest.raises(ValidationError, match=r"path|cannot name a file"):
+        definitions.dump_pipeline(presets.four_stage(), path)
+
+
+def test_a_definition_that_cannot_be_written_is_a_storage_error(tmp_path: Any) -> None:
+    with pytest.raises(StorageError, match="cannot write") as refused:
+        definitions.dump_pipeline(presets.four_stage(), tmp_path / "missing" / "p.toml")
+    assert isinstance(refused.value.__cause__, OSError)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        definitions.to_dict,
+        definitions.dumps,
+        definitions.lint,
+        definitions.diagram,
+        lambda p: definitions.dump_pipeline(p, "p.toml"),
+    ],
+    ids=["to_dict", "dumps", "lint", "diagram", "dump_pipeline"],
+)
+def test_definition_functions_given_no_pipeline_say_so(call: Any) -> None:
+    with pytest.raises(ValidationError, match="takes a Pipeline"):
+        call(None)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda deals: followups.overdue(deals, now=T0),
+        lambda deals: metrics.overdue(deals, now=T0),
+        followups.unplanned,
+        lambda deals: scoring.conversion_by_score_band(deals, presets.four_stage(), _card()),
+    ],
+    ids=["overdue", "metrics.overdue", "unplanned", "conversion_by_score_band"],
+)
+@pytest.mark.parametrize("deals", [None, 5, [5], "deals"])
+def test_deal_functions_given_something_else_than_deals_say_so(call: Any, deals: Any) -> None:
+    with pytest.raises(ValidationError, match="Deal"):
+        call(deals)
+
+
+def _card() -> scoring.ScoreCard:
+    return scoring.ScoreCard([scoring.bant("budget", points=5)])
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: guards.evaluate(None, presets.four_stage().start("d", at=T0), stage="x"),  # type: ignore[arg-type]
+        lambda: guards.evaluate((guards.bant(),), "deal", stage="x"),  # type: ignore[arg-type]
+        lambda: guards.evaluate((), presets.four_stage().start("d", at=T0), stage=_deep()),  # type: ignore[arg-type]
+        lambda: Migration(presets.seven_stage(), presets.five_stage(), {"prospecting": ["x"]}),
+        lambda: _migration().done(None),  # type: ignore[arg-type]
+        lambda: migrate_store(MemoryStore(), _migration(), batch_size=10**30),
+        lambda: scoring.ScoreBand(low=10**400, high=100, won=0, lost=0),
+        lambda: scoring.Score(value=0.0, points=0, max_points=1, parts=None, reasons={}),  # type: ignore[arg-type]
+    ],
+    ids=[
+        "evaluate-guards",
+        "evaluate-deal",
+        "evaluate-stage",
+        "migration-mapping",
+        "migration-done",
+        "migrate-batch",
+        "score-band",
+        "score",
+    ],
+)
+def test_more_arguments_of_the_wrong_kind_are_validation_errors(call: Any) -> None:
+    with pytest.raises(SalesPipelineError):
+        call()
+
+
+def _migration() -> Migration:
+    mapping = {"needs_assessment": "qualification", "negotiation": "proposal"}
+    return Migration(presets.seven_stage(), presets.five_stage(), mapping)
+
+
+@pytest.mark.parametrize(
+    "now", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"], ids=["year-0", "year-10000"]
+)
+def test_cli_report_at_an_instant_utc_cannot_hold_is_a_one_line_error(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str], now: str
+) -> None:
+    db = tmp_path / "demo.sqlite"
+    assert cli.main(["demo", "--db", str(db), "--deals", "3"]) == 0
+    capsys.readouterr()
+    assert cli.main(["report", "--db", str(db), "--now", now]) == 2
+    assert "years 1-9998" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_database_path_no_file_system_can_name(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["demo", "--db", "lone \ud800.sqlite", "--deals", "1"]) == 2
+    assert "cannot name a file" in capsys.readouterr().err
+
+
+def test_cli_errors_stay_on_one_line_when_a_file_name_holds_a_newline(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["lint", "two\nlines"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

@@ -6,18 +6,21 @@ import json
 import math
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any, TypeGuard
 
 from salespipeline import limits
-from salespipeline.errors import ValidationError
+from salespipeline.errors import ValidationError, shown
 
 MAX_ID_LENGTH = limits.MAX_TEXT
 MAX_TEXT_LENGTH = limits.MAX_TEXT
 MAX_AMOUNT = Decimal(10) ** limits.MAX_AMOUNT_DIGITS
 _PLACES = Decimal(1).scaleb(-limits.MAX_AMOUNT_PLACES)
 _UNIT = Decimal(1)
+_ZERO = Decimal(0)
 _UTC = timezone.utc
+_AMOUNTS = Context(prec=limits.MAX_AMOUNT_DIGITS + limits.MAX_AMOUNT_PLACES + 2, traps=[])
+"""Amounts are normalised in this context, never the caller's (whose precision may be 3)."""
 
 JSONValue = Any
 
@@ -82,21 +85,32 @@ def to_amount(value: object) -> Decimal:
     if not value.is_finite():
         raise ValidationError(f"amount must be finite, not {value}")
     if value < 0:
-        raise ValidationError(f"amount must not be negative, got {value}")
+        raise ValidationError(f"amount must not be negative, got {_amount_text(value)}")
     if value >= MAX_AMOUNT:
-        raise ValidationError(f"amount {value} is too large (limit {MAX_AMOUNT - 1:,})")
+        raise ValidationError(f"amount {_amount_text(value)} is too large {_LIMIT}")
+    if value.is_zero():
+        value = value.copy_abs()  # "-0" is zero, kept with its places ("0.00")
     exponent = value.as_tuple().exponent
     assert isinstance(exponent, int)  # finite
     if exponent > 0:
-        return value.quantize(_UNIT)
+        return value.quantize(_UNIT, context=_AMOUNTS)
     if exponent < -limits.MAX_AMOUNT_PLACES:
-        exact = value.quantize(_PLACES)
+        exact = value.quantize(_PLACES, context=_AMOUNTS)
         if exact != value:
             raise ValidationError(
-                f"amount {value} has more than {limits.MAX_AMOUNT_PLACES} decimal places"
+                f"amount {_amount_text(value)} has more than {limits.MAX_AMOUNT_PLACES} "
+                "decimal places"
             )
         return exact
     return value
+
+
+_LIMIT = f"(limit {MAX_AMOUNT - 1:,})"
+
+
+def _amount_text(value: Decimal) -> str:
+    """The amount as a message shows it: in full, or in scientific form when it is long."""
+    return str(value) if len(value.as_tuple().digits) <= 40 else f"{value:.6E}"
 
 
 def _to_decimal(value: object) -> Decimal:
@@ -106,7 +120,7 @@ def _to_decimal(value: object) -> Decimal:
         )
     if isinstance(value, int):
         if abs(value) >= MAX_AMOUNT:
-            raise ValidationError(f"amount {value} is too large (limit {MAX_AMOUNT - 1:,})")
+            raise ValidationError(f"amount {shown(value)} is too large {_LIMIT}")
         return Decimal(value)
     if isinstance(value, str):
         text = value.strip()
@@ -133,19 +147,32 @@ def to_utc(value: object, what: str = "timestamp") -> datetime:
         return value
     if not isinstance(value, datetime):
         raise ValidationError(f"{what} must be a datetime, not {type(value).__name__}")
+    wall = datetime(  # a plain datetime without the zone (timetuple() would call dst())
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+    )
     try:
         offset = value.utcoffset()
-        utc = value if value.tzinfo is _UTC or offset is None else value.astimezone(_UTC)
-    except (TypeError, ValueError, OverflowError) as error:
+    except Exception as error:  # the tzinfo is code: an int offset, ±24 h, or it raised
         raise ValidationError(
-            f"{what} has a time zone that cannot convert it to UTC: {error}"
-        ) from None
+            f"{what} has a time zone that cannot convert it to UTC: {type(error).__name__}: "
+            f"{error}"
+        ) from error
     if offset is None:
-        raise ValidationError(f"{what} must be timezone-aware (got naive {value.isoformat()})")
-    if not limits.MIN_YEAR <= utc.year <= limits.MAX_YEAR:
+        raise ValidationError(f"{what} must be timezone-aware (got naive {wall.isoformat()})")
+    try:
+        utc = (wall - offset).replace(tzinfo=_UTC)
+    except OverflowError:  # before year 1 or after 9999
+        utc = None
+    if utc is None or not limits.MIN_YEAR <= utc.year <= limits.MAX_YEAR:
         raise ValidationError(
-            f"{what} {value.isoformat()} is outside the years {limits.MIN_YEAR}-{limits.MAX_YEAR} "
-            "in UTC"
+            f"{what} {wall.isoformat()} (UTC offset {offset}) is outside the years "
+            f"{limits.MIN_YEAR}-{limits.MAX_YEAR} in UTC"
         )
     return utc
 
@@ -169,13 +196,13 @@ def to_optional_utc(value: object) -> datetime | None:
 
 def to_probability(value: object, what: str = "probability") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
-        raise ValidationError(f"{what} must be a number, not {value!r}")
+        raise ValidationError(f"{what} must be a number, not {shown(value)}")
     try:
         number = float(value)
     except (ValueError, OverflowError):  # signalling NaN, or an int beyond any float
         number = math.nan
     if not (0.0 <= number <= 1.0):
-        raise ValidationError(f"{what} must be between 0 and 1, got {value!r}")
+        raise ValidationError(f"{what} must be between 0 and 1, got {shown(value)}")
     return number
 
 
@@ -239,11 +266,15 @@ def thaw(value: JSONValue) -> JSONValue:
 def freeze_json(value: object, path: str) -> JSONValue:
     """A deep read-only copy of a JSON-compatible value; anything else is refused.
 
-    Bounded like stored ``fields``: nesting up to ``limits.MAX_DEPTH``, integers in
-    64 bits, and at most ``limits.MAX_FIELDS_BYTES`` of content, counted as it is
-    copied so an oversized value is refused before it is all read.
+    Bounded like stored ``fields``: nesting up to ``limits.MAX_DEPTH``, and at most
+    ``limits.MAX_FIELDS_BYTES`` of content (integer digits included), counted as it
+    is copied so an oversized value is refused before it is all read.
     """
     return _Freezer(path).freeze(value, path, 0)
+
+
+_MAX_INT_BITS = 14_000
+"""About 4,200 decimal digits: under the 4,300 Python converts to text by default."""
 
 
 class _Freezer:
@@ -267,8 +298,10 @@ class _Freezer:
         if value is None or isinstance(value, bool):
             return value
         if isinstance(value, int):
-            if not -(2**63) <= value < 2**63:
-                raise ValidationError(f"{path}: integer {value:.3e} does not fit in 64 bits")
+            bits = value.bit_length()
+            if bits > _MAX_INT_BITS:
+                raise ValidationError(f"{path}: integer of {bits:,} bits is too long to store")
+            self.spend(bits // 3)  # at least its decimal digits
             return value
         if isinstance(value, float):
             if not math.isfinite(value):
@@ -292,6 +325,30 @@ class _Freezer:
         text = check_text(key, f"key in {path}", max_length=MAX_ID_LENGTH)
         self.spend(len(text))
         return text
+
+
+def data_problem(value: object, what: str) -> str | None:
+    """Why parsers may not walk ``value``: nested past ``limits.MAX_DEPTH``, or keyed by non-text.
+
+    Walked without recursion and stopped at the limit, so a self-containing list is
+    refused like any other value nested too deeply.
+    """
+    todo: list[tuple[object, int]] = [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, Mapping):
+            key = next((k for k in item if not isinstance(k, str)), None)
+            if key is not None:
+                return f"{what} has a key that is not text: {shown(key)}"
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if children and depth >= limits.MAX_DEPTH:
+            return f"{what} is nested more than {limits.MAX_DEPTH} levels deep"
+        todo.extend((child, depth + 1) for child in children)
+    return None
 
 
 def to_fields(value: object) -> FrozenMap:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final
 import attrs
 
 from salespipeline.deal import Deal, StageChange
-from salespipeline.errors import UnknownStageError, ValidationError
+from salespipeline.errors import UnknownStageError, ValidationError, shown
 from salespipeline.stages import LOST, WON
 
 if TYPE_CHECKING:
@@ -134,7 +134,9 @@ def _names(value: str | Iterable[str] | None, what: str) -> frozenset[str] | Non
     items = [value] if isinstance(value, str) else value
     names = list(items) if isinstance(items, Iterable) else []
     if not names or not all(isinstance(n, str) for n in names):
-        raise ValidationError(f"{what} must be a name or a collection of names, not {value!r}")
+        raise ValidationError(
+            f"{what} must be a name or a collection of names, not {shown(value)}"
+        )
     return frozenset(names)
 
 
@@ -259,7 +261,7 @@ class Listeners:
 
 def _checked_callback(callback: object) -> Listener:
     if not callable(callback):
-        raise ValidationError(f"a listener must be callable, not {callback!r}")
+        raise ValidationError(f"a listener must be callable, not {shown(callback)}")
     if inspect.iscoroutinefunction(callback):
         raise ValidationError(
             "a listener is called synchronously and an async function would never run: "

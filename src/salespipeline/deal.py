@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -12,7 +12,7 @@ import attrs
 from salespipeline import _checks as c
 from salespipeline import limits
 from salespipeline._currencies import CODES as CURRENCIES
-from salespipeline.errors import ValidationError
+from salespipeline.errors import ValidationError, shown
 from salespipeline.stages import LOST, WON
 
 __all__ = ["BANT_CRITERIA", "Bant", "Deal", "StageChange"]
@@ -22,7 +22,7 @@ BANT_CRITERIA: Final = ("budget", "authority", "need", "timeline")
 
 def _bool(instance: object, attribute: attrs.Attribute[bool], value: object) -> None:
     if not isinstance(value, bool):
-        raise ValidationError(f"bant.{attribute.name} must be True or False, not {value!r}")
+        raise ValidationError(f"bant.{attribute.name} must be True or False, not {shown(value)}")
 
 
 @attrs.frozen
@@ -61,7 +61,9 @@ MAX_VERSION: Final = limits.MAX_VERSION
 
 def _to_version(value: object) -> int:
     if not c.is_int(value) or not 1 <= value <= MAX_VERSION:
-        raise ValidationError(f"version must be an integer from 1 to {MAX_VERSION}, not {value!r}")
+        raise ValidationError(
+            f"version must be an integer from 1 to {MAX_VERSION}, not {shown(value)}"
+        )
     return value
 
 
@@ -85,7 +87,9 @@ def _to_bant(value: object) -> Bant:
 
 def _to_currency(value: object) -> str:
     if not isinstance(value, str) or len(value) != 3 or not value.isascii() or not value.isalpha():
-        raise ValidationError(f"currency must be a three-letter code such as 'USD', not {value!r}")
+        raise ValidationError(
+            f"currency must be a three-letter code such as 'USD', not {shown(value)}"
+        )
     code = value.upper()
     if code not in CURRENCIES:
         raise ValidationError(f"currency {value!r} is not an ISO 4217 currency code")
@@ -232,3 +236,21 @@ class Deal:
 
 
 _FIELD_NAMES: Final = frozenset(a.name for a in attrs.fields(Deal))
+
+
+def checked_deals(deals: object, what: str) -> Iterator[Deal]:
+    """``deals`` streamed, each checked to be a Deal; a non-iterable is refused at once.
+
+    For the functions that take "an iterable of deals": a ``ValidationError`` naming
+    ``what`` instead of a ``TypeError`` or ``AttributeError`` from deep inside them.
+    """
+    if isinstance(deals, (str, bytes, Mapping)) or not isinstance(deals, Iterable):
+        raise ValidationError(f"{what} takes an iterable of Deal, not {type(deals).__name__}")
+    return _each_deal(deals, what)
+
+
+def _each_deal(deals: Iterable[object], what: str) -> Iterator[Deal]:
+    for deal in deals:
+        if not isinstance(deal, Deal):
+            raise ValidationError(f"{what} takes Deal values, not {shown(deal)}")
+        yield deal

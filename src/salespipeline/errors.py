@@ -7,6 +7,7 @@ boundaries (for example in a multiprocessing pool).
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,37 @@ __all__ = [
     "UnknownStageError",
     "ValidationError",
 ]
+
+
+class _Short(reprlib.Repr):
+    """``repr`` cut short: a few levels, items and characters; huge integers by size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxstring = self.maxother = 80
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = self.maxfrozenset = 6
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 256:  # past Python's digit limit, repr() itself would raise
+            return f"<an integer of {x.bit_length() * 3 // 10}+ digits>"
+        return super().repr_int(x, level)
+
+
+_SHORT = _Short()
+
+
+def shown(value: object) -> str:
+    """``value`` as a message shows it: its repr, bounded even for deep, huge or broken values.
+
+    Messages quote the values they refuse; a plain ``repr`` of a deeply nested list
+    raises ``RecursionError``, of a huge integer ``ValueError``, and of a long text
+    copies all of it.
+    """
+    try:
+        return _SHORT.repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object>"
 
 
 def _restore(cls: type[SalesPipelineError], message: str, state: dict[str, Any]) -> Any:
@@ -88,7 +120,7 @@ class UnknownStageError(SalesPipelineError, KeyError):
         self.pipeline = pipeline
         self.deal_id = deal_id
         where = f" in pipeline {pipeline!r}" if pipeline else ""
-        super().__init__(f"{_deal(deal_id)}unknown stage {stage!r}{where}")
+        super().__init__(f"{_deal(deal_id)}unknown stage {shown(stage)}{where}")
 
 
 class UnknownPipelineError(SalesPipelineError, KeyError):
@@ -98,7 +130,7 @@ class UnknownPipelineError(SalesPipelineError, KeyError):
         self.name = name
         self.known = tuple(known)
         hint = f" (known: {', '.join(self.known)})" if self.known else ""
-        super().__init__(f"unknown pipeline {name!r}{hint}")
+        super().__init__(f"unknown pipeline {shown(name)}{hint}")
 
 
 class TransitionNotAllowedError(SalesPipelineError):

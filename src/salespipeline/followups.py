@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from salespipeline import _checks as c
-from salespipeline.deal import Deal
+from salespipeline.deal import Deal, checked_deals
 
 __all__ = ["overdue", "unplanned"]
 
@@ -18,14 +18,18 @@ def overdue(deals: Iterable[Deal], *, now: datetime) -> list[Deal]:
     """
     when = c.to_utc(now, "now")
     late = [
-        d for d in deals if d.is_open and d.next_action_at is not None and d.next_action_at < when
+        d
+        for d in checked_deals(deals, "overdue()")
+        if d.is_open and d.next_action_at is not None and d.next_action_at < when
     ]
     return sorted(late, key=_due_key)
 
 
 def unplanned(deals: Iterable[Deal]) -> list[Deal]:
     """The open deals with no next action planned, longest in their stage first."""
-    idle = [d for d in deals if d.is_open and d.next_action_at is None]
+    idle = [
+        d for d in checked_deals(deals, "unplanned()") if d.is_open and d.next_action_at is None
+    ]
     return sorted(idle, key=lambda d: (d.stage_entered_at, d.id))
 
 

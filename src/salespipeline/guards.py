@@ -19,7 +19,7 @@ from salespipeline import _checks as c
 from salespipeline import limits
 from salespipeline._kinds import Kinds
 from salespipeline.deal import BANT_CRITERIA, Deal
-from salespipeline.errors import GuardError, ValidationError
+from salespipeline.errors import GuardError, ValidationError, shown
 
 __all__ = [
     "Guard",
@@ -108,7 +108,7 @@ def _field_names(value: object) -> tuple[str, ...]:
         raise ValidationError("requires_fields needs at least one field name")
     for n in value:
         if not isinstance(n, str) or not n.strip():
-            raise ValidationError(f"requires_fields: {n!r} is not a field name")
+            raise ValidationError(f"requires_fields: {shown(n)} is not a field name")
         c.check_text(n, "requires_fields: a field name", max_length=limits.MAX_FIELDS_BYTES)
     return tuple(value)
 
@@ -208,12 +208,14 @@ def bant(*criteria: str, min_score: int | None = None) -> BantGuard:
     chosen = criteria or BANT_CRITERIA
     unknown = [k for k in chosen if k not in BANT_CRITERIA]
     if unknown:
-        raise ValidationError(f"unknown BANT criteria {unknown}; use {list(BANT_CRITERIA)}")
+        raise ValidationError(f"unknown BANT criteria {shown(unknown)}; use {list(BANT_CRITERIA)}")
     if len(set(chosen)) != len(chosen):
         raise ValidationError(f"BANT criteria named twice in {list(chosen)}")
     ordered = tuple(k for k in BANT_CRITERIA if k in chosen)
     if min_score is not None and (not c.is_int(min_score) or not 1 <= min_score <= len(ordered)):
-        raise ValidationError(f"min_score must be between 1 and {len(ordered)}, not {min_score!r}")
+        raise ValidationError(
+            f"min_score must be between 1 and {len(ordered)}, not {shown(min_score)}"
+        )
     return BantGuard(ordered, min_score)
 
 
@@ -232,7 +234,7 @@ def rule(
 ) -> Rule:
     """Wrap any ``deal -> bool`` predicate as a guard; False means one violation."""
     if not isinstance(name, str) or not name.strip():
-        raise ValidationError(f"rule name must be a non-blank string, not {name!r}")
+        raise ValidationError(f"rule name must be a non-blank string, not {shown(name)}")
     if not callable(predicate):
         raise ValidationError(f"rule {name!r}: predicate must be callable")
     if not isinstance(message, str):
@@ -245,7 +247,7 @@ def _check_guards(guards: tuple[object, ...]) -> tuple[Guard, ...]:
         raise ValidationError("a combinator needs at least one guard")
     for g in guards:
         if not isinstance(g, Guard):
-            raise ValidationError(f"{g!r} is not a guard (a callable with a name)")
+            raise ValidationError(f"{shown(g)} is not a guard (a callable with a name)")
     return guards  # type: ignore[return-value]
 
 
@@ -264,12 +266,16 @@ def _call(guard: Guard, deal: Deal) -> tuple[Violation, ...]:
     if type(result) is tuple and not result:
         return result
     if not isinstance(result, tuple) or not all(isinstance(v, Violation) for v in result):
-        raise TypeError(f"guard {guard.name!r} returned {result!r}, not a tuple of Violation")
+        raise TypeError(f"guard {guard.name!r} returned {shown(result)}, not a tuple of Violation")
     return result
 
 
 def evaluate(guards: tuple[Guard, ...], deal: Deal, *, stage: str) -> tuple[Violation, ...]:
     """Every violation of ``guards`` for ``deal``; a guard that raises is a ``GuardError``."""
+    if not isinstance(guards, (tuple, list)) or not isinstance(deal, Deal):
+        raise ValidationError("evaluate() takes a tuple of guards and a Deal")
+    if not isinstance(stage, str):
+        raise ValidationError(f"evaluate(): stage must be a stage name, not {shown(stage)}")
     found: list[Violation] = []
     for guard in guards:
         try:
@@ -277,15 +283,16 @@ def evaluate(guards: tuple[Guard, ...], deal: Deal, *, stage: str) -> tuple[Viol
         except GuardError:
             raise
         except Exception as error:
-            name = getattr(guard, "name", repr(guard))
+            name = getattr(guard, "name", None)
             cause = f"{type(error).__name__}: {error}"
-            raise GuardError(deal.id, stage, str(name), cause) from error
+            label = name if isinstance(name, str) else shown(guard)
+            raise GuardError(deal.id, stage, label, cause) from error
     return tuple(found)
 
 
 def _texts(value: object, what: str) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise ValidationError(f"{what} must be a list of strings, not {value!r}")
+        raise ValidationError(f"{what} must be a list of strings, not {shown(value)}")
     return tuple(value)
 
 
@@ -324,6 +331,8 @@ def register(name: str, factory: GuardFactory) -> None:
 
     Definitions only ever name registered kinds: data never names code to import.
     """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValidationError(f"guard kind name must be an identifier, not {shown(name)}")
     KINDS.register(name, factory)
 
 
@@ -405,11 +414,13 @@ def min_score(
     ``clock`` supplies ``now`` for time-based rules such as ``scoring.recency``.
     """
     if not isinstance(scorecard, Scorer):
-        raise ValidationError(f"min_score needs a scoring.ScoreCard, not {scorecard!r}")
+        raise ValidationError(f"min_score needs a scoring.ScoreCard, not {shown(scorecard)}")
     if not c.is_number(threshold):
-        raise ValidationError(f"min_score threshold must be a number, not {threshold!r}")
+        raise ValidationError(f"min_score threshold must be a number, not {shown(threshold)}")
     if not 0 <= threshold <= 100:
-        raise ValidationError(f"min_score threshold must be between 0 and 100, not {threshold}")
+        raise ValidationError(
+            f"min_score threshold must be between 0 and 100, not {shown(threshold)}"
+        )
     if clock is not None and not callable(clock):
         raise ValidationError("min_score clock must be a zero-argument callable")
     return MinScore(scorecard, float(threshold), clock)

@@ -23,6 +23,7 @@ from salespipeline.errors import (
     DefinitionError,
     UnknownStageError,
     ValidationError,
+    shown,
 )
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, TERMINAL, WON
@@ -34,11 +35,13 @@ __all__ = ["Migration", "migrate_store"]
 
 Progress = Callable[[int], None]
 _ATTEMPTS: Final = 3
+MAX_BATCH: Final = 1_000_000
+"""The most deals ``migrate_store`` holds in memory at once."""
 
 
 def _to_mapping(value: object) -> c.FrozenMap:
     if not isinstance(value, Mapping):
-        raise DefinitionError([f"mapping must be a mapping of stage names, not {value!r}"])
+        raise DefinitionError([f"mapping must be a mapping of stage names, not {shown(value)}"])
     return c.FrozenMap(value)
 
 
@@ -73,6 +76,8 @@ class Migration:
 
     def done(self, deal: Deal) -> bool:
         """Whether ``deal`` was already moved by this migration."""
+        if not isinstance(deal, Deal):
+            raise ValidationError(f"expected a Deal, not {type(deal).__name__}")
         return deal.pipeline == self.target.name and any(
             change.reason == self.reason for change in deal.history
         )
@@ -139,22 +144,23 @@ def _resolve(
 ) -> tuple[dict[str, str], list[str]]:
     """The full old -> new stage table, and every problem with ``mapping``."""
     problems = [
-        f"mapping names stage {old!r}, which {source.name} does not have"
+        f"mapping names stage {shown(old)}, which {source.name} does not have"
         for old in mapping
         if old not in source.stage_names
     ]
     open_targets = {s.name for s in target.stages}
     for old, new in mapping.items():
         if old in TERMINAL and new != old:
-            problems.append(f"{old} always maps to {old}, not {new!r}")
-        elif old not in TERMINAL and new not in open_targets:
+            problems.append(f"{old} always maps to {old}, not {shown(new)}")
+        elif old not in TERMINAL and (not isinstance(new, str) or new not in open_targets):
             problems.append(
-                f"mapping sends {old!r} to {new!r}, which is not an open stage of {target.name}"
+                f"mapping sends {shown(old)} to {shown(new)}, which is not an open stage of "
+                f"{target.name}"
             )
     resolved: dict[str, str] = {WON: WON, LOST: LOST}
     for stage in source.stages:
         new = mapping.get(stage.name, stage.name)
-        if new in open_targets:
+        if isinstance(new, str) and new in open_targets:
             resolved[stage.name] = new
         elif stage.name not in mapping:
             problems.append(
@@ -186,8 +192,10 @@ def migrate_store(
         raise ValidationError(f"migrate_store() needs a DealStore, not {type(store).__name__}")
     if not isinstance(migration, Migration):
         raise ValidationError(f"migrate_store() needs a Migration, not {type(migration).__name__}")
-    if not c.is_int(batch_size) or batch_size < 1:
-        raise ValidationError(f"batch_size must be a positive integer, not {batch_size!r}")
+    if not c.is_int(batch_size) or not 1 <= batch_size <= MAX_BATCH:
+        raise ValidationError(
+            f"batch_size must be an integer from 1 to {MAX_BATCH:,}, not {shown(batch_size)}"
+        )
     if progress is not None and not callable(progress):
         raise ValidationError("progress must be a callable taking the number of deals moved")
     when = c.to_utc(migration.target.clock() if at is None else at, "at")

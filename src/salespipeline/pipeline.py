@@ -19,6 +19,7 @@ from salespipeline.errors import (
     TransitionNotAllowedError,
     UnknownStageError,
     ValidationError,
+    shown,
 )
 from salespipeline.guards import Violation, evaluate
 from salespipeline.stages import LOST, WON, Stage
@@ -47,7 +48,8 @@ def system_clock() -> datetime:
 def _name_problems(name: object) -> list[str]:
     if not isinstance(name, str) or not PIPELINE_NAME.match(name) or len(name) > MAX_NAME:
         return [
-            f"pipeline name must be 1-{MAX_NAME} letters, digits, '_', '.' or '-', not {name!r}"
+            f"pipeline name must be 1-{MAX_NAME} letters, digits, '_', '.' or '-', "
+            f"not {shown(name)}"
         ]
     return []
 
@@ -63,7 +65,7 @@ def _stage_problems(stages: object) -> list[str]:
     seen: set[str] = set()
     for position, stage in enumerate(stages, 1):
         if not isinstance(stage, Stage):
-            problems.append(f"stage #{position} is not a Stage: {stage!r}")
+            problems.append(f"stage #{position} is not a Stage: {shown(stage)}")
             continue
         name = stage.name
         if name in (WON, LOST):
@@ -92,13 +94,14 @@ def _option_problems(
     allow_skip: object, allow_back: object, lost_reasons: object, version: object
 ) -> list[str]:
     problems = [
-        f"{what} must be True or False, not {value!r}"
+        f"{what} must be True or False, not {shown(value)}"
         for what, value in (("allow_skip", allow_skip), ("allow_back", allow_back))
         if not isinstance(value, bool)
     ]
     if not c.is_int(version) or not 1 <= version <= limits.MAX_VERSION:
         problems.append(
-            f"version must be a positive integer (at most {limits.MAX_VERSION:,}), not {version!r}"
+            f"version must be a positive integer (at most {limits.MAX_VERSION:,}), "
+            f"not {shown(version)}"
         )
     if lost_reasons is not None:
         if isinstance(lost_reasons, (str, bytes)) or not isinstance(lost_reasons, Sequence):
@@ -108,10 +111,11 @@ def _option_problems(
         else:
             for reason in lost_reasons:
                 if not isinstance(reason, str) or not reason.strip():
-                    problems.append(f"lost reason {reason!r} must be a non-blank string")
+                    problems.append(f"lost reason {shown(reason)} must be a non-blank string")
                 elif (problem := c.text_problem(reason, "a lost reason")) is not None:
                     problems.append(problem)
-            if len(set(map(str, lost_reasons))) != len(lost_reasons):
+            texts = [reason for reason in lost_reasons if isinstance(reason, str)]
+            if len(set(texts)) != len(texts):
                 problems.append("lost_reasons lists a reason twice")
     return problems
 
@@ -361,7 +365,7 @@ class Pipeline:
             raise TransitionNotAllowedError(
                 deal.id,
                 deal.stage,
-                deal.stage if to is None else str(to),
+                deal.stage if to is None else to if isinstance(to, str) else shown(to),
                 reason="only a lost deal can be reopened",
                 action="reopen",
             )

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Final, Literal
 
 from salespipeline import guards
-from salespipeline.errors import ValidationError
+from salespipeline.errors import ValidationError, shown
 from salespipeline.pipeline import Clock, Pipeline
 from salespipeline.stages import Stage
 
@@ -41,7 +41,7 @@ _CATALOGUE: Final[dict[str, tuple[str, str, float, int]]] = {
 
 def _build(name: str, stage_names: Sequence[str], labels: str, clock: Clock | None) -> Pipeline:
     if labels not in ("en", "ko"):
-        raise ValidationError(f"labels must be 'en' or 'ko', not {labels!r}")
+        raise ValidationError(f"labels must be 'en' or 'ko', not {shown(labels)}")
     stages = []
     for stage_name in stage_names:
         english, korean, probability, days = _CATALOGUE[stage_name]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from salespipeline import _checks as c
-from salespipeline.errors import ValidationError
+from salespipeline.errors import ValidationError, shown
 
 if TYPE_CHECKING:
     from salespipeline.guards import Guard
@@ -29,25 +29,27 @@ def _to_guards(value: object) -> tuple[Guard, ...]:
     elif isinstance(value, (list, tuple)):
         items = value
     else:
-        raise ValidationError(f"requires must be a guard or a sequence of guards, not {value!r}")
+        raise ValidationError(
+            f"requires must be a guard or a sequence of guards, not {shown(value)}"
+        )
     for item in items:
         if not callable(item) or not isinstance(getattr(item, "name", None), str):
-            raise ValidationError(f"requires: {item!r} is not a guard (callable with a name)")
+            raise ValidationError(f"requires: {shown(item)} is not a guard (callable with a name)")
     return tuple(items)
 
 
 def _to_probability(value: object) -> float:
     if not c.is_number(value):
-        raise ValidationError(f"stage probability must be a number, not {value!r}")
+        raise ValidationError(f"stage probability must be a number, not {shown(value)}")
     try:
         return float(value)
     except OverflowError:
-        raise ValidationError(f"stage probability {value!r} is not in [0, 1]") from None
+        raise ValidationError(f"stage probability {shown(value)} is not in [0, 1]") from None
 
 
 def _check_name(instance: Stage, attribute: attrs.Attribute[str], value: object) -> None:
     if not isinstance(value, str):
-        raise ValidationError(f"stage name must be a string, not {value!r}")
+        raise ValidationError(f"stage name must be a string, not {shown(value)}")
 
 
 def _check_probability(instance: Stage, attribute: attrs.Attribute[float], value: float) -> None:

@@ -26,6 +26,7 @@ from salespipeline.errors import (
     UnknownPipelineError,
     UnknownStageError,
     ValidationError,
+    shown,
 )
 from salespipeline.pipeline import Clock, Pipeline, system_clock
 from salespipeline.storage.base import DealStore, check_filters
@@ -53,7 +54,7 @@ class Tracker:
         if not isinstance(store, DealStore):
             raise ValidationError(f"store must be a DealStore, not {type(store).__name__}")
         if not c.is_int(retries) or retries < 0:
-            raise ValidationError(f"retries must be a non-negative integer, not {retries!r}")
+            raise ValidationError(f"retries must be a non-negative integer, not {shown(retries)}")
         if clock is not None and not callable(clock):
             raise ValidationError("clock must be a zero-argument callable returning a datetime")
         self._store = store
@@ -218,13 +219,13 @@ def _by_name(pipelines: Pipeline | Iterable[Pipeline]) -> dict[str, Pipeline]:
         pipelines = [pipelines]
     elif not isinstance(pipelines, Iterable) or isinstance(pipelines, (str, bytes)):
         raise ValidationError(
-            f"pipelines must be a Pipeline or an iterable of them, not {pipelines!r}"
+            f"pipelines must be a Pipeline or an iterable of them, not {shown(pipelines)}"
         )
     items = list(pipelines)
     found: dict[str, Pipeline] = {}
     for item in items:
         if not isinstance(item, Pipeline):
-            raise ValidationError(f"pipelines must be Pipeline values, not {item!r}")
+            raise ValidationError(f"pipelines must be Pipeline values, not {shown(item)}")
         if item.name in found:
             raise ValidationError(f"two pipelines are called {item.name!r}")
         found[item.name] = item

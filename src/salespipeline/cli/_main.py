@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from salespipeline import __version__, presets
+from salespipeline._checks import to_utc
 from salespipeline.cli._demo import END, SimulatedClock, open_store, simulate
 from salespipeline.deal import Deal
 from salespipeline.definitions import load_pipeline
@@ -81,12 +82,15 @@ def _fail(message: str) -> int:
 
 
 def _one_line(error: BaseException) -> str:
+    """The error's message on one line (a file name may hold a newline)."""
     if isinstance(error, DefinitionError):
         where = f"pipeline {error.pipeline!r}" if error.pipeline else "definition"
-        return f"invalid {where}: " + "; ".join(error.problems)
-    if isinstance(error, OSError) and error.strerror:
-        return f"{error.filename}: {error.strerror}" if error.filename else error.strerror
-    return " ".join(str(error).split())
+        text = f"invalid {where}: " + "; ".join(error.problems)
+    elif isinstance(error, OSError) and error.strerror:
+        text = f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+    else:
+        text = str(error)
+    return " ".join(text.split())
 
 
 # -- arguments -----------------------------------------------------------------------
@@ -170,7 +174,7 @@ def _add_migrate(commands: Any) -> None:
 def _demo(args: argparse.Namespace) -> int:
     """Simulate into ``--db``, or into a temporary file that is removed afterwards."""
     if args.db is not None:
-        return _simulate(args, args.db)
+        return _simulate(args, _database_path(args.db))
     with tempfile.TemporaryDirectory(prefix="salespipeline-demo-") as folder:
         return _simulate(args, Path(folder) / "demo.sqlite")
 
@@ -266,9 +270,20 @@ def _print_block(text: str) -> None:
 
 def _existing_store(path: Path) -> SQLiteStore:
     """The store in ``path``; a missing file is an error, not a new empty database."""
-    if not path.is_file():
+    if not _database_path(path).is_file():
         raise ValidationError(f"no database at {path}")
     return SQLiteStore(path)
+
+
+def _database_path(path: Path) -> Path:
+    """``path`` if the file system can name it (no NUL, no lone surrogate), else refused."""
+    try:
+        encoded = os.fsencode(path)
+    except UnicodeEncodeError:
+        encoded = b"\x00"
+    if b"\x00" in encoded:
+        raise ValidationError(f"--db {str(path)!r} cannot name a file")
+    return path
 
 
 def _chosen(recorded: Sequence[Pipeline], name: str | None, db: Path) -> list[Pipeline]:
@@ -312,7 +327,7 @@ def _instant(text: str) -> datetime:
         raise ValidationError(f"--now {text!r} is not an ISO 8601 date and time") from None
     if value.tzinfo is None:
         raise ValidationError(f"--now {text!r} needs a timezone, for example +00:00")
-    return value.astimezone(timezone.utc)
+    return to_utc(value, "--now")  # refuses an instant that UTC cannot hold
 
 
 class _Progress:

@@ -10,19 +10,22 @@ Reading reports every problem found in one ``DefinitionError``.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Mapping
+from os import PathLike, fsencode, fspath
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import tomli_w
 
+from salespipeline import _checks as c
 from salespipeline import limits
 from salespipeline.definitions import _guards as _guard_data
 from salespipeline.definitions._diagram import diagram
 from salespipeline.definitions._durations import format_duration, parse_duration
 from salespipeline.definitions._lint import Finding, lint
-from salespipeline.errors import DefinitionError, ValidationError
+from salespipeline.errors import DefinitionError, StorageError, ValidationError, shown
 from salespipeline.pipeline import Clock, Pipeline
 from salespipeline.stages import Stage
 
@@ -62,6 +65,7 @@ def to_dict(pipeline: Pipeline) -> dict[str, Any]:
     Raises ``DefinitionError`` naming every stage and guard that cannot be data
     (a guard with no ``spec()`` whose kind is not registered).
     """
+    _check_pipeline(pipeline, "to_dict")
     problems: list[str] = []
     stages = [_stage_dict(stage, problems) for stage in pipeline.stages]
     if problems:
@@ -110,6 +114,9 @@ def from_dict(data: Mapping[str, Any], *, clock: Clock | None = None) -> Pipelin
     """
     if not isinstance(data, Mapping):
         raise DefinitionError([f"a definition must be a table, not {type(data).__name__}"])
+    shape = c.data_problem(data, "the definition")
+    if shape is not None:
+        raise DefinitionError([shape])
     problems = _unknown_keys(data, _TOP_KEYS, "the definition")
     problems += [f"{k} must not be null: leave it out for the default" for k in _nulls(data)]
     problems += _format_problems(data)
@@ -161,7 +168,7 @@ def _format_problems(data: Mapping[str, Any]) -> list[str]:
         return [f"format is required (this version reads format = {FORMAT})"]
     value = data["format"]
     if value != FORMAT or isinstance(value, bool):
-        return [f"format {value!r} is not supported (this version reads format = {FORMAT})"]
+        return [f"format {shown(value)} is not supported (this version reads format = {FORMAT})"]
     return []
 
 
@@ -219,14 +226,14 @@ def _field_problems(data: Mapping[str, Any], where: str) -> list[str]:
     if not isinstance(data.get("name"), str):
         problems.append(f"{where}: name is required and must be a string")
     if "label" in data and not isinstance(data["label"], str):
-        problems.append(f"{where}: label must be a string, not {data['label']!r}")
+        problems.append(f"{where}: label must be a string, not {shown(data['label'])}")
     probability = data.get("probability")
     if isinstance(probability, bool) or not isinstance(probability, (int, float)):
         problems.append(f"{where}: probability is required and must be a number in [0, 1]")
     if "rot_after" in data and not isinstance(data["rot_after"], str):
         problems.append(
             f"{where}: rot_after must be an ISO 8601 duration string such as 'P14D', "
-            f"not {data['rot_after']!r}"
+            f"not {shown(data['rot_after'])}"
         )
     if "requires" in data and not isinstance(data["requires"], (list, tuple)):
         problems.append(f"{where}: requires must be a list of guard tables")
@@ -238,12 +245,13 @@ def _field_problems(data: Mapping[str, Any], where: str) -> list[str]:
 
 def dumps(pipeline: Pipeline, *, format: TextFormat = "toml") -> str:
     """The definition as TOML (default) or JSON text."""
+    _check_pipeline(pipeline, "dumps")
     data = to_dict(pipeline)
     if format == "toml":
         return tomli_w.dumps(data)
     if format == "json":
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    raise ValidationError(f"format must be 'toml' or 'json', not {format!r}")
+    raise ValidationError(f"format must be 'toml' or 'json', not {shown(format)}")
 
 
 def loads(
@@ -265,15 +273,16 @@ def _text(text: object) -> str:
         except UnicodeDecodeError as error:
             raise DefinitionError([f"the text is not UTF-8: {error.reason}"]) from None
     if not isinstance(text, str):
-        raise ValidationError(f"loads() takes the definition as str or bytes, not {text!r}")
+        raise ValidationError(f"loads() takes the definition as str or bytes, not {shown(text)}")
     return text
 
 
 def _parse(text: str, format: str) -> Any:
     if format not in ("toml", "json"):
-        raise ValidationError(f"format must be 'toml' or 'json', not {format!r}")
+        raise ValidationError(f"format must be 'toml' or 'json', not {shown(format)}")
     try:
         if format == "toml":
+            _check_toml_keys(text)
             data = tomllib.loads(text)
         else:
             data = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_int=_small_int)
@@ -285,9 +294,51 @@ def _parse(text: str, format: str) -> Any:
         raise DefinitionError([_too_deep()]) from None
     except ValueError as error:  # an integer past Python's digit limit, in TOML
         raise DefinitionError([f"invalid {format.upper()}: {error}"]) from None
-    if _depth(data) > limits.MAX_DEPTH:
-        raise DefinitionError([_too_deep()])
     return data
+
+
+_TOML_MARKS: Final = re.compile(r"""["'#=,\[\]{}\n.]""")
+_TOML_BASIC_END: Final = re.compile(r'(?:[^"\\\n]|\\.)*"')
+_TOML_MULTILINE_END: Final = re.compile(r'(?:[^"\\]|\\.|"(?!""))*"""', re.S)
+
+
+def _check_toml_keys(text: str) -> None:
+    """Refuse a dotted key of more than ``limits.MAX_DEPTH`` parts before tomllib reads it.
+
+    Each part of a dotted key (``a.b.c = 1``, ``[a."b".c]``) is one level of nesting,
+    and tomllib's work grows with the square of their number (a 40,000-part key took
+    27 s). One linear pass counts the dots outside strings and comments between two
+    delimiters: a value has at most one (``0.5``), a key one fewer than its parts.
+    """
+    dots, at = 0, 0
+    while at >= 0 and (mark := _TOML_MARKS.search(text, at)) is not None:
+        char, at = mark.group(), mark.end()
+        if char == ".":
+            dots += 1
+            if dots >= limits.MAX_DEPTH:
+                raise DefinitionError([_too_deep()])
+        elif char == '"':
+            at = _after_basic_string(text, at)
+        elif char == "'":
+            closing = "'''" if text.startswith("''", at) else "'"
+            at = _after(text.find(closing, at + len(closing) - 1), len(closing))
+        else:  # a delimiter, or a comment (which runs to the end of its line)
+            dots = 0
+            if char == "#":
+                at = _after(text.find("\n", at))
+    # at < 0: an unterminated string or a last comment; tomllib stops there too
+
+
+def _after(found: int, length: int = 1) -> int:
+    return -1 if found < 0 else found + length
+
+
+def _after_basic_string(text: str, at: int) -> int:
+    if text.startswith('""', at):
+        end = _TOML_MULTILINE_END.match(text, at + 2)
+    else:
+        end = _TOML_BASIC_END.match(text, at)
+    return -1 if end is None else end.end()
 
 
 def _too_deep() -> str:
@@ -298,21 +349,6 @@ def _small_int(digits: str) -> int:
     if len(digits.lstrip("-")) > 20:
         raise _BadJSONError(f"integer {digits[:12]}... has more than 20 digits")
     return int(digits)
-
-
-def _depth(data: object) -> int:
-    """How deeply lists and tables nest in parsed data (walked without recursion)."""
-    deepest, todo = 0, [(data, 0)]
-    while todo:
-        value, depth = todo.pop()
-        deepest = max(deepest, depth)
-        if depth > limits.MAX_DEPTH:
-            break
-        if isinstance(value, Mapping):
-            todo.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            todo.extend((v, depth + 1) for v in value)
-    return deepest
 
 
 class _BadJSONError(ValueError):
@@ -334,7 +370,7 @@ def load_pipeline(path: str | Path, *, clock: Clock | None = None) -> Pipeline:
     An unreadable file, invalid text or an invalid definition is a ``DefinitionError``
     whose problems start with the file's path.
     """
-    path = Path(path)
+    path = _path(path, "load_pipeline")
     try:
         text_format = _text_format(path)
         try:
@@ -350,10 +386,36 @@ def load_pipeline(path: str | Path, *, clock: Clock | None = None) -> Pipeline:
 
 
 def dump_pipeline(pipeline: Pipeline, path: str | Path) -> None:
-    """Write the definition to a ``.toml`` or ``.json`` file (UTF-8)."""
-    path = Path(path)
+    """Write the definition to a ``.toml`` or ``.json`` file (UTF-8).
+
+    A file that cannot be written is a ``StorageError`` chaining the ``OSError``.
+    """
+    _check_pipeline(pipeline, "dump_pipeline")
+    path = _path(path, "dump_pipeline")
     text = dumps(pipeline, format=_text_format(path))
-    path.write_text(text, encoding="utf-8")
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise StorageError(f"cannot write {path}: {error.strerror or error}") from error
+
+
+def _path(value: object, what: str) -> Path:
+    """A path that can name a file: text (or a path object) the file system can encode."""
+    if not isinstance(value, (str, PathLike)):
+        raise ValidationError(f"{what}() takes a file path, not {type(value).__name__}")
+    text = fspath(value)
+    try:
+        encoded = fsencode(text)  # a name read from the disk (surrogateescape) encodes back
+    except UnicodeEncodeError:
+        encoded = b"\x00"
+    if not isinstance(text, str) or b"\x00" in encoded:
+        raise ValidationError(f"{what}(): {shown(text)} cannot name a file")
+    return Path(text)
+
+
+def _check_pipeline(value: object, what: str) -> None:
+    if not isinstance(value, Pipeline):
+        raise ValidationError(f"{what}() takes a Pipeline, not {type(value).__name__}")
 
 
 def _text_format(path: Path) -> TextFormat:

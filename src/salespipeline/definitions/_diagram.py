@@ -8,15 +8,13 @@ pipeline. Nodes use the engine's generated ids; labels are escaped for each form
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from salespipeline import _engine
 from salespipeline.deal import BANT_CRITERIA
-from salespipeline.errors import ValidationError
+from salespipeline.errors import ValidationError, shown
 from salespipeline.guards import AllOf, AnyOf, BantGuard, Guard, MinAmount, RequiresFields
-
-if TYPE_CHECKING:
-    from salespipeline.pipeline import Pipeline
+from salespipeline.pipeline import Pipeline
 
 __all__ = ["describe", "diagram"]
 
@@ -25,11 +23,13 @@ DiagramFormat = Literal["mermaid", "dot"]
 
 def diagram(pipeline: Pipeline, format: DiagramFormat = "mermaid") -> str:
     """The pipeline's stages and every allowed move, as Mermaid (default) or DOT text."""
+    if not isinstance(pipeline, Pipeline):
+        raise ValidationError(f"diagram() takes a Pipeline, not {type(pipeline).__name__}")
     if format == "mermaid":
         return "\n".join(_mermaid(pipeline)) + "\n"
     if format == "dot":
         return "\n".join(_dot(pipeline)) + "\n"
-    raise ValidationError(f"diagram format must be 'mermaid' or 'dot', not {format!r}")
+    raise ValidationError(f"diagram format must be 'mermaid' or 'dot', not {shown(format)}")
 
 
 def describe(guard: Guard) -> str:

@@ -10,16 +10,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from itertools import pairwise
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import attrs
 
 from salespipeline import _checks as c
 from salespipeline.deal import BANT_CRITERIA, Deal
+from salespipeline.errors import ValidationError
 from salespipeline.guards import AllOf, AnyOf, Guard, RequiresFields
-
-if TYPE_CHECKING:
-    from salespipeline.pipeline import Pipeline
+from salespipeline.pipeline import Pipeline
 
 __all__ = ["MAX_OPEN_STAGES", "Finding", "lint"]
 
@@ -38,6 +37,8 @@ class Finding:
 
 def lint(pipeline: Pipeline) -> tuple[Finding, ...]:
     """Every finding for ``pipeline``, check by check, stages in order."""
+    if not isinstance(pipeline, Pipeline):
+        raise ValidationError(f"lint() takes a Pipeline, not {type(pipeline).__name__}")
     return tuple(finding for check in _CHECKS for finding in check(pipeline))
 
 

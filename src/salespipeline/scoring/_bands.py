@@ -5,18 +5,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
-from typing import TYPE_CHECKING
 
 import attrs
 
 from salespipeline import _checks as c
-from salespipeline.deal import Deal
-from salespipeline.errors import ValidationError
+from salespipeline.deal import Deal, checked_deals
+from salespipeline.errors import ValidationError, shown
+from salespipeline.pipeline import Pipeline
 from salespipeline.scoring._card import ScoreCard
 from salespipeline.stages import LOST, WON
-
-if TYPE_CHECKING:
-    from salespipeline.pipeline import Pipeline
 
 __all__ = ["ScoreBand", "conversion_by_score_band"]
 
@@ -24,10 +21,10 @@ __all__ = ["ScoreBand", "conversion_by_score_band"]
 def _to_edge(value: float) -> float:
     """A score edge: a finite number from 0 to 100, as a float."""
     if not c.is_number(value):
-        raise ValidationError(f"a score band edge must be a number, not {value!r}")
-    edge = float(value)
+        raise ValidationError(f"a score band edge must be a number, not {shown(value)}")
+    edge = float(value) if -1 <= value <= 101 else math.nan  # a huge int has no float
     if not math.isfinite(edge) or not 0 <= edge <= 100:
-        raise ValidationError(f"a score band edge must be from 0 to 100, not {value!r}")
+        raise ValidationError(f"a score band edge must be from 0 to 100, not {shown(value)}")
     return edge
 
 
@@ -41,7 +38,7 @@ def _above_low(instance: ScoreBand, attribute: attrs.Attribute[float], value: fl
 def _count(instance: object, attribute: attrs.Attribute[int], value: object) -> None:
     if not c.is_int(value) or value < 0:
         raise ValidationError(
-            f"score band {attribute.name} must be a count (0 or more), not {value!r}"
+            f"score band {attribute.name} must be a count (0 or more), not {shown(value)}"
         )
 
 
@@ -66,11 +63,11 @@ class ScoreBand:
 
 def _check_edges(bands: object) -> tuple[float, ...]:
     if isinstance(bands, (str, bytes)) or not isinstance(bands, Sequence):
-        raise ValidationError(f"bands must be a sequence of score edges, not {bands!r}")
+        raise ValidationError(f"bands must be a sequence of score edges, not {shown(bands)}")
     edges = tuple(_to_edge(e) for e in bands)
     rising = all(a < b for a, b in pairwise(edges))
     if len(edges) < 2 or not rising or edges[0] != 0 or edges[-1] != 100:
-        raise ValidationError(f"bands must rise strictly from 0 to 100, got {list(bands)}")
+        raise ValidationError(f"bands must rise strictly from 0 to 100, got {list(edges)}")
     return edges
 
 
@@ -87,9 +84,11 @@ def conversion_by_score_band(
     they are now (without ``now``, so time-based rules award nothing).
     """
     edges = _check_edges(bands)
+    if not isinstance(pipeline, Pipeline) or not isinstance(scorecard, ScoreCard):
+        raise ValidationError("conversion_by_score_band() takes a Pipeline and a ScoreCard")
     won = [0] * (len(edges) - 1)
     lost = [0] * (len(edges) - 1)
-    for deal in deals:
+    for deal in checked_deals(deals, "conversion_by_score_band()"):
         if deal.pipeline != pipeline.name or deal.stage not in (WON, LOST):
             continue
         index = _band_index(edges, scorecard.score(deal).value)

@@ -14,11 +14,25 @@ import attrs
 
 from salespipeline import _checks as c
 from salespipeline.deal import Deal
-from salespipeline.errors import ValidationError
+from salespipeline.errors import ValidationError, shown
 from salespipeline.scoring._data import RULES
 from salespipeline.scoring._rules import RULE_TYPES, ScoreRule
 
 __all__ = ["Score", "ScoreCard"]
+
+
+def _to_map(value: object, what: str) -> c.FrozenMap:
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"Score {what} must be a mapping, not {type(value).__name__}")
+    return c.FrozenMap(value)
+
+
+def _to_parts(value: object) -> c.FrozenMap:
+    return _to_map(value, "parts")
+
+
+def _to_reasons(value: object) -> c.FrozenMap:
+    return _to_map(value, "reasons")
 
 
 @attrs.frozen
@@ -28,8 +42,8 @@ class Score:
     value: float
     points: int
     max_points: int
-    parts: Mapping[str, int] = attrs.field(converter=c.FrozenMap)
-    reasons: Mapping[str, str] = attrs.field(converter=c.FrozenMap)
+    parts: Mapping[str, int] = attrs.field(converter=_to_parts)
+    reasons: Mapping[str, str] = attrs.field(converter=_to_reasons)
 
     def explain(self) -> str:
         """One line per rule, ``name: +points (reason)``, after the total."""
@@ -40,13 +54,13 @@ class Score:
 
 def _to_rules(value: Iterable[ScoreRule]) -> tuple[ScoreRule, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise ValidationError(f"a ScoreCard needs a sequence of rules, not {value!r}")
+        raise ValidationError(f"a ScoreCard needs a sequence of rules, not {shown(value)}")
     rules = tuple(value)
     if not rules:
         raise ValidationError("a ScoreCard needs at least one rule")
     for rule in rules:
         if not isinstance(rule, RULE_TYPES):
-            message = f"{rule!r} is not a scoring rule (make one with scoring.bant(), ...)"
+            message = f"{shown(rule)} is not a scoring rule (make one with scoring.bant(), ...)"
             raise ValidationError(message)
     names = [r.name for r in rules]
     twice = sorted({n for n in names if names.count(n) > 1})
@@ -91,6 +105,9 @@ class ScoreCard:
         rules = data.get("rules") if isinstance(data, Mapping) else None
         if isinstance(rules, (str, bytes)) or not isinstance(rules, Sequence):
             raise ValidationError("a score card is a mapping with a list of 'rules'")
+        shape = c.data_problem(data, "the score card")
+        if shape is not None:
+            raise ValidationError(shape)
         problems: list[str] = []
         read = RULES.read_list(rules, "rules", problems)
         if problems:

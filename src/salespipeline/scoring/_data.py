@@ -12,7 +12,7 @@ from typing import Any, Final, TypeGuard
 
 from salespipeline import _checks as c
 from salespipeline._kinds import Kinds
-from salespipeline.errors import ValidationError
+from salespipeline.errors import ValidationError, shown
 from salespipeline.scoring._rules import (
     RULE_TYPES,
     AmountBands,
@@ -41,11 +41,11 @@ def _recency(*, name: str, bands: object, field: str | None = None) -> Recency:
 
 def _seconds(value: object) -> timedelta:
     if not c.is_number(value):
-        raise ValidationError(f"within_seconds must be a number, not {value!r}")
+        raise ValidationError(f"within_seconds must be a number, not {shown(value)}")
     try:
         return timedelta(seconds=value)
     except (OverflowError, ValueError):
-        raise ValidationError(f"within_seconds {value!r} is out of range") from None
+        raise ValidationError(f"within_seconds {shown(value)} is out of range") from None
 
 
 def _band_rows(bands: object, limit: str) -> list[Mapping[str, Any]]:
@@ -53,7 +53,9 @@ def _band_rows(bands: object, limit: str) -> list[Mapping[str, Any]]:
         raise ValidationError("bands must be a list of tables")
     for row in bands:
         if not isinstance(row, Mapping) or set(row) != {limit, "points"}:
-            raise ValidationError(f"a band is a table with {limit!r} and 'points', not {row!r}")
+            raise ValidationError(
+                f"a band is a table with {limit!r} and 'points', not {shown(row)}"
+            )
     return list(bands)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from salespipeline.errors import shown
 from salespipeline.scoring import _fields as f
 from salespipeline.scoring._fields import AmountBandsLike, RecencyBandsLike, Scalar
 from salespipeline.scoring._rules import (
@@ -24,19 +25,19 @@ __all__ = ["amount_bands", "bant", "field_equals", "field_in", "has_field", "rec
 
 def bant(criterion: str, *, points: int, name: str | None = None) -> BantCriterion:
     """``points`` when the BANT ``criterion`` (budget, authority, need, timeline) is met."""
-    return BantCriterion(criterion, points, _named(name, f"bant.{criterion}"))
+    return BantCriterion(criterion, points, _named(name, f"bant.{_text(criterion)}"))
 
 
 def has_field(field: str, *, points: int, name: str | None = None) -> FieldPresent:
     """``points`` when the custom ``field`` is present and not empty."""
-    return FieldPresent(field, points, _named(name, f"has {field}"))
+    return FieldPresent(field, points, _named(name, f"has {_text(field)}"))
 
 
 def field_equals(
     field: str, value: Scalar, *, points: int, name: str | None = None
 ) -> FieldEquals:
     """``points`` when the custom ``field`` equals ``value`` (a string, number or bool)."""
-    return FieldEquals(field, value, points, _named(name, f"{field} = {value!r}"))
+    return FieldEquals(field, value, points, _named(name, f"{_text(field)} = {shown(value)}"))
 
 
 def field_in(
@@ -44,7 +45,7 @@ def field_in(
 ) -> FieldIn:
     """``points`` when the custom ``field`` is one of ``values``."""
     chosen = f.to_values(values)
-    return FieldIn(field, chosen, points, _named(name, f"{field} in {list(chosen)}"))
+    return FieldIn(field, chosen, points, _named(name, f"{_text(field)} in {shown(list(chosen))}"))
 
 
 def amount_bands(bands: AmountBandsLike, *, name: str = "amount") -> AmountBands:
@@ -68,3 +69,8 @@ def recency(
 
 def _named(name: str | None, default: str) -> str:
     return default if name is None else name
+
+
+def _text(value: object) -> str:
+    """A field or criterion as a default rule name shows it (the rule itself checks it)."""
+    return value if isinstance(value, str) else shown(value)

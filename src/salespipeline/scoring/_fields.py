@@ -16,7 +16,7 @@ import attrs
 
 from salespipeline import _checks as c
 from salespipeline.deal import BANT_CRITERIA
-from salespipeline.errors import ValidationError
+from salespipeline.errors import ValidationError, shown
 
 Scalar = str | int | float | bool
 AmountLimit = Decimal | int | str
@@ -29,7 +29,7 @@ _Limit = TypeVar("_Limit", Decimal, timedelta)
 def check_points(value: object, what: str, *, minimum: int = 1) -> int:
     """An integer (not a bool) from ``minimum`` to ``MAX_POINTS``."""
     if not c.is_int(value) or not minimum <= value <= MAX_POINTS:
-        message = f"{what} must be an integer from {minimum} to {MAX_POINTS:,}, not {value!r}"
+        message = f"{what} must be an integer from {minimum} to {MAX_POINTS:,}, not {shown(value)}"
         raise ValidationError(message)
     return value
 
@@ -43,7 +43,7 @@ def check_scalar(value: object, what: str) -> Scalar:
     if c.is_int(value) and not -(2**63) <= value < 2**63:
         raise ValidationError(f"{what} does not fit in 64 bits")
     if not isinstance(value, (int, float, bool)):
-        raise ValidationError(f"{what} must be a string, number or boolean, not {value!r}")
+        raise ValidationError(f"{what} must be a string, number or boolean, not {shown(value)}")
     return value
 
 
@@ -56,20 +56,20 @@ def points(instance: object, attribute: attrs.Attribute[int], value: object) -> 
 
 def rule_name(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
     if not isinstance(value, str) or not value.strip():
-        raise ValidationError(f"a rule name must be a non-blank string, not {value!r}")
+        raise ValidationError(f"a rule name must be a non-blank string, not {shown(value)}")
     c.check_text(value, "rule name", max_length=c.MAX_ID_LENGTH)
 
 
 def field_name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, str) or not value.strip():
-        raise ValidationError(f"a field name must be a non-blank string, not {value!r}")
+        raise ValidationError(f"a field name must be a non-blank string, not {shown(value)}")
     c.check_text(value, "field name", max_length=c.MAX_ID_LENGTH)
 
 
 def criterion(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
     if not isinstance(value, str) or value not in BANT_CRITERIA:
         raise ValidationError(
-            f"unknown BANT criterion {value!r}; use one of {list(BANT_CRITERIA)}"
+            f"unknown BANT criterion {shown(value)}; use one of {list(BANT_CRITERIA)}"
         )
 
 
@@ -90,7 +90,7 @@ def scalars(instance: Any, attribute: attrs.Attribute[tuple[Scalar, ...]], value
 def to_values(value: Iterable[Scalar]) -> tuple[Scalar, ...]:
     """The listed values as a tuple; a string is one value, not a collection of them."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise ValidationError(f"field_in values must be a collection, not {value!r}")
+        raise ValidationError(f"field_in values must be a collection, not {shown(value)}")
     return tuple(value)
 
 
@@ -115,7 +115,7 @@ def _pairs(bands: object, what: str) -> list[tuple[Any, Any]]:
         pairs = list(bands)
     else:
         raise ValidationError(
-            f"{what} bands must be a mapping or a sequence of pairs, not {bands!r}"
+            f"{what} bands must be a mapping or a sequence of pairs, not {shown(bands)}"
         )
     if not pairs or not all(isinstance(p, (tuple, list)) and len(p) == 2 for p in pairs):
         raise ValidationError(

@@ -25,6 +25,7 @@ from salespipeline.errors import (
     StorageError,
     UnknownPipelineError,
     ValidationError,
+    shown,
 )
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
@@ -89,7 +90,7 @@ class DealStore(abc.ABC):
         if isinstance(pipeline, Pipeline):
             return pipeline
         if not isinstance(pipeline, str):
-            raise ValidationError(f"expected a Pipeline or a pipeline name, not {pipeline!r}")
+            raise ValidationError(f"expected a Pipeline or a pipeline name, not {shown(pipeline)}")
         known = self.pipelines()
         for candidate in known:
             if candidate.name == pipeline:
@@ -121,7 +122,7 @@ def check_filters(pipeline: object, stage: object, open: object) -> None:
         if value is not None:
             check_text(value, f"find(): {what}", max_length=MAX_ID_LENGTH)
     if open is not None and not isinstance(open, bool):
-        raise ValidationError(f"find(): open must be True, False or None, not {open!r}")
+        raise ValidationError(f"find(): open must be True, False or None, not {shown(open)}")
 
 
 def matches(deal: Deal, pipeline: str | None, stage: str | None, open: bool | None) -> bool:

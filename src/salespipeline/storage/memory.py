@@ -19,6 +19,7 @@ from salespipeline.errors import (
     DuplicateDealError,
     StorageError,
     ValidationError,
+    shown,
 )
 from salespipeline.pipeline import Pipeline
 from salespipeline.storage import _codec
@@ -101,7 +102,7 @@ class MemoryStore(DealStore):
 
     def save_pipeline(self, pipeline: Pipeline) -> None:
         if not isinstance(pipeline, Pipeline):
-            raise ValidationError(f"save_pipeline() takes a Pipeline, not {pipeline!r}")
+            raise ValidationError(f"save_pipeline() takes a Pipeline, not {shown(pipeline)}")
         text = _codec.dumps(to_dict(pipeline))
         with self._lock:
             self._check_open()
