@@ -6,6 +6,7 @@ import random
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -562,3 +563,55 @@ def test_the_rendered_report_groups_thousands(abc: Pipeline) -> None:
     text = metrics.report(many, abc, now=NOW).render()
     assert "1,000 deals: 1,000 open, 0 won, 0 lost" in text
     assert any(line.split()[:2] == ["a", "1,000"] for line in text.splitlines())
+
+
+PER_PIPELINE = [
+    lambda d, p: metrics.weighted_pipeline(d, p),
+    lambda d, p: metrics.stage_counts(d, p),
+    lambda d, p: metrics.conversion_rates(d, p),
+    lambda d, p: metrics.time_in_stage(d, p),
+    lambda d, p: metrics.calibration(d, p),
+    lambda d, p: metrics.stalled(d, p, now=NOW),
+    lambda d, p: metrics.bottlenecks(d, p, now=NOW),
+    lambda d, p: metrics.report(d, p, now=NOW),
+    lambda d, p: metrics.forecast(d, p),
+    lambda d, p: metrics.disqualification_candidates(d, p, now=NOW),
+]
+OUTCOMES = [
+    metrics.win_rate,
+    metrics.average_deal_size,
+    metrics.cycle_length,
+    metrics.sales_velocity,
+]
+
+
+@pytest.mark.parametrize("figure", PER_PIPELINE)
+@pytest.mark.parametrize("deals", [None, 5, "deals", [1, 2]])
+def test_per_pipeline_figures_refuse_what_is_not_deals(
+    figure: Any, deals: Any, abc: Pipeline
+) -> None:
+    with pytest.raises(ValidationError, match="Deal"):
+        figure(deals, abc)
+
+
+@pytest.mark.parametrize("figure", PER_PIPELINE)
+def test_per_pipeline_figures_refuse_what_is_not_a_pipeline(figure: Any, abc: Pipeline) -> None:
+    with pytest.raises(ValidationError, match="Pipeline"):
+        figure([abc.start("d", at=T)], "abc")
+
+
+@pytest.mark.parametrize("figure", OUTCOMES)
+@pytest.mark.parametrize("deals", [None, 5, {"a": 1}, [object()]])
+def test_outcome_figures_refuse_what_is_not_deals(figure: Any, deals: Any) -> None:
+    with pytest.raises(ValidationError, match="Deal"):
+        figure(deals)
+
+
+def test_a_forecast_past_the_calendar_is_unscheduled(abc: Pipeline) -> None:
+    late = datetime(9998, 12, 30, tzinfo=T.tzinfo)
+    won_deal = abc.win(
+        abc.advance(abc.advance(abc.start("w", at=T), at=T), at=T), at=T + 400 * DAY
+    )
+    stuck = abc.start("s", at=late)
+    periods = metrics.forecast([won_deal, stuck], abc)
+    assert [p.period for p in periods] == ["unscheduled"]

@@ -8,7 +8,8 @@ from datetime import datetime
 import attrs
 
 from salespipeline import _checks as c
-from salespipeline.deal import Deal
+from salespipeline.deal import Deal, checked_deals
+from salespipeline.errors import ValidationError
 from salespipeline.metrics._render import human_duration
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST
@@ -65,9 +66,11 @@ def disqualification_candidates(
     stage more than twice its ``rot_after``; lost at least twice (reopened and lost again).
     """
     now = c.to_utc(now, "now")
+    if not isinstance(pipeline, Pipeline):
+        raise ValidationError(f"pipeline must be a Pipeline, not {type(pipeline).__name__}")
     positions, n_open = pipeline.positions, len(pipeline.stages)
     found = []
-    for deal in deals:
+    for deal in checked_deals(deals, "disqualification_candidates()"):
         i = positions.get(deal.stage, n_open) if deal.pipeline == pipeline.name else n_open
         if i >= n_open:
             continue

@@ -9,7 +9,7 @@ from typing import Final, Literal
 
 import attrs
 
-from salespipeline.deal import Deal
+from salespipeline.deal import Deal, checked_deals
 from salespipeline.errors import ValidationError
 from salespipeline.metrics._report import EXACT, mean_duration, weighted
 from salespipeline.metrics._time import micros
@@ -60,6 +60,14 @@ def period_of(day: date, by: Period) -> tuple[str, date]:
     return f"{day.year:04d}", date(day.year, 1, 1)
 
 
+def _projected(entered: datetime, mean: timedelta) -> date | None:
+    """The day ``mean`` after ``entered``; None past the calendar's end (unscheduled)."""
+    try:
+        return (entered + mean).date()
+    except OverflowError:
+        return None
+
+
 class _RemainingCycle:
     """Per open stage: mean time from a won deal's last entry into it to its close."""
 
@@ -95,10 +103,12 @@ def forecast(
     """
     if by not in PERIODS:
         raise ValidationError(f"forecast by must be one of {', '.join(PERIODS)}, not {by!r}")
+    if not isinstance(pipeline, Pipeline):
+        raise ValidationError(f"pipeline must be a Pipeline, not {type(pipeline).__name__}")
     positions, n = pipeline.positions, len(pipeline.stages)
     remaining = _RemainingCycle(pipeline)
     waiting: list[tuple[Deal, int]] = []
-    for deal in deals:
+    for deal in checked_deals(deals, "forecast()"):
         if deal.pipeline != pipeline.name:
             continue
         if deal.stage == WON:
@@ -121,7 +131,7 @@ def _periods(
             day = expected_close(deal)
             mean = means[i]
             if day is None and mean is not None:
-                day = (deal.stage_entered_at + mean).date()
+                day = _projected(deal.stage_entered_at, mean)
             key = (None, UNSCHEDULED) if day is None else period_of(day, by)[::-1]
             probability = pipeline.stages[i].probability
             if deal.probability is not None:

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Literal
 
 from salespipeline import _checks as c
-from salespipeline.deal import Deal
+from salespipeline.deal import Deal, checked_deals
 from salespipeline.errors import ValidationError
 from salespipeline.followups import overdue
 from salespipeline.metrics._disqualify import (
@@ -77,8 +77,11 @@ def _pipeline(value: object) -> Pipeline:
     return value
 
 
-def _aggregate(deals: Iterable[Deal], pipeline: object, now: datetime | None = None) -> Aggregates:
-    return aggregate(deals, _pipeline(pipeline), now=now)
+def _aggregate(
+    deals: Iterable[Deal], pipeline: object, what: str, now: datetime | None = None
+) -> Aggregates:
+    checked = _pipeline(pipeline)
+    return aggregate(checked_deals(deals, what), checked, now=now)
 
 
 # -- outcomes (every deal counts) -------------------------------------------------
@@ -91,7 +94,7 @@ def win_rate(deals: Iterable[Deal], *, by: Literal["count", "value"] = "count") 
     """
     if by not in ("count", "value"):
         raise ValidationError(f"win_rate by must be 'count' or 'value', not {by!r}")
-    tally = Outcomes.of(deals)
+    tally = Outcomes.of(checked_deals(deals, "win_rate()"))
     if by == "count":
         return ratio(tally.won, tally.won + tally.lost)
     return decimal_ratio(tally.won_amount, tally.won_amount + tally.lost_amount)
@@ -99,13 +102,13 @@ def win_rate(deals: Iterable[Deal], *, by: Literal["count", "value"] = "count") 
 
 def average_deal_size(deals: Iterable[Deal]) -> Decimal | None:
     """The mean amount of the won deals (34 significant digits); None if none is won."""
-    tally = Outcomes.of(deals)
+    tally = Outcomes.of(checked_deals(deals, "average_deal_size()"))
     return average_amount(tally.won_amount, tally.won)
 
 
 def cycle_length(deals: Iterable[Deal]) -> timedelta | None:
     """The mean ``closed_at - created_at`` of the won deals; None if none is won."""
-    tally = Outcomes.of(deals)
+    tally = Outcomes.of(checked_deals(deals, "cycle_length()"))
     return mean_duration(tally.cycle_us, tally.won)
 
 
@@ -115,7 +118,7 @@ def sales_velocity(deals: Iterable[Deal]) -> Decimal | None:
     Computed exactly from the counts and sums, rounded once; None when a factor is
     undefined or the cycle length is zero.
     """
-    t = Outcomes.of(deals)
+    t = Outcomes.of(checked_deals(deals, "sales_velocity()"))
     return velocity(t.open, t.won, t.won + t.lost, t.won_amount, t.cycle_us)
 
 
@@ -124,13 +127,13 @@ def sales_velocity(deals: Iterable[Deal]) -> Decimal | None:
 
 def weighted_pipeline(deals: Iterable[Deal], pipeline: Pipeline) -> Decimal:
     """Sum over open deals of amount x probability (the deal's override, else its stage's)."""
-    agg = _aggregate(deals, pipeline)
+    agg = _aggregate(deals, pipeline, "weighted_pipeline()")
     return weighted(weighted_amounts(pipeline, agg))
 
 
 def stage_counts(deals: Iterable[Deal], pipeline: Pipeline) -> dict[str, int]:
     """Current stage -> number of deals; every stage present, WON and LOST last."""
-    agg = _aggregate(deals, pipeline)
+    agg = _aggregate(deals, pipeline, "stage_counts()")
     return dict(zip(pipeline.stage_names, agg.counts, strict=True))
 
 
@@ -140,7 +143,7 @@ def conversion_rates(deals: Iterable[Deal], pipeline: Pipeline) -> dict[str, flo
     A deal reached S if its history entered S or a later open stage, or WON; after
     the last open stage comes WON. None where no deal reached S.
     """
-    return conversions(pipeline, _aggregate(deals, pipeline).reached)
+    return conversions(pipeline, _aggregate(deals, pipeline, "conversion_rates()").reached)
 
 
 def time_in_stage(deals: Iterable[Deal], pipeline: Pipeline) -> dict[str, timedelta | None]:
@@ -148,7 +151,7 @@ def time_in_stage(deals: Iterable[Deal], pipeline: Pipeline) -> dict[str, timede
 
     A deal's current stay is not complete and does not count. None where no stay is.
     """
-    agg = _aggregate(deals, pipeline)
+    agg = _aggregate(deals, pipeline, "time_in_stage()")
     return stage_times(pipeline, agg.stay_us, agg.stays)
 
 
@@ -158,7 +161,7 @@ def stalled(deals: Iterable[Deal], pipeline: Pipeline, *, now: datetime) -> list
     limits = {s.name: s.rot_after for s in _pipeline(pipeline).stages}
     found = [
         deal
-        for deal in deals
+        for deal in checked_deals(deals, "stalled()")
         if deal.pipeline == pipeline.name
         and (limit := limits.get(deal.stage)) is not None
         and now - deal.stage_entered_at > limit
@@ -180,7 +183,7 @@ def bottlenecks(
 
 def calibration(deals: Iterable[Deal], pipeline: Pipeline) -> tuple[Calibration, ...]:
     """Per open stage: configured probability beside won / closed among deals reaching it."""
-    agg = _aggregate(deals, pipeline)
+    agg = _aggregate(deals, pipeline, "calibration()")
     return calibrate(pipeline, agg.counts[len(pipeline.stages)], agg.lost_reached)
 
 
@@ -193,4 +196,6 @@ def report(
     """
     pipeline = _pipeline(pipeline)
     as_of = c.to_utc(pipeline.clock() if now is None else now, "now")
-    return finish(aggregate(deals, pipeline, now=as_of), pipeline, as_of=as_of)
+    return finish(
+        aggregate(checked_deals(deals, "report()"), pipeline, now=as_of), pipeline, as_of=as_of
+    )
