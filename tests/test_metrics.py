@@ -8,6 +8,7 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -615,3 +616,11 @@ def test_a_forecast_past_the_calendar_is_unscheduled(abc: Pipeline) -> None:
     stuck = abc.start("s", at=late)
     periods = metrics.forecast([won_deal, stuck], abc)
     assert [p.period for p in periods] == ["unscheduled"]
+
+
+def test_a_report_built_by_hand_with_a_non_mapping_figure_is_a_validation_error(
+    abc: Pipeline,
+) -> None:
+    report = metrics.report([abc.start("d", at=T)], abc, now=NOW)
+    with pytest.raises(ValidationError, match="mapping"):
+        attrs.evolve(report, stage_counts=5)

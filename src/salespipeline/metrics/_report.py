@@ -17,6 +17,7 @@ from typing import Final
 import attrs
 
 from salespipeline._checks import FrozenMap
+from salespipeline.errors import ValidationError
 from salespipeline.metrics._render import human_duration, render_report
 from salespipeline.metrics._time import micros
 from salespipeline.pipeline import Pipeline
@@ -42,7 +43,11 @@ EXACT: Final = Context(prec=96, rounding=ROUND_HALF_EVEN)
 
 
 def _frozen(value: Mapping[str, object]) -> Mapping[str, object]:
-    return value if isinstance(value, FrozenMap) else FrozenMap(value)
+    if isinstance(value, FrozenMap):
+        return value
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"a report figure by stage is a mapping, not {type(value).__name__}")
+    return FrozenMap(value)
 
 
 def canonical(value: Decimal) -> Decimal:
@@ -320,8 +325,7 @@ def _reasons(
         reasons.append(f"{_share(1 - conversion)} of the deals that reach it go no further")
     if mean is not None and time_share > 0:
         reasons.append(
-            f"{_share(time_share)} of the time deals spend in stages "
-            f"(mean {human_duration(mean)})"
+            f"{_share(time_share)} of the time deals spend in stages (mean {human_duration(mean)})"
         )
     if stalled:
         noun = "deal" if deals == 1 else "deals"
