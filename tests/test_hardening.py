@@ -536,3 +536,16 @@ def test_cli_errors_stay_on_one_line_when_a_file_name_holds_a_newline(
 ) -> None:
     assert cli.main(["lint", "two\nlines"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [("nul\x00", "m", None), ("r", "lone \ud800", None), ("r", "m", "f\x00"), ("r", "m", 5)],
+    ids=["name", "message", "field", "field-type"],
+)
+def test_a_rule_guard_keeps_only_text_every_backend_and_diagram_can_hold(
+    arguments: tuple[Any, Any, Any],
+) -> None:
+    name, message, field = arguments
+    with pytest.raises(ValidationError):
+        guards.rule(name, lambda deal: True, message, field)

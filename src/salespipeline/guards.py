@@ -235,11 +235,13 @@ def rule(
     """Wrap any ``deal -> bool`` predicate as a guard; False means one violation."""
     if not isinstance(name, str) or not name.strip():
         raise ValidationError(f"rule name must be a non-blank string, not {shown(name)}")
+    c.check_text(name, "rule name")
     if not callable(predicate):
         raise ValidationError(f"rule {name!r}: predicate must be callable")
     if not isinstance(message, str):
         raise ValidationError(f"rule {name!r}: message must be a string")
-    return Rule(name, predicate, message, field)
+    c.check_text(message, f"rule {name!r}: message", max_length=limits.MAX_FIELDS_BYTES)
+    return Rule(name, predicate, message, c.to_optional_text(field, f"rule {name!r}: field"))
 
 
 def _check_guards(guards: tuple[object, ...]) -> tuple[Guard, ...]:
