@@ -294,7 +294,22 @@ def _parse(text: str, format: str) -> Any:
         raise DefinitionError([_too_deep()]) from None
     except ValueError as error:  # an integer past Python's digit limit, in TOML
         raise DefinitionError([f"invalid {format.upper()}: {error}"]) from None
+    if _depth(data) > limits.MAX_DEPTH:  # parsers that do not recurse (3.13's json)
+        raise DefinitionError([_too_deep()])
     return data
+
+
+def _depth(data: object) -> int:
+    """How deeply lists and tables nest in parsed data (walked without recursion)."""
+    deepest, todo = 0, [(data, 0)]
+    while todo and deepest <= limits.MAX_DEPTH:
+        value, depth = todo.pop()
+        deepest = max(deepest, depth)
+        if isinstance(value, Mapping):
+            todo.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            todo.extend((v, depth + 1) for v in value)
+    return deepest
 
 
 _TOML_MARKS: Final = re.compile(r"""["'#=,\[\]{}\n.]""")
