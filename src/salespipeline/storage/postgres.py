@@ -21,8 +21,10 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Final
 
 from salespipeline.deal import StageChange
-from salespipeline.errors import StorageError
+from salespipeline.errors import StorageError, ValidationError
 from salespipeline.storage import _codec
+from salespipeline.storage._options import check_count, check_timeout
+from salespipeline.storage._process import check_process, let_go
 from salespipeline.storage.sql._dialect import AmountPart, Dialect
 from salespipeline.storage.sql._schema import POSTGRES_DDL
 from salespipeline.storage.sql._store import Cursor, SQLStore, Statements, UniqueViolation
@@ -60,14 +62,16 @@ class PostgresStore(SQLStore):
     sql = _STATEMENTS
 
     def __init__(self, conninfo: str, *, max_connections: int = 4, timeout: float = 10.0) -> None:
+        size = check_count(max_connections, "max_connections")
+        timeout = check_timeout(timeout, zero=False)
         self._psycopg, pool_module = _import_psycopg()
         self._pid = os.getpid()
         self._pool: Any = None
-        self._name = _describe(conninfo)
+        self._name = _describe(_parsed(conninfo))
         pool = pool_module.ConnectionPool(
             conninfo,
             min_size=1,
-            max_size=max_connections,
+            max_size=size,
             kwargs={"autocommit": True},
             timeout=timeout,
             open=False,
@@ -90,8 +94,9 @@ class PostgresStore(SQLStore):
         return f"PostgresStore({self._name})"
 
     def close(self) -> None:
+        """Close the pool; in a forked child, let go of the inherited one untouched."""
         pool, self._pool = self._pool, None
-        if pool is not None:
+        if pool is not None and let_go(pool, self._pid):
             pool.close()
 
     def _lock_schema(self, cursor: Cursor) -> None:
@@ -100,10 +105,7 @@ class PostgresStore(SQLStore):
     def _open_pool(self) -> Any:
         if self._pool is None:
             raise StorageError(f"{self!r} is closed")
-        if os.getpid() != self._pid:
-            raise StorageError(
-                f"{self!r} was opened in another process; open a new store in this one"
-            )
+        check_process(self, self._pid)
         return self._pool
 
     @contextmanager
@@ -175,13 +177,30 @@ def _json_as_text(connection: Any) -> None:
     connection.adapters.register_loader("jsonb", TextLoader)
 
 
-def _describe(conninfo: str) -> str:
-    """Where the store connects, without the password (for messages and repr)."""
-    try:
-        from psycopg.conninfo import conninfo_to_dict
+def _parsed(conninfo: object) -> dict[str, Any]:
+    """The parts of a libpq ``conninfo`` (``key=value`` pairs or a URI); malformed is refused.
 
-        parts = conninfo_to_dict(conninfo)
-    except Exception:
-        return "(unparsable conninfo)"
+    The pool would otherwise retry a string libpq cannot parse until its timeout. The
+    message does not repeat a string that may hold a password.
+    """
+    if not isinstance(conninfo, str):
+        raise ValidationError(f"conninfo must be a string, not {type(conninfo).__name__}")
+    if "\x00" in conninfo:
+        raise ValidationError("conninfo must not contain NUL characters")
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return conninfo_to_dict(conninfo)
+    except ProgrammingError as error:
+        problem = str(error)
+        if "@" in conninfo or "password" in conninfo:  # libpq may quote a URI whole
+            problem = problem.replace(conninfo, "…")
+        problem = " ".join(problem.split())
+        raise ValidationError(f"conninfo is not a libpq connection string: {problem}") from None
+
+
+def _describe(parts: dict[str, Any]) -> str:
+    """Where the store connects, without the password (for messages and repr)."""
     shown = {k: parts[k] for k in ("host", "port", "dbname", "user") if parts.get(k)}
     return " ".join(f"{k}={v}" for k, v in shown.items()) or "(default connection)"

@@ -25,8 +25,10 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Final
 
 from salespipeline.deal import Deal
-from salespipeline.errors import StorageError, ValidationError
+from salespipeline.errors import StorageError, ValidationError, shown
 from salespipeline.storage import _codec
+from salespipeline.storage._options import check_path, check_timeout
+from salespipeline.storage._process import check_process, let_go
 from salespipeline.storage.sql._dialect import AmountPart, Dialect
 from salespipeline.storage.sql._schema import SQLITE_DDL
 from salespipeline.storage.sql._store import SQLStore, Statements, UniqueViolation
@@ -58,12 +60,15 @@ class SQLiteStore(SQLStore):
     def __init__(
         self, path: str | os.PathLike[str], *, timeout: float = 30.0, synchronous: str = "full"
     ) -> None:
-        if synchronous not in _SYNCHRONOUS:
-            raise ValidationError(f"synchronous must be 'full' or 'normal', not {synchronous!r}")
-        self._path = os.fspath(path)
+        if not isinstance(synchronous, str) or synchronous not in _SYNCHRONOUS:
+            raise ValidationError(
+                f"synchronous must be 'full' or 'normal', not {shown(synchronous)}"
+            )
+        self._path = check_path(path)
+        seconds = check_timeout(timeout, zero=True)
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self._connection: sqlite3.Connection | None = _connect(self._path, timeout, synchronous)
+        self._connection: sqlite3.Connection | None = _connect(self._path, seconds, synchronous)
         try:
             self._ensure_schema()
         except BaseException:
@@ -78,9 +83,10 @@ class SQLiteStore(SQLStore):
         return f"SQLiteStore({self._path!r})"
 
     def close(self) -> None:
+        """Close the connection; in a forked child, let go of the inherited one untouched."""
         with self._lock:
             connection, self._connection = self._connection, None
-            if connection is not None:
+            if connection is not None and let_go(connection, self._pid):
                 connection.close()
 
     def _row_values(self, deal: Deal) -> list[Any]:
@@ -92,10 +98,7 @@ class SQLiteStore(SQLStore):
     def _open_connection(self) -> sqlite3.Connection:
         if self._connection is None:
             raise StorageError(f"{self!r} is closed")
-        if os.getpid() != self._pid:
-            raise StorageError(
-                f"{self!r} was opened in another process; open a new store in this one"
-            )
+        check_process(self, self._pid)
         return self._connection
 
     @contextmanager
