@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -17,6 +18,7 @@ from salespipeline._checks import check_text, is_encodable, thaw, to_optional_te
 from salespipeline._unchecked import stage_change as _unchecked_change
 from salespipeline.deal import MAX_VERSION, Bant, Deal, StageChange
 from salespipeline.errors import CorruptRecordError, SalesPipelineError, ValidationError
+from salespipeline.limits import MAX_DEPTH
 from salespipeline.metrics._time import EPOCH, to_us
 
 __all__ = [
@@ -26,13 +28,16 @@ __all__ = [
     "change_values",
     "deal_values",
     "decode_deal",
-    "decode_joined",
+    "decode_loaded",
     "dumps",
     "from_us",
+    "loads",
     "to_us",
 ]
 
 FRACTION_UNITS: Final = 10**12
+_STRINGS: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKETS: Final = re.compile(r"[\[\]{}]")
 
 DEAL_COLUMNS: Final = (
     "id",
@@ -63,7 +68,6 @@ _DECODE_ERRORS: Final = (
     KeyError,
     OverflowError,
     InvalidOperation,
-    RecursionError,  # JSON nested deeper than the parser can follow
 )
 
 
@@ -87,6 +91,30 @@ def dumps(data: object) -> str:
     if not text.isascii() and not is_encodable(text):
         raise ValidationError("the data holds text that is not valid Unicode (a lone surrogate)")
     return text
+
+
+def loads(text: str | bytes) -> Any:
+    """Stored JSON text parsed; ``ValueError`` when it nests deeper than ``MAX_DEPTH``.
+
+    Every stored JSON value (fields, definitions, report figures) is read here, so no
+    parser recurses as deep as a damaged value goes (``RecursionError``).
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
+        raise ValueError(f"the stored JSON is nested more than {MAX_DEPTH} deep")
+    return json.loads(text)
+
+
+def _depth(text: str) -> int:
+    """How deep ``text``'s arrays and objects nest (brackets inside strings ignored)."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.finditer(_STRINGS.sub("", text)):
+        depth += 1 if bracket.group() in "[{" else -1
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            break
+    return deepest
 
 
 def amount_parts(amount: Decimal) -> tuple[int, int]:
@@ -153,7 +181,7 @@ def _amount(value: object) -> Decimal:
 
 
 def _fields(value: object) -> Mapping[str, Any]:
-    data = json.loads(value) if isinstance(value, str) else value
+    data = loads(value) if isinstance(value, str) else value
     if not isinstance(data, Mapping):
         raise TypeError(f"the fields column holds {type(data).__name__}, not a JSON object")
     return data
@@ -204,12 +232,14 @@ def decode_deal(row: Sequence[Any], changes: Sequence[Sequence[Any]]) -> Deal:
         raise CorruptRecordError(deal_id, str(error)) from error
 
 
-def decode_joined(rows: Sequence[Sequence[Any]]) -> Deal:
-    """The Deal of ``DEAL_COLUMNS + CHANGE_COLUMNS`` rows: a deal left-joined to its history."""
-    width = len(DEAL_COLUMNS)
-    first = rows[0]
-    changes = [row[width:] for row in rows] if first[width] is not None else []
-    return decode_deal(first[:width], changes)
+def decode_loaded(rows: Sequence[Sequence[Any]]) -> Deal:
+    """The Deal of a load's rows: first the deal's row, then one row per history entry.
+
+    Each row is a marker, the ``DEAL_COLUMNS`` and the ``CHANGE_COLUMNS``; the deal
+    row's change columns and the history rows' deal columns are NULL.
+    """
+    width = 1 + len(DEAL_COLUMNS)
+    return decode_deal(rows[0][1:width], [row[width:] for row in rows[1:]])
 
 
 def _build(row: Sequence[Any], changes: Sequence[Sequence[Any]]) -> Deal:

@@ -10,30 +10,38 @@ against this contract.
 from __future__ import annotations
 
 import abc
-import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from salespipeline import metrics
 from salespipeline._checks import MAX_ID_LENGTH, check_id, check_text
 from salespipeline.deal import Deal, StageChange
-from salespipeline.definitions import from_dict
 from salespipeline.errors import (
-    DefinitionError,
-    StorageError,
     UnknownPipelineError,
     ValidationError,
     shown,
 )
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
+from salespipeline.storage._definitions import decode_all, decode_pipeline, definition_row
 
 if TYPE_CHECKING:
     from salespipeline.metrics import PipelineReport
 
-__all__ = ["DealStore", "check_deal", "check_filters", "check_id", "matches", "split_history"]
+__all__ = [
+    "DealStore",
+    "check_deal",
+    "check_filters",
+    "check_id",
+    "decode_all",
+    "decode_pipeline",
+    "definition_row",
+    "matches",
+    "new_entries",
+    "split_history",
+]
 
 
 class DealStore(abc.ABC):
@@ -72,6 +80,26 @@ class DealStore(abc.ABC):
     def pipelines(self) -> tuple[Pipeline, ...]:
         """The recorded definitions, the highest version of each name, sorted by name."""
 
+    def pipeline(self, name: str) -> Pipeline:
+        """The recorded definition called ``name``, its highest version; only it is decoded.
+
+        ``UnknownPipelineError`` lists the recorded names. A definition that does not
+        decode (a guard kind nobody registered) is a ``StorageError`` saying why.
+        """
+        name = check_text(name, "pipeline name", max_length=MAX_ID_LENGTH)
+        recorded = self._definitions()
+        if name not in recorded:
+            raise UnknownPipelineError(name, known=sorted(recorded))
+        return decode_pipeline(name, recorded[name])
+
+    def _definitions(self) -> Mapping[str, object]:
+        """Each recorded name with its highest version's definition as stored, undecoded.
+
+        Values are JSON text, ``to_dict`` data or a Pipeline. Stores override this to
+        read their rows; the default decodes every definition through ``pipelines()``.
+        """
+        return {pipeline.name: pipeline for pipeline in self.pipelines()}
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release the store's resources; closing twice is harmless."""
@@ -91,11 +119,7 @@ class DealStore(abc.ABC):
             return pipeline
         if not isinstance(pipeline, str):
             raise ValidationError(f"expected a Pipeline or a pipeline name, not {shown(pipeline)}")
-        known = self.pipelines()
-        for candidate in known:
-            if candidate.name == pipeline:
-                return candidate
-        raise UnknownPipelineError(pipeline, known=[p.name for p in known])
+        return self.pipeline(pipeline)
 
     def __enter__(self) -> DealStore:
         return self
@@ -134,6 +158,38 @@ def matches(deal: Deal, pipeline: str | None, stage: str | None, open: bool | No
     )
 
 
+def new_entries(deal: Deal, stored: Sequence[StageChange]) -> tuple[StageChange, ...]:
+    """The entries ``deal`` adds to ``stored``, the history of the version it was made on.
+
+    A save writes only a deal whose history is exactly ``stored`` followed by entries
+    of later versions (so its ``id`` and ``created_at`` are the stored ones too); any
+    other is a ``ValidationError`` and nothing is written. Entries the deal shares
+    with the loaded one compare by identity, so this costs little even for long
+    histories.
+    """
+    count = len(stored)
+    history = deal.history
+    if history[:count] == tuple(stored) and (
+        len(history) == count or history[count].version >= deal.version
+    ):
+        return history[count:]
+    raise ValidationError(
+        f"its history is not the stored history plus new entries ({_difference(history, stored)});"
+        " save only deals derived from the stored deal",
+        deal_id=deal.id,
+    )
+
+
+def _difference(history: Sequence[StageChange], stored: Sequence[StageChange]) -> str:
+    """Where ``history`` first parts from ``stored``, in words."""
+    for index, (given, kept) in enumerate(zip(history, stored, strict=False)):
+        if given != kept:
+            return f"entry {index + 1} differs from the stored v{kept.version} {kept.to_stage!r}"
+    if len(history) < len(stored):
+        return f"it has {len(history)} of the {len(stored)} stored entries"
+    return f"entry {len(stored) + 1} has version {history[len(stored)].version}, already stored"
+
+
 def split_history(deal: Deal) -> tuple[StageChange | None, tuple[StageChange, ...]]:
     """The last history entry the stored version already has, and the entries after it.
 
@@ -144,19 +200,3 @@ def split_history(deal: Deal) -> tuple[StageChange | None, tuple[StageChange, ..
     known = [change for change in deal.history if change.version <= base]
     new = tuple(change for change in deal.history if change.version > base)
     return (known[-1] if known else None), new
-
-
-def decode_pipeline(name: str, data: Any) -> Pipeline:
-    """A stored definition (JSON text or decoded data) as a Pipeline; never repaired.
-
-    A definition that does not decode is a ``StorageError`` naming the pipeline, so a
-    bad row never surfaces as a ``DefinitionError`` the caller did not cause.
-    """
-    try:
-        decoded = json.loads(data) if isinstance(data, (str, bytes)) else data
-        return from_dict(decoded)
-    except (ValueError, RecursionError) as error:  # DefinitionError is a ValueError
-        reason = (
-            "is not a valid definition" if isinstance(error, DefinitionError) else "is not JSON"
-        )
-        raise StorageError(f"the stored definition of pipeline {name!r} {reason}") from error

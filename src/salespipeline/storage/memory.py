@@ -10,27 +10,23 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-from salespipeline import _unchecked
 from salespipeline.deal import Deal
-from salespipeline.definitions import to_dict
 from salespipeline.errors import (
     ConcurrencyError,
     DealNotFoundError,
     DuplicateDealError,
     StorageError,
-    ValidationError,
-    shown,
 )
 from salespipeline.pipeline import Pipeline
-from salespipeline.storage import _codec
 from salespipeline.storage.base import (
     DealStore,
     check_deal,
     check_filters,
     check_id,
-    decode_pipeline,
+    decode_all,
+    definition_row,
     matches,
-    split_history,
+    new_entries,
 )
 
 __all__ = ["MemoryStore"]
@@ -41,7 +37,7 @@ class MemoryStore(DealStore):
 
     def __init__(self) -> None:
         self._deals: dict[str, Deal] = {}
-        self._definitions: dict[tuple[str, int], str] = {}
+        self._definitions_by_version: dict[tuple[str, int], str] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -71,7 +67,6 @@ class MemoryStore(DealStore):
 
     def save(self, deal: Deal) -> None:
         deal = check_deal(deal)
-        known, new = split_history(deal)
         base = deal.version - 1
         with self._lock:
             self._check_open()
@@ -79,17 +74,8 @@ class MemoryStore(DealStore):
             if stored is None or stored.version != base:
                 actual = None if stored is None else stored.version
                 raise ConcurrencyError(deal.id, expected=base, actual=actual)
-            if known is None or (known.to_stage, known.at) != (
-                stored.stage,
-                stored.stage_entered_at,
-            ):
-                raise ValidationError(
-                    f"its history does not continue the stored one (stored: stage "
-                    f"{stored.stage!r} at version {base}); save only deals derived from "
-                    "the stored deal",
-                    deal_id=deal.id,
-                )
-            self._deals[deal.id] = _unchecked.replace(deal, history=stored.history + new)
+            new_entries(deal, stored.history)
+            self._deals[deal.id] = deal
 
     def find(
         self, *, pipeline: str | None = None, stage: str | None = None, open: bool | None = None
@@ -101,21 +87,19 @@ class MemoryStore(DealStore):
         return (deal for _, deal in deals if matches(deal, pipeline, stage, open))
 
     def save_pipeline(self, pipeline: Pipeline) -> None:
-        if not isinstance(pipeline, Pipeline):
-            raise ValidationError(f"save_pipeline() takes a Pipeline, not {shown(pipeline)}")
-        text = _codec.dumps(to_dict(pipeline))
+        name, version, text = definition_row(pipeline)
         with self._lock:
             self._check_open()
-            self._definitions[pipeline.name, pipeline.version] = text
+            self._definitions_by_version[name, version] = text
 
     def pipelines(self) -> tuple[Pipeline, ...]:
+        return decode_all(self._definitions())
+
+    def _definitions(self) -> dict[str, str]:
         with self._lock:
             self._check_open()
-            latest: dict[str, tuple[int, str]] = {}
-            for (name, version), text in self._definitions.items():
-                if name not in latest or version > latest[name][0]:
-                    latest[name] = (version, text)
-        return tuple(decode_pipeline(name, text) for name, (_, text) in sorted(latest.items()))
+            latest = sorted(self._definitions_by_version.items())
+        return {name: text for (name, _), text in latest}
 
     def close(self) -> None:
         with self._lock:

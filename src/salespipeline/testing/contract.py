@@ -89,6 +89,70 @@ def _renamed(deal: Deal, id: str) -> Deal:
     return attrs.evolve(deal, id=id, history=history)
 
 
+def _walk(pipeline: Pipeline, id: str, start: datetime, *moves: tuple[str, int]) -> list[Deal]:
+    """The versions of a deal opened at ``start``: each move (stage or "+" for an
+    update, hour) applied in turn, every version kept."""
+    deals = [pipeline.start(id, bant=QUALIFIED, at=start)]
+    for to, hour in moves:
+        deal = deals[-1]
+        if to == "+":
+            deals.append(deal.evolve(amount=deal.amount + 1))
+        elif to == LOST:
+            deals.append(pipeline.lose(deal, "price", at=_later(hour)))
+        else:
+            deals.append(pipeline.move(deal, to, at=_later(hour)))
+    return deals
+
+
+def _other_created_at(pipeline: Pipeline) -> tuple[list[Deal], Deal]:
+    stored = _walk(pipeline, "forged", T0, ("proposal", 1))
+    fake = _walk(pipeline, "forged", T0 - timedelta(hours=1), ("proposal", 1), ("+", 0))
+    return stored, fake[-1]
+
+
+def _rewritten_time(pipeline: Pipeline) -> tuple[list[Deal], Deal]:
+    stored = _walk(pipeline, "forged", T0, ("proposal", 1), ("closing", 3))
+    fake = _walk(pipeline, "forged", T0, ("proposal", 2), ("closing", 3), (WON, 4))
+    return stored, fake[-1]
+
+
+def _rewritten_stages(pipeline: Pipeline) -> tuple[list[Deal], Deal]:
+    stored = _walk(pipeline, "forged", T0, ("proposal", 1), (LOST, 2), ("proposal", 3))
+    fake = _walk(pipeline, "forged", T0, ("proposal", 1), ("closing", 2), ("proposal", 3))
+    return stored, fake[-1].evolve(amount=5)
+
+
+def _rewritten_reason(pipeline: Pipeline) -> tuple[list[Deal], Deal]:
+    stored = _walk(pipeline, "forged", T0, ("proposal", 1), (LOST, 2), ("proposal", 3))
+    fake = stored[-1]
+    history = list(fake.history)
+    history[2] = attrs.evolve(history[2], reason="timing")
+    return stored, attrs.evolve(fake, history=tuple(history)).evolve(amount=5)
+
+
+def _renumbered(pipeline: Pipeline) -> tuple[list[Deal], Deal]:
+    stored = _walk(pipeline, "forged", T0, ("+", 0), ("proposal", 1))
+    fake = _walk(pipeline, "forged", T0, ("proposal", 1), ("+", 0), ("+", 0))
+    return stored, fake[-1]
+
+
+def _dropped_entries(pipeline: Pipeline) -> tuple[list[Deal], Deal]:
+    stored = _walk(pipeline, "forged", T0, ("proposal", 1), (LOST, 2), ("proposal", 3))
+    fake = _walk(pipeline, "forged", T0, ("proposal", 3), ("+", 0), ("+", 0), ("+", 0))
+    return stored, fake[-1]
+
+
+FORGERIES: Final[dict[str, Callable[[Pipeline], tuple[list[Deal], Deal]]]] = {
+    "another created_at": _other_created_at,
+    "an earlier entry at another time": _rewritten_time,
+    "earlier entries in other stages": _rewritten_stages,
+    "an earlier entry with another reason": _rewritten_reason,
+    "entries under other versions": _renumbered,
+    "earlier entries left out": _dropped_entries,
+}
+"""Each: the versions a deal was stored through, and a forged next version of it."""
+
+
 class StoreContract:
     """Every behaviour a ``DealStore`` promises, as pytest tests.
 
@@ -299,6 +363,29 @@ class StoreContract:
             store.save(impostor)
         assert store.get("twin") == stored
 
+    @pytest.mark.parametrize("forgery", sorted(FORGERIES))
+    def test_a_forged_deal_is_refused_and_nothing_is_written(
+        self, store: DealStore, pipeline: Pipeline, forgery: str
+    ) -> None:
+        """A deal whose history is not the stored one plus new entries is never saved.
+
+        Each forgery keeps the stored stage, version and time of the last known entry,
+        so only a store that compares the whole history (and ``created_at``) refuses it.
+        """
+        stored, forged = FORGERIES[forgery](pipeline)
+        store.add(stored[0])
+        for deal in stored[1:]:
+            store.save(deal)
+        with pytest.raises(ValidationError) as error:
+            store.save(forged)
+        assert error.value.deal_id == forged.id
+        assert store.get(forged.id) == stored[-1]
+        assert store.history(forged.id) == stored[-1].history
+        now = _later(100)
+        expected = metrics.report([stored[-1]], pipeline, now=now)
+        assert store.report(pipeline, now=now) == expected
+        store.save(pipeline.lose(store.get(forged.id), "price", at=_later(50)))
+
     def test_closed_deals_keep_closing_fields(self, store: DealStore, pipeline: Pipeline) -> None:
         won = pipeline.start("w", bant=QUALIFIED, at=T0)
         store.add(won)
@@ -396,6 +483,30 @@ class StoreContract:
         store.save_pipeline(newer)
         assert store.pipelines() == (other, newer)
         assert store.pipelines()[1].stage("proposal").label == "제안"
+
+    def test_one_definition_is_read_by_name(self, store: DealStore, pipeline: Pipeline) -> None:
+        newer = contract_pipeline(version=2)
+        for definition in (newer, contract_pipeline("another"), pipeline):
+            store.save_pipeline(definition)
+        assert store.pipeline("contract") == newer
+        assert store.pipeline("another") == contract_pipeline("another")
+        with pytest.raises(UnknownPipelineError) as error:
+            store.pipeline("nowhere")
+        assert error.value.known == ("another", "contract")
+        bad: Any = 7
+        for name in (bad, "a\x00b"):
+            with pytest.raises(ValidationError):
+                store.pipeline(name)
+
+    def test_save_pipeline_refuses_what_is_not_a_pipeline(self, store: DealStore) -> None:
+        deep: Any = []
+        for _ in range(100_000):  # a message quoting it must not recurse
+            deep = [deep]
+        values: list[Any] = [{"name": "x"}, "contract", deep]
+        for bad in values:
+            with pytest.raises(ValidationError):
+                store.save_pipeline(bad)
+        assert store.pipelines() == ()
 
     def test_report_equals_the_pure_report_over_the_same_deals(
         self, store: DealStore, pipeline: Pipeline

@@ -23,7 +23,7 @@ from typing import Any, Final, NamedTuple
 from salespipeline._checks import is_int
 from salespipeline.deal import Deal
 from salespipeline.metrics._facts import Change, Stay, completed_stays, stay_stages
-from salespipeline.storage._codec import from_us
+from salespipeline.storage._codec import from_us, loads
 
 __all__ = [
     "COLUMNS",
@@ -102,7 +102,7 @@ def slot_stays(entered: Sequence[str], counts: Sequence[int], totals: Sequence[i
 
 def read_entered(text: object) -> tuple[str, ...]:
     """A stored ``entered`` value back as stage names; ValueError when it is not one."""
-    value = json.loads(_text(text))
+    value = loads(_text(text))
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
         raise ValueError(f"entered stages {text!r} are not a JSON list of names")
     return tuple(value)
@@ -110,7 +110,7 @@ def read_entered(text: object) -> tuple[str, ...]:
 
 def read_stays_more(text: object) -> dict[str, tuple[int, int]]:
     """A stored ``stays_more`` value back as stage -> (stays, microseconds)."""
-    value = json.loads(_text(text))
+    value = loads(_text(text))
     if not isinstance(value, dict):
         raise ValueError(f"extra stays {text!r} are not a JSON object")
     stays: dict[str, tuple[int, int]] = {}

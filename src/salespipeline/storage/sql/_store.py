@@ -4,13 +4,15 @@ Subclasses supply transactions (``_read`` gives one consistent snapshot, ``_writ
 one atomic transaction that serialises with other writers, ``_statement`` single
 statements that are atomic on their own) and the dialect's SQL spelling; everything
 else (optimistic saves, streaming ``find``, decoding) is here. ``get`` is one
-statement (the deal joined to its history), so a load is one round trip.
+statement (the deal's row, then its history rows), so a load is one round trip, and a
+save compares the deal's history with the one the store last handed out for it.
 """
 
 from __future__ import annotations
 
 import abc
 import functools
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -20,7 +22,6 @@ import attrs
 
 from salespipeline._checks import is_int
 from salespipeline.deal import Deal, StageChange
-from salespipeline.definitions import to_dict
 from salespipeline.errors import (
     ConcurrencyError,
     CorruptRecordError,
@@ -29,6 +30,7 @@ from salespipeline.errors import (
     SalesPipelineError,
     StorageError,
     ValidationError,
+    shown,
 )
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
@@ -38,11 +40,13 @@ from salespipeline.storage.base import (
     check_deal,
     check_filters,
     check_id,
-    decode_pipeline,
-    split_history,
+    decode_all,
+    definition_row,
+    new_entries,
 )
 from salespipeline.storage.sql import _figures
 from salespipeline.storage.sql._dialect import Dialect, Row
+from salespipeline.storage.sql._recent import Recent
 from salespipeline.storage.sql._report import sql_report
 from salespipeline.storage.sql._schema import SCHEMA_VERSION, UPGRADES
 
@@ -52,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["Cursor", "SQLStore", "Statements", "UniqueViolation"]
 
 _SCHEMA_KEY: Final = "schema_version"
+_VERSION_TEXT: Final = re.compile(r"0|[1-9][0-9]{0,8}")
 
 
 class Cursor(Protocol):
@@ -115,13 +120,22 @@ class Statements:
 
     @functools.cached_property
     def select_deal(self) -> str:
-        """One deal joined to its history rows, in one statement (so one snapshot)."""
+        """A deal's row, then its history rows, in one statement (one snapshot, one round trip).
+
+        The deal's columns come back once, however long its history: each history row
+        carries NULL in them (``_codec.decode_loaded`` reads the rows).
+        """
+        p = self.placeholder
         deal = ", ".join(f"d.{c}" for c in _codec.DEAL_COLUMNS)
         changes = ", ".join(f"c.{c}" for c in _codec.CHANGE_COLUMNS)
+        no_deal = ", ".join(["NULL"] * len(_codec.DEAL_COLUMNS))
+        no_changes = ", ".join(["NULL"] * len(_codec.CHANGE_COLUMNS))
+        order = 1 + len(_codec.DEAL_COLUMNS) + 1 + _codec.CHANGE_COLUMNS.index("version")
         return (
-            f"SELECT {deal}, {changes} FROM sp_deals d LEFT JOIN sp_stage_changes c "
-            f"ON c.deal_id = d.id AND c.version <= d.version WHERE d.id = {self.placeholder} "
-            "ORDER BY c.version"
+            f"SELECT 0, {deal}, {no_changes} FROM sp_deals d WHERE d.id = {p} "
+            f"UNION ALL SELECT 1, {no_deal}, {changes} FROM sp_stage_changes c "
+            f"JOIN sp_deals d ON d.id = c.deal_id WHERE d.id = {p} AND c.version <= d.version "
+            f"ORDER BY 1, {order}"
         )
 
     @functools.cached_property
@@ -130,8 +144,8 @@ class Statements:
         sets = [f"{c} = {p}" for c in self.deal_columns[1:]]
         sets[_codec.DEAL_COLUMNS.index("fields") - 1] = f"fields = {self.dialect.json_param}"
         return (
-            f"UPDATE sp_deals SET {', '.join(sets)} WHERE id = {p} AND version = {p} "
-            f"AND stage = {p} AND stage_entered_at_us = {p}"
+            f"UPDATE sp_deals SET {', '.join(sets)} "
+            f"WHERE id = {p} AND version = {p} AND created_at_us = {p}"
         )
 
     def q(self, sql: str) -> str:
@@ -228,10 +242,7 @@ class SQLStore(DealStore):
         row = cursor.fetchone()
         if row is None:
             return None
-        text = str(row[0])
-        if not text.isdigit():
-            raise StorageError(f"the database's schema version {text!r} is not a number")
-        version = int(text)
+        version = _schema_number(row[0])
         if version > SCHEMA_VERSION:
             raise StorageError(
                 f"the database has schema version {version}, newer than this salespipeline "
@@ -248,17 +259,37 @@ class SQLStore(DealStore):
             if cursor.rowcount != 1:
                 raise DuplicateDealError(deal.id)
             self._insert_changes(cursor, deal.history)
+        self._recent.keep(deal)
 
     def save(self, deal: Deal) -> None:
         deal = check_deal(deal)
-        known, new = split_history(deal)
         base = deal.version - 1
-        at_us = None if known is None else _codec.to_us(known.at)
-        stage = None if known is None else known.to_stage
-        params = [*self._deal_params(deal)[1:], deal.id, base, stage, at_us]
+        new = new_entries(deal, self._history_at(deal.id, base))
+        params = [*self._deal_params(deal)[1:], deal.id, base, _codec.to_us(deal.created_at)]
         with _stray_history(deal):
             if not self._update(params, new):
                 self._refuse(deal, base)
+        self._recent.keep(deal)
+
+    @functools.cached_property
+    def _recent(self) -> Recent:
+        return Recent()
+
+    def _history_at(self, id: str, version: int) -> Sequence[StageChange]:
+        """The stored history of deal ``id`` at ``version``: remembered, else read back.
+
+        ``ConcurrencyError`` when the stored deal is not at ``version``.
+        """
+        remembered = self._recent.history(id, version)
+        if remembered is not None:
+            return remembered
+        try:
+            stored = self.get(id)
+        except DealNotFoundError:
+            raise ConcurrencyError(id, expected=version, actual=None) from None
+        if stored.version != version:
+            raise ConcurrencyError(id, expected=version, actual=stored.version)
+        return stored.history
 
     def _insert_changes(self, cursor: Cursor, changes: Sequence[StageChange]) -> None:
         if len(changes) == 1:  # the usual save: one execute, not a batch
@@ -271,7 +302,7 @@ class SQLStore(DealStore):
         """Explain why the conditional update matched no row, as the right error.
 
         Runs after the failed write: versions only rise, so a stored version still
-        equal to ``base`` means the update failed on the stage or time, not the version.
+        equal to ``base`` means the update failed on ``created_at``, not the version.
         """
         with self._statement() as cursor:
             cursor.execute(
@@ -281,19 +312,21 @@ class SQLStore(DealStore):
         if row is None or row[0] != base:
             raise ConcurrencyError(deal.id, expected=base, actual=None if row is None else row[0])
         raise ValidationError(
-            f"its history does not continue the stored one (stored: stage {row[1]!r} at "
-            f"version {base}); save only deals derived from the stored deal",
+            "its created_at differs from the stored deal's; save only deals derived from the "
+            "stored deal",
             deal_id=deal.id,
         )
 
     def get(self, id: str) -> Deal:
         id = check_id(id)
         with self._statement() as cursor:
-            cursor.execute(self.sql.select_deal, (id,))
+            cursor.execute(self.sql.select_deal, (id, id))
             rows = cursor.fetchall()
-        if not rows:
+        if not rows or rows[0][0] != 0:
             raise DealNotFoundError(id)
-        return _codec.decode_joined(rows)
+        deal = _codec.decode_loaded(rows)
+        self._recent.keep(deal)
+        return deal
 
     def find(
         self, *, pipeline: str | None = None, stage: str | None = None, open: bool | None = None
@@ -324,7 +357,10 @@ class SQLStore(DealStore):
             if not rows:
                 return []
             changes = self._page_changes(cursor, filters, after, rows[-1][0])
-        return [_codec.decode_deal(row, changes.get(row[0], ())) for row in rows]
+        deals = [_codec.decode_deal(row, changes.get(row[0], ())) for row in rows]
+        for deal in deals:
+            self._recent.keep(deal)
+        return deals
 
     def _page_changes(
         self, cursor: Cursor, filters: _Filter, after: str | None, last: str
@@ -346,26 +382,26 @@ class SQLStore(DealStore):
     # -- pipelines --------------------------------------------------------------------
 
     def save_pipeline(self, pipeline: Pipeline) -> None:
-        if not isinstance(pipeline, Pipeline):
-            raise ValidationError(f"save_pipeline() takes a Pipeline, not {pipeline!r}")
-        text = _codec.dumps(to_dict(pipeline))
+        row = definition_row(pipeline)
         p = self.sql.placeholder
         with self._write() as cursor:
             cursor.execute(
                 "INSERT INTO sp_pipelines (name, version, definition) "
                 f"VALUES ({p}, {p}, {self.sql.dialect.json_param}) ON CONFLICT (name, version) "
                 "DO UPDATE SET definition = excluded.definition",
-                (pipeline.name, pipeline.version, text),
+                row,
             )
 
     def pipelines(self) -> tuple[Pipeline, ...]:
+        return decode_all(self._definitions())
+
+    def _definitions(self) -> dict[str, object]:
         with self._read() as cursor:
             cursor.execute(
                 "SELECT name, definition FROM sp_pipelines p WHERE version = "
                 "(SELECT MAX(version) FROM sp_pipelines q WHERE q.name = p.name)"
             )
-            rows = cursor.fetchall()
-        return tuple(decode_pipeline(name, data) for name, data in sorted(rows))
+            return dict(cursor.fetchall())
 
     # -- report (aggregated in SQL: storage/sql/_report.py) ----------------------------
 
@@ -429,6 +465,17 @@ def _fill_figures(cursor: Cursor, p: str, *, batch: int = 1000) -> None:
         rows = [[*_figures.figure_values(*h), i] for i, h in histories.items()]
         cursor.executemany(f"UPDATE sp_deals SET {update} WHERE id = {p}", rows)
         after = ids[-1]
+
+
+def _schema_number(value: object) -> int:
+    """A stored schema version: the ASCII digits of a whole number, else ``StorageError``."""
+    text = value if isinstance(value, str) else ""
+    if not _VERSION_TEXT.fullmatch(text):
+        raise StorageError(
+            f"the database's schema version {shown(value)} is not a whole number; it was not "
+            "written by salespipeline, or it was damaged"
+        )
+    return int(text)
 
 
 @contextmanager
