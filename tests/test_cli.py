@@ -9,11 +9,13 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
+import attrs
 import pytest
 
-from salespipeline import dump_pipeline, presets
+from salespipeline import Pipeline, Stage, Tracker, dump_pipeline, guards, presets
 from salespipeline.cli import main
 from salespipeline.cli._main import _Progress
+from salespipeline.deal import Deal
 from salespipeline.storage import SQLiteStore
 
 NOW = "2026-06-30T00:00:00+00:00"
@@ -197,6 +199,60 @@ def test_report_on_an_empty_database(tmp_path: Path, capsys: pytest.CaptureFixtu
     SQLiteStore(db).close()
     status, _, err = _run(capsys, "report", "--db", str(db))
     _assert_one_line_error(status, err, "records no pipelines")
+
+
+@attrs.frozen
+class _Meddic:
+    """A custom guard kind that only the app that recorded ``b2b`` registers."""
+
+    name: str = "meddic"
+
+    def __call__(self, deal: Deal) -> list[guards.Violation]:
+        return []
+
+    def spec(self) -> dict[str, str]:
+        return {"guard": "meddic"}
+
+
+@pytest.fixture
+def custom_guard_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A database recording ``partner`` and ``b2b``, whose guard kind is not registered here."""
+    db = tmp_path / "crm.sqlite"
+    partner = Pipeline(
+        "partner", [Stage("intro", probability=0.2), Stage("deal", probability=0.6)]
+    )
+    b2b = Pipeline(
+        "b2b", [Stage("lead", probability=0.1), Stage("demo", probability=0.5, requires=_Meddic())]
+    )
+    with monkeypatch.context() as registered, SQLiteStore(db) as store:
+        registered.setitem(guards.KINDS.factories, "meddic", _Meddic)
+        tracker = Tracker(store, [b2b, partner])
+        tracker.open("partner", "p1")
+    return db
+
+
+def test_report_reads_only_the_pipeline_asked_for(
+    custom_guard_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, err = _run(
+        capsys, "report", "--db", str(custom_guard_db), "--pipeline", "partner"
+    )
+    assert (status, err) == (0, "")
+    assert out.startswith("Pipeline partner as of ")
+
+
+@pytest.mark.parametrize("extra", [["--pipeline", "b2b"], []])
+def test_report_names_an_unregistered_guard_kind_and_the_fix(
+    custom_guard_db: Path, capsys: pytest.CaptureFixture[str], extra: list[str]
+) -> None:
+    status, _, err = _run(capsys, "report", "--db", str(custom_guard_db), *extra)
+    _assert_one_line_error(
+        status,
+        err,
+        "the stored definition of pipeline 'b2b' names guard kind 'meddic', which is not "
+        "registered: register it with guards.register('meddic', factory) in the code that "
+        "opens the store",
+    )
 
 
 # -- lint and diagram ----------------------------------------------------------------

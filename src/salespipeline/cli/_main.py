@@ -26,13 +26,12 @@ from salespipeline.definitions import load_pipeline
 from salespipeline.errors import (
     DefinitionError,
     SalesPipelineError,
-    UnknownPipelineError,
     ValidationError,
 )
 from salespipeline.followups import overdue
 from salespipeline.migration import Migration, migrate_store
 from salespipeline.pipeline import Pipeline
-from salespipeline.storage import SQLiteStore
+from salespipeline.storage import DealStore, SQLiteStore
 from salespipeline.tracker import Tracker
 
 __all__ = ["main"]
@@ -213,7 +212,7 @@ def _simulate(args: argparse.Namespace, path: Path) -> int:
 def _report(args: argparse.Namespace) -> int:
     now = _instant(args.now) if args.now else datetime.now(timezone.utc)
     with _existing_store(args.db) as store:
-        for number, pipeline in enumerate(_chosen(store.pipelines(), args.pipeline, args.db)):
+        for number, pipeline in enumerate(_chosen(store, args.pipeline, args.db)):
             if number:
                 print()
             _print_block(store.report(pipeline, now=now).render())
@@ -252,7 +251,7 @@ def _migrate(args: argparse.Namespace) -> int:
     target = load_pipeline(args.to)
     mapping = _mapping(args.map)
     with _existing_store(args.db) as store:
-        source = _source(store.pipelines(), args.source, target)
+        source = _source(store, args.source, target)
         migration = Migration(source, target, mapping)
         total = sum(1 for _ in store.find(pipeline=source.name))
         with _Progress("migrating deals", total) as progress:
@@ -286,22 +285,21 @@ def _database_path(path: Path) -> Path:
     return path
 
 
-def _chosen(recorded: Sequence[Pipeline], name: str | None, db: Path) -> list[Pipeline]:
+def _chosen(store: DealStore, name: str | None, db: Path) -> list[Pipeline]:
+    """The recorded pipeline called ``name`` (only its definition is read), else every one."""
+    if name is not None:
+        return [store.pipeline(name)]
+    recorded = store.pipelines()
     if not recorded:
         raise ValidationError(f"{db} records no pipelines")
-    if name is None:
-        return list(recorded)
-    chosen = [p for p in recorded if p.name == name]
-    if not chosen:
-        raise UnknownPipelineError(name, known=[p.name for p in recorded])
-    return chosen
+    return list(recorded)
 
 
-def _source(recorded: Sequence[Pipeline], name: str | None, target: Pipeline) -> Pipeline:
+def _source(store: DealStore, name: str | None, target: Pipeline) -> Pipeline:
     """The pipeline to migrate from: ``--from``, or the only recorded one besides the target."""
     if name is not None:
-        return _chosen(recorded, name, Path("the database"))[0]
-    others = [p for p in recorded if p.name != target.name]
+        return store.pipeline(name)
+    others = [p for p in store.pipelines() if p.name != target.name]
     if len(others) != 1:
         known = ", ".join(p.name for p in others) or "none"
         raise ValidationError(f"say which pipeline to migrate with --from (recorded: {known})")
