@@ -13,6 +13,7 @@ import inspect
 import json
 import os
 import tempfile
+import typing
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, time, timedelta, timezone
@@ -648,8 +649,8 @@ MODULES = (salespipeline, guards, metrics, scoring, definitions, presets, follow
 def _is_public_callable(value: object) -> bool:
     if inspect.isfunction(value):
         return True
-    if not inspect.isclass(value):
-        return False  # modules, constants, typing aliases
+    if not inspect.isclass(value) or typing.get_origin(value) is not None:
+        return False  # modules, constants, typing aliases (classes to 3.10's inspect)
     return not issubclass(value, BaseException) and not getattr(value, "_is_protocol", False)
 
 
