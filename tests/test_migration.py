@@ -225,7 +225,7 @@ def test_a_new_version_of_the_same_pipeline(seven: Pipeline) -> None:
 def test_migration_keeps_every_deal_valid(data: st.DataObject) -> None:
     seven, five = presets.seven_stage(), presets.five_stage()
     deal = data.draw(strategies.deals(seven))
-    at = deal.history[-1].at + timedelta(seconds=data.draw(st.integers(0, 10**6)))
+    at = deal.updated_at + timedelta(seconds=data.draw(st.integers(0, 10**6)))
     moved = Migration(seven, five, SEVEN_TO_FIVE).apply(deal, at=at)
     assert moved.history[:-1] == deal.history
     assert moved.history[-1].from_stage == deal.stage
@@ -298,7 +298,7 @@ def test_migrate_store_reloads_a_deal_changed_meanwhile(
             if deal.id == "deal-01" and not self.interfered:
                 self.interfered = True
                 current = self.get("deal-01")
-                super().save(seven.advance(current, at=current.history[-1].at))
+                super().save(seven.advance(current, at=current.updated_at))
             super().save(deal)
 
     with Busy() as store:

@@ -268,16 +268,30 @@ class LeavesWon(Pipeline):
 class KeepsVersion(Pipeline):
     """Broken: a move does not bump the deal's version."""
 
-    def _moved(self, deal: Deal, target: int, when: datetime, reason: str | None) -> Deal:
-        moved = super()._moved(deal, target, when, reason)
+    def _moved(
+        self,
+        deal: Deal,
+        target: int,
+        when: datetime,
+        reason: str | None,
+        actor: str | None = None,
+    ) -> Deal:
+        moved = super()._moved(deal, target, when, reason, actor)
         return _replace(moved, version=deal.version)
 
 
 class ForgetsLostReason(Pipeline):
     """Broken: ``lose`` drops the reason it was given."""
 
-    def _moved(self, deal: Deal, target: int, when: datetime, reason: str | None) -> Deal:
-        moved = super()._moved(deal, target, when, reason)
+    def _moved(
+        self,
+        deal: Deal,
+        target: int,
+        when: datetime,
+        reason: str | None,
+        actor: str | None = None,
+    ) -> Deal:
+        moved = super()._moved(deal, target, when, reason, actor)
         return _replace(moved, lost_reason=None) if moved.stage == LOST else moved
 
 

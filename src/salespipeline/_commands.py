@@ -31,6 +31,7 @@ class Command:
     to: str | None = None
     reason: str | None = None
     changes: Mapping[str, Any] = attrs.field(factory=dict)
+    actor: str | None = None
 
 
 @attrs.frozen
@@ -55,7 +56,7 @@ class Intent:
 
 
 Now = Callable[[], datetime]
-"""The current time, read only by commands that need one (moves stamp it; updates do not)."""
+"""The current time, which every command stamps on the change it makes."""
 
 
 def decide(
@@ -82,7 +83,7 @@ def redo(intent: Intent, pipeline: Pipeline, deal: Deal, *, now: Now) -> Deal | 
     if intent.is_done(deal):
         return None
     if intent.to is None:
-        return deal.evolve(**intent.values)
+        return deal.evolve(at=_at(deal, now), **intent.values)
     if deal.stage != intent.seen:
         raise ConcurrencyError(
             deal.id,
@@ -91,24 +92,28 @@ def redo(intent: Intent, pipeline: Pipeline, deal: Deal, *, now: Now) -> Deal | 
             seen=intent.seen,
             found=deal.stage,
         )
-    return pipeline.move(deal, intent.to, at=_at(deal, now), reason=intent.command.reason)
+    command = intent.command
+    return pipeline.move(
+        deal, intent.to, at=_at(deal, now), reason=command.reason, actor=command.actor
+    )
 
 
 def _first(command: Command, pipeline: Pipeline, deal: Deal, at: Now) -> Deal:
-    kind = command.kind
+    kind, actor = command.kind, command.actor
     if kind == "update":
-        return deal.evolve(**command.changes)
+        return deal.evolve(at=at(), **command.changes)
     if kind == "advance":
-        return pipeline.advance(deal, at=at())
+        return pipeline.advance(deal, at=at(), actor=actor)
     if kind == "win":
-        return pipeline.win(deal, at=at())
+        return pipeline.win(deal, at=at(), actor=actor)
     if kind == "lose":
-        return pipeline.lose(deal, command.reason, at=at())  # type: ignore[arg-type]
+        return pipeline.lose(deal, command.reason, at=at(), actor=actor)  # type: ignore[arg-type]
     if kind == "reopen":
-        return pipeline.reopen(deal, command.to, at=at())
-    return pipeline.move(deal, command.to, at=at(), reason=command.reason)  # type: ignore[arg-type]
+        return pipeline.reopen(deal, command.to, at=at(), actor=actor)
+    to, reason = command.to, command.reason
+    return pipeline.move(deal, to, at=at(), reason=reason, actor=actor)  # type: ignore[arg-type]
 
 
 def _at(deal: Deal, now: Now) -> datetime:
     """Now, but never before the deal's last change (clocks of several hosts differ)."""
-    return max(now(), deal.history[-1].at)
+    return max(now(), deal.updated_at)

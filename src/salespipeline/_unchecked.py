@@ -84,14 +84,22 @@ after_move: Final[Callable[..., Deal]] = generate(
     Deal,
     "after_move",
     "``replace`` for a stage move: every field a move sets, as required keywords.",
-    given=("stage", "stage_entered_at", "closed_at", "lost_reason", "version", "history"),
+    given=(
+        "stage",
+        "stage_entered_at",
+        "closed_at",
+        "lost_reason",
+        "updated_at",
+        "version",
+        "history",
+    ),
 )
 
-stage_change: Final[Callable[[str, str | None, str, datetime, int, str | None], StageChange]] = (
-    generate(
-        StageChange,
-        "stage_change",
-        "A StageChange from already-checked parts (hot path), in field order.",
-        given=("deal_id", "from_stage", "to_stage", "at", "version", "reason"),
-    )
+stage_change: Final[
+    Callable[[str, str | None, str, datetime, int, str | None, str | None], StageChange]
+] = generate(
+    StageChange,
+    "stage_change",
+    "A StageChange from already-checked parts (hot path), in field order.",
+    given=("deal_id", "from_stage", "to_stage", "at", "version", "reason", "actor"),
 )

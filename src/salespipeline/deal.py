@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final
 
@@ -15,9 +15,20 @@ from salespipeline._currencies import CODES as CURRENCIES
 from salespipeline.errors import ValidationError, shown
 from salespipeline.stages import LOST, WON
 
-__all__ = ["BANT_CRITERIA", "Bant", "Deal", "StageChange"]
+__all__ = [
+    "BANT_CRITERIA",
+    "FORECAST_CATEGORIES",
+    "STATE",
+    "Bant",
+    "Deal",
+    "StageChange",
+    "decode_value",
+    "encode_value",
+]
 
 BANT_CRITERIA: Final = ("budget", "authority", "need", "timeline")
+FORECAST_CATEGORIES: Final = ("pipeline", "best_case", "commit", "omitted", "closed")
+"""The forecast categories, least to most certain; ``closed`` is WON's (LOST is omitted)."""
 
 
 def _bool(instance: object, attribute: attrs.Attribute[bool], value: object) -> None:
@@ -67,9 +78,20 @@ def _to_version(value: object) -> int:
     return value
 
 
+def to_actor(value: object, what: str = "actor") -> str | None:
+    """Who made a change: None, or non-blank text within the text limit."""
+    text = c.to_optional_text(value, what)
+    if text is not None and not text.strip():
+        raise ValidationError(f"{what} must not be blank (use None for nobody in particular)")
+    return text
+
+
 @attrs.frozen
 class StageChange:
-    """One entry in a deal's append-only history; ``from_stage`` is None on entry."""
+    """One entry in a deal's append-only history; ``from_stage`` is None on entry.
+
+    ``actor`` is who made the move, when someone said so.
+    """
 
     deal_id: str = attrs.field(converter=c.check_id)
     from_stage: str | None = attrs.field(validator=_stage_name)
@@ -77,6 +99,7 @@ class StageChange:
     at: datetime = attrs.field(converter=c.to_utc)
     version: int = attrs.field(converter=_to_version)
     reason: str | None = attrs.field(default=None, converter=c.to_optional_text)
+    actor: str | None = attrs.field(default=None, converter=to_actor)
 
 
 def _to_bant(value: object) -> Bant:
@@ -121,6 +144,32 @@ def _next_action(value: object) -> str | None:
     return text
 
 
+def _owner(value: object) -> str | None:
+    return to_actor(value, "owner")
+
+
+def _close_date(value: object) -> date | None:
+    if value is None:
+        return None
+    if type(value) is not date:
+        raise ValidationError(
+            f"close_date must be a datetime.date (not a datetime), not {shown(value)}"
+        )
+    if not limits.MIN_YEAR <= value.year <= limits.MAX_YEAR:
+        raise ValidationError(
+            f"close_date {value.isoformat()} is outside the years {limits.MIN_YEAR}-"
+            f"{limits.MAX_YEAR}"
+        )
+    return value
+
+
+def to_forecast_category(value: object, what: str = "forecast_category") -> str | None:
+    """None, or one of ``FORECAST_CATEGORIES``."""
+    if value is None or (isinstance(value, str) and value in FORECAST_CATEGORIES):
+        return value
+    raise ValidationError(f"{what} must be one of {list(FORECAST_CATEGORIES)}, not {shown(value)}")
+
+
 def _history_problem(deal: Deal) -> str | None:
     """Why the history does not describe this deal, or None when it does."""
     history = deal.history
@@ -152,6 +201,8 @@ def _history_problem(deal: Deal) -> str | None:
         return "stage_entered_at must equal the time of the last history entry"
     if history[0].at != deal.created_at:
         return "created_at must equal the time of the first history entry"
+    if deal.updated_at < last.at:
+        return "updated_at must not be before the last history entry"
     return None
 
 
@@ -171,7 +222,7 @@ def _closing_problem(deal: Deal) -> str | None:
 # Fields that only Pipeline operations (or a store loading a deal) may set.
 _LIFECYCLE: Final = frozenset(
     {"id", "pipeline", "stage", "created_at", "stage_entered_at", "closed_at", "lost_reason"}
-    | {"version", "history"}
+    | {"version", "history", "updated_at"}
 )
 
 
@@ -195,9 +246,16 @@ class Deal:
     lost_reason: str | None = attrs.field(default=None, converter=_lost_reason)
     next_action: str | None = attrs.field(default=None, converter=_next_action)
     next_action_at: datetime | None = attrs.field(default=None, converter=c.to_optional_utc)
+    owner: str | None = attrs.field(default=None, converter=_owner)
+    close_date: date | None = attrs.field(default=None, converter=_close_date)
+    forecast_category: str | None = attrs.field(default=None, converter=to_forecast_category)
     created_at: datetime = attrs.field(converter=c.to_utc)
     stage_entered_at: datetime = attrs.field(converter=c.to_utc)
     closed_at: datetime | None = attrs.field(default=None, converter=c.to_optional_utc)
+    updated_at: datetime = attrs.field(
+        default=attrs.Factory(lambda deal: deal.stage_entered_at, takes_self=True),
+        converter=c.to_utc,
+    )
     version: int = attrs.field(default=1, converter=_to_version)
     history: tuple[StageChange, ...] = attrs.field(default=(), converter=_to_history)
 
@@ -211,10 +269,13 @@ class Deal:
         """True unless the deal is won or lost."""
         return self.stage != WON and self.stage != LOST
 
-    def evolve(self, **changes: Any) -> Deal:
+    def evolve(self, *, at: datetime | None = None, **changes: Any) -> Deal:
         """A copy with ``changes`` applied and validated, version + 1, no history entry.
 
-        Stages, times and history change only through ``Pipeline`` operations.
+        ``updated_at`` becomes ``at``, which must not be before the last change. Without
+        ``at`` it stays as it is: the core reads no clock of its own, so code with an
+        injected clock keeps working (the Tracker passes its clock's time). Stages and
+        history change only through ``Pipeline`` operations.
         """
         refused = sorted(_LIFECYCLE.intersection(changes))
         if refused:
@@ -227,15 +288,149 @@ class Deal:
         unknown = sorted(set(changes) - _FIELD_NAMES)
         if unknown:
             raise ValidationError(f"Deal has no field {unknown[0]!r}", deal_id=self.id)
+        when = (
+            self.updated_at if at is None else c.not_before(at, self.updated_at, deal_id=self.id)
+        )
         try:
-            return attrs.evolve(self, version=self.version + 1, **changes)
+            return attrs.evolve(self, version=self.version + 1, updated_at=when, **changes)
         except ValidationError as error:
             if error.deal_id is None:
                 raise ValidationError(str(error), deal_id=self.id, field=error.field) from None
             raise
 
+    def to_dict(self) -> dict[str, Any]:
+        """The deal as JSON-compatible data keyed by attribute name; ``from_dict`` reverses it.
+
+        Amounts are decimal strings, times ISO 8601 in UTC, dates ``YYYY-MM-DD``;
+        each history entry is a mapping without the (implied) ``deal_id``.
+        """
+        data: dict[str, Any] = {"id": self.id}
+        data.update((name, encode_value(name, getattr(self, name))) for name in STATE)
+        data["updated_at"] = self.updated_at.isoformat()
+        data["version"] = self.version
+        data["history"] = [_entry_dict(entry) for entry in self.history]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Deal:
+        """The deal ``to_dict`` wrote, checked as every Deal is; unknown keys are refused."""
+        if not isinstance(data, Mapping):
+            raise ValidationError(f"Deal.from_dict takes a mapping, not {type(data).__name__}")
+        unknown = sorted(str(k) for k in data if k not in _DICT_KEYS)
+        if unknown:
+            raise ValidationError(f"Deal.from_dict: unknown key {unknown[0]!r}")
+        missing = [k for k in ("id", "pipeline", "stage", "history") if k not in data]
+        if missing:
+            raise ValidationError(f"Deal.from_dict: missing key {missing[0]!r}")
+        deal_id = c.check_id(data["id"])
+        history = data["history"]
+        if not isinstance(history, Sequence) or isinstance(history, (str, bytes)):
+            raise ValidationError("Deal.from_dict: history must be a list", deal_id=deal_id)
+        values = {n: decode_value(n, data[n]) for n in STATE if n in data}
+        if "updated_at" in data:
+            values["updated_at"] = _decode_time(data["updated_at"], "updated_at")
+        return cls(
+            deal_id,
+            version=data.get("version", 1),
+            history=tuple(_entry_from_dict(deal_id, entry) for entry in history),
+            **values,
+        )
+
 
 _FIELD_NAMES: Final = frozenset(a.name for a in attrs.fields(Deal))
+
+STATE: Final = tuple(
+    a.name for a in attrs.fields(Deal) if a.name not in {"id", "updated_at", "version", "history"}
+)
+"""The attributes a change log entry records (``id``, ``version``, ``updated_at`` and
+``history`` are the change's own ``deal_id``, ``version``, ``at`` and stage moves)."""
+
+_DICT_KEYS: Final = frozenset({"id", *STATE, "updated_at", "version", "history"})
+_TIMES: Final = frozenset(
+    {"next_action_at", "created_at", "stage_entered_at", "closed_at", "updated_at"}
+)
+
+
+def encode_value(name: str, value: Any) -> Any:
+    """Attribute ``name``'s ``value`` as JSON-compatible data (as ``Deal.to_dict`` has it)."""
+    if value is None:
+        return None
+    if name in _TIMES:
+        return value.isoformat()
+    if name == "amount":
+        return str(value)
+    if name == "bant":
+        return {criterion: getattr(value, criterion) for criterion in BANT_CRITERIA}
+    if name == "fields":
+        return c.thaw(value)
+    if name == "close_date":
+        return value.isoformat()
+    return value
+
+
+def decode_value(name: str, data: Any) -> Any:
+    """``encode_value`` reversed; the result is checked again when a Deal is built."""
+    if data is None:
+        return None
+    if name in _TIMES:
+        return _decode_time(data, name)
+    if name == "bant":
+        if not isinstance(data, Mapping) or set(data) - set(BANT_CRITERIA):
+            raise ValidationError(f"bant must be a mapping of {list(BANT_CRITERIA)} to booleans")
+        return Bant(**data)
+    if name == "close_date":
+        if not isinstance(data, str):
+            raise ValidationError(f"close_date must be an ISO date text, not {shown(data)}")
+        try:
+            return date.fromisoformat(data)
+        except ValueError:
+            raise ValidationError(f"close_date {shown(data)} is not an ISO date") from None
+    if name == "probability" and c.is_int(data):
+        return c.to_probability(data)  # float() of a huge integer overflows
+    return data
+
+
+def _decode_time(data: object, what: str) -> datetime:
+    if not isinstance(data, str):
+        raise ValidationError(f"{what} must be ISO 8601 text, not {shown(data)}")
+    try:
+        moment = datetime.fromisoformat(data)
+    except ValueError:
+        raise ValidationError(f"{what} {shown(data)} is not an ISO 8601 time") from None
+    return c.to_utc(moment, what)
+
+
+def _entry_dict(entry: StageChange) -> dict[str, Any]:
+    return {
+        "from_stage": entry.from_stage,
+        "to_stage": entry.to_stage,
+        "at": entry.at.isoformat(),
+        "version": entry.version,
+        "reason": entry.reason,
+        "actor": entry.actor,
+    }
+
+
+_ENTRY_KEYS: Final = frozenset({"from_stage", "to_stage", "at", "version", "reason", "actor"})
+
+
+def _entry_from_dict(deal_id: str, data: object) -> StageChange:
+    if not isinstance(data, Mapping) or not {"to_stage", "at", "version"} <= set(data):
+        raise ValidationError(
+            "each history entry must be a mapping with to_stage, at and version", deal_id=deal_id
+        )
+    unknown = sorted(str(k) for k in data if k not in _ENTRY_KEYS)
+    if unknown:
+        raise ValidationError(f"history entry: unknown key {unknown[0]!r}", deal_id=deal_id)
+    return StageChange(
+        deal_id,
+        data.get("from_stage"),
+        data["to_stage"],
+        _decode_time(data["at"], "history entry at"),
+        data["version"],
+        data.get("reason"),
+        data.get("actor"),
+    )
 
 
 def checked_deals(deals: object, what: str) -> Iterator[Deal]:

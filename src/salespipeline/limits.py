@@ -16,6 +16,8 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_FIELDS_BYTES",
     "MAX_NAME",
+    "MAX_PAGE",
+    "MAX_PAST_VERSIONS",
     "MAX_STAGES",
     "MAX_TEXT",
     "MAX_VERSION",
@@ -50,3 +52,10 @@ MAX_YEAR: Final = 9998
 
 MAX_VERSION: Final = 2**31 - 1
 """A deal's or a pipeline's version: what every store's integer column holds."""
+
+MAX_PAGE: Final = 10_000
+"""Changes one ``store.log()`` or ``consumer.poll()`` call reads at most."""
+
+MAX_PAST_VERSIONS: Final = 10_000
+"""Versions a deal stored with a past (``store.add`` of a deal beyond version 1, or an
+old database upgraded to the change log) may have: each becomes one logged change."""

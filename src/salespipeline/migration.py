@@ -105,7 +105,7 @@ class Migration:
 
     def _at(self, deal: Deal, at: datetime | None) -> datetime:
         when = self.target.clock() if at is None else at
-        return c.not_before(when, deal.history[-1].at, deal_id=deal.id)
+        return c.not_before(when, deal.updated_at, deal_id=deal.id)
 
     def _moved(self, deal: Deal, to: str, when: datetime) -> Deal:
         version = deal.version + 1
@@ -115,6 +115,7 @@ class Migration:
             pipeline=self.target.name,
             stage=to,
             stage_entered_at=when,
+            updated_at=when,
             version=version,
             history=(*deal.history, change),
         )
@@ -212,7 +213,7 @@ def migrate_store(
 def _migrate_one(store: DealStore, migration: Migration, deal: Deal, when: datetime) -> bool:
     """Save ``deal`` migrated; on a concurrent change reload it and try again."""
     for attempt in range(_ATTEMPTS):
-        migrated = migration.apply(deal, at=max(when, deal.history[-1].at))
+        migrated = migration.apply(deal, at=max(when, deal.updated_at))
         if migrated is deal:
             return False
         try:

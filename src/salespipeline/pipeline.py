@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 from salespipeline import _checks as c
 from salespipeline import _engine, limits
 from salespipeline._unchecked import after_move, stage_change
-from salespipeline.deal import Bant, Deal, StageChange
+from salespipeline.deal import Bant, Deal, StageChange, to_actor
 from salespipeline.errors import (
     DefinitionError,
     StageBlockedError,
@@ -307,9 +307,15 @@ class Pipeline:
         bant: Bant | None = None,
         fields: Mapping[str, Any] | None = None,
         probability: float | None = None,
+        owner: str | None = None,
+        close_date: date | None = None,
+        forecast_category: str | None = None,
+        next_action: str | None = None,
+        next_action_at: datetime | None = None,
         at: datetime | None = None,
+        actor: str | None = None,
     ) -> Deal:
-        """A new deal in the first stage (whose guards apply too)."""
+        """A new deal in the first stage (whose guards apply too); ``actor``: who opened it."""
         when = self._now() if at is None else c.to_utc(at, "at")
         first = self._stages[0].name
         deal = Deal(
@@ -321,9 +327,14 @@ class Pipeline:
             bant=Bant() if bant is None else bant,
             fields={} if fields is None else fields,
             probability=probability,
+            owner=owner,
+            close_date=close_date,
+            forecast_category=forecast_category,
+            next_action=next_action,
+            next_action_at=next_action_at,
             created_at=when,
             stage_entered_at=when,
-            history=(StageChange(id, None, first, when, 1),),
+            history=(StageChange(id, None, first, when, 1, actor=actor),),
         )
         violations = self._violations(deal, 0)
         if violations:
@@ -331,13 +342,23 @@ class Pipeline:
         return deal
 
     def move(
-        self, deal: Deal, to: str, *, at: datetime | None = None, reason: str | None = None
+        self,
+        deal: Deal,
+        to: str,
+        *,
+        at: datetime | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
     ) -> Deal:
-        """``deal`` moved to stage ``to``; from LOST this is ``reopen``; to LOST, ``lose``."""
-        source = self._source(deal)
-        return self._apply(deal, source, self._index(to, deal_id=deal.id), at, reason)
+        """``deal`` moved to stage ``to``; from LOST this is ``reopen``; to LOST, ``lose``.
 
-    def advance(self, deal: Deal, *, at: datetime | None = None) -> Deal:
+        Every operation takes ``at`` (default: the pipeline's clock, never before the
+        deal's last change) and ``actor``, who made the move, kept on its history entry.
+        """
+        source = self._source(deal)
+        return self._apply(deal, source, self._index(to, deal_id=deal.id), at, reason, actor)
+
+    def advance(self, deal: Deal, *, at: datetime | None = None, actor: str | None = None) -> Deal:
         """``deal`` moved to the next open stage; from the last one, use ``win``."""
         source = self._source(deal)
         last = len(self._stages) - 1
@@ -348,17 +369,26 @@ class Pipeline:
                 else f"{deal.stage!r} is not an open stage"
             )
             raise TransitionNotAllowedError(deal.id, deal.stage, "(next stage)", reason=why)
-        return self._apply(deal, source, source + 1, at, None)
+        return self._apply(deal, source, source + 1, at, None, actor)
 
-    def win(self, deal: Deal, *, at: datetime | None = None) -> Deal:
+    def win(self, deal: Deal, *, at: datetime | None = None, actor: str | None = None) -> Deal:
         """``deal`` moved to WON (final)."""
-        return self._apply(deal, self._source(deal), len(self._stages), at, None)
+        return self._apply(deal, self._source(deal), len(self._stages), at, None, actor)
 
-    def lose(self, deal: Deal, reason: str, *, at: datetime | None = None) -> Deal:
+    def lose(
+        self, deal: Deal, reason: str, *, at: datetime | None = None, actor: str | None = None
+    ) -> Deal:
         """``deal`` moved to LOST with a (required, non-blank) reason."""
-        return self._apply(deal, self._source(deal), len(self._stages) + 1, at, reason)
+        return self._apply(deal, self._source(deal), len(self._stages) + 1, at, reason, actor)
 
-    def reopen(self, deal: Deal, to: str | None = None, *, at: datetime | None = None) -> Deal:
+    def reopen(
+        self,
+        deal: Deal,
+        to: str | None = None,
+        *,
+        at: datetime | None = None,
+        actor: str | None = None,
+    ) -> Deal:
         """A lost ``deal`` moved back to ``to`` (default: the stage it was lost from)."""
         source = self._source(deal)
         if deal.stage != LOST:
@@ -371,7 +401,7 @@ class Pipeline:
             )
         if to is None:
             to = self._lost_from(deal)
-        return self._apply(deal, source, self._index(to, deal_id=deal.id), at, None)
+        return self._apply(deal, source, self._index(to, deal_id=deal.id), at, None, actor)
 
     def _lost_from(self, deal: Deal) -> str:
         """The open stage ``deal`` was lost from, skipping records that stayed in LOST."""
@@ -433,9 +463,7 @@ class Pipeline:
         return evaluate(guards, deal, stage=self._names[target]) if guards else ()
 
     def _at(self, deal: Deal, at: datetime | None) -> datetime:
-        return c.not_before(
-            self._now() if at is None else at, deal.history[-1].at, deal_id=deal.id
-        )
+        return c.not_before(self._now() if at is None else at, deal.updated_at, deal_id=deal.id)
 
     def _lost_reason(self, deal: Deal, reason: object) -> str:
         if reason is None:
@@ -452,7 +480,13 @@ class Pipeline:
         return text
 
     def _apply(
-        self, deal: Deal, source: int, target: int, at: datetime | None, reason: str | None
+        self,
+        deal: Deal,
+        source: int,
+        target: int,
+        at: datetime | None,
+        reason: str | None,
+        actor: object,
     ) -> Deal:
         refusal = self._graph_refusal(source, target)
         if refusal is not None:
@@ -464,25 +498,34 @@ class Pipeline:
             reason = self._lost_reason(deal, reason)
         elif reason is not None:
             reason = c.check_text(reason, "reason")
+        who = None if actor is None else to_actor(actor)
         when = self._at(deal, at)
         violations = self._violations(deal, target)
         if violations:
             raise StageBlockedError(
                 deal.id, self._names[target], violations, from_stage=deal.stage
             )
-        return self._moved(deal, target, when, reason)
+        return self._moved(deal, target, when, reason, who)
 
-    def _moved(self, deal: Deal, target: int, when: datetime, reason: str | None) -> Deal:
+    def _moved(
+        self,
+        deal: Deal,
+        target: int,
+        when: datetime,
+        reason: str | None,
+        actor: str | None = None,
+    ) -> Deal:
         to = self._names[target]
         version = deal.version + 1
         closed = target >= len(self._stages)
-        change = stage_change(deal.id, deal.stage, to, when, version, reason)
+        change = stage_change(deal.id, deal.stage, to, when, version, reason, actor)
         return after_move(
             deal,
             stage=to,
             stage_entered_at=when,
             closed_at=when if closed else None,
             lost_reason=reason if to == LOST else None,
+            updated_at=when,
             version=version,
             history=(*deal.history, change),
         )

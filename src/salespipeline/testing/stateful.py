@@ -73,7 +73,9 @@ _START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 _TERMINAL_PROBABILITY = {WON: 1.0, LOST: 0.0}
 _MICROSECOND = timedelta(microseconds=1)
 _YEAR = timedelta(days=365)
-_MOVE_FIELDS = frozenset({"stage", "stage_entered_at", "closed_at", "lost_reason", "version"})
+_MOVE_FIELDS = frozenset(
+    {"stage", "stage_entered_at", "closed_at", "lost_reason", "updated_at", "version"}
+)
 _START_KEYS = frozenset({"amount", "currency", "bant", "fields", "probability"})
 _BUILT_IN = (BantGuard, RequiresFields, MinAmount)
 _GUIDE = '"Stages behind custom guards" in docs/how-to/property-testing.md'
@@ -713,6 +715,7 @@ class PipelineStateMachine(RuleBasedStateMachine):
         assert after.closed_at == (at if closed else None), f"{where}: closed_at"
         assert after.lost_reason == (reason if target == LOST else None), f"{where}: lost_reason"
         assert after.stage_entered_at == at, f"{where}: stage_entered_at"
+        assert after.updated_at == at, f"{where}: updated_at"
         for name in _KEPT_FIELDS:
             assert getattr(after, name) == getattr(before, name), f"{where}: {name} changed"
         refusals = _refusals(self._requires.get(target, ()), before)

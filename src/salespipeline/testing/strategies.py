@@ -19,7 +19,7 @@ from hypothesis.errors import InvalidArgument
 
 from salespipeline import _checks as c
 from salespipeline import guards as g
-from salespipeline.deal import BANT_CRITERIA, Bant, Deal, StageChange
+from salespipeline.deal import BANT_CRITERIA, FORECAST_CATEGORIES, Bant, Deal, StageChange
 from salespipeline.errors import StageBlockedError
 from salespipeline.guards import AllOf, AnyOf, BantGuard, Guard, MinAmount, RequiresFields
 from salespipeline.pipeline import Pipeline
@@ -109,6 +109,9 @@ _POLICIES: Final = {None: st.booleans(), True: st.just(True), False: st.just(Fal
 _CURRENCY: Final = st.sampled_from(_CURRENCIES)
 _STEP_KINDS: Final = st.integers(0, 3)
 _PAUSES: Final = st.timedeltas(timedelta(0), timedelta(days=60))
+_OWNERS: Final = st.none() | st.sampled_from(("ana", "박지성", "sales-team-2"))
+_CLOSE_DATES: Final = st.none() | st.dates(_EPOCH.date(), _END.date())
+_CATEGORIES: Final = st.none() | st.sampled_from(FORECAST_CATEGORIES)
 
 
 @st.composite
@@ -270,6 +273,9 @@ def _started(draw: st.DrawFn, pipeline: Pipeline, ids: st.SearchStrategy[str]) -
         "bant": draw(bants()),
         "fields": draw(fields()),
         "probability": draw(_PROBABILITY_OR_NONE),
+        "owner": draw(_OWNERS),
+        "close_date": draw(_CLOSE_DATES),
+        "forecast_category": draw(_CATEGORIES),
     }
     changes = _satisfying_changes(
         pipeline.stages[0].requires, _probe(pipeline, deal_id, at, **values)
@@ -296,10 +302,14 @@ def _targets(pipeline: Pipeline, deal: Deal) -> list[str]:
 
 @st.composite
 def _step(draw: st.DrawFn, pipeline: Pipeline, deal: Deal) -> Deal | None:
-    """One change to ``deal``: a legal move (qualifying it first if needed) or an update."""
+    """One change to ``deal``: a legal move (qualifying it first if needed) or an update.
+
+    An update is dated ``updated_at`` plus a pause (none, when shrunk), so a deal's
+    last change may come after its last move.
+    """
     if draw(_STEP_KINDS) == 3:
-        return deal.evolve(**draw(_updates()))
-    at = deal.history[-1].at + draw(_PAUSES)
+        return deal.evolve(at=deal.updated_at + draw(_PAUSES), **draw(_updates()))
+    at = deal.updated_at + draw(_PAUSES)
     targets = _targets(pipeline, deal)
     if not targets:
         return None
@@ -315,12 +325,16 @@ def _step(draw: st.DrawFn, pipeline: Pipeline, deal: Deal) -> Deal | None:
 
 @functools.cache
 def _updates() -> st.SearchStrategy[dict[str, Any]]:
-    """One ``evolve`` change: amount, BANT, fields or probability override."""
+    """One ``evolve`` change: amount, BANT, fields, probability, owner, close date or
+    forecast category override (the last four may be set back to None)."""
     return st.one_of(
         st.builds(dict, amount=amounts()),
         st.builds(dict, bant=bants()),
         st.builds(dict, fields=fields()),
         st.builds(dict, probability=_PROBABILITY_OR_NONE),
+        st.builds(dict, owner=_OWNERS),
+        st.builds(dict, close_date=_CLOSE_DATES),
+        st.builds(dict, forecast_category=_CATEGORIES),
     )
 
 
@@ -336,9 +350,12 @@ def deals(
 
     A step is a move along the pipeline's graph (the deal is first qualified with
     ``evolve`` when a built-in guard would refuse it) or an update of the amount,
-    BANT, fields or probability. Time never runs backwards. A walk ends early at a
-    move that a custom guard refuses; a first stage whose custom guard refuses every
-    generated deal leaves nothing to generate.
+    BANT, fields, probability, owner, close date or forecast category, dated at or
+    after the deal's last change (so ``updated_at`` may be later than the last move).
+    Deals start with or without an owner, close date and forecast category. Time
+    never runs backwards. A walk ends early at a move that a custom guard refuses; a
+    first stage whose custom guard refuses every generated deal leaves nothing to
+    generate.
     """
     deal = draw(_started(pipeline, ids if ids is not None else _ids()))
     for _ in range(draw(_integers(0, max_steps))):
