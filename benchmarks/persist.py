@@ -52,6 +52,7 @@ class Backend:
     connect: Callable[[str], Any]
     placeholder: str
     begin: str | None  # the statement that opens a write transaction, None: driver's own
+    json_param: str = "?"  # how a JSON value is bound
 
 
 def ids(n_deals: int) -> list[str]:
@@ -90,12 +91,12 @@ class HandMover:
         p = backend.placeholder
         self.select = f"SELECT stage, version FROM sp_deals WHERE id = {p}"
         self.update = (
-            f"UPDATE sp_deals SET stage = {p}, stage_entered_at_us = {p}, version = {p} "
-            f"WHERE id = {p} AND version = {p}"
+            f"UPDATE sp_deals SET stage = {p}, stage_entered_at_us = {p}, updated_at_us = {p}, "
+            f"version = {p} WHERE id = {p} AND version = {p}"
         )
         self.insert = (
-            "INSERT INTO sp_stage_changes (deal_id, version, from_stage, to_stage, at_us, "
-            f"reason) VALUES ({p}, {p}, {p}, {p}, {p}, NULL)"
+            "INSERT INTO sp_changes (deal_id, version, at_us, kind, from_stage, to_stage, "
+            f"changed) VALUES ({p}, {p}, {p}, 'move', {p}, {p}, {backend.json_param})"
         )
         self.begin = backend.begin
         self.read_first = read_first
@@ -109,10 +110,11 @@ class HandMover:
                     cursor.execute(self.select, (deal_id,))
                     stage, version = cursor.fetchone()
                 now = time.time_ns() // 1000
-                cursor.execute(self.update, (to, now, version + 1, deal_id, version))
+                cursor.execute(self.update, (to, now, now, version + 1, deal_id, version))
                 if cursor.rowcount != 1:
                     raise Conflict(deal_id)
-                cursor.execute(self.insert, (deal_id, version + 1, stage, to, now))
+                changed = f'{{"stage": ["{stage}", "{to}"]}}'
+                cursor.execute(self.insert, (deal_id, version + 1, now, stage, to, changed))
             stage, version = to, version + 1
 
     def close(self) -> None:
@@ -248,6 +250,7 @@ def postgres(server: Any) -> Backend:
         connect=lambda conninfo: psycopg.connect(conninfo, autocommit=True),
         placeholder="%s",
         begin=None,
+        json_param="CAST(%s AS JSONB)",
     )
 
 

@@ -50,13 +50,13 @@ DEAL_SQL = (
     "INSERT INTO sp_deals (id, pipeline, stage, amount, amount_whole, amount_frac, currency, "
     "bant_budget, bant_authority, bant_need, bant_timeline, fields, probability, lost_reason, "
     "next_action, next_action_at_us, created_at_us, stage_entered_at_us, closed_at_us, version, "
-    f"{', '.join(COLUMNS)}) "
-    "VALUES (?, ?, ?, ?, ?, ?, 'USD', ?, ?, ?, ?, '{}', ?, ?, NULL, NULL, ?, ?, ?, ?, "
+    f"updated_at_us, {', '.join(COLUMNS)}) "
+    "VALUES (?, ?, ?, ?, ?, ?, 'USD', ?, ?, ?, ?, '{}', ?, ?, NULL, NULL, ?, ?, ?, ?, ?, "
     f"{', '.join('?' * len(COLUMNS))})"
 )
-CHANGE_SQL = (
-    "INSERT INTO sp_stage_changes (deal_id, version, from_stage, to_stage, at_us, reason) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
+CHANGE_SQL = (  # the report reads deal rows, so the changes carry only their stage moves
+    "INSERT INTO sp_changes (deal_id, version, from_stage, to_stage, at_us, reason, kind, "
+    "changed) VALUES (?, ?, ?, ?, ?, ?, ?, '{}')"
 )
 
 
@@ -102,6 +102,7 @@ def deal_rows(
         for v, stage in enumerate(path)
     ]
     changes = [(*c[:5], "no budget") if c[3] == LOST else c for c in changes]
+    changes = [(*c, "open" if c[1] == 1 else "move") for c in changes]
     stage = path[-1]
     qualified = any(pipeline.stage_names.index(s) >= PROPOSAL for s in path if s != LOST)
     amount = Decimal(rng.randrange(1_000, 250_000_00)).scaleb(-2)
@@ -112,7 +113,7 @@ def deal_rows(
         deal_id, pipeline.name, stage, str(amount), whole, frac,
         qualified, qualified, qualified, qualified,
         probability, "no budget" if stage == LOST else None,
-        times[0], times[-1], closed, len(path), *figure_values(path, times),
+        times[0], times[-1], closed, len(path), times[-1], *figure_values(path, times),
     )  # fmt: skip
     return row, changes
 
@@ -157,7 +158,7 @@ def _sizes(path: Path) -> tuple[int, int]:
     connection = sqlite3.connect(path)
     try:
         (deals,) = connection.execute("SELECT COUNT(*) FROM sp_deals").fetchone()
-        (history,) = connection.execute("SELECT COUNT(*) FROM sp_stage_changes").fetchone()
+        (history,) = connection.execute("SELECT COUNT(*) FROM sp_changes").fetchone()
     finally:
         connection.close()
     return int(deals), int(history)

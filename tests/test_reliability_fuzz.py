@@ -455,7 +455,7 @@ def _columns(table: str) -> list[str]:
 
 
 DEAL_COLUMNS = _columns("sp_deals")
-CHANGE_COLUMNS = _columns("sp_stage_changes")
+CHANGE_COLUMNS = _columns("sp_changes")
 column_junk = st.one_of(
     st.none(),
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
@@ -482,14 +482,18 @@ def corruption(draw: st.DrawFn) -> Damage:
         return f"UPDATE sp_deals SET {column} = ? WHERE id = ?", (junk, deal_id), deal_id
     if kind == "change":
         column = draw(st.sampled_from(CHANGE_COLUMNS))
-        statement = f"UPDATE sp_stage_changes SET {column} = ? WHERE deal_id = ? AND version = ?"
+        statement = f"UPDATE sp_changes SET {column} = ? WHERE deal_id = ? AND version = ?"
         return statement, (junk, deal_id, version), deal_id
     if kind == "drop":
-        statement = "DELETE FROM sp_stage_changes WHERE deal_id = ? AND version = ?"
+        statement = "DELETE FROM sp_changes WHERE deal_id = ? AND version = ?"
         return statement, (deal_id, version), deal_id
     if kind == "stray":
-        row = (deal_id, version, junk, "qualification", 0, None)
-        return "INSERT OR REPLACE INTO sp_stage_changes VALUES (?, ?, ?, ?, ?, ?)", row, deal_id
+        row = (deal_id, version, junk, "qualification")
+        columns = "deal_id, version, from_stage, to_stage, at_us, kind, changed"
+        statement = (
+            f"INSERT OR REPLACE INTO sp_changes ({columns}) VALUES (?, ?, ?, ?, 0, 'move', '{{}}')"
+        )
+        return statement, row, deal_id
     if kind == "junk":
         values = (deal_id, *(draw(column_junk) for _ in DEAL_COLUMNS[1:]))
         marks = ", ".join("?" * len(values))
@@ -508,7 +512,20 @@ def corrupted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     yield from _seeded_store(request, tmp_path_factory, "corrupt")
 
 
-ACTIONS = ("get", "history", "find", "report", "pipelines", "advance", "update", "reopen")
+ACTIONS = (
+    "get",
+    "history",
+    "find",
+    "report",
+    "pipelines",
+    "advance",
+    "update",
+    "reopen",
+    "changes",
+    "log",
+    "verify",
+    "poll",
+)
 
 
 # Needed: the schemas refuse much of the damage, and damage_rows() assumes it away.
@@ -586,6 +603,10 @@ def reading(fuzzed: Fuzzed, action: str, deal_id: str) -> Callable[[], Any]:
         "advance": lambda: tracker.advance(deal_id),
         "update": lambda: tracker.update(deal_id, amount=7),
         "reopen": lambda: tracker.reopen(deal_id),
+        "changes": lambda: store.changes(deal_id),
+        "log": lambda: store.log(),
+        "verify": store.verify,
+        "poll": lambda: store.consumer("fuzz").poll(lambda change: None),
     }
     return calls[action]
 

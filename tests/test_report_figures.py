@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -23,24 +22,15 @@ from hypothesis import strategies as st
 from _backends import Backend, sqlite_raw
 from _dataset import DAY, NOW, T, abc, hand_worked
 from _postgres import PostgresServer, postgres_database, postgres_server  # noqa: F401
-from _schema_v1 import POSTGRES_V1, SQLITE_V1
+from _schema_v1 import write_v1
 from salespipeline import metrics
 from salespipeline.deal import Deal
-from salespipeline.definitions import to_dict
 from salespipeline.errors import CorruptRecordError, StorageError
 from salespipeline.metrics._facts import Facts
 from salespipeline.metrics._pure import DealFacts
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON, Stage
 from salespipeline.storage import DealStore, SQLiteStore
-from salespipeline.storage._codec import (
-    CHANGE_COLUMNS,
-    DEAL_COLUMNS,
-    amount_parts,
-    change_values,
-    deal_values,
-    dumps,
-)
 from salespipeline.storage.sql._figures import SLOTS
 from salespipeline.storage.sql._report import sql_facts
 from salespipeline.storage.sql._store import SQLStore
@@ -235,40 +225,7 @@ def test_stored_facts_equal_the_pure_facts_deal_by_deal(data: st.DataObject) -> 
 
 def make_v1(backend: Backend, pipeline: Pipeline, deals: list[Deal]) -> None:
     """A database as salespipeline 0.1 left it: version-1 tables holding ``deals``."""
-    sqlite = backend.name == "sqlite"
-    for statement in SQLITE_V1 if sqlite else POSTGRES_V1:
-        backend.raw(statement, ())
-    backend.raw("INSERT INTO sp_meta (key, value) VALUES (?, ?)", ("schema_version", "1"))
-    json_mark = "?" if sqlite else "CAST(? AS JSONB)"
-    backend.raw(
-        f"INSERT INTO sp_pipelines (name, version, definition) VALUES (?, ?, {json_mark})",
-        (pipeline.name, pipeline.version, dumps(to_dict(pipeline))),
-    )
-    columns = list(DEAL_COLUMNS) + (["amount_whole", "amount_frac"] if sqlite else [])
-    marks = [json_mark if c == "fields" else "?" for c in columns]
-    rows = []
-    for deal in deals:
-        values = deal_values(deal)
-        if sqlite:
-            values[3] = str(deal.amount)
-            values.extend(amount_parts(deal.amount))
-        rows.append(values)
-    insert(backend, "sp_deals", columns, marks, rows)
-    changes = [change_values(change) for deal in deals for change in deal.history]
-    insert(backend, "sp_stage_changes", CHANGE_COLUMNS, ["?"] * len(CHANGE_COLUMNS), changes)
-
-
-def insert(
-    backend: Backend, table: str, columns: Sequence[str], marks: list[str], rows: list[Any]
-) -> None:
-    """``rows`` into ``table``, a few hundred per statement."""
-    for start in range(0, len(rows), 200):
-        chunk = rows[start : start + 200]
-        values = ", ".join([f"({', '.join(marks)})"] * len(chunk))
-        backend.raw(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}",
-            tuple(value for row in chunk for value in row),
-        )
+    write_v1(backend.raw, backend.name == "sqlite", pipeline, deals)
 
 
 def test_a_version_1_database_is_upgraded_on_open(backend: Backend) -> None:
@@ -277,7 +234,7 @@ def test_a_version_1_database_is_upgraded_on_open(backend: Backend) -> None:
     make_v1(backend, pipeline, deals)
     with backend.open() as store:
         assert backend.raw("SELECT value FROM sp_meta WHERE key = ?", ("schema_version",)) == [
-            ("2",)
+            ("3",)
         ]
         for deal in deals:
             assert figures_of(backend.raw, deal.id) == expected(deal)

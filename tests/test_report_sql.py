@@ -230,8 +230,8 @@ def test_history_rows_beyond_the_deal_version_are_ignored(
     fill(store, deals)
     at_us = (T + 8 * DAY - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
     backend.raw(
-        "INSERT INTO sp_stage_changes (deal_id, version, from_stage, to_stage, at_us) "
-        "VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO sp_changes (deal_id, version, from_stage, to_stage, at_us, kind, changed) "
+        "VALUES (?, ?, ?, ?, ?, 'move', '{}')",
         ("d4", 99, "a", "b", at_us),
     )
     assert store.report(p, now=NOW) == metrics.report(deals, p, now=NOW)

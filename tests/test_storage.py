@@ -113,8 +113,8 @@ CORRUPTIONS = {
     "unknown stage": ("UPDATE sp_deals SET stage = ? WHERE id = ?", ("",)),
     "bad amount": ("UPDATE sp_deals SET amount = ? WHERE id = ?", ("-5",)),
     "bad currency": ("UPDATE sp_deals SET currency = ? WHERE id = ?", ("DOLLARS",)),
-    "history gap": ("DELETE FROM sp_stage_changes WHERE version = 3 AND deal_id = ?", ()),
-    "no history": ("DELETE FROM sp_stage_changes WHERE deal_id = ?", ()),
+    "history gap": ("DELETE FROM sp_changes WHERE version = 3 AND deal_id = ?", ()),
+    "no history": ("DELETE FROM sp_changes WHERE deal_id = ?", ()),
     "stage disagrees with history": ("UPDATE sp_deals SET stage = ? WHERE id = ?", ("lead",)),
     "probability out of range": ("UPDATE sp_deals SET probability = ? WHERE id = ?", (7.5,)),
 }
@@ -158,7 +158,7 @@ def test_undecodable_sqlite_columns_are_corrupt_records(tmp_path: Path) -> None:
 
 
 def test_the_schema_version_is_recorded(backend: Backend, stored: DealStore) -> None:
-    assert backend.raw("SELECT value FROM sp_meta WHERE key = ?", ("schema_version",)) == [("2",)]
+    assert backend.raw("SELECT value FROM sp_meta WHERE key = ?", ("schema_version",)) == [("3",)]
 
 
 def test_a_newer_schema_is_refused_with_a_clear_error(backend: Backend) -> None:
@@ -225,8 +225,8 @@ def test_a_save_failing_after_the_deal_row_rolls_the_row_back(
     pipeline = contract_pipeline()
     deal = stored.get("deal-1")
     backend.raw(
-        "INSERT INTO sp_stage_changes (deal_id, version, from_stage, to_stage, at_us, reason) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO sp_changes (deal_id, version, from_stage, to_stage, at_us, reason, kind, "
+        "changed) VALUES (?, ?, ?, ?, ?, ?, 'move', '{}')",
         ("deal-1", deal.version + 1, "closing", "won", 0, None),
     )
     with pytest.raises(CorruptRecordError):
@@ -240,7 +240,7 @@ def test_a_save_failing_after_the_deal_row_rolls_the_row_back(
 def test_a_broken_table_surfaces_as_storage_error_with_the_cause(
     backend: Backend, stored: DealStore
 ) -> None:
-    backend.raw("DROP TABLE sp_stage_changes", ())
+    backend.raw("DROP TABLE sp_changes", ())
     with pytest.raises(StorageError) as error:
         stored.get("deal-1")
     assert error.value.__cause__ is not None

@@ -3,7 +3,8 @@
 ``MemoryStore`` for tests, ``SQLiteStore`` (the embedded default) and
 ``PostgresStore`` (needs ``salespipeline[postgres]``; importable without it).
 Write your own by subclassing ``DealStore`` and checking it with
-``salespipeline.testing.StoreContract``.
+``salespipeline.testing.StoreContract``. Every store keeps the change log
+(``changes``, ``log``, durable ``consumer`` readers and ``verify``).
 
 The SQL stores create their tables on first use and record a schema version. A
 database an older salespipeline made is upgraded in place, in one transaction, the
@@ -11,9 +12,10 @@ first time a newer one opens it (stop processes running the older one first); on
 made by a newer salespipeline is refused with ``StorageError``.
 """
 
+from salespipeline.storage._consumers import Consumer
 from salespipeline.storage.base import DealStore
 from salespipeline.storage.memory import MemoryStore
 from salespipeline.storage.postgres import PostgresStore
 from salespipeline.storage.sqlite import SQLiteStore
 
-__all__ = ["DealStore", "MemoryStore", "PostgresStore", "SQLiteStore"]
+__all__ = ["Consumer", "DealStore", "MemoryStore", "PostgresStore", "SQLiteStore"]

@@ -10,7 +10,7 @@ import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
@@ -19,19 +19,23 @@ from salespipeline._unchecked import stage_change as _unchecked_change
 from salespipeline.deal import MAX_VERSION, Bant, Deal, StageChange
 from salespipeline.errors import CorruptRecordError, SalesPipelineError, ValidationError
 from salespipeline.limits import MAX_DEPTH
+from salespipeline.log import Change
 from salespipeline.metrics._time import EPOCH, to_us
 
 __all__ = [
     "CHANGE_COLUMNS",
     "DEAL_COLUMNS",
+    "LOG_COLUMNS",
     "amount_parts",
     "change_values",
     "deal_values",
+    "decode_change",
     "decode_deal",
     "decode_loaded",
     "dumps",
     "from_us",
     "loads",
+    "log_values",
     "to_us",
 ]
 
@@ -58,8 +62,35 @@ DEAL_COLUMNS: Final = (
     "stage_entered_at_us",
     "closed_at_us",
     "version",
+    "owner",
+    "close_date",
+    "forecast_category",
+    "updated_at_us",
 )
-CHANGE_COLUMNS: Final = ("deal_id", "version", "from_stage", "to_stage", "at_us", "reason")
+CHANGE_COLUMNS: Final = (
+    "deal_id",
+    "version",
+    "from_stage",
+    "to_stage",
+    "at_us",
+    "reason",
+    "actor",
+)
+"""The history view of ``sp_changes``: its rows that moved a stage, as ``StageChange``."""
+
+LOG_COLUMNS: Final = (
+    "position",
+    "deal_id",
+    "version",
+    "at_us",
+    "kind",
+    "actor",
+    "reason",
+    "key",
+    "from_stage",
+    "to_stage",
+    "changed",
+)
 
 _DECODE_ERRORS: Final = (
     SalesPipelineError,
@@ -149,7 +180,52 @@ def deal_values(deal: Deal) -> list[Any]:
         to_us(deal.stage_entered_at),
         _optional_us(deal.closed_at),
         deal.version,
+        deal.owner,
+        None if deal.close_date is None else deal.close_date.isoformat(),
+        deal.forecast_category,
+        to_us(deal.updated_at),
     ]
+
+
+def log_values(change: Change) -> tuple[Any, ...]:
+    """The ``LOG_COLUMNS`` values of one change but its position (the store assigns it)."""
+    changed = {name: [thaw(old), thaw(new)] for name, (old, new) in change.changed.items()}
+    return (
+        change.deal_id,
+        change.version,
+        to_us(change.at),
+        change.kind,
+        change.actor,
+        change.reason,
+        change.key,
+        change.from_stage,
+        change.to_stage,
+        dumps(changed),
+    )
+
+
+def decode_change(row: Sequence[Any]) -> Change:
+    """The Change a ``LOG_COLUMNS`` row describes; ``CorruptRecordError`` if it is not one."""
+    position, deal_id, version, at_us, kind, actor, reason, key, from_stage, to_stage = row[:10]
+    try:
+        changed = loads(row[10]) if isinstance(row[10], (str, bytes)) else row[10]
+        return Change(
+            deal_id,
+            version,
+            from_us(at_us),
+            kind,
+            actor=actor,
+            reason=reason,
+            key=key,
+            from_stage=from_stage,
+            to_stage=to_stage,
+            changed=changed,
+            position=position,
+        )
+    except _DECODE_ERRORS as error:
+        raise CorruptRecordError(
+            str(deal_id), f"its change log row is damaged: {error}"
+        ) from error
 
 
 def change_values(change: StageChange) -> tuple[Any, ...]:
@@ -161,6 +237,7 @@ def change_values(change: StageChange) -> tuple[Any, ...]:
         change.to_stage,
         to_us(change.at),
         change.reason,
+        change.actor,
     )
 
 
@@ -187,6 +264,14 @@ def _fields(value: object) -> Mapping[str, Any]:
     return data
 
 
+def _date(value: object) -> date:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        return date.fromisoformat(value)
+    raise TypeError(f"the close_date column holds {value!r}, not an ISO date")
+
+
 def _optional(convert: Any, value: object) -> Any:
     return None if value is None else convert(value)
 
@@ -208,7 +293,7 @@ def _change(deal_id: str, row: Sequence[Any]) -> StageChange:
 
     (The history's chain, order and times are checked by ``Deal`` itself.)
     """
-    owner, version, from_stage, to_stage, at_us, reason = row
+    owner, version, from_stage, to_stage, at_us, reason, actor = row
     if owner != deal_id:
         raise ValueError(f"a history row belongs to deal {owner!r}")
     return _unchecked_change(
@@ -218,6 +303,7 @@ def _change(deal_id: str, row: Sequence[Any]) -> StageChange:
         from_us(at_us),
         _version(version),
         to_optional_text(reason),
+        to_optional_text(actor),
     )
 
 
@@ -246,6 +332,7 @@ def _build(row: Sequence[Any], changes: Sequence[Sequence[Any]]) -> Deal:
     (id, pipeline, stage, amount, currency, budget, authority, need, timeline) = row[:9]
     (fields, probability, lost_reason, next_action, next_us) = row[9:14]
     (created_us, entered_us, closed_us, version) = row[14:18]
+    (owner, close_date, forecast_category, updated_us) = row[18:22]
     return Deal(
         id,
         pipeline,
@@ -261,6 +348,10 @@ def _build(row: Sequence[Any], changes: Sequence[Sequence[Any]]) -> Deal:
         created_at=from_us(created_us),
         stage_entered_at=from_us(entered_us),
         closed_at=_optional(from_us, closed_us),
+        owner=owner,
+        close_date=_optional(_date, close_date),
+        forecast_category=forecast_category,
+        updated_at=from_us(updated_us),
         version=version,
         history=tuple([_change(id, change) for change in changes]),
     )

@@ -11,30 +11,49 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
-from salespipeline import metrics
+import attrs
+
+from salespipeline import _checks as c
+from salespipeline import limits, log, metrics
 from salespipeline._checks import MAX_ID_LENGTH, check_id, check_text
+from salespipeline._unchecked import replace
 from salespipeline.deal import Deal, StageChange
 from salespipeline.errors import (
+    StorageError,
     UnknownPipelineError,
     ValidationError,
     shown,
 )
+from salespipeline.log import Change
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
+from salespipeline.storage._consumers import (
+    Consumer,
+    check_consumer_name,
+    check_position,
+    check_recorded,
+)
 from salespipeline.storage._definitions import decode_all, decode_pipeline, definition_row
 
 if TYPE_CHECKING:
     from salespipeline.metrics import PipelineReport
 
 __all__ = [
+    "Consumer",
     "DealStore",
+    "as_stored",
+    "check_change_args",
+    "check_consumer_name",
     "check_deal",
     "check_filters",
     "check_id",
+    "check_log_page",
+    "check_position",
+    "check_recorded",
     "decode_all",
     "decode_pipeline",
     "definition_row",
@@ -44,23 +63,104 @@ __all__ = [
 ]
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 class DealStore(abc.ABC):
     """Deals, their histories and pipeline definitions, behind one small interface."""
 
     @abc.abstractmethod
-    def add(self, deal: Deal) -> None:
-        """Store a new deal with its history; ``DuplicateDealError`` if the id exists."""
+    def add(
+        self,
+        deal: Deal,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        key: str | None = None,
+    ) -> Change | None:
+        """Store a new deal with its history; ``DuplicateDealError`` if the id exists.
+
+        Logs its ``open`` change (``log.recorded`` when it comes with a past) and
+        returns the last change logged, position set.
+        """
 
     @abc.abstractmethod
     def get(self, id: str) -> Deal:
         """The stored deal with its full history; ``DealNotFoundError`` if absent."""
 
     @abc.abstractmethod
-    def save(self, deal: Deal) -> None:
+    def save(
+        self,
+        deal: Deal,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        key: str | None = None,
+    ) -> Change | None:
         """Write ``deal`` if the stored version is ``deal.version - 1``, else ``ConcurrencyError``.
 
-        The deal row and its new history entries are written in one transaction.
+        The store derives the ``Change`` from the stored deal and ``deal``
+        (``log.derive``) and writes it with the row in one transaction; it returns
+        that change, position set. A ``key`` already in the deal's log is refused.
         """
+
+    # -- the change log (stores that predate it raise StorageError) -------------------
+
+    def changes(self, id: str, *, key: str | None = None) -> tuple[Change, ...]:
+        """Deal ``id``'s changes, oldest first (only the one made with ``key``, if given).
+
+        ``DealNotFoundError`` when the log has no change of ``id``.
+        """
+        raise self._no_log()
+
+    def log(self, *, after: int = 0, limit: int = 1000) -> tuple[Change, ...]:
+        """Up to ``limit`` changes of every deal with positions above ``after``, in order.
+
+        A reader paging with ``after=<last position seen>`` never skips a committed
+        change, even when transactions commit out of position order.
+        """
+        raise self._no_log()
+
+    def consumer(self, name: str) -> Consumer:
+        """The durable reader called ``name``; its position is kept in this store."""
+        return Consumer(self, check_consumer_name(name))
+
+    def verify(self) -> tuple[str, ...]:
+        """Problems found by replaying the log against the stored deals (empty: consistent)."""
+        problems: list[str] = []
+        seen: set[str] = set()
+        after = 0
+        while page := self.log(after=after, limit=1000):
+            for change in page:
+                if change.position is None or change.position <= after:
+                    problems.append(f"the log's positions do not rise at {change.position}")
+                after = max(after, change.position or after)
+                seen.add(change.deal_id)
+        stored = set()
+        for deal in self.find():
+            stored.add(deal.id)
+            problem = _replay_problem(deal, self.changes(deal.id))
+            if problem is not None:
+                problems.append(f"deal {deal.id!r}: {problem}")
+        for deal_id in sorted(seen - stored):
+            problems.extend(_orphan_problem(deal_id, self.changes(deal_id)))
+        return tuple(problems)
+
+    def consumer_position(self, name: str) -> int:
+        """Consumer ``name``'s recorded position (0 when it has none)."""
+        raise self._no_log()
+
+    def record_consumer_position(
+        self, name: str, position: int, *, backwards: bool = False
+    ) -> None:
+        """Record consumer ``name``'s position (never lowered unless ``backwards``)."""
+        raise self._no_log()
+
+    def _no_log(self) -> StorageError:
+        return StorageError(
+            f"{type(self).__name__} keeps no change log: implement changes(), log(), "
+            "consumer_position() and record_consumer_position() (see the storage adapter guide)"
+        )
 
     @abc.abstractmethod
     def find(
@@ -133,6 +233,51 @@ class DealStore(abc.ABC):
         self.close()
 
 
+def _replay_problem(deal: Deal, changes: Sequence[Change]) -> str | None:
+    try:
+        replayed = log.replay(changes).get(deal.id)
+    except ValidationError as error:
+        return f"its log does not replay: {error}"
+    if replayed is None:
+        return "its log has no change that opens it"
+    if replayed != deal:
+        names = [
+            n for n in Deal.__attrs_attrs__ if getattr(replayed, n.name) != getattr(deal, n.name)
+        ]
+        return f"the stored row differs from its log in {', '.join(n.name for n in names)}"
+    return None
+
+
+def _orphan_problem(deal_id: str, changes: Sequence[Change]) -> list[str]:
+    if changes and changes[-1].kind == "erase":
+        return []
+    return [f"deal {deal_id!r}: the log has changes but the store has no such deal"]
+
+
+def as_stored(deal: Deal, change: Change) -> Deal:
+    """``deal`` as the store keeps it: a move's history entry carries the change's actor."""
+    entry = change.entry
+    if entry is None or deal.history[-1].actor == entry.actor:
+        return deal
+    return replace(deal, history=(*deal.history[:-1], entry))
+
+
+def check_change_args(actor: object, reason: object, key: object) -> None:
+    """Refuse a save's ``actor``, ``reason`` or ``key`` before any work."""
+    log.Change("x", 1, _EPOCH, "update", actor=actor, reason=reason, key=key)
+
+
+def check_log_page(after: object, limit: object) -> tuple[int, int]:
+    """``log()``'s arguments checked: ``after`` >= 0, ``limit`` 1..``limits.MAX_PAGE``."""
+    if not c.is_int(after) or after < 0:
+        raise ValidationError(f"after must be a non-negative integer, not {shown(after)}")
+    if not c.is_int(limit) or not 1 <= limit <= limits.MAX_PAGE:
+        raise ValidationError(
+            f"limit must be an integer from 1 to {limits.MAX_PAGE:,}, not {shown(limit)}"
+        )
+    return after, limit
+
+
 def check_deal(deal: object) -> Deal:
     """``deal`` if it is a Deal, else a ``ValidationError`` (stores accept nothing else)."""
     if not isinstance(deal, Deal):
@@ -169,7 +314,7 @@ def new_entries(deal: Deal, stored: Sequence[StageChange]) -> tuple[StageChange,
     """
     count = len(stored)
     history = deal.history
-    if history[:count] == tuple(stored) and (
+    if (history[:count] == tuple(stored) or _same_moves(history[:count], stored)) and (
         len(history) == count or history[count].version >= deal.version
     ):
         return history[count:]
@@ -177,6 +322,14 @@ def new_entries(deal: Deal, stored: Sequence[StageChange]) -> tuple[StageChange,
         f"its history is not the stored history plus new entries ({_difference(history, stored)});"
         " save only deals derived from the stored deal",
         deal_id=deal.id,
+    )
+
+
+def _same_moves(given: Sequence[StageChange], kept: Sequence[StageChange]) -> bool:
+    """The same entries but perhaps the actor, which a save may add to the stored ones."""
+    return len(given) == len(kept) and all(
+        a is b or (a.actor is None and a == attrs.evolve(b, actor=None))
+        for a, b in zip(given, kept, strict=True)
     )
 
 

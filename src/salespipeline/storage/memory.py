@@ -1,8 +1,9 @@
 """MemoryStore: deals in a dict, for tests, notebooks and short-lived jobs.
 
-It keeps the same contract as the database stores (optimistic saves, definitions
-kept as ``to_dict`` data), so code tested against it behaves the same on SQLite or
-PostgreSQL. A lock makes one store safe to share between threads.
+It keeps the same contract as the database stores (optimistic saves, a change log
+with positions and consumers, definitions kept as ``to_dict`` data), so code tested
+against it behaves the same on SQLite or PostgreSQL. A lock makes one store safe to
+share between threads.
 """
 
 from __future__ import annotations
@@ -10,19 +11,27 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
+from salespipeline import log
 from salespipeline.deal import Deal
 from salespipeline.errors import (
     ConcurrencyError,
     DealNotFoundError,
     DuplicateDealError,
     StorageError,
+    ValidationError,
 )
+from salespipeline.log import Change
 from salespipeline.pipeline import Pipeline
 from salespipeline.storage.base import (
     DealStore,
+    as_stored,
+    check_change_args,
+    check_consumer_name,
     check_deal,
     check_filters,
     check_id,
+    check_log_page,
+    check_recorded,
     decode_all,
     definition_row,
     matches,
@@ -37,6 +46,9 @@ class MemoryStore(DealStore):
 
     def __init__(self) -> None:
         self._deals: dict[str, Deal] = {}
+        self._changes: dict[str, list[Change]] = {}
+        self._log: list[Change] = []
+        self._positions: dict[str, int] = {}
         self._definitions_by_version: dict[tuple[str, int], str] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -48,13 +60,31 @@ class MemoryStore(DealStore):
         if self._closed:
             raise StorageError(f"{self!r} is closed")
 
-    def add(self, deal: Deal) -> None:
+    def add(
+        self,
+        deal: Deal,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        key: str | None = None,
+    ) -> Change:
         deal = check_deal(deal)
+        check_change_args(actor, reason, key)
+        changes = log.recorded(deal, actor=actor, reason=reason, key=key)
         with self._lock:
             self._check_open()
-            if deal.id in self._deals:
+            if deal.id in self._deals or deal.id in self._changes:
                 raise DuplicateDealError(deal.id)
-            self._deals[deal.id] = deal
+            self._deals[deal.id] = as_stored(deal, changes[-1])
+            return self._append(deal.id, changes)
+
+    def _append(self, id: str, changes: tuple[Change, ...]) -> Change:
+        kept = self._changes.setdefault(id, [])
+        for change in changes:
+            committed = change.with_position(len(self._log) + 1)
+            self._log.append(committed)
+            kept.append(committed)
+        return kept[-1]
 
     def get(self, id: str) -> Deal:
         id = check_id(id)
@@ -65,8 +95,16 @@ class MemoryStore(DealStore):
             raise DealNotFoundError(id)
         return deal
 
-    def save(self, deal: Deal) -> None:
+    def save(
+        self,
+        deal: Deal,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        key: str | None = None,
+    ) -> Change:
         deal = check_deal(deal)
+        check_change_args(actor, reason, key)
         base = deal.version - 1
         with self._lock:
             self._check_open()
@@ -75,7 +113,13 @@ class MemoryStore(DealStore):
                 actual = None if stored is None else stored.version
                 raise ConcurrencyError(deal.id, expected=base, actual=actual)
             new_entries(deal, stored.history)
-            self._deals[deal.id] = deal
+            change = log.derive(stored, deal, actor=actor, reason=reason, key=key)
+            if key is not None and any(c.key == key for c in self._changes[deal.id]):
+                raise ValidationError(
+                    f"key {key!r} is already in the deal's log", deal_id=deal.id, field="key"
+                )
+            self._deals[deal.id] = as_stored(deal, change)
+            return self._append(deal.id, (change,))
 
     def find(
         self, *, pipeline: str | None = None, stage: str | None = None, open: bool | None = None
@@ -85,6 +129,39 @@ class MemoryStore(DealStore):
             self._check_open()
             deals = sorted(self._deals.items())
         return (deal for _, deal in deals if matches(deal, pipeline, stage, open))
+
+    def changes(self, id: str, *, key: str | None = None) -> tuple[Change, ...]:
+        id = check_id(id)
+        check_change_args(None, None, key)
+        with self._lock:
+            self._check_open()
+            kept = self._changes.get(id)
+        if kept is None:
+            raise DealNotFoundError(id)
+        if key is not None:
+            return tuple(change for change in kept if change.key == key)
+        return tuple(kept)
+
+    def log(self, *, after: int = 0, limit: int = 1000) -> tuple[Change, ...]:
+        after, limit = check_log_page(after, limit)
+        with self._lock:
+            self._check_open()
+            return tuple(self._log[after : after + limit])
+
+    def consumer_position(self, name: str) -> int:
+        name = check_consumer_name(name)
+        with self._lock:
+            self._check_open()
+            return self._positions.get(name, 0)
+
+    def record_consumer_position(
+        self, name: str, position: int, *, backwards: bool = False
+    ) -> None:
+        name, position = check_recorded(name, position, backwards)
+        with self._lock:
+            self._check_open()
+            kept = self._positions.get(name, 0)
+            self._positions[name] = position if backwards else max(kept, position)
 
     def save_pipeline(self, pipeline: Pipeline) -> None:
         name, version, text = definition_row(pipeline)

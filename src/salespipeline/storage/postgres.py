@@ -14,13 +14,11 @@ READ ONLY transactions, so deals and their histories come from one snapshot.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Final
 
-from salespipeline.deal import StageChange
 from salespipeline.errors import StorageError, ValidationError
 from salespipeline.storage import _codec
 from salespipeline.storage._options import check_count, check_timeout
@@ -43,6 +41,7 @@ _DIALECT: Final = Dialect(
 
 _STATEMENTS: Final = Statements(_DIALECT, ddl=POSTGRES_DDL)
 _SCHEMA_LOCK: Final = 0x5350_5343  # "SPSC": serialises schema creation across sessions
+_LOG_LOCK: Final = 0x5350_4C47  # "SPLG": held from a change's insert to its commit
 
 
 def _import_psycopg() -> tuple[Any, Any]:
@@ -133,14 +132,19 @@ class PostgresStore(SQLStore):
         except psycopg.Error as error:
             raise StorageError(f"PostgreSQL {self._name} failed: {error}") from error
 
-    def _update(self, params: Sequence[Any], new: Sequence[StageChange]) -> bool:
-        """The deal row and its new history rows in one statement, so one round trip."""
-        values = list(params)
-        for change in new:
-            values.extend(_codec.change_values(change)[1:])
+    def _update(self, params: Sequence[Any], change: Sequence[Any]) -> int | None:
+        """The deal row and its change row in one statement, so one round trip."""
         with self._statement() as cursor:
-            cursor.execute(_moved(len(new)) if new else self.sql.update_deal, values)
-            return bool(cursor.rowcount == max(1, len(new)))
+            cursor.execute(_MOVED, [*params, *change[1:]])
+            row = cursor.fetchone()
+        return None if row is None else int(row[0])
+
+    def _insert_log(self, cursor: Cursor, values: Sequence[Any]) -> int:
+        cursor.execute(f"{self.sql.insert_log} RETURNING position", values)
+        return int(cursor.fetchone()[0])
+
+    def _lock_log(self, cursor: Cursor) -> None:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_LOG_LOCK,))
 
     def _read(self) -> AbstractContextManager[Cursor]:
         return self._transaction(read_only=True)
@@ -149,21 +153,23 @@ class PostgresStore(SQLStore):
         return self._transaction(read_only=False)
 
 
-@functools.lru_cache(maxsize=8)
-def _moved(count: int) -> str:
-    """``update_deal`` whose ``RETURNING`` feeds the insert of ``count`` history rows.
+def _moved_statement() -> str:
+    """``update_deal`` whose ``RETURNING`` feeds the insert of the change row.
 
-    The insert adds rows only when the update matched, so the statement's row count
-    is ``count`` after a save and 0 when the stored deal moved on.
+    The advisory lock is taken only after the update matched (it reads ``moved``), so
+    a writer holds it from its insert to its commit and positions rise in commit
+    order; no writer waits for it while holding the lock another writer needs. The
+    statement returns the new position, or no row when the stored deal moved on.
     """
-    row = "(CAST(%s AS INTEGER), CAST(%s AS TEXT), CAST(%s AS TEXT), CAST(%s AS BIGINT), "
-    row += "CAST(%s AS TEXT))"
-    columns = ", ".join(_codec.CHANGE_COLUMNS)
+    casts = ["INTEGER", "BIGINT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "TEXT", "JSONB"]
+    names = _codec.LOG_COLUMNS[2:]
+    row = ", ".join(f"CAST(%s AS {cast})" for cast in casts)
     return (
-        f"WITH moved AS ({_STATEMENTS.update_deal} RETURNING id) "
-        f"INSERT INTO sp_stage_changes ({columns}) "
-        "SELECT moved.id, v.version, v.from_stage, v.to_stage, v.at_us, v.reason FROM moved, "
-        f"(VALUES {', '.join([row] * count)}) AS v (version, from_stage, to_stage, at_us, reason)"
+        f"WITH moved AS ({_STATEMENTS.update_deal} RETURNING id), "
+        f"locked AS (SELECT pg_advisory_xact_lock({_LOG_LOCK}) IS NULL AS free FROM moved) "
+        f"INSERT INTO sp_changes ({', '.join(_codec.LOG_COLUMNS[1:])}) "
+        f"SELECT moved.id, {', '.join(f'v.{n}' for n in names)} FROM moved, locked, "
+        f"(VALUES ({row})) AS v ({', '.join(names)}) RETURNING position"
     )
 
 
@@ -204,3 +210,6 @@ def _describe(parts: dict[str, Any]) -> str:
     """Where the store connects, without the password (for messages and repr)."""
     shown = {k: parts[k] for k in ("host", "port", "dbname", "user") if parts.get(k)}
     return " ".join(f"{k}={v}" for k, v in shown.items()) or "(default connection)"
+
+
+_MOVED: Final = _moved_statement()

@@ -44,6 +44,7 @@ _DIALECT: Final = Dialect(
     modulo="%",
     pipeline_scan="+d.pipeline",
     amount=(AmountPart("amount_whole", split=10**9), AmountPart("amount_frac", -12, 10**6)),
+    greatest_function="MAX",
 )
 """SQLite has no exact decimal type: amounts are summed from their integer parts."""
 

@@ -4,7 +4,8 @@ Subclass it in a test module, implement ``make_store()`` (and ``reopen_store()``
 for a store that keeps its data somewhere that outlives it), and pytest runs every
 check the shipped stores pass: exact round trips, duplicate and missing deals,
 optimistic concurrency, atomic saves, ``find`` filters and streaming, definitions,
-reports, reopening and threads racing for one deal.
+reports, the change log (one change per version, positions, keys, consumers,
+``verify``), reopening and threads racing for one deal.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from salespipeline import guards, metrics
+from salespipeline import guards, log, metrics
 from salespipeline.deal import Bant, Deal
 from salespipeline.errors import (
     ConcurrencyError,
@@ -248,7 +249,8 @@ class StoreContract:
         store = self.make_store()
         counter = itertools.count()
         try:
-
+            # Local, not global: drawing a deal is quick, but a user's store over a network
+            # may take long enough per example for Hypothesis to count it as generation.
             @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
             @given(strategies.deals(pipeline))
             def round_trip(deal: Deal) -> None:
@@ -396,6 +398,127 @@ class StoreContract:
         store.save(won)
         got = store.get("w")
         assert (got.stage, got.closed_at, got.lost_reason) == (WON, _later(3), None)
+
+    # -- the change log -----------------------------------------------------------------
+
+    def test_every_version_has_one_change_and_the_log_replays_to_the_deal(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        deal = rich_deal(pipeline)
+        store.add(deal)
+        moved = pipeline.win(store.get(deal.id), at=_later(5), actor="지민")
+        store.save(moved)
+        changes = store.changes(deal.id)
+        assert [c.version for c in changes] == list(range(1, moved.version + 1))
+        assert log.replay(changes) == {deal.id: store.get(deal.id)}
+        assert changes[-1].kind == "move" and changes[-1].actor == "지민"
+        assert store.get(deal.id).history[-1].actor == "지민"
+        assert store.verify() == ()
+
+    def test_a_save_logs_what_changed_with_old_and_new_values(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        deal = pipeline.start("c1", amount=100, at=T0)
+        opened = store.add(deal, actor="ann")
+        assert isinstance(opened, log.Change)
+        assert (opened.kind, opened.version, opened.actor) == ("open", 1, "ann")
+        assert opened.changed["amount"] == (None, "100")
+        updated = deal.evolve(amount=250, owner="bob", at=_later(1))
+        change = store.save(updated, actor="ann", reason="bigger scope", key="u-1")
+        assert isinstance(change, log.Change) and change.position is not None
+        assert opened.position is not None and change.position > opened.position
+        assert (change.kind, change.at, change.reason, change.key) == (
+            "update",
+            _later(1),
+            "bigger scope",
+            "u-1",
+        )
+        assert dict(change.changed) == {"amount": ("100", "250"), "owner": (None, "bob")}
+        lost = pipeline.lose(updated, "price", at=_later(2))
+        change = store.save(lost)
+        assert isinstance(change, log.Change)
+        assert (change.kind, change.from_stage, change.to_stage, change.reason) == (
+            "move",
+            "lead",
+            LOST,
+            "price",
+        )
+        assert store.changes("c1", key="u-1") == (store.changes("c1")[1],)
+        assert store.changes("c1", key="nope") == ()
+
+    def test_a_refused_save_writes_no_change(self, store: DealStore, pipeline: Pipeline) -> None:
+        deal = pipeline.start("r1", at=T0)
+        store.add(deal)
+        store.save(deal.evolve(amount=1, at=_later(1)), key="k")
+        before = store.log()
+        attempts: list[Callable[[], object]] = [
+            lambda: store.save(deal.evolve(amount=2, at=_later(1))),  # stale
+            lambda: store.save(store.get("r1").evolve(amount=3), key="k"),  # key reused
+            lambda: store.save(store.get("r1").evolve(amount=4), actor="  "),
+            lambda: store.save(store.get("r1").evolve(amount=5), key="k" * 201),
+        ]
+        for attempt in attempts:
+            with pytest.raises((ConcurrencyError, ValidationError)):
+                attempt()
+        assert store.log() == before
+        assert store.get("r1").amount == 1
+
+    def test_the_log_pages_in_position_order_without_gaps_or_repeats(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        for n in range(7):
+            deal = pipeline.start(f"p{n}", at=T0)
+            store.add(deal)
+            store.save(deal.evolve(amount=n + 1, at=_later(n)))
+        whole = store.log(limit=1000)
+        assert len(whole) == 14
+        positions = [c.position or 0 for c in whole]
+        assert positions == sorted(positions) and len(set(positions)) == 14
+        paged: list[log.Change] = []
+        after = 0
+        while page := store.log(after=after, limit=3):
+            paged.extend(page)
+            after = page[-1].position or 0
+        assert paged == list(whole)
+        for bad in ({"after": -1}, {"limit": 0}, {"limit": 10**6}, {"after": "0"}):
+            with pytest.raises(ValidationError):
+                store.log(**bad)
+        with pytest.raises(DealNotFoundError):
+            store.changes("missing")
+
+    def test_a_consumer_handles_each_change_once_in_order_and_resumes(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        for n in range(5):
+            store.add(pipeline.start(f"k{n}", at=T0))
+        seen: list[int] = []
+        consumer = store.consumer("mailer")
+        assert consumer.position == 0
+        assert consumer.poll(lambda c: seen.append(c.position or 0), limit=2) == 2
+        assert store.consumer("mailer").poll(lambda c: seen.append(c.position or 0)) == 3
+        assert consumer.poll(lambda c: seen.append(c.position or 0)) == 0
+        assert seen == [c.position for c in store.log()]
+
+        def fails_on_third(change: log.Change) -> None:
+            if change.deal_id == "k2":
+                raise RuntimeError("mail server down")
+
+        other = store.consumer("crm")
+        with pytest.raises(RuntimeError):
+            other.poll(fails_on_third)
+        assert other.position == store.log()[1].position  # k0 and k1 are recorded
+        assert other.poll(lambda c: None) == 3  # k2 is delivered again
+        with pytest.raises(ValidationError):
+            store.consumer("")
+        with pytest.raises(ValidationError):
+            other.poll("not callable")  # type: ignore[arg-type]
+
+    def test_verify_finds_nothing_wrong_in_a_store_the_library_wrote(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        self._populate(store, pipeline)
+        store.add(rich_deal(pipeline, "rich"))
+        assert store.verify() == ()
 
     # -- find -----------------------------------------------------------------------------
 

@@ -76,6 +76,11 @@ class Dialect:
     modulo: str
     pipeline_scan: str
     amount: tuple[AmountPart, ...]
+    greatest_function: str = "GREATEST"
+
+    def greatest(self, *expressions: str) -> str:
+        """The largest of ``expressions`` (SQLite's scalar ``MAX``, PostgreSQL's ``GREATEST``)."""
+        return f"{self.greatest_function}({', '.join(expressions)})"
 
     def q(self, sql: str) -> str:
         """``sql`` written with ``?`` marks, in this dialect's spelling."""

@@ -17,7 +17,7 @@ import threading
 from collections import OrderedDict
 from typing import Final
 
-from salespipeline.deal import Deal, StageChange
+from salespipeline.deal import Deal
 
 __all__ = ["MAX_ENTRIES", "Recent"]
 
@@ -26,30 +26,30 @@ MAX_ENTRIES: Final = 65_536
 
 
 class Recent:
-    """Per deal id, the version and history a store last returned or wrote."""
+    """Per deal id, the deal a store last returned or wrote (so it can diff a save)."""
 
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
-        self._histories: OrderedDict[str, tuple[int, tuple[StageChange, ...]]] = OrderedDict()
+        self._deals: OrderedDict[str, Deal] = OrderedDict()
         self._entries = 0
         self._max_entries = max_entries
         self._lock = threading.Lock()
 
     def keep(self, deal: Deal) -> None:
-        """Remember ``deal``'s history as the stored one of its id at its version."""
+        """Remember ``deal`` as the stored one of its id at its version."""
         with self._lock:
             self._forget(deal.id)
-            self._histories[deal.id] = (deal.version, deal.history)
+            self._deals[deal.id] = deal
             self._entries += len(deal.history)
-            while self._entries > self._max_entries and self._histories:
-                self._forget(next(iter(self._histories)))
+            while self._entries > self._max_entries and self._deals:
+                self._forget(next(iter(self._deals)))
 
-    def history(self, id: str, version: int) -> tuple[StageChange, ...] | None:
-        """The history deal ``id`` had at ``version``, if it is remembered at that version."""
+    def deal(self, id: str, version: int) -> Deal | None:
+        """Deal ``id`` as stored at ``version``, if it is remembered at that version."""
         with self._lock:
-            kept = self._histories.get(id)
-        return kept[1] if kept is not None and kept[0] == version else None
+            kept = self._deals.get(id)
+        return kept if kept is not None and kept.version == version else None
 
     def _forget(self, id: str) -> None:
-        kept = self._histories.pop(id, None)
+        kept = self._deals.pop(id, None)
         if kept is not None:
-            self._entries -= len(kept[1])
+            self._entries -= len(kept.history)

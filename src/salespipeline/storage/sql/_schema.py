@@ -1,9 +1,9 @@
-"""The relational schema shared by the SQLite and PostgreSQL stores (version 2).
+"""The relational schema shared by the SQLite and PostgreSQL stores (version 3).
 
 Tables (the ``sp_`` prefix keeps them apart from an application's own tables):
 
 ``sp_meta``
-    ``key`` / ``value`` text pairs; the row ``('schema_version', '2')`` says which
+    ``key`` / ``value`` text pairs; the row ``('schema_version', '3')`` says which
     layout a database has. Opening a newer layout with older code is refused; an
     older one is upgraded in place, in one transaction (``UPGRADES``).
 
@@ -40,6 +40,10 @@ Tables (the ``sp_`` prefix keeps them apart from an application's own tables):
     stage_entered_at_us    when the deal entered its current stage
     closed_at_us           when the deal was won or lost, NULL while open
     version                positive INTEGER, rises by one per save
+    owner                  who owns the deal, or NULL
+    close_date             the expected close date, ``YYYY-MM-DD`` text, or NULL
+    forecast_category      the deal's own forecast category, or NULL (its stage's)
+    updated_at_us          when the deal last changed (its last change's ``at_us``)
     entered_stages         the distinct stages the history entered, sorted, as a JSON list
     stays_1 ... stays_7    completed stays in the 1st ... 7th open stage of
                            ``entered_stages`` (INTEGER, 0 past the last one)
@@ -51,12 +55,21 @@ Tables (the ``sp_`` prefix keeps them apart from an application's own tables):
     The last four are derived from the deal's history (``storage._figures``) and
     written with the row, so ``report`` aggregates deals without reading history.
 
-``sp_stage_changes``
-    The append-only history, primary key ``(deal_id, version)``: ``deal_id``,
-    ``version`` (the deal version the change produced), ``from_stage`` (NULL for
-    the first entry), ``to_stage``, ``at_us``, ``reason`` (the lost reason or a move
-    note, else NULL). A deal's history is its rows ordered by ``version``, and only
-    rows with ``version <= sp_deals.version`` belong to it.
+``sp_changes``
+    The change log, the source of truth (the deal row is its projection): one row
+    per deal version, unique ``(deal_id, version)``. ``position`` is assigned at
+    insert and rises in commit order (SQLite's writers are serialised by ``BEGIN
+    IMMEDIATE``; PostgreSQL's take a transaction-scoped advisory lock before they
+    insert, held until commit, as eventsourcing's recorders lock their table), so a
+    reader paging by position never skips a committed change. Columns: ``kind``,
+    ``actor``, ``reason``, ``key`` (unique per deal when set), ``from_stage`` and
+    ``to_stage`` (set on changes that moved a stage), ``at_us``, and ``changed``,
+    a JSON object ``{attribute: [old, new]}``. A deal's history is its rows with a
+    ``to_stage``, by ``version``; only rows with ``version <= sp_deals.version``
+    belong to it.
+
+``sp_consumers``
+    One row per durable consumer: ``name`` and the ``position`` it has handled.
 
 Every ``*_us`` column is an integer count of microseconds since 1970-01-01T00:00:00
 UTC (INTEGER / BIGINT), so SQL can sum and subtract durations exactly: a stay in a
@@ -72,8 +85,8 @@ from salespipeline.storage.sql._figures import SLOTS
 
 __all__ = ["POSTGRES_DDL", "SCHEMA_VERSION", "SQLITE_DDL", "TABLES", "UPGRADES"]
 
-SCHEMA_VERSION: Final = 2
-TABLES: Final = ("sp_meta", "sp_pipelines", "sp_deals", "sp_stage_changes")
+SCHEMA_VERSION: Final = 3
+TABLES: Final = ("sp_meta", "sp_pipelines", "sp_deals", "sp_changes", "sp_consumers")
 
 
 def _figure_types(integer: str) -> list[tuple[str, str, str]]:
@@ -102,6 +115,51 @@ _STAYS_MORE_INDEX: Final = (
     "CREATE INDEX IF NOT EXISTS sp_deals_stays_more ON sp_deals (pipeline) "
     "WHERE stays_more IS NOT NULL"
 )
+
+
+def _log_tables(position: str, id_type: str, integer: str, json: str) -> tuple[str, ...]:
+    """``sp_changes`` and ``sp_consumers`` with their indexes (new in version 3)."""
+    return (
+        f"""CREATE TABLE IF NOT EXISTS sp_changes (
+        position {position},
+        deal_id {id_type} NOT NULL,
+        version INTEGER NOT NULL,
+        at_us {integer} NOT NULL,
+        kind TEXT NOT NULL,
+        actor TEXT,
+        reason TEXT,
+        key TEXT,
+        from_stage TEXT,
+        to_stage TEXT,
+        changed {json} NOT NULL,
+        UNIQUE (deal_id, version)
+    )""",
+        "CREATE UNIQUE INDEX IF NOT EXISTS sp_changes_key ON sp_changes (deal_id, key) "
+        "WHERE key IS NOT NULL",
+        f"""CREATE TABLE IF NOT EXISTS sp_consumers (
+        name TEXT PRIMARY KEY,
+        position {integer} NOT NULL
+    )""",
+    )
+
+
+_LOG_SQLITE: Final = _log_tables("INTEGER PRIMARY KEY", "TEXT", "INTEGER", "TEXT")
+_LOG_POSTGRES: Final = _log_tables(
+    "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", 'TEXT COLLATE "C"', "BIGINT", "JSONB"
+)
+
+
+def _add_part_two(integer: str) -> tuple[str, ...]:
+    """Version 2 -> 3: the deal's new columns (``updated_at_us`` is filled from
+    ``stage_entered_at_us``; the store then writes the log from the old history)."""
+    return (
+        "ALTER TABLE sp_deals ADD COLUMN owner TEXT",
+        "ALTER TABLE sp_deals ADD COLUMN close_date TEXT",
+        "ALTER TABLE sp_deals ADD COLUMN forecast_category TEXT",
+        f"ALTER TABLE sp_deals ADD COLUMN updated_at_us {integer} NOT NULL DEFAULT 0",
+        "UPDATE sp_deals SET updated_at_us = stage_entered_at_us",
+    )
+
 
 SQLITE_DDL: Final = (
     """CREATE TABLE IF NOT EXISTS sp_meta (
@@ -135,19 +193,15 @@ SQLITE_DDL: Final = (
         stage_entered_at_us INTEGER NOT NULL,
         closed_at_us INTEGER,
         version INTEGER NOT NULL,
+        owner TEXT,
+        close_date TEXT,
+        forecast_category TEXT,
+        updated_at_us INTEGER NOT NULL,
         {_figure_columns("INTEGER")}
     )""",
     "CREATE INDEX IF NOT EXISTS sp_deals_pipeline_stage ON sp_deals (pipeline, stage)",
     _STAYS_MORE_INDEX,
-    """CREATE TABLE IF NOT EXISTS sp_stage_changes (
-        deal_id TEXT NOT NULL REFERENCES sp_deals (id),
-        version INTEGER NOT NULL,
-        from_stage TEXT,
-        to_stage TEXT NOT NULL,
-        at_us INTEGER NOT NULL,
-        reason TEXT,
-        PRIMARY KEY (deal_id, version)
-    )""",
+    *_LOG_SQLITE,
 )
 
 POSTGRES_DDL: Final = (
@@ -180,27 +234,35 @@ POSTGRES_DDL: Final = (
         stage_entered_at_us BIGINT NOT NULL,
         closed_at_us BIGINT,
         version INTEGER NOT NULL,
+        owner TEXT,
+        close_date TEXT,
+        forecast_category TEXT,
+        updated_at_us BIGINT NOT NULL,
         {_figure_columns("BIGINT")}
     )""",
     "CREATE INDEX IF NOT EXISTS sp_deals_pipeline_stage ON sp_deals (pipeline, stage)",
     _STAYS_MORE_INDEX,
-    """CREATE TABLE IF NOT EXISTS sp_stage_changes (
-        deal_id TEXT COLLATE "C" NOT NULL REFERENCES sp_deals (id),
-        version INTEGER NOT NULL,
-        from_stage TEXT,
-        to_stage TEXT NOT NULL,
-        at_us BIGINT NOT NULL,
-        reason TEXT,
-        PRIMARY KEY (deal_id, version)
-    )""",
+    *_LOG_POSTGRES,
 )
 
 
 UPGRADES: Final = {
-    "sqlite": {2: (*_add_figures("INTEGER"), _STAYS_MORE_INDEX)},
-    "postgres": {2: (*_add_figures("BIGINT"), _STAYS_MORE_INDEX)},
+    "sqlite": {
+        2: (*_add_figures("INTEGER"), _STAYS_MORE_INDEX),
+        3: (*_add_part_two("INTEGER"), *_LOG_SQLITE),
+    },
+    "postgres": {
+        2: (*_add_figures("BIGINT"), _STAYS_MORE_INDEX),
+        3: (*_add_part_two("BIGINT"), *_LOG_POSTGRES),
+    },
 }
 """Per dialect, the statements that bring a database from version ``v - 1`` to ``v``.
 
 After them the store computes the derived columns of every stored deal from its
-history, then records the new version, all in the same transaction."""
+history (kept in ``sp_stage_changes`` before version 3), writes the change log from
+it (``log.recorded``), drops the old history table and records the new version, all
+in the same transaction."""
+
+OLD_HISTORY: Final = "sp_stage_changes"
+"""The history table of versions 1 and 2: ``deal_id, version, from_stage, to_stage,
+at_us, reason``, read once by the upgrade to version 3 and then dropped."""

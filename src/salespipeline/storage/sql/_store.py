@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 import attrs
 
+from salespipeline import log
 from salespipeline._checks import is_int
-from salespipeline.deal import Deal, StageChange
+from salespipeline.deal import Deal
 from salespipeline.errors import (
     ConcurrencyError,
     CorruptRecordError,
@@ -32,14 +33,20 @@ from salespipeline.errors import (
     ValidationError,
     shown,
 )
+from salespipeline.log import Change
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
 from salespipeline.storage import _codec
 from salespipeline.storage.base import (
     DealStore,
+    as_stored,
+    check_change_args,
+    check_consumer_name,
     check_deal,
     check_filters,
     check_id,
+    check_log_page,
+    check_recorded,
     decode_all,
     definition_row,
     new_entries,
@@ -48,7 +55,7 @@ from salespipeline.storage.sql import _figures
 from salespipeline.storage.sql._dialect import Dialect, Row
 from salespipeline.storage.sql._recent import Recent
 from salespipeline.storage.sql._report import sql_report
-from salespipeline.storage.sql._schema import SCHEMA_VERSION, UPGRADES
+from salespipeline.storage.sql._schema import OLD_HISTORY, SCHEMA_VERSION, UPGRADES
 
 if TYPE_CHECKING:
     from salespipeline.metrics import PipelineReport
@@ -114,9 +121,23 @@ class Statements:
         )
 
     @functools.cached_property
-    def insert_change(self) -> str:
-        columns = ", ".join(_codec.CHANGE_COLUMNS)
-        return f"INSERT INTO sp_stage_changes ({columns}) VALUES ({self._marks(6)})"
+    def insert_log(self) -> str:
+        """One change row; the database assigns its position."""
+        columns = _codec.LOG_COLUMNS[1:]
+        marks = [self.placeholder] * (len(columns) - 1) + [self.dialect.json_param]
+        return f"INSERT INTO sp_changes ({', '.join(columns)}) VALUES ({', '.join(marks)})"
+
+    @functools.cached_property
+    def select_log(self) -> str:
+        columns = ", ".join(_codec.LOG_COLUMNS)
+        p = self.placeholder
+        return f"SELECT {columns} FROM sp_changes WHERE position > {p} ORDER BY position LIMIT {p}"
+
+    def select_changes(self, *, keyed: bool) -> str:
+        columns = ", ".join(_codec.LOG_COLUMNS)
+        p = self.placeholder
+        where = f"deal_id = {p}" + (f" AND key = {p}" if keyed else "")
+        return f"SELECT {columns} FROM sp_changes WHERE {where} ORDER BY version"
 
     @functools.cached_property
     def select_deal(self) -> str:
@@ -133,9 +154,9 @@ class Statements:
         order = 1 + len(_codec.DEAL_COLUMNS) + 1 + _codec.CHANGE_COLUMNS.index("version")
         return (
             f"SELECT 0, {deal}, {no_changes} FROM sp_deals d WHERE d.id = {p} "
-            f"UNION ALL SELECT 1, {no_deal}, {changes} FROM sp_stage_changes c "
+            f"UNION ALL SELECT 1, {no_deal}, {changes} FROM sp_changes c "
             f"JOIN sp_deals d ON d.id = c.deal_id WHERE d.id = {p} AND c.version <= d.version "
-            f"ORDER BY 1, {order}"
+            f"AND c.to_stage IS NOT NULL ORDER BY 1, {order}"
         )
 
     @functools.cached_property
@@ -173,17 +194,29 @@ class SQLStore(DealStore):
     def _statement(self) -> AbstractContextManager[Cursor]:
         """A cursor outside any explicit transaction: each statement commits on its own."""
 
-    def _update(self, params: Sequence[Any], new: Sequence[StageChange]) -> bool:
-        """Write the deal row (``update_deal``) and ``new`` history rows atomically.
+    def _update(self, params: Sequence[Any], change: Sequence[Any]) -> int | None:
+        """Write the deal row (``update_deal``) and its change row atomically.
 
-        False, with nothing written, when no row matched the stored version and stage.
+        The change's position, or None, with nothing written, when no row matched
+        the stored version.
         """
         with self._write() as cursor:
             cursor.execute(self.sql.update_deal, params)
             if cursor.rowcount != 1:
-                return False
-            self._insert_changes(cursor, new)
-        return True
+                return None
+            self._lock_log(cursor)
+            return self._insert_log(cursor, change)
+
+    def _insert_log(self, cursor: Cursor, values: Sequence[Any]) -> int:
+        """Insert one change row; its position."""
+        cursor.execute(self.sql.insert_log, values)
+        position = getattr(cursor, "lastrowid", None)
+        if not is_int(position):
+            raise StorageError("the database did not say the position of the change it logged")
+        return position
+
+    def _lock_log(self, cursor: Cursor) -> None:
+        """Make positions rise in commit order (no-op where writers are serialised already)."""
 
     def _lock_schema(self, cursor: Cursor) -> None:
         """Serialise schema creation between processes (no-op where writes already are)."""
@@ -232,6 +265,10 @@ class SQLStore(DealStore):
             for statement in steps[target]:
                 cursor.execute(statement)
         _fill_figures(cursor, self.sql.placeholder)
+        if version < 3:
+            self._lock_log(cursor)
+            self._fill_log(cursor)
+            cursor.execute(f"DROP TABLE {OLD_HISTORY}")
         cursor.execute(
             self.sql.q("UPDATE sp_meta SET value = ? WHERE key = ?"),
             (str(SCHEMA_VERSION), _SCHEMA_KEY),
@@ -252,35 +289,64 @@ class SQLStore(DealStore):
 
     # -- deals ------------------------------------------------------------------------
 
-    def add(self, deal: Deal) -> None:
+    def add(
+        self,
+        deal: Deal,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        key: str | None = None,
+    ) -> Change:
         deal = check_deal(deal)
+        check_change_args(actor, reason, key)
+        changes = log.recorded(deal, actor=actor, reason=reason, key=key)
+        rows = [_codec.log_values(change) for change in changes]
         with _stray_history(deal), self._write() as cursor:
             cursor.execute(self.sql.insert_deal, self._deal_params(deal))
             if cursor.rowcount != 1:
                 raise DuplicateDealError(deal.id)
-            self._insert_changes(cursor, deal.history)
-        self._recent.keep(deal)
+            self._lock_log(cursor)
+            for row in rows:
+                position = self._insert_log(cursor, row)
+        self._recent.keep(as_stored(deal, changes[-1]))
+        return changes[-1].with_position(position)
 
-    def save(self, deal: Deal) -> None:
+    def save(
+        self,
+        deal: Deal,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        key: str | None = None,
+    ) -> Change:
         deal = check_deal(deal)
+        check_change_args(actor, reason, key)
         base = deal.version - 1
-        new = new_entries(deal, self._history_at(deal.id, base))
+        stored = self._stored_at(deal.id, base)
+        new_entries(deal, stored.history)
+        change = log.derive(stored, deal, actor=actor, reason=reason, key=key)
+        if key is not None and self.changes(deal.id, key=key):
+            raise ValidationError(
+                f"key {key!r} is already in the deal's log", deal_id=deal.id, field="key"
+            )
         params = [*self._deal_params(deal)[1:], deal.id, base, _codec.to_us(deal.created_at)]
         with _stray_history(deal):
-            if not self._update(params, new):
-                self._refuse(deal, base)
-        self._recent.keep(deal)
+            position = self._update(params, _codec.log_values(change))
+        if position is None:
+            raise self._refusal(deal, base)
+        self._recent.keep(as_stored(deal, change))
+        return change.with_position(position)
 
     @functools.cached_property
     def _recent(self) -> Recent:
         return Recent()
 
-    def _history_at(self, id: str, version: int) -> Sequence[StageChange]:
-        """The stored history of deal ``id`` at ``version``: remembered, else read back.
+    def _stored_at(self, id: str, version: int) -> Deal:
+        """The stored deal ``id`` at ``version``: remembered, else read back.
 
         ``ConcurrencyError`` when the stored deal is not at ``version``.
         """
-        remembered = self._recent.history(id, version)
+        remembered = self._recent.deal(id, version)
         if remembered is not None:
             return remembered
         try:
@@ -289,16 +355,9 @@ class SQLStore(DealStore):
             raise ConcurrencyError(id, expected=version, actual=None) from None
         if stored.version != version:
             raise ConcurrencyError(id, expected=version, actual=stored.version)
-        return stored.history
+        return stored
 
-    def _insert_changes(self, cursor: Cursor, changes: Sequence[StageChange]) -> None:
-        if len(changes) == 1:  # the usual save: one execute, not a batch
-            cursor.execute(self.sql.insert_change, _codec.change_values(changes[0]))
-        elif changes:
-            rows = [_codec.change_values(change) for change in changes]
-            cursor.executemany(self.sql.insert_change, rows)
-
-    def _refuse(self, deal: Deal, base: int) -> None:
+    def _refusal(self, deal: Deal, base: int) -> SalesPipelineError:
         """Explain why the conditional update matched no row, as the right error.
 
         Runs after the failed write: versions only rise, so a stored version still
@@ -310,8 +369,8 @@ class SQLStore(DealStore):
             )
             row = cursor.fetchone()
         if row is None or row[0] != base:
-            raise ConcurrencyError(deal.id, expected=base, actual=None if row is None else row[0])
-        raise ValidationError(
+            return ConcurrencyError(deal.id, expected=base, actual=None if row is None else row[0])
+        return ValidationError(
             "its created_at differs from the stored deal's; save only deals derived from the "
             "stored deal",
             deal_id=deal.id,
@@ -369,8 +428,9 @@ class SQLStore(DealStore):
         columns = ", ".join(f"c.{c}" for c in _codec.CHANGE_COLUMNS)
         p = self.sql.placeholder
         cursor.execute(
-            f"SELECT {columns} FROM sp_stage_changes c JOIN sp_deals d ON d.id = c.deal_id "
-            f"WHERE c.version <= d.version AND d.id <= {p} AND {conditions} "
+            f"SELECT {columns} FROM sp_changes c JOIN sp_deals d ON d.id = c.deal_id "
+            f"WHERE c.version <= d.version AND c.to_stage IS NOT NULL AND d.id <= {p} "
+            f"AND {conditions} "
             "ORDER BY c.deal_id, c.version",
             (last, *params),
         )
@@ -378,6 +438,90 @@ class SQLStore(DealStore):
         for change in cursor.fetchall():
             grouped.setdefault(change[0], []).append(change)
         return grouped
+
+    # -- the change log ---------------------------------------------------------------
+
+    def changes(self, id: str, *, key: str | None = None) -> tuple[Change, ...]:
+        id = check_id(id)
+        check_change_args(None, None, key)
+        params = (id,) if key is None else (id, key)
+        with self._read() as cursor:
+            cursor.execute(self.sql.select_changes(keyed=key is not None), params)
+            rows = cursor.fetchall()
+            if not rows and key is not None:
+                cursor.execute(
+                    self.sql.q("SELECT 1 FROM sp_changes WHERE deal_id = ? LIMIT 1"), (id,)
+                )
+                rows = [] if cursor.fetchone() else [None]
+        if rows == [None] or (not rows and key is None):
+            raise DealNotFoundError(id)
+        return tuple(_codec.decode_change(row) for row in rows)
+
+    def log(self, *, after: int = 0, limit: int = 1000) -> tuple[Change, ...]:
+        after, limit = check_log_page(after, limit)
+        with self._statement() as cursor:
+            cursor.execute(self.sql.select_log, (after, limit))
+            rows = cursor.fetchall()
+        return tuple(_codec.decode_change(row) for row in rows)
+
+    def consumer_position(self, name: str) -> int:
+        name = check_consumer_name(name)
+        with self._statement() as cursor:
+            cursor.execute(self.sql.q("SELECT position FROM sp_consumers WHERE name = ?"), (name,))
+            row = cursor.fetchone()
+        if row is None:
+            return 0
+        if not is_int(row[0]) or row[0] < 0:
+            raise StorageError(f"consumer {name!r} has a damaged position {row[0]!r}")
+        return int(row[0])
+
+    def record_consumer_position(
+        self, name: str, position: int, *, backwards: bool = False
+    ) -> None:
+        name, position = check_recorded(name, position, backwards)
+        kept = (
+            "excluded.position"
+            if backwards
+            else self.sql.dialect.greatest("sp_consumers.position", "excluded.position")
+        )
+        with self._write() as cursor:
+            cursor.execute(
+                self.sql.q(
+                    "INSERT INTO sp_consumers (name, position) VALUES (?, ?) "
+                    f"ON CONFLICT (name) DO UPDATE SET position = {kept}"
+                ),
+                (name, position),
+            )
+
+    def _fill_log(self, cursor: Cursor, *, batch: int = 1000) -> None:
+        """Write the change log of every deal from the version 1-2 history (an upgrade)."""
+        p = self.sql.placeholder
+        columns = ", ".join(_codec.DEAL_COLUMNS)
+        after = ""
+        while True:
+            cursor.execute(
+                f"SELECT {columns} FROM sp_deals WHERE id > {p} ORDER BY id LIMIT {batch}",
+                (after,),
+            )
+            rows = cursor.fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            cursor.execute(
+                "SELECT c.deal_id, c.version, c.from_stage, c.to_stage, c.at_us, c.reason, NULL "
+                f"FROM {OLD_HISTORY} c JOIN sp_deals d ON d.id = c.deal_id "
+                f"WHERE c.version <= d.version AND d.id > {p} AND d.id <= {p} "
+                "ORDER BY c.deal_id, c.version",
+                (after, last),
+            )
+            histories: dict[str, list[Any]] = {}
+            for change in cursor.fetchall():
+                histories.setdefault(change[0], []).append(change)
+            for row in rows:
+                deal = _codec.decode_deal(row, histories.get(row[0], ()))
+                for change in log.recorded(deal):
+                    self._insert_log(cursor, _codec.log_values(change))
+            after = last
 
     # -- pipelines --------------------------------------------------------------------
 
@@ -448,7 +592,7 @@ def _fill_figures(cursor: Cursor, p: str, *, batch: int = 1000) -> None:
         if not ids:
             return
         cursor.execute(
-            "SELECT c.deal_id, c.to_stage, c.at_us FROM sp_stage_changes c "
+            f"SELECT c.deal_id, c.to_stage, c.at_us FROM {OLD_HISTORY} c "
             f"JOIN sp_deals d ON d.id = c.deal_id WHERE c.version <= d.version "
             f"AND d.id > {p} AND d.id <= {p} ORDER BY c.deal_id, c.version",
             (after, ids[-1]),
