@@ -27,8 +27,9 @@ from salespipeline import (
     UnknownStageError,
     ValidationError,
     guards,
+    log,
 )
-from salespipeline._listeners import EVENTS, Listeners, event_of
+from salespipeline._listeners import EVENTS, ListenerFailure, Listeners, event_of
 from salespipeline.storage import MemoryStore, SQLiteStore
 from salespipeline.tracker import Tracker
 
@@ -38,6 +39,17 @@ PIPELINE = Pipeline(
     [Stage(n, probability=p) for n, p in (("lead", 0.1), ("demo", 0.3), ("proposal", 0.6))],
     allow_skip=True,
 )
+
+
+def _notify(listeners: Listeners, before: Deal | None, after: Deal) -> tuple[ListenerFailure, ...]:
+    """Dispatch the changes from ``before`` to ``after`` as the Tracker would, one by one."""
+    since = 0 if before is None else before.version
+    failures: list[ListenerFailure] = []
+    for change in log.recorded(after):
+        if change.version > since:
+            failures.extend(listeners.notify(change, after, PIPELINE))
+    return tuple(failures)
+
 
 Record = list[tuple[str, str | None, str, int]]
 
@@ -52,7 +64,7 @@ def recorder(record: Record, tag: str) -> Any:
 def walk(listeners: Listeners, *steps: str) -> Deal:
     """Start a deal and apply each step through ``listeners`` as a committed change."""
     deal = PIPELINE.start("d", at=T0)
-    listeners.notify(None, deal, PIPELINE)
+    _notify(listeners, None, deal)
     for step in steps:
         before = deal
         if step == "update":
@@ -63,7 +75,7 @@ def walk(listeners: Listeners, *steps: str) -> Deal:
             deal = PIPELINE.reopen(deal, at=T0)
         else:
             deal = PIPELINE.move(deal, step, at=T0)
-        listeners.notify(before, deal, PIPELINE)
+        _notify(listeners, before, deal)
     return deal
 
 
@@ -121,13 +133,13 @@ def test_stage_and_event_filters_combine() -> None:
     assert record == [("x", "lost", "proposal", 4)]
 
 
-def test_updates_are_heard_only_when_asked_for_with_the_last_stage_change() -> None:
+def test_updates_are_heard_only_when_asked_for_with_their_own_change() -> None:
     listeners, default, updates = Listeners(), [], []
     listeners.subscribe(recorder(default, "all"))
     listeners.subscribe(recorder(updates, "upd"), event="update")
     walk(listeners, "demo", "update")
     assert [r[2] for r in default] == ["lead", "demo"]
-    assert updates == [("upd", "lead", "demo", 3)]  # the change that entered demo, deal v3
+    assert updates == [("upd", None, None, 3)]  # the update's own change moves no stage
 
 
 def test_several_new_history_entries_are_dispatched_in_order() -> None:
@@ -135,7 +147,7 @@ def test_several_new_history_entries_are_dispatched_in_order() -> None:
     listeners.subscribe(recorder(record, "r"))
     start = PIPELINE.start("d", at=T0)
     later = PIPELINE.move(PIPELINE.advance(start, at=T0), "won", at=T0)
-    listeners.notify(start, later, PIPELINE)
+    _notify(listeners, start, later)
     assert record == [("r", "lead", "demo", 3), ("r", "demo", "won", 3)]
 
 
@@ -143,7 +155,7 @@ def test_no_newer_version_dispatches_nothing() -> None:
     listeners, record = Listeners(), []
     listeners.subscribe(recorder(record, "r"))
     deal = PIPELINE.start("d", at=T0)
-    assert listeners.notify(deal, deal, PIPELINE) == ()
+    assert _notify(listeners, deal, deal) == ()
     assert record == []
 
 
@@ -160,7 +172,7 @@ def test_a_raising_listener_is_logged_recorded_and_does_not_stop_the_others(
     listeners.subscribe(recorder(record, "after"))
     deal = PIPELINE.start("d", at=T0)
     with caplog.at_level(logging.ERROR, logger="salespipeline.listeners"):
-        (failure,) = listeners.notify(None, deal, PIPELINE)
+        (failure,) = _notify(listeners, None, deal)
     assert [r[0] for r in record] == ["before", "after"]
     assert (failure.listener, failure.event, failure.deal) == (broken, "start", deal)
     assert str(failure.error) == "mail server down"
@@ -177,7 +189,7 @@ def test_failures_are_bounded_to_the_most_recent() -> None:
     deal = PIPELINE.start("d", at=T0)
     for _ in range(150):
         deal, before = deal.evolve(next_action="x"), deal
-        listeners.notify(before, deal, PIPELINE)
+        _notify(listeners, before, deal)
     assert len(listeners.failures) == 100
     assert [f.deal.version for f in listeners.failures] == list(range(52, 152))
 
@@ -297,8 +309,9 @@ class AlwaysConflicting(MemoryStore):
         raise ConcurrencyError(deal.id, expected=deal.version - 1, actual=deal.version)
 
 
-def heard(record: list[StageChange]) -> Callable[[StageChange, Deal], None]:
-    return lambda change, deal: record.append(change)
+def heard(record: list[StageChange]) -> Callable[[log.Change, Deal], None]:
+    """A listener recording the history entry of each stage change it hears."""
+    return lambda change, deal: record.append(change.entry) if change.entry else None
 
 
 def all_history(store: Any) -> list[StageChange]:
@@ -340,7 +353,7 @@ def test_tracker_update_events_carry_the_updated_deal(clock: Any) -> None:
     )
     tracker.open("gated", "d")
     tracker.update("d", next_action="send the quote")
-    assert seen == [("lead", 2, "send the quote")]
+    assert seen == [(None, 2, "send the quote")]
 
 
 def test_a_raising_listener_does_not_undo_the_move(clock: Any) -> None:
@@ -354,7 +367,7 @@ def test_a_raising_listener_does_not_undo_the_move(clock: Any) -> None:
     assert [ch.to_stage for ch in record] == ["demo"]
     (failure,) = tracker.listener_errors
     assert isinstance(failure.error, ZeroDivisionError)
-    assert failure.change == moved.history[-1]
+    assert failure.change.entry == moved.history[-1]
 
 
 def test_a_change_made_by_a_listener_is_heard_after_the_one_that_caused_it(clock: Any) -> None:

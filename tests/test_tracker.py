@@ -106,7 +106,9 @@ def test_each_operation_is_stored_with_the_clock_time(tracker: Tracker) -> None:
     final = tracker.get("d1")
     stages = ["lead", "proposal", LOST, "proposal", "closing", WON]
     assert [c.to_stage for c in final.history] == stages
-    assert [c.at for c in final.history] == [T0 + n * HOUR for n in (0, 1, 2, 3, 4, 5)]
+    # the update is stamped with the clock too (T0 + 4h): every change has its time
+    assert [c.at for c in final.history] == [T0 + n * HOUR for n in (0, 1, 2, 3, 5, 6)]
+    assert [c.at for c in tracker.store.changes("d1")] == [T0 + n * HOUR for n in range(7)]
     assert final.history[-2].reason == "signed LOI"
     assert (final.version, final.amount, final.next_action) == (7, 900, "call")
 
@@ -374,7 +376,7 @@ def _pure(pipeline: Pipeline, deal: Deal, name: str, arg: Any, at: datetime) -> 
         return pipeline.lose(deal, arg, at=at)
     if name == "qualify":
         bant = QUALIFIED if arg else Bant()
-        return deal if deal.bant == bant else deal.evolve(bant=bant)  # no change, no write
+        return deal if deal.bant == bant else deal.evolve(bant=bant, at=at)  # no change, no write
     return {"advance": pipeline.advance, "win": pipeline.win, "reopen": pipeline.reopen}[name](
         deal, at=at
     )

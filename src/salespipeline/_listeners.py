@@ -20,6 +20,7 @@ import attrs
 
 from salespipeline.deal import Deal, StageChange
 from salespipeline.errors import UnknownStageError, ValidationError, shown
+from salespipeline.log import Change
 from salespipeline.stages import LOST, WON
 
 if TYPE_CHECKING:
@@ -45,16 +46,19 @@ EVENTS: Final = (*STAGE_EVENTS, "update")
 """Every event kind; ``update`` is a field change with no stage change."""
 MAX_FAILURES: Final = 100
 
-Listener = Callable[[StageChange, Deal], object]
+Listener = Callable[[Change, Deal], object]
+"""A listener: called with the committed ``Change`` and the deal as that change left it."""
 
 
-def event_of(change: StageChange, pipeline: Pipeline) -> str:
+def event_of(change: StageChange | Change, pipeline: Pipeline) -> str:
     """The kind of a stage change: start, win, lose, reopen, advance or move.
 
     ``advance`` is a step to the next open stage; ``move`` is any other move between
     open stages (a skip forward or a step back). It is read from the change itself,
     so it is the same whichever Tracker call made it.
     """
+    if change.to_stage is None:
+        return "update"
     if change.from_stage is None:
         return "start"
     if change.to_stage == WON:
@@ -76,7 +80,7 @@ class ListenerFailure:
 
     listener: Listener
     event: str
-    change: StageChange
+    change: Change
     deal: Deal
     error: Exception
 
@@ -187,39 +191,34 @@ class Listeners:
             return tuple(self._failures)
 
     def notify(
-        self, before: Deal | None, after: Deal, pipeline: Pipeline
+        self, change: Change, deal: Deal, pipeline: Pipeline
     ) -> tuple[ListenerFailure, ...]:
-        """Dispatch the committed change from ``before`` (None: a new deal) to ``after``.
+        """Dispatch the committed ``change``, which left the deal as ``deal``.
 
-        Each new history entry is one event; a newer version with no new entry is one
-        ``update`` event carrying the deal's last StageChange. A change that a listener
-        commits (a nested tracker call) is delivered once the current one has reached
-        every listener, so each thread's changes are heard in commit order.
-        Returns the failures of this call's dispatch, nested ones included.
+        A stage move is its kind of event (see ``event_of``); any other change is an
+        ``update``. A change that a listener commits (a nested tracker call) is
+        delivered once the current one has reached every listener, so each thread's
+        changes are heard in commit order. Returns the failures of this call's
+        dispatch, nested ones included.
         """
-        since = 0 if before is None else before.version
-        if after.version <= since or not self._subscriptions:
+        if not self._subscriptions:
             return ()
-        changes = [ch for ch in after.history if ch.version > since]
         pending = self._pending()
-        if changes:
-            pending.extend((event_of(ch, pipeline), ch, after) for ch in changes)
-        else:
-            pending.append(("update", after.history[-1], after))
+        pending.append((event_of(change, pipeline), change, deal))
         if self._local.busy:
             return ()
         return self._drain(pending)
 
-    def _pending(self) -> collections.deque[tuple[str, StageChange, Deal]]:
+    def _pending(self) -> collections.deque[tuple[str, Change, Deal]]:
         local = self._local
         if not hasattr(local, "pending"):
             local.pending = collections.deque()
             local.busy = False
-        pending: collections.deque[tuple[str, StageChange, Deal]] = local.pending
+        pending: collections.deque[tuple[str, Change, Deal]] = local.pending
         return pending
 
     def _drain(
-        self, pending: collections.deque[tuple[str, StageChange, Deal]]
+        self, pending: collections.deque[tuple[str, Change, Deal]]
     ) -> tuple[ListenerFailure, ...]:
         failures: list[ListenerFailure] = []
         self._local.busy = True
@@ -231,10 +230,10 @@ class Listeners:
             pending.clear()
         return tuple(failures)
 
-    def _dispatch(self, event: str, change: StageChange, deal: Deal) -> list[ListenerFailure]:
+    def _dispatch(self, event: str, change: Change, deal: Deal) -> list[ListenerFailure]:
         failures = []
         for subscription in self._subscriptions:
-            if not (subscription.active and subscription.wants(event, change.to_stage)):
+            if not (subscription.active and subscription.wants(event, deal.stage)):
                 continue
             try:
                 subscription.callback(change, deal)
@@ -243,14 +242,14 @@ class Listeners:
         return failures
 
     def _record(
-        self, callback: Listener, event: str, change: StageChange, deal: Deal, error: Exception
+        self, callback: Listener, event: str, change: Change, deal: Deal, error: Exception
     ) -> ListenerFailure:
         logger.exception(
             "listener %r failed on %s of deal %r to %r (version %d); the change stands",
             callback,
             event,
             deal.id,
-            change.to_stage,
+            deal.stage,
             deal.version,
         )
         failure = ListenerFailure(callback, event, change, deal, error)

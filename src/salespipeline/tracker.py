@@ -8,21 +8,30 @@ already at the destination is returned unchanged (two concurrent clicks on
 re-checked, guards included, and moved; one that is anywhere else is refused with
 ``ConcurrencyError``. The decision rule lives in ``_commands``; this module does
 the I/O around it.
+
+Every command takes ``actor=`` (who; the Tracker's ``actor`` by default) and
+``key=``: a command whose key is already in the deal's log writes nothing and
+returns the deal as that change left it, so a client may retry after a lost reply.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import attrs
+
 from salespipeline import _checks as c
+from salespipeline import log
 from salespipeline._commands import Command, decide, redo
 from salespipeline._listeners import EVENTS, Listener, ListenerFailure, Listeners, Unsubscribe
-from salespipeline.deal import Bant, Deal
+from salespipeline.deal import Bant, Deal, to_actor
 from salespipeline.errors import (
     ConcurrencyError,
+    DealNotFoundError,
+    DuplicateDealError,
     UnknownPipelineError,
     UnknownStageError,
     ValidationError,
@@ -50,6 +59,7 @@ class Tracker:
         clock: Clock | None = None,
         retries: int = 3,
         record_definitions: bool = True,
+        actor: str | None = None,
     ) -> None:
         if not isinstance(store, DealStore):
             raise ValidationError(f"store must be a DealStore, not {type(store).__name__}")
@@ -57,6 +67,7 @@ class Tracker:
             raise ValidationError(f"retries must be a non-negative integer, not {shown(retries)}")
         if clock is not None and not callable(clock):
             raise ValidationError("clock must be a zero-argument callable returning a datetime")
+        self._actor = to_actor(actor)
         self._store = store
         self._pipelines = _by_name(pipelines)
         self._clock: Clock = clock or system_clock
@@ -119,8 +130,24 @@ class Tracker:
         bant: Bant | None = None,
         fields: Mapping[str, Any] | None = None,
         probability: float | None = None,
+        owner: str | None = None,
+        close_date: date | None = None,
+        forecast_category: str | None = None,
+        next_action: str | None = None,
+        next_action_at: datetime | None = None,
+        actor: str | None = None,
+        key: str | None = None,
     ) -> Deal:
-        """A new deal in the pipeline's first stage, stored; ``DuplicateDealError`` if taken."""
+        """A new deal in the pipeline's first stage, stored; ``DuplicateDealError`` if taken.
+
+        With ``key``: when deal ``id`` was opened with that key, that deal as it was
+        opened, and nothing is written.
+        """
+        who, key = self._who(actor), _key(key)
+        if key is not None:
+            done = self._done(id, key, "open")
+            if done is not None:
+                return done
         deal = self.pipeline(pipeline_name).start(
             id,
             amount=amount,
@@ -128,36 +155,74 @@ class Tracker:
             bant=bant,
             fields=fields,
             probability=probability,
+            owner=owner,
+            close_date=close_date,
+            forecast_category=forecast_category,
+            next_action=next_action,
+            next_action_at=next_action_at,
             at=self._now(),
+            actor=who,
         )
-        return self._commit(deal, None)
+        try:
+            return self._commit(deal, None, who, key)
+        except DuplicateDealError:
+            done = None if key is None else self._done(id, key, "open")
+            if done is None:
+                raise
+            return done
 
-    def move(self, id: str, to: str, *, reason: str | None = None) -> Deal:
+    def move(
+        self,
+        id: str,
+        to: str,
+        *,
+        reason: str | None = None,
+        actor: str | None = None,
+        key: str | None = None,
+    ) -> Deal:
         """Move the deal to stage ``to`` (``reason`` is required when ``to`` is LOST)."""
-        return self._run(id, Command("move", to=to, reason=reason))
+        return self._run(id, Command("move", to=to, reason=reason), actor, key)
 
-    def advance(self, id: str) -> Deal:
+    def advance(self, id: str, *, actor: str | None = None, key: str | None = None) -> Deal:
         """Move the deal to the stage after the one it is in when first loaded."""
-        return self._run(id, Command("advance"))
+        return self._run(id, Command("advance"), actor, key)
 
-    def win(self, id: str) -> Deal:
+    def win(self, id: str, *, actor: str | None = None, key: str | None = None) -> Deal:
         """Move the deal to WON (final)."""
-        return self._run(id, Command("win"))
+        return self._run(id, Command("win"), actor, key)
 
-    def lose(self, id: str, reason: str) -> Deal:
+    def lose(
+        self, id: str, reason: str, *, actor: str | None = None, key: str | None = None
+    ) -> Deal:
         """Move the deal to LOST with ``reason``."""
-        return self._run(id, Command("lose", reason=reason))
+        return self._run(id, Command("lose", reason=reason), actor, key)
 
-    def reopen(self, id: str, to: str | None = None) -> Deal:
+    def reopen(
+        self,
+        id: str,
+        to: str | None = None,
+        *,
+        actor: str | None = None,
+        key: str | None = None,
+    ) -> Deal:
         """Move a lost deal back to ``to`` (default: the stage it was lost from)."""
-        return self._run(id, Command("reopen", to=to))
+        return self._run(id, Command("reopen", to=to), actor, key)
 
-    def update(self, id: str, **changes: Any) -> Deal:
-        """Change non-stage fields (``deal.evolve``): amount, bant, fields, next action…
+    def update(
+        self,
+        id: str,
+        *,
+        actor: str | None = None,
+        key: str | None = None,
+        reason: str | None = None,
+        **changes: Any,
+    ) -> Deal:
+        """Change non-stage attributes (``deal.evolve``): amount, owner, fields, next action…
 
-        An update that changes nothing writes nothing and notifies no one.
+        ``reason`` says why, in the log. An update that changes nothing writes
+        nothing and notifies no one.
         """
-        return self._run(id, Command("update", changes=changes))
+        return self._run(id, Command("update", reason=reason, changes=changes), actor, key)
 
     # -- listening --------------------------------------------------------------------
 
@@ -184,8 +249,15 @@ class Tracker:
 
     # -- internals --------------------------------------------------------------------
 
-    def _run(self, id: str, command: Command) -> Deal:
+    def _run(self, id: str, command: Command, actor: str | None, key: str | None) -> Deal:
         """Load, decide, save; after a conflict, reload and finish the same intent."""
+        command = attrs.evolve(command, actor=self._who(actor))
+        key = _key(key)
+        kind = "update" if command.kind == "update" else "move"
+        if key is not None:
+            done = self._done(id, key, kind)
+            if done is not None:
+                return done
         previous = self._store.get(id)
         pipeline = self.pipeline(previous.pipeline)
         intent, deal = decide(command, pipeline, previous, now=self._now)
@@ -193,25 +265,77 @@ class Tracker:
             if deal is None:
                 return previous
             try:
-                return self._commit(deal, previous)
+                return self._commit(deal, previous, command.actor, key, command.reason)
             except ConcurrencyError:
                 if attempt == self._retries:
                     raise
+            if key is not None:
+                done = self._done(id, key, kind)
+                if done is not None:
+                    return done
             previous = self._store.get(id)
             deal = redo(intent, self.pipeline(previous.pipeline), previous, now=self._now)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _commit(self, deal: Deal, previous: Deal | None) -> Deal:
+    def _commit(
+        self,
+        deal: Deal,
+        previous: Deal | None,
+        actor: str | None,
+        key: str | None,
+        reason: str | None = None,
+    ) -> Deal:
         """Write ``deal`` (new when ``previous`` is None); the one place changes are stored."""
+        if deal.history[-1].version == deal.version:
+            reason = None  # a move's reason is on its history entry
+        options = {
+            name: value
+            for name, value in (("actor", actor), ("reason", reason), ("key", key))
+            if value is not None
+        }  # a store written for part 1 takes the deal alone
         if previous is None:
-            self._store.add(deal)
+            change = self._store.add(deal, **options)
         else:
-            self._store.save(deal)
-        self._listeners.notify(previous, deal, self.pipeline(deal.pipeline))
+            change = self._store.save(deal, **options)
+        if not isinstance(change, log.Change):
+            change = log.derive(previous, deal, **options)
+        self._listeners.notify(change, deal, self.pipeline(deal.pipeline))
         return deal
+
+    def _done(self, id: str, key: str, kind: str) -> Deal | None:
+        """The deal as the change made with ``key`` left it, or None when there is none.
+
+        A key that made another kind of change (an update's key given to a move) is
+        a ``ValidationError``: a retry repeats its command, so the key was reused.
+        """
+        try:
+            keyed = self._store.changes(id, key=key)
+        except DealNotFoundError:
+            return None
+        if not keyed:
+            return None
+        if keyed[0].kind != kind:
+            raise ValidationError(
+                f"key {key!r} made the {keyed[0].kind} change of version {keyed[0].version}, "
+                f"not a {kind}: give each command its own key",
+                deal_id=id,
+                field="key",
+            )
+        current = self._store.get(id)
+        if current.version == keyed[0].version:
+            return current
+        past = [c for c in self._store.changes(id) if c.version <= keyed[0].version]
+        return log.replay(past)[id]
+
+    def _who(self, actor: str | None) -> str | None:
+        return self._actor if actor is None else to_actor(actor)
 
     def _now(self) -> datetime:
         return c.to_utc(self._clock(), "the tracker clock's time")
+
+
+def _key(key: object) -> str | None:
+    return None if key is None else c.check_id(key, "key")
 
 
 def _by_name(pipelines: Pipeline | Iterable[Pipeline]) -> dict[str, Pipeline]:

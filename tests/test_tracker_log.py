@@ -1,0 +1,210 @@
+"""The Tracker and the change log: actors, idempotency keys, listeners hearing Changes."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from salespipeline import (
+    LOST,
+    Bant,
+    DuplicateDealError,
+    Pipeline,
+    Stage,
+    StorageError,
+    Tracker,
+    ValidationError,
+    guards,
+    log,
+)
+from salespipeline.deal import Deal
+from salespipeline.storage import DealStore, MemoryStore, SQLiteStore
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+HOUR = timedelta(hours=1)
+QUALIFIED = Bant(budget=True, authority=True, need=True, timeline=True)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        current = self.now
+        self.now += HOUR
+        return current
+
+
+def sales() -> Pipeline:
+    return Pipeline(
+        "sales",
+        [
+            Stage("lead", probability=0.1),
+            Stage("proposal", probability=0.5, requires=guards.bant()),
+            Stage("closing", probability=0.8),
+        ],
+    )
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    made: DealStore = (
+        MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "t.db")
+    )
+    yield made
+    made.close()
+
+
+def losing_replies(store: DealStore, times: int = 1) -> DealStore:
+    """``store`` whose next ``times`` saves commit and then raise, as a dropped connection."""
+    save = store.save
+    left = [times]
+
+    def save_then_fail(deal: Deal, **options: Any) -> Any:
+        change = save(deal, **options)
+        if left[0] > 0:
+            left[0] -= 1
+            raise StorageError("the connection dropped before the reply")
+        return change
+
+    store.save = save_then_fail  # type: ignore[method-assign]
+    return store
+
+
+def test_the_trackers_actor_is_recorded_and_a_calls_actor_wins(store: DealStore) -> None:
+    tracker = Tracker(store, sales(), clock=Clock(), actor="router")
+    tracker.open("sales", "d", bant=QUALIFIED)
+    tracker.advance("d", actor="지민")
+    tracker.update("d", amount=500, reason="new scope")
+    changes = store.changes("d")
+    assert [(c.kind, c.actor) for c in changes] == [
+        ("open", "router"),
+        ("move", "지민"),
+        ("update", "router"),
+    ]
+    assert changes[2].reason == "new scope"
+    assert [e.actor for e in store.get("d").history] == ["router", "지민"]
+    assert tracker.get("d").history == store.get("d").history
+
+
+def test_open_takes_the_part_two_attributes(store: DealStore) -> None:
+    tracker = Tracker(store, sales(), clock=Clock())
+    deal = tracker.open(
+        "sales",
+        "d",
+        owner="ann",
+        close_date=date(2026, 3, 31),
+        forecast_category="best_case",
+        next_action="call",
+        next_action_at=T0 + 48 * HOUR,
+    )
+    assert store.get("d") == deal
+    assert (deal.owner, deal.close_date, deal.forecast_category) == (
+        "ann",
+        date(2026, 3, 31),
+        "best_case",
+    )
+    assert store.changes("d")[0].changed["close_date"] == (None, "2026-03-31")
+
+
+def test_a_retry_with_the_same_key_after_a_lost_reply_writes_nothing(store: DealStore) -> None:
+    tracker = Tracker(losing_replies(store), sales(), clock=Clock())
+    tracker.open("sales", "d", bant=QUALIFIED)
+    with pytest.raises(StorageError):
+        tracker.advance("d", key="click-1")  # committed, but the caller never heard
+    moved = store.get("d")
+    assert moved.stage == "proposal"
+    again = tracker.advance("d", key="click-1")  # the client retries
+    assert again == moved
+    assert store.get("d") == moved
+    assert [c.key for c in store.changes("d")] == [None, "click-1"]
+
+
+def test_a_late_retry_returns_the_deal_as_its_change_left_it(store: DealStore) -> None:
+    tracker = Tracker(store, sales(), clock=Clock())
+    tracker.open("sales", "d", bant=QUALIFIED)
+    first = tracker.advance("d", key="k1")
+    tracker.update("d", amount=900)
+    tracker.lose("d", "price")
+    assert tracker.advance("d", key="k1") == first
+    assert store.get("d").stage == LOST
+    assert len(store.changes("d")) == 4
+
+
+def test_open_with_a_key_is_idempotent_and_without_one_still_refuses(store: DealStore) -> None:
+    tracker = Tracker(losing_replies(store, times=0), sales(), clock=Clock())
+    opened = tracker.open("sales", "d", amount=10, key="form-7")
+    assert tracker.open("sales", "d", amount=10, key="form-7") == opened
+    with pytest.raises(DuplicateDealError):
+        tracker.open("sales", "d", amount=10)
+    with pytest.raises(DuplicateDealError):
+        tracker.open("sales", "d", amount=10, key="another")
+    assert len(store.changes("d")) == 1
+
+
+def test_a_key_reused_for_another_kind_of_command_is_refused(store: DealStore) -> None:
+    tracker = Tracker(store, sales(), clock=Clock())
+    tracker.open("sales", "d", bant=QUALIFIED)
+    tracker.update("d", amount=5, key="k")
+    before = store.log()
+    with pytest.raises(ValidationError, match="give each command its own key") as error:
+        tracker.advance("d", key="k")
+    assert error.value.field == "key"
+    assert store.log() == before
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"actor": ""}, {"actor": "  "}, {"actor": "x" * 201}, {"key": ""}, {"key": "k" * 201}],
+)
+def test_bad_actors_and_keys_are_refused_before_any_write(
+    store: DealStore, options: dict[str, Any]
+) -> None:
+    tracker = Tracker(store, sales(), clock=Clock())
+    tracker.open("sales", "d", bant=QUALIFIED)
+    before = store.log()
+    with pytest.raises(ValidationError):
+        tracker.advance("d", **options)
+    with pytest.raises(ValidationError):
+        tracker.open("sales", "e", **options)
+    assert store.log() == before
+    with pytest.raises(ValidationError):
+        Tracker(store, sales(), actor="")
+
+
+def test_listeners_receive_the_committed_change(store: DealStore) -> None:
+    tracker = Tracker(store, sales(), clock=Clock(), actor="ops")
+    heard: list[tuple[str, log.Change, int]] = []
+    tracker.subscribe(lambda change, deal: heard.append(("stage", change, deal.version)))
+    tracker.subscribe(
+        lambda change, deal: heard.append(("update", change, deal.version)), event="update"
+    )
+    tracker.open("sales", "d", bant=QUALIFIED)
+    tracker.advance("d")
+    tracker.update("d", amount=7)
+    assert [(tag, c.kind, c.version, v) for tag, c, v in heard] == [
+        ("stage", "open", 1, 1),
+        ("stage", "move", 2, 2),
+        ("update", "update", 3, 3),
+    ]
+    assert [c for _, c, _ in heard] == list(store.changes("d"))
+    assert all(c.position is not None for _, c, _ in heard)
+
+
+def test_a_part_one_store_without_save_options_still_works() -> None:
+    """A store written for part 1 takes ``save(deal)`` alone; without actor or key it works."""
+
+    class PartOneStore(MemoryStore):
+        def save(self, deal: Deal) -> None:  # type: ignore[override]
+            super().save(deal)
+
+    store = PartOneStore()
+    tracker = Tracker(store, sales(), clock=Clock())
+    tracker.open("sales", "d", bant=QUALIFIED)
+    heard: list[log.Change] = []
+    tracker.subscribe(lambda change, deal: heard.append(change))
+    assert tracker.advance("d").stage == "proposal"
+    assert heard[0].kind == "move" and heard[0].position is None
