@@ -10,7 +10,7 @@ A store derives the Change from the deal it stored and the one it is given
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final
 
@@ -18,6 +18,7 @@ import attrs
 
 from salespipeline import _checks as c
 from salespipeline import limits
+from salespipeline._unchecked import generate
 from salespipeline.deal import STATE, Deal, StageChange, decode_value, encode_value, to_actor
 from salespipeline.errors import ValidationError, shown
 
@@ -142,7 +143,18 @@ class Change:
 
     def with_position(self, position: int) -> Change:
         """This change as committed at ``position``."""
-        return attrs.evolve(self, position=position)
+        return _positioned(self, position=_position(position))
+
+
+_new_change: Final[Callable[..., Change]] = generate(
+    Change,
+    "new_change",
+    "A Change from parts already checked, in field order (a save's hot path).",
+    given=tuple(a.name for a in attrs.fields(Change)),
+)
+_positioned: Final[Callable[..., Change]] = generate(
+    Change, "positioned", "A copy of a Change with its position set.", given=("position",)
+)
 
 
 def derive(
@@ -245,18 +257,26 @@ def _change(
         _check_timed(deal, entry)
         actor = _agreed(deal, "actor", entry.actor, actor)
         reason = _agreed(deal, "reason", entry.reason, reason, fill=False)
-    return Change(
+    return _new_change(  # every part comes from a checked deal or is checked here
         deal.id,
         deal.version,
         deal.updated_at,
         kind,
-        actor=actor,
-        reason=reason,
-        key=key,
-        from_stage=None if entry is None else entry.from_stage,
-        to_stage=None if entry is None else entry.to_stage,
-        changed=changed,
+        to_actor(actor),
+        _reason(reason),
+        _key(key),
+        None if entry is None else entry.from_stage,
+        None if entry is None else entry.to_stage,
+        c.FrozenMap({name: _frozen(name, pair) for name, pair in changed.items()}),
+        None,
     )
+
+
+def _frozen(name: str, pair: tuple[Any, Any]) -> tuple[Any, Any]:
+    """An encoded (old, new) pair made read-only; only BANT and fields encode as dicts."""
+    if name in ("bant", "fields"):
+        return (c.freeze_json(pair[0], name), c.freeze_json(pair[1], name))
+    return pair
 
 
 def _check_timed(deal: Deal, entry: StageChange) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -21,7 +21,7 @@ from salespipeline import _checks as c
 from salespipeline import limits, log, metrics
 from salespipeline._checks import MAX_ID_LENGTH, check_id, check_text
 from salespipeline._unchecked import replace
-from salespipeline.deal import Deal, StageChange
+from salespipeline.deal import Deal, StageChange, to_actor
 from salespipeline.errors import (
     StorageError,
     UnknownPipelineError,
@@ -61,9 +61,6 @@ __all__ = [
     "new_entries",
     "split_history",
 ]
-
-
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class DealStore(abc.ABC):
@@ -256,15 +253,19 @@ def _orphan_problem(deal_id: str, changes: Sequence[Change]) -> list[str]:
 
 def as_stored(deal: Deal, change: Change) -> Deal:
     """``deal`` as the store keeps it: a move's history entry carries the change's actor."""
-    entry = change.entry
-    if entry is None or deal.history[-1].actor == entry.actor:
+    if change.to_stage is None or deal.history[-1].actor == change.actor:
         return deal
+    entry = change.entry
+    assert entry is not None
     return replace(deal, history=(*deal.history[:-1], entry))
 
 
 def check_change_args(actor: object, reason: object, key: object) -> None:
     """Refuse a save's ``actor``, ``reason`` or ``key`` before any work."""
-    log.Change("x", 1, _EPOCH, "update", actor=actor, reason=reason, key=key)
+    to_actor(actor)
+    c.to_optional_text(reason, "reason")
+    if key is not None:
+        check_id(key, "key")
 
 
 def check_log_page(after: object, limit: object) -> tuple[int, int]:
