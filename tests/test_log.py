@@ -29,7 +29,8 @@ from salespipeline import (
     presets,
 )
 from salespipeline._checks import thaw
-from salespipeline.deal import BANT_CRITERIA, FORECAST_CATEGORIES, STATE
+from salespipeline.deal import BANT_CRITERIA, STATE
+from salespipeline.stages import STAGE_CATEGORIES
 from salespipeline.testing import strategies
 from salespipeline.testing.strategies import _TEXT
 
@@ -68,7 +69,7 @@ UPDATES: dict[str, st.SearchStrategy[Any]] = {
     | st.sampled_from(["ana", "bo"])
     | st.text(_TEXT, min_size=1, max_size=8).filter(str.strip),
     "close_date": st.none() | st.dates(date(2025, 1, 1), date(2027, 12, 31)),
-    "forecast_category": st.none() | st.sampled_from(FORECAST_CATEGORIES),
+    "forecast_category": st.none() | st.sampled_from(STAGE_CATEGORIES),
     "fields": strategies.fields() | st.dictionaries(st.sampled_from(["seats", "tier"]), TRICKY),
     "next_action": st.none() | st.sampled_from(["call", "send the quote"]),
     "next_action_at": st.none() | st.sampled_from([T0, later(48)]),

@@ -13,7 +13,7 @@ from salespipeline import _checks as c
 from salespipeline import limits
 from salespipeline._currencies import CODES as CURRENCIES
 from salespipeline.errors import ValidationError, shown
-from salespipeline.stages import LOST, WON
+from salespipeline.stages import LOST, STAGE_CATEGORIES, WON
 
 __all__ = [
     "BANT_CRITERIA",
@@ -164,10 +164,11 @@ def _close_date(value: object) -> date | None:
 
 
 def to_forecast_category(value: object, what: str = "forecast_category") -> str | None:
-    """None, or one of ``FORECAST_CATEGORIES``."""
-    if value is None or (isinstance(value, str) and value in FORECAST_CATEGORIES):
+    """None, or a category a deal may be put in (``stages.STAGE_CATEGORIES``: closing is
+    for the stages WON and LOST to say)."""
+    if value is None or (isinstance(value, str) and value in STAGE_CATEGORIES):
         return value
-    raise ValidationError(f"{what} must be one of {list(FORECAST_CATEGORIES)}, not {shown(value)}")
+    raise ValidationError(f"{what} must be one of {list(STAGE_CATEGORIES)}, not {shown(value)}")
 
 
 def _history_problem(deal: Deal) -> str | None:

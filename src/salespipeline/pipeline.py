@@ -277,6 +277,25 @@ class Pipeline:
             return 0.0
         return self._stages[index].probability if deal.probability is None else deal.probability
 
+    def forecast_category(self, deal: Deal) -> str:
+        """The deal's forecast category: its own, else its stage's, else its probability's.
+
+        WON is ``closed`` and LOST ``omitted``; a probability below 0.4 is ``pipeline``,
+        below 0.7 ``best_case``, else ``commit``.
+        """
+        index = self._source(deal)
+        if deal.stage == WON:
+            return "closed"
+        if deal.stage == LOST:
+            return "omitted"
+        if deal.forecast_category is not None:
+            return deal.forecast_category
+        stage = self._stages[index].forecast_category
+        if stage is not None:
+            return stage
+        probability = self.probability(deal)
+        return "pipeline" if probability < 0.4 else "best_case" if probability < 0.7 else "commit"
+
     # -- queries -----------------------------------------------------------------
 
     def check(self, deal: Deal, to: str) -> tuple[Violation, ...]:

@@ -15,11 +15,14 @@ from salespipeline.errors import ValidationError, shown
 if TYPE_CHECKING:
     from salespipeline.guards import Guard
 
-__all__ = ["LOST", "TERMINAL", "WON", "Stage"]
+__all__ = ["LOST", "STAGE_CATEGORIES", "TERMINAL", "WON", "Stage"]
 
 WON: Final = "won"
 LOST: Final = "lost"
 TERMINAL: Final = (WON, LOST)
+STAGE_CATEGORIES: Final = ("pipeline", "best_case", "commit", "omitted")
+"""The forecast categories an open stage may be put in (WON is ``closed``, LOST
+``omitted``)."""
 
 
 def _to_guards(value: object) -> tuple[Guard, ...]:
@@ -62,6 +65,14 @@ def _check_rot_after(instance: Stage, attribute: attrs.Attribute[Any], value: ob
         raise ValidationError(f"stage {instance.name!r}: rot_after must be a timedelta or None")
 
 
+def _check_category(instance: Stage, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and (not isinstance(value, str) or value not in STAGE_CATEGORIES):
+        raise ValidationError(
+            f"stage {instance.name!r}: forecast_category must be one of "
+            f"{list(STAGE_CATEGORIES)} or None, not {shown(value)}"
+        )
+
+
 def _check_label(instance: Stage, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None and not isinstance(value, str):
         raise ValidationError(f"stage {instance.name!r}: label must be a string or None")
@@ -80,6 +91,8 @@ class Stage:
     probability: float = attrs.field(validator=_check_probability, converter=_to_probability)
     requires: tuple[Guard, ...] = attrs.field(default=(), converter=_to_guards)
     rot_after: timedelta | None = attrs.field(default=None, validator=_check_rot_after)
+    forecast_category: str | None = attrs.field(default=None, validator=_check_category)
+    """None: the category follows the probability (see ``Pipeline.forecast_category``)."""
 
     def __attrs_post_init__(self) -> None:
         if self.label is None:

@@ -52,7 +52,9 @@ TextFormat = Literal["toml", "json"]
 _TOP_KEYS: Final = frozenset(
     {"format", "name", "version", "allow_skip", "allow_back", "lost_reasons", "stages"}
 )
-_STAGE_KEYS: Final = frozenset({"name", "label", "probability", "requires", "rot_after"})
+_STAGE_KEYS: Final = frozenset(
+    {"name", "label", "probability", "requires", "rot_after", "forecast_category"}
+)
 _SUFFIXES: Final[dict[str, TextFormat]] = {".toml": "toml", ".json": "json"}
 
 
@@ -91,6 +93,8 @@ def _stage_dict(stage: Stage, problems: list[str]) -> dict[str, Any]:
     }
     if stage.rot_after is not None:
         data["rot_after"] = format_duration(stage.rot_after)
+    if stage.forecast_category is not None:
+        data["forecast_category"] = stage.forecast_category
     specs = []
     for guard in stage.requires:
         try:
@@ -215,6 +219,7 @@ def _read_stage(position: int, data: object, problems: list[str]) -> Stage | Non
             probability=data["probability"],
             requires=requires,
             rot_after=rot_after,
+            forecast_category=data.get("forecast_category"),
         )
     except (ValidationError, OverflowError) as error:
         problems.append(f"{where}: {error}")

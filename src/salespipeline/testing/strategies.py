@@ -19,11 +19,11 @@ from hypothesis.errors import InvalidArgument
 
 from salespipeline import _checks as c
 from salespipeline import guards as g
-from salespipeline.deal import BANT_CRITERIA, FORECAST_CATEGORIES, Bant, Deal, StageChange
+from salespipeline.deal import BANT_CRITERIA, Bant, Deal, StageChange
 from salespipeline.errors import StageBlockedError
 from salespipeline.guards import AllOf, AnyOf, BantGuard, Guard, MinAmount, RequiresFields
 from salespipeline.pipeline import Pipeline
-from salespipeline.stages import LOST, WON, Stage
+from salespipeline.stages import LOST, STAGE_CATEGORIES, WON, Stage
 
 __all__ = [
     "FIELD_NAMES",
@@ -111,7 +111,7 @@ _STEP_KINDS: Final = st.integers(0, 3)
 _PAUSES: Final = st.timedeltas(timedelta(0), timedelta(days=60))
 _OWNERS: Final = st.none() | st.sampled_from(("ana", "박지성", "sales-team-2"))
 _CLOSE_DATES: Final = st.none() | st.dates(_EPOCH.date(), _END.date())
-_CATEGORIES: Final = st.none() | st.sampled_from(FORECAST_CATEGORIES)
+_CATEGORIES: Final = st.none() | st.sampled_from(STAGE_CATEGORIES)
 
 
 @st.composite
