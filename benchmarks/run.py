@@ -23,7 +23,7 @@ import attrs
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import compile_cache, memory, persist, walk
+from benchmarks import compile_cache, consume, memory, persist, walk
 
 
 @attrs.frozen
@@ -46,10 +46,13 @@ class Sizes:
     memory_deals: int
     definitions: int
     persisted_moves: int
+    log_changes: int = 20_000
 
 
 FULL = Sizes(deals=300, rounds=5, memory_deals=100_000, definitions=1_000, persisted_moves=2_000)
-QUICK = Sizes(deals=10, rounds=1, memory_deals=200, definitions=64, persisted_moves=20)
+QUICK = Sizes(
+    deals=10, rounds=1, memory_deals=200, definitions=64, persisted_moves=20, log_changes=50
+)
 
 
 def _verdict(value: float, *, bar: float, goal: float, lower_is_better: bool = True) -> str:
@@ -94,13 +97,39 @@ def persist_rows(sizes: Sizes) -> list[Row]:
                 ratio = per_second / reference
                 verdict = ""
                 if name == persist.TRACKER:
-                    verdict = _verdict(ratio, bar=0.5, goal=0.9, lower_is_better=False)
+                    verdict = _verdict(ratio, bar=0.6, goal=0.9, lower_is_better=False)
                 subject = f"{backend.name}: {name}"
                 rows.append(
                     Row(
                         "2. persisted",
                         subject,
                         f"{per_second:,.0f} moves/s",
+                        f"{ratio:.2f}x",
+                        verdict,
+                    )
+                )
+    return rows
+
+
+def consume_rows(sizes: Sizes) -> list[Row]:
+    rows = []
+    with persist.backends() as backends:
+        for backend in backends:
+            if isinstance(backend, str):
+                rows.append(Row("5. consume", "PostgreSQL", backend))
+                continue
+            rate = consume.measure(backend, changes=sizes.log_changes, rounds=sizes.rounds)
+            reference = rate[consume.REFERENCE]
+            for name, per_second in rate.items():
+                ratio = per_second / reference
+                verdict = ""
+                if name == consume.OURS:
+                    verdict = _verdict(ratio, bar=0.5, goal=0.9, lower_is_better=False)
+                rows.append(
+                    Row(
+                        "5. consume",
+                        f"{backend.name}: {name}",
+                        f"{per_second:,.0f} changes/s",
                         f"{ratio:.2f}x",
                         verdict,
                     )
@@ -159,6 +188,7 @@ SECTIONS: dict[str, Callable[[Sizes], list[Row]]] = {
     "persist": persist_rows,
     "memory": memory_rows,
     "compile": compile_rows,
+    "consume": consume_rows,
 }
 
 
