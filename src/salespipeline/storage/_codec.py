@@ -9,17 +9,28 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from salespipeline._checks import check_text, is_encodable, thaw, to_optional_text
+import attrs
+
+from salespipeline._checks import (
+    FrozenMap,
+    check_id,
+    check_text,
+    freeze_json,
+    is_encodable,
+    thaw,
+    to_optional_text,
+)
+from salespipeline._unchecked import generate
 from salespipeline._unchecked import stage_change as _unchecked_change
-from salespipeline.deal import MAX_VERSION, Bant, Deal, StageChange
+from salespipeline.deal import MAX_VERSION, Bant, Deal, StageChange, to_actor
 from salespipeline.errors import CorruptRecordError, SalesPipelineError, ValidationError
 from salespipeline.limits import MAX_DEPTH
-from salespipeline.log import Change
+from salespipeline.log import ATTRIBUTES, KINDS, Change
 from salespipeline.metrics._time import EPOCH, to_us
 
 __all__ = [
@@ -205,27 +216,89 @@ def log_values(change: Change) -> tuple[Any, ...]:
 
 
 def decode_change(row: Sequence[Any]) -> Change:
-    """The Change a ``LOG_COLUMNS`` row describes; ``CorruptRecordError`` if it is not one."""
+    """The Change a ``LOG_COLUMNS`` row describes; ``CorruptRecordError`` if it is not one.
+
+    Every value is checked as ``Change`` checks it, but cheaply (names and ids repeat,
+    so their checks are remembered; only nested values of ``changed`` are copied), and
+    the value is built without running the constructor's converters again.
+    """
     position, deal_id, version, at_us, kind, actor, reason, key, from_stage, to_stage = row[:10]
     try:
-        changed = loads(row[10]) if isinstance(row[10], (str, bytes)) else row[10]
-        return Change(
-            deal_id,
-            version,
+        data = row[10]
+        pairs = loads(data) if isinstance(data, (str, bytes)) else data
+        if not isinstance(pairs, Mapping):
+            raise TypeError(f"the changed column holds {type(pairs).__name__}, not an object")
+        change = _stored_change(
+            _known_id(deal_id),
+            _version(version),
             from_us(at_us),
-            kind,
-            actor=actor,
-            reason=reason,
-            key=key,
-            from_stage=from_stage,
-            to_stage=to_stage,
-            changed=changed,
-            position=position,
+            _kind(kind),
+            None if actor is None else _known_actor(actor),
+            to_optional_text(reason, "reason"),
+            None if key is None else check_text(key, "key"),
+            None if from_stage is None else _stage_name(from_stage),
+            None if to_stage is None else _stage_name(to_stage),
+            FrozenMap({_attribute(name): _pair(name, pair) for name, pair in pairs.items()}),
+            _position(position),
         )
+        change.__attrs_post_init__()  # the kind agrees with the stages
+        return change
     except _DECODE_ERRORS as error:
         raise CorruptRecordError(
             str(deal_id), f"its change log row is damaged: {error}"
         ) from error
+
+
+_stored_change: Final[Callable[..., Change]] = generate(
+    Change,
+    "stored_change",
+    "A Change from a log row's checked parts, in field order.",
+    given=tuple(a.name for a in attrs.fields(Change)),
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def _known_id(value: str) -> str:
+    return check_id(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _known_actor(value: str) -> str | None:
+    return to_actor(value)
+
+
+def _kind(value: object) -> str:
+    if not isinstance(value, str) or value not in KINDS:
+        raise ValueError(f"a log row holds kind {value!r}")
+    return value
+
+
+def _position(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"a log row holds position {value!r}")
+    return value
+
+
+def _attribute(name: object) -> str:
+    if not isinstance(name, str) or name not in ATTRIBUTES:
+        raise ValueError(f"a log row changes {name!r}, which is not a deal attribute")
+    return name
+
+
+def _pair(name: str, pair: object) -> tuple[Any, Any]:
+    if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+        raise ValueError(f"a log row's change of {name} is not an (old, new) pair")
+    old, new = pair
+    return (_frozen(old, name), _frozen(new, name))
+
+
+def _frozen(value: object, name: str) -> Any:
+    """A stored JSON value made read-only; scalars are already."""
+    if isinstance(value, (dict, list)):
+        return freeze_json(value, f"changed[{name!r}]")
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    raise TypeError(f"a log row's change of {name} holds {type(value).__name__}")
 
 
 def change_values(change: StageChange) -> tuple[Any, ...]:
