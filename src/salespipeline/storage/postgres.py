@@ -117,7 +117,7 @@ class PostgresStore(SQLStore):
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 yield cursor
         except psycopg.errors.UniqueViolation as error:
-            raise UniqueViolation(f"PostgreSQL refused a duplicate row: {error}") from error
+            raise _unique(error) from error
         except psycopg.Error as error:
             raise StorageError(f"PostgreSQL {self._name} failed: {error}") from error
 
@@ -128,7 +128,7 @@ class PostgresStore(SQLStore):
             with self._open_pool().connection() as connection:
                 yield connection.cursor()
         except psycopg.errors.UniqueViolation as error:
-            raise UniqueViolation(f"PostgreSQL refused a duplicate row: {error}") from error
+            raise _unique(error) from error
         except psycopg.Error as error:
             raise StorageError(f"PostgreSQL {self._name} failed: {error}") from error
 
@@ -171,6 +171,11 @@ def _moved_statement() -> str:
         f"SELECT moved.id, {', '.join(f'v.{n}' for n in names)} FROM moved, locked, "
         f"(VALUES ({row})) AS v ({', '.join(names)}) RETURNING position"
     )
+
+
+def _unique(error: Any) -> UniqueViolation:
+    of_key = getattr(error.diag, "constraint_name", None) == "sp_changes_key"
+    return UniqueViolation(f"PostgreSQL refused a duplicate row: {error}", of_key=of_key)
 
 
 def _json_as_text(connection: Any) -> None:

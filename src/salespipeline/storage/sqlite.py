@@ -152,7 +152,8 @@ def _connect(path: str, timeout: float, synchronous: str) -> sqlite3.Connection:
 
 def _mapped(error: sqlite3.Error, path: str) -> StorageError:
     if isinstance(error, sqlite3.IntegrityError) and "UNIQUE" in str(error):
-        return UniqueViolation(f"SQLite refused a duplicate row: {error}")
+        of_key = "sp_changes.deal_id, sp_changes.key" in str(error)
+        return UniqueViolation(f"SQLite refused a duplicate row: {error}", of_key=of_key)
     if "locked" in str(error) or "busy" in str(error):
         return StorageError(f"SQLite database {path!r} stayed locked past the timeout: {error}")
     return StorageError(f"SQLite database {path!r} failed: {error}")

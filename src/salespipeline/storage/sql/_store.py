@@ -85,7 +85,15 @@ class Cursor(Protocol):
 
 
 class UniqueViolation(StorageError):
-    """A unique key refused a row (raised by a store's ``_write``, handled here)."""
+    """A unique key refused a row (raised by a store's ``_write``, handled here).
+
+    ``of_key``: the refused key was a change's idempotency key (index
+    ``sp_changes_key``), not a deal id or a version.
+    """
+
+    def __init__(self, message: str, *, of_key: bool = False) -> None:
+        super().__init__(message)
+        self.of_key = of_key
 
 
 @attrs.frozen
@@ -301,7 +309,7 @@ class SQLStore(DealStore):
         check_change_args(actor, reason, key)
         changes = log.recorded(deal, actor=actor, reason=reason, key=key)
         rows = [_codec.log_values(change) for change in changes]
-        with _stray_history(deal), self._write() as cursor:
+        with _stray_history(deal, key), self._write() as cursor:
             cursor.execute(self.sql.insert_deal, self._deal_params(deal))
             if cursor.rowcount != 1:
                 raise DuplicateDealError(deal.id)
@@ -325,12 +333,8 @@ class SQLStore(DealStore):
         stored = self._stored_at(deal.id, base)
         new_entries(deal, stored.history)
         change = log.derive(stored, deal, actor=actor, reason=reason, key=key)
-        if key is not None and self.changes(deal.id, key=key):
-            raise ValidationError(
-                f"key {key!r} is already in the deal's log", deal_id=deal.id, field="key"
-            )
         params = [*self._deal_params(deal)[1:], deal.id, base, _codec.to_us(deal.created_at)]
-        with _stray_history(deal):
+        with _stray_history(deal, key):
             position = self._update(params, _codec.log_values(change))
         if position is None:
             raise self._refusal(deal, base)
@@ -623,11 +627,16 @@ def _schema_number(value: object) -> int:
 
 
 @contextmanager
-def _stray_history(deal: Deal) -> Iterator[None]:
-    """History rows beyond the stored version mean the database was tampered with."""
+def _stray_history(deal: Deal, key: str | None = None) -> Iterator[None]:
+    """History rows beyond the stored version mean the database was tampered with; a
+    refused idempotency key is the caller's ``ValidationError``."""
     try:
         yield
     except UniqueViolation as error:
+        if error.of_key:  # the index on (deal_id, key) refused it: the write rolled back
+            raise ValidationError(
+                f"key {key!r} is already in the deal's log", deal_id=deal.id, field="key"
+            ) from None
         raise CorruptRecordError(
             deal.id, "the history already holds entries newer than the stored deal"
         ) from error
