@@ -18,7 +18,7 @@ import attrs
 
 from salespipeline import _checks as c
 from salespipeline import limits
-from salespipeline._unchecked import generate
+from salespipeline._unchecked import generate, stage_change
 from salespipeline.deal import STATE, Deal, StageChange, decode_value, encode_value, to_actor
 from salespipeline.errors import ValidationError, shown
 
@@ -131,7 +131,7 @@ class Change:
         """The history entry this change made, or None when it moved no stage."""
         if self.to_stage is None:
             return None
-        return StageChange(
+        return stage_change(  # from this change's own checked parts
             self.deal_id,
             self.from_stage,
             self.to_stage,
