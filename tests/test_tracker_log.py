@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -10,43 +10,15 @@ import pytest
 
 from salespipeline import (
     LOST,
-    Bant,
     DuplicateDealError,
-    Pipeline,
-    Stage,
     StorageError,
     Tracker,
     ValidationError,
-    guards,
     log,
 )
 from salespipeline.deal import Deal
 from salespipeline.storage import DealStore, MemoryStore, SQLiteStore
-
-T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
-HOUR = timedelta(hours=1)
-QUALIFIED = Bant(budget=True, authority=True, need=True, timeline=True)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        current = self.now
-        self.now += HOUR
-        return current
-
-
-def sales() -> Pipeline:
-    return Pipeline(
-        "sales",
-        [
-            Stage("lead", probability=0.1),
-            Stage("proposal", probability=0.5, requires=guards.bant()),
-            Stage("closing", probability=0.8),
-        ],
-    )
+from test_tracker import HOUR, QUALIFIED, T0, Clock, sales
 
 
 @pytest.fixture(params=["memory", "sqlite"])
