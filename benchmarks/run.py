@@ -84,57 +84,60 @@ def walk_rows(sizes: Sizes) -> list[Row]:
     return rows
 
 
-def persist_rows(sizes: Sizes) -> list[Row]:
+def _per_backend(
+    section: str,
+    measure: Callable[[persist.Backend], dict[str, float]],
+    *,
+    ours: str,
+    reference: str,
+    unit: str,
+    bar: float,
+) -> list[Row]:
+    """One row per contender per backend, rates as ratios of ``reference``'s."""
     rows = []
     with persist.backends() as backends:
         for backend in backends:
             if isinstance(backend, str):
-                rows.append(Row("2. persisted", "PostgreSQL", backend))
+                rows.append(Row(section, "PostgreSQL", backend))
                 continue
-            rate = persist.measure(backend, moves=sizes.persisted_moves, rounds=sizes.rounds)
-            reference = rate[persist.REFERENCE]
+            rate = measure(backend)
             for name, per_second in rate.items():
-                ratio = per_second / reference
+                ratio = per_second / rate[reference]
                 verdict = ""
-                if name == persist.TRACKER:
-                    verdict = _verdict(ratio, bar=0.6, goal=0.9, lower_is_better=False)
-                subject = f"{backend.name}: {name}"
+                if name == ours:
+                    verdict = _verdict(ratio, bar=bar, goal=0.9, lower_is_better=False)
                 rows.append(
                     Row(
-                        "2. persisted",
-                        subject,
-                        f"{per_second:,.0f} moves/s",
+                        section,
+                        f"{backend.name}: {name}",
+                        f"{per_second:,.0f} {unit}/s",
                         f"{ratio:.2f}x",
                         verdict,
                     )
                 )
     return rows
+
+
+def persist_rows(sizes: Sizes) -> list[Row]:
+    return _per_backend(
+        "2. persisted",
+        lambda backend: persist.measure(backend, moves=sizes.persisted_moves, rounds=sizes.rounds),
+        ours=persist.TRACKER,
+        reference=persist.REFERENCE,
+        unit="moves",
+        bar=0.6,
+    )
 
 
 def consume_rows(sizes: Sizes) -> list[Row]:
-    rows = []
-    with persist.backends() as backends:
-        for backend in backends:
-            if isinstance(backend, str):
-                rows.append(Row("5. consume", "PostgreSQL", backend))
-                continue
-            rate = consume.measure(backend, changes=sizes.log_changes, rounds=sizes.rounds)
-            reference = rate[consume.REFERENCE]
-            for name, per_second in rate.items():
-                ratio = per_second / reference
-                verdict = ""
-                if name == consume.OURS:
-                    verdict = _verdict(ratio, bar=0.5, goal=0.9, lower_is_better=False)
-                rows.append(
-                    Row(
-                        "5. consume",
-                        f"{backend.name}: {name}",
-                        f"{per_second:,.0f} changes/s",
-                        f"{ratio:.2f}x",
-                        verdict,
-                    )
-                )
-    return rows
+    return _per_backend(
+        "5. consume",
+        lambda backend: consume.measure(backend, changes=sizes.log_changes, rounds=sizes.rounds),
+        ours=consume.OURS,
+        reference=consume.REFERENCE,
+        unit="changes",
+        bar=0.5,
+    )
 
 
 def memory_rows(sizes: Sizes) -> list[Row]:
