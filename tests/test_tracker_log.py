@@ -12,6 +12,7 @@ from salespipeline import (
     LOST,
     DuplicateDealError,
     StorageError,
+    TransitionNotAllowedError,
     Tracker,
     ValidationError,
     log,
@@ -180,3 +181,66 @@ def test_a_part_one_store_without_save_options_still_works() -> None:
     tracker.subscribe(lambda change, deal: heard.append(change))
     assert tracker.advance("d").stage == "proposal"
     assert heard[0].kind == "move" and heard[0].position is None
+
+
+# -- deciding on the deal the store remembers ------------------------------------------
+
+
+def two_trackers(path: Path) -> tuple[Tracker, Tracker]:
+    """Two Trackers on one SQLite file, each with its own store (two app processes)."""
+    ours = Tracker(SQLiteStore(path), sales(), clock=Clock(), retries=0)
+    theirs = Tracker(SQLiteStore(path), sales(), clock=Clock(), retries=0)
+    return ours, theirs
+
+
+def statements(tracker: Tracker) -> list[str]:
+    """The SQL the tracker's SQLite store runs from now on, as the connection sees it."""
+    seen: list[str] = []
+    connection = tracker.store._connection  # type: ignore[attr-defined]
+    connection.set_trace_callback(seen.append)
+    return seen
+
+
+def test_a_move_on_a_remembered_deal_reads_nothing_before_it_writes(tmp_path: Path) -> None:
+    ours, _ = two_trackers(tmp_path / "t.db")
+    ours.open("sales", "d", bant=QUALIFIED)
+    seen = statements(ours)
+    ours.advance("d")
+    assert [s.split()[0] for s in seen] == ["BEGIN", "UPDATE", "INSERT", "COMMIT"]
+
+
+def test_a_stale_remembered_deal_is_decided_again_on_the_stored_one(tmp_path: Path) -> None:
+    """Their advance since our last look: ours goes on from where the deal is now, and
+    the conflict with our stale copy is not a retry (``retries=0`` still succeeds)."""
+    ours, theirs = two_trackers(tmp_path / "t.db")
+    ours.open("sales", "d", bant=QUALIFIED)
+    theirs.advance("d")
+    moved = ours.advance("d")
+    assert [c.to_stage for c in moved.history] == ["lead", "proposal", "closing"]
+    assert ours.store.get("d") == theirs.store.get("d") == moved
+
+
+def test_a_refusal_of_a_stale_deal_is_checked_on_the_stored_one(tmp_path: Path) -> None:
+    ours, theirs = two_trackers(tmp_path / "t.db")
+    ours.open("sales", "d", bant=QUALIFIED)
+    theirs.lose("d", "budget")
+    assert ours.reopen("d").stage == "lead"  # our copy is open: it would refuse a reopen
+    assert [c.to_stage for c in ours.get("d").history] == ["lead", LOST, "lead"]
+
+
+def test_nothing_to_do_on_a_stale_deal_is_checked_on_the_stored_one(tmp_path: Path) -> None:
+    ours, theirs = two_trackers(tmp_path / "t.db")
+    ours.open("sales", "d", amount=100)
+    theirs.update("d", amount=200)
+    assert ours.update("d", amount=100).amount == 100  # our copy already says 100
+    assert [c.kind for c in ours.store.changes("d")] == ["open", "update", "update"]
+
+
+def test_a_move_that_the_stored_deal_refuses_is_refused(tmp_path: Path) -> None:
+    ours, theirs = two_trackers(tmp_path / "t.db")
+    ours.open("sales", "d", bant=QUALIFIED)
+    theirs.lose("d", "budget")
+    with pytest.raises(TransitionNotAllowedError):
+        ours.advance("d")  # our copy could advance; the stored deal is lost
+    assert ours.store.get("d").stage == LOST
+    assert len(ours.store.changes("d")) == 2

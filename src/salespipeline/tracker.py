@@ -25,13 +25,14 @@ import attrs
 
 from salespipeline import _checks as c
 from salespipeline import log
-from salespipeline._commands import Command, decide, redo
+from salespipeline._commands import Command, Intent, decide, redo
 from salespipeline._listeners import EVENTS, Listener, ListenerFailure, Listeners, Unsubscribe
 from salespipeline.deal import Bant, Deal, to_actor
 from salespipeline.errors import (
     ConcurrencyError,
     DealNotFoundError,
     DuplicateDealError,
+    SalesPipelineError,
     UnknownPipelineError,
     UnknownStageError,
     ValidationError,
@@ -250,7 +251,8 @@ class Tracker:
     # -- internals --------------------------------------------------------------------
 
     def _run(self, id: str, command: Command, actor: str | None, key: str | None) -> Deal:
-        """Load, decide, save; after a conflict, reload and finish the same intent."""
+        """Decide, save; after a conflict, reload and finish the same intent."""
+        id = c.check_id(id)
         command = attrs.evolve(command, actor=self._who(actor))
         key = _key(key)
         kind = "update" if command.kind == "update" else "move"
@@ -258,24 +260,49 @@ class Tracker:
             done = self._done(id, key, kind)
             if done is not None:
                 return done
-        previous = self._store.get(id)
-        pipeline = self.pipeline(previous.pipeline)
-        intent, deal = decide(command, pipeline, previous, now=self._now)
-        for attempt in range(self._retries + 1):
+        previous, intent, deal, loaded = self._decide(id, command)
+        attempt = 0
+        while True:
             if deal is None:
                 return previous
             try:
                 return self._commit(deal, previous, command.actor, key, command.reason)
             except ConcurrencyError:
-                if attempt == self._retries:
+                if loaded and attempt == self._retries:
                     raise
             if key is not None:
                 done = self._done(id, key, kind)
                 if done is not None:
                     return done
+            if not loaded:  # decided on a stale remembered deal: decide afresh
+                previous, intent, deal, loaded = self._decide(id, command, remembered=False)
+                continue
+            attempt += 1
             previous = self._store.get(id)
             deal = redo(intent, self.pipeline(previous.pipeline), previous, now=self._now)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _decide(
+        self, id: str, command: Command, *, remembered: bool = True
+    ) -> tuple[Deal, Intent, Deal | None, bool]:
+        """The deal decided on, the intent, the deal to write, and whether it was loaded.
+
+        The deal the store remembers (``last_known``) saves a read when it is current,
+        which the save's version check proves. Only a write is decided on it: a refusal
+        or "nothing to do" may come from a stale copy, so those are decided again on
+        the deal loaded fresh, as is a command whose save found another version.
+        """
+        known = self._store.last_known(id) if remembered else None
+        if known is not None:
+            try:
+                intent, deal = decide(command, self.pipeline(known.pipeline), known, now=self._now)
+            except SalesPipelineError:
+                pass
+            else:
+                if deal is not None:
+                    return known, intent, deal, False
+        previous = self._store.get(id)
+        intent, deal = decide(command, self.pipeline(previous.pipeline), previous, now=self._now)
+        return previous, intent, deal, True
 
     def _commit(
         self,

@@ -101,6 +101,16 @@ class DealStore(abc.ABC):
         that change, position set. A ``key`` already in the deal's log is refused.
         """
 
+    def last_known(self, id: str) -> Deal | None:
+        """The deal ``id`` as this store last read or wrote it, or None; it may be stale.
+
+        A Tracker decides a command on it instead of loading the deal first: the save's
+        version check refuses a stale one (``ConcurrencyError``), and the Tracker then
+        loads the deal and decides again. A store that remembers nothing returns None
+        (the default), and every command starts with ``get``.
+        """
+        return None
+
     # -- the change log (stores that predate it raise StorageError) -------------------
 
     def changes(self, id: str, *, key: str | None = None) -> tuple[Change, ...]:

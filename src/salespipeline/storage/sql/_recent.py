@@ -49,6 +49,11 @@ class Recent:
             kept = self._deals.get(id)
         return kept if kept is not None and kept.version == version else None
 
+    def latest(self, id: str) -> Deal | None:
+        """Deal ``id`` as last remembered, whatever its version (None: not remembered)."""
+        with self._lock:
+            return self._deals.get(id)
+
     def _forget(self, id: str) -> None:
         kept = self._deals.pop(id, None)
         if kept is not None:

@@ -341,6 +341,9 @@ class SQLStore(DealStore):
         self._recent.keep(as_stored(deal, change))
         return change.with_position(position)
 
+    def last_known(self, id: str) -> Deal | None:
+        return self._recent.latest(id)
+
     @functools.cached_property
     def _recent(self) -> Recent:
         return Recent()
