@@ -92,7 +92,7 @@ class HandMover:
         self.select = f"SELECT stage, version FROM sp_deals WHERE id = {p}"
         self.update = (
             f"UPDATE sp_deals SET stage = {p}, stage_entered_at_us = {p}, updated_at_us = {p}, "
-            f"version = {p} WHERE id = {p} AND version = {p}"
+            f"version = {p}, moves = moves + 1 WHERE id = {p} AND version = {p}"
         )
         self.insert = (
             "INSERT INTO sp_changes (deal_id, version, at_us, kind, from_stage, to_stage, "

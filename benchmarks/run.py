@@ -23,7 +23,7 @@ import attrs
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import compile_cache, consume, memory, persist, walk
+from benchmarks import compile_cache, consume, long_history, memory, persist, walk
 
 
 @attrs.frozen
@@ -47,11 +47,20 @@ class Sizes:
     definitions: int
     persisted_moves: int
     log_changes: int = 20_000
+    long_entries: int = 10_000
+    long_deals: int = 20
 
 
 FULL = Sizes(deals=300, rounds=5, memory_deals=100_000, definitions=1_000, persisted_moves=2_000)
 QUICK = Sizes(
-    deals=10, rounds=1, memory_deals=200, definitions=64, persisted_moves=20, log_changes=50
+    deals=10,
+    rounds=1,
+    memory_deals=200,
+    definitions=64,
+    persisted_moves=20,
+    log_changes=50,
+    long_entries=100,
+    long_deals=2,
 )
 
 
@@ -140,6 +149,46 @@ def consume_rows(sizes: Sizes) -> list[Row]:
     )
 
 
+def _length_rows(subject: str, per_move: dict[str, float], entries: int) -> list[Row]:
+    """The short and the long deal's cost per move; the long one's as a multiple."""
+    short, long = per_move["short"], per_move["long"]
+    return [
+        Row(
+            "6. long history", f"{subject}, {long_history.SHORT} entries", f"{short * 1e6:,.1f} µs"
+        ),
+        Row(
+            "6. long history",
+            f"{subject}, {entries:,} entries",
+            f"{long * 1e6:,.1f} µs",
+            f"{long / short:.2f}x",
+            _verdict(long / short, bar=1.5, goal=1.1),
+        ),
+    ]
+
+
+def long_rows(sizes: Sizes) -> list[Row]:
+    entries, rounds = sizes.long_entries, sizes.rounds
+    pure = long_history.pure(entries, moves=20 * sizes.persisted_moves, rounds=rounds)
+    rows = _length_rows(
+        long_history.PURE, {"short": pure["7"], "long": pure[str(entries)]}, entries
+    )
+    with persist.backends() as backends:
+        for backend in backends:
+            if isinstance(backend, str):
+                rows.append(Row("6. long history", "PostgreSQL", backend))
+                continue
+            measured = long_history.tracked(
+                backend,
+                entries,
+                deals=sizes.long_deals,
+                moves=sizes.persisted_moves // 2,
+                rounds=rounds,
+            )
+            for subject, per_move in measured.items():
+                rows += _length_rows(f"{backend.name}: {subject}", per_move, entries)
+    return rows
+
+
 def memory_rows(sizes: Sizes) -> list[Row]:
     per_deal = memory.bytes_per_deal(sizes.memory_deals)
     verdict = _verdict(per_deal, bar=4096, goal=1536)
@@ -192,6 +241,7 @@ SECTIONS: dict[str, Callable[[Sizes], list[Row]]] = {
     "memory": memory_rows,
     "compile": compile_rows,
     "consume": consume_rows,
+    "long": long_rows,
 }
 
 

@@ -112,9 +112,11 @@ def write_v2(raw: Raw, sqlite: bool, pipeline: Pipeline, deals: Sequence[Deal]) 
     write_v1(raw, sqlite, pipeline, deals)
     for statement in UPGRADES["sqlite" if sqlite else "postgres"][2]:
         raw(statement, ())
-    sets = ", ".join(f"{column} = ?" for column in _figures.COLUMNS)
+    columns = _figures.V2_COLUMNS
+    sets = ", ".join(f"{column} = ?" for column in columns)
     for deal in deals:
-        raw(f"UPDATE sp_deals SET {sets} WHERE id = ?", (*_figures.deal_figures(deal), deal.id))
+        figures = _figures.deal_figures(deal)[: len(columns)]
+        raw(f"UPDATE sp_deals SET {sets} WHERE id = ?", (*figures, deal.id))
     raw("UPDATE sp_meta SET value = ? WHERE key = ?", ("2", "schema_version"))
 
 

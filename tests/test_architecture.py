@@ -30,6 +30,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "_checks",
                 "_kinds",
                 "_unchecked",
+                "_history",
                 "stages",
                 "deal",
                 "guards",

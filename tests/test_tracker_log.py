@@ -12,8 +12,8 @@ from salespipeline import (
     LOST,
     DuplicateDealError,
     StorageError,
-    TransitionNotAllowedError,
     Tracker,
+    TransitionNotAllowedError,
     ValidationError,
     log,
 )

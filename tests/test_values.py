@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from salespipeline import Bant, Deal, Stage, StageChange, ValidationError, guards
+from salespipeline import Bant, Deal, Stage, StageChange, ValidationError, guards, limits
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 
@@ -215,6 +215,6 @@ def test_deal_id_is_checked_not_crashing(deal_id: str) -> None:
             history=(StageChange(deal_id, None, "lead", T0, 1),),
         )
     except ValidationError:
-        assert not deal_id.strip() or "\x00" in deal_id or len(deal_id) > 255
+        assert not deal_id.strip() or "\x00" in deal_id or len(deal_id) > limits.MAX_TEXT
     else:
         assert deal.id == deal_id

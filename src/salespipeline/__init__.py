@@ -1,7 +1,7 @@
 """salespipeline: sales pipelines and marketing funnels as configurable state machines."""
 
 from salespipeline import guards, metrics, presets, scoring
-from salespipeline.deal import Bant, Deal, StageChange
+from salespipeline.deal import Bant, Deal, History, StageChange
 from salespipeline.definitions import Finding, dump_pipeline, load_pipeline
 from salespipeline.errors import (
     ConcurrencyError,
@@ -40,6 +40,7 @@ __all__ = [
     "Finding",
     "Guard",
     "GuardError",
+    "History",
     "Migration",
     "Pipeline",
     "PipelineReport",

@@ -12,6 +12,7 @@ import attrs
 from salespipeline import _checks as c
 from salespipeline import limits
 from salespipeline._currencies import CODES as CURRENCIES
+from salespipeline._history import History
 from salespipeline.errors import ValidationError, shown
 from salespipeline.stages import LOST, STAGE_CATEGORIES, WON
 
@@ -21,7 +22,9 @@ __all__ = [
     "STATE",
     "Bant",
     "Deal",
+    "History",
     "StageChange",
+    "chain_problem",
     "decode_value",
     "encode_value",
 ]
@@ -119,10 +122,12 @@ def _to_currency(value: object) -> str:
     return code
 
 
-def _to_history(value: object) -> tuple[StageChange, ...]:
+def _to_history(value: object) -> History:
+    if isinstance(value, History):
+        return value
     if not isinstance(value, Sequence) or not all(isinstance(v, StageChange) for v in value):
         raise ValidationError("history must be a sequence of StageChange")
-    return tuple(value)
+    return History._trusted(list(value))
 
 
 def _pipeline_name(value: object) -> str:
@@ -172,15 +177,44 @@ def to_forecast_category(value: object, what: str = "forecast_category") -> str 
 
 
 def _history_problem(deal: Deal) -> str | None:
-    """Why the history does not describe this deal, or None when it does."""
+    """Why the history does not describe this deal, or None when it does.
+
+    Of a history loaded lazily only the entries in memory are checked here; the store
+    checks the older ones when it reads them.
+    """
     history = deal.history
     if not history:
         return "history must not be empty"
-    if history[0].from_stage is not None:
+    entries = history.latest() if isinstance(history, History) else tuple(history)
+    whole = len(entries) == len(history)
+    if whole and entries[0].from_stage is not None:
         return "the first history entry must have from_stage None"
+    problem = chain_problem(deal.id, entries)
+    if problem is not None:
+        return problem
+    last = entries[-1]
+    if last.to_stage != deal.stage:
+        return f"history ends in {last.to_stage!r} but the deal is in {deal.stage!r}"
+    if last.version > deal.version:
+        return f"history reaches v{last.version} beyond the deal's version {deal.version}"
+    if last.at != deal.stage_entered_at:
+        return "stage_entered_at must equal the time of the last history entry"
+    if whole and entries[0].at != deal.created_at:
+        return "created_at must equal the time of the first history entry"
+    if deal.updated_at < last.at:
+        return "updated_at must not be before the last history entry"
+    return None
+
+
+def chain_problem(deal_id: str, entries: Sequence[StageChange]) -> str | None:
+    """Why consecutive history ``entries`` of deal ``deal_id`` do not form a chain, or None.
+
+    Each entry leaves the stage the one before it entered, at a higher version and
+    no earlier.
+    """
     previous: StageChange | None = None
-    for change in history:
-        if change.deal_id != deal.id:
+    for change in entries:
+        if change.deal_id != deal_id:
             return f"history entry v{change.version} belongs to deal {change.deal_id!r}"
         if previous is not None:
             if change.from_stage != previous.to_stage:
@@ -193,17 +227,6 @@ def _history_problem(deal: Deal) -> str | None:
             if change.at < previous.at:
                 return f"history runs backwards in time at v{change.version}"
         previous = change
-    last = history[-1]
-    if last.to_stage != deal.stage:
-        return f"history ends in {last.to_stage!r} but the deal is in {deal.stage!r}"
-    if last.version > deal.version:
-        return f"history reaches v{last.version} beyond the deal's version {deal.version}"
-    if last.at != deal.stage_entered_at:
-        return "stage_entered_at must equal the time of the last history entry"
-    if history[0].at != deal.created_at:
-        return "created_at must equal the time of the first history entry"
-    if deal.updated_at < last.at:
-        return "updated_at must not be before the last history entry"
     return None
 
 
@@ -258,7 +281,7 @@ class Deal:
         converter=c.to_utc,
     )
     version: int = attrs.field(default=1, converter=_to_version)
-    history: tuple[StageChange, ...] = attrs.field(default=(), converter=_to_history)
+    history: History = attrs.field(factory=History, converter=_to_history)
 
     def __attrs_post_init__(self) -> None:
         problem = _history_problem(self) or _closing_problem(self)

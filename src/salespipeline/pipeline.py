@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from salespipeline import _checks as c
 from salespipeline import _engine, limits
+from salespipeline._history import extended
 from salespipeline._unchecked import after_move, stage_change
 from salespipeline.deal import Bant, Deal, StageChange, to_actor
 from salespipeline.errors import (
@@ -546,7 +547,7 @@ class Pipeline:
             lost_reason=reason if to == LOST else None,
             updated_at=when,
             version=version,
-            history=(*deal.history, change),
+            history=extended(deal.history, change),
         )
 
     # -- definitions as data (implemented in salespipeline.definitions) ---------

@@ -278,7 +278,7 @@ class Tracker:
                 previous, intent, deal, loaded = self._decide(id, command, remembered=False)
                 continue
             attempt += 1
-            previous = self._store.get(id)
+            previous = self._store.load(id)
             deal = redo(intent, self.pipeline(previous.pipeline), previous, now=self._now)
 
     def _decide(
@@ -300,7 +300,7 @@ class Tracker:
             else:
                 if deal is not None:
                     return known, intent, deal, False
-        previous = self._store.get(id)
+        previous = self._store.load(id)
         intent, deal = decide(command, self.pipeline(previous.pipeline), previous, now=self._now)
         return previous, intent, deal, True
 

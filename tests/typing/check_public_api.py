@@ -6,7 +6,7 @@ here before it breaks a user's type-checked code.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Literal
@@ -21,6 +21,7 @@ from salespipeline import (
     Deal,
     Finding,
     Guard,
+    History,
     Migration,
     Pipeline,
     SalesPipelineError,
@@ -84,7 +85,8 @@ assert_type(deal.fields, Mapping[str, Any])
 assert_type(deal.probability, float | None)
 assert_type(deal.closed_at, datetime | None)
 assert_type(deal.version, int)
-assert_type(deal.history, tuple[StageChange, ...])
+assert_type(deal.history, History)
+entries: Sequence[StageChange] = deal.history
 assert_type(deal.is_open, bool)
 assert_type(deal.evolve(amount="5"), Deal)
 assert_type(deal.history[-1].from_stage, str | None)

@@ -27,7 +27,7 @@ from salespipeline._checks import (
 )
 from salespipeline._unchecked import generate
 from salespipeline._unchecked import stage_change as _unchecked_change
-from salespipeline.deal import MAX_VERSION, Bant, Deal, StageChange, to_actor
+from salespipeline.deal import MAX_VERSION, Bant, Deal, History, StageChange, to_actor
 from salespipeline.errors import CorruptRecordError, SalesPipelineError, ValidationError
 from salespipeline.limits import MAX_DEPTH
 from salespipeline.log import ATTRIBUTES, KINDS, Change
@@ -42,7 +42,7 @@ __all__ = [
     "deal_values",
     "decode_change",
     "decode_deal",
-    "decode_loaded",
+    "decode_history",
     "dumps",
     "from_us",
     "loads",
@@ -380,28 +380,40 @@ def _change(deal_id: str, row: Sequence[Any]) -> StageChange:
     )
 
 
-def decode_deal(row: Sequence[Any], changes: Sequence[Sequence[Any]]) -> Deal:
-    """The Deal a ``DEAL_COLUMNS`` row and its ``CHANGE_COLUMNS`` rows describe."""
+def decode_deal(
+    row: Sequence[Any],
+    changes: Sequence[Sequence[Any]],
+    *,
+    older: int = 0,
+    fetch: Callable[[], Sequence[StageChange]] | None = None,
+) -> Deal:
+    """The Deal a ``DEAL_COLUMNS`` row and its ``CHANGE_COLUMNS`` rows describe.
+
+    With ``older``, the rows are the latest history entries and ``fetch`` reads the
+    ``older`` ones before them when they are first needed (``History.lazy``).
+    """
     deal_id = str(row[0])
     try:
         if not changes:
             raise ValueError("the deal has no history rows")
-        return _build(row, changes)
+        entries = [_change(deal_id, change) for change in changes]
+        if older:
+            assert fetch is not None
+            return _build(row, History.lazy(entries, older, fetch))
+        return _build(row, History._trusted(entries))
     except _DECODE_ERRORS as error:
         raise CorruptRecordError(deal_id, str(error)) from error
 
 
-def decode_loaded(rows: Sequence[Sequence[Any]]) -> Deal:
-    """The Deal of a load's rows: first the deal's row, then one row per history entry.
-
-    Each row is a marker, the ``DEAL_COLUMNS`` and the ``CHANGE_COLUMNS``; the deal
-    row's change columns and the history rows' deal columns are NULL.
-    """
-    width = 1 + len(DEAL_COLUMNS)
-    return decode_deal(rows[0][1:width], [row[width:] for row in rows[1:]])
+def decode_history(deal_id: str, rows: Sequence[Sequence[Any]]) -> list[StageChange]:
+    """History entries from ``CHANGE_COLUMNS`` rows, each checked (not their chain)."""
+    try:
+        return [_change(deal_id, row) for row in rows]
+    except _DECODE_ERRORS as error:
+        raise CorruptRecordError(deal_id, str(error)) from error
 
 
-def _build(row: Sequence[Any], changes: Sequence[Sequence[Any]]) -> Deal:
+def _build(row: Sequence[Any], history: History) -> Deal:
     (id, pipeline, stage, amount, currency, budget, authority, need, timeline) = row[:9]
     (fields, probability, lost_reason, next_action, next_us) = row[9:14]
     (created_us, entered_us, closed_us, version) = row[14:18]
@@ -426,5 +438,5 @@ def _build(row: Sequence[Any], changes: Sequence[Sequence[Any]]) -> Deal:
         forecast_category=forecast_category,
         updated_at=from_us(updated_us),
         version=version,
-        history=tuple([_change(id, change) for change in changes]),
+        history=history,
     )

@@ -21,7 +21,7 @@ from salespipeline import _checks as c
 from salespipeline import limits, log, metrics
 from salespipeline._checks import MAX_ID_LENGTH, check_id, check_text
 from salespipeline._unchecked import replace
-from salespipeline.deal import Deal, StageChange, to_actor
+from salespipeline.deal import Deal, History, StageChange, to_actor
 from salespipeline.errors import (
     StorageError,
     UnknownPipelineError,
@@ -84,6 +84,15 @@ class DealStore(abc.ABC):
     @abc.abstractmethod
     def get(self, id: str) -> Deal:
         """The stored deal with its full history; ``DealNotFoundError`` if absent."""
+
+    def load(self, id: str) -> Deal:
+        """The stored deal, to change it: ``get``, but a store may leave the older
+        entries of a long history to be read when first needed.
+
+        The Tracker loads with it, so a move costs the same whatever the history's
+        length. Such a deal's older entries can be read only while the store is open.
+        """
+        return self.get(id)
 
     @abc.abstractmethod
     def save(
@@ -177,7 +186,7 @@ class DealStore(abc.ABC):
 
     def history(self, id: str) -> tuple[StageChange, ...]:
         """The deal's stage changes, oldest first; ``DealNotFoundError`` if absent."""
-        return self.get(id).history
+        return tuple(self.get(id).history)
 
     @abc.abstractmethod
     def save_pipeline(self, pipeline: Pipeline) -> None:
@@ -267,7 +276,7 @@ def as_stored(deal: Deal, change: Change) -> Deal:
         return deal
     entry = change.entry
     assert entry is not None
-    return replace(deal, history=(*deal.history[:-1], entry))
+    return replace(deal, history=deal.history.with_last(entry))
 
 
 def check_change_args(actor: object, reason: object, key: object) -> None:
@@ -325,10 +334,12 @@ def new_entries(deal: Deal, stored: Sequence[StageChange]) -> tuple[StageChange,
     """
     count = len(stored)
     history = deal.history
-    if (history[:count] == tuple(stored) or _same_moves(history[:count], stored)) and (
-        len(history) == count or history[count].version >= deal.version
-    ):
-        return history[count:]
+    if (
+        (history.starts_with(stored) if isinstance(history, History) else False)
+        or tuple(history[:count]) == tuple(stored)
+        or _same_moves(history[:count], stored)
+    ) and (len(history) == count or history[count].version >= deal.version):
+        return tuple(history[count:])
     raise ValidationError(
         f"its history is not the stored history plus new entries ({_difference(history, stored)});"
         " save only deals derived from the stored deal",

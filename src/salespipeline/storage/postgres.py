@@ -94,6 +94,7 @@ class PostgresStore(SQLStore):
 
     def close(self) -> None:
         """Close the pool; in a forked child, let go of the inherited one untouched."""
+        self._read_unread()
         pool, self._pool = self._pool, None
         if pool is not None and let_go(pool, self._pid):
             pool.close()

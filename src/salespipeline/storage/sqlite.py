@@ -85,6 +85,7 @@ class SQLiteStore(SQLStore):
 
     def close(self) -> None:
         """Close the connection; in a forked child, let go of the inherited one untouched."""
+        self._read_unread()
         with self._lock:
             connection, self._connection = self._connection, None
             if connection is not None and let_go(connection, self._pid):

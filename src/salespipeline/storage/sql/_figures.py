@@ -28,25 +28,36 @@ from salespipeline.storage._codec import from_us, loads
 __all__ = [
     "COLUMNS",
     "SLOTS",
+    "V2_COLUMNS",
+    "Figures",
     "deal_figures",
+    "extended",
     "figure_values",
+    "of_history",
     "open_stages",
+    "read",
     "read_entered",
     "read_stays_more",
     "slot_stays",
+    "values",
 ]
 
 SLOTS: Final = 7
 """Stay columns per deal: enough for every open stage of a 7-stage pipeline."""
 
-COLUMNS: Final = (
+V2_COLUMNS: Final = (
     "entered_stages",
     "stays_more",
     *(f"stays_{j}" for j in range(1, SLOTS + 1)),
     *(f"stay_us_{j}" for j in range(1, SLOTS + 1)),
 )
-"""``entered_stages`` (JSON list), ``stays_more`` (JSON object or NULL), then the slots'
-stay counts and their summed durations in microseconds."""
+"""The derived columns of schema version 2: ``entered_stages`` (JSON list), ``stays_more``
+(JSON object or NULL), then the slots' stay counts and their summed durations in
+microseconds."""
+
+COLUMNS: Final = (*V2_COLUMNS, "moves")
+"""``V2_COLUMNS`` and ``moves``, the number of history entries (new in version 3: a
+store loads a long history's latest entries first, and needs to know how many)."""
 
 _json: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -58,25 +69,51 @@ class _Entry(NamedTuple):
     at: datetime
 
 
-def deal_figures(deal: Deal) -> list[Any]:
-    """The ``COLUMNS`` values of ``deal``, from its history."""
-    return _values(deal.history)
+class Figures(NamedTuple):
+    """What a deal's row says of its history, as ``metrics`` defines it.
+
+    ``stays`` maps every open stage entered to its completed stays and their summed
+    microseconds (``(0, 0)`` while none is completed).
+    """
+
+    entered: frozenset[str]
+    stays: dict[str, tuple[int, int]]
+    moves: int
 
 
-def figure_values(stages: Sequence[str], at_us: Sequence[int]) -> list[Any]:
-    """The ``COLUMNS`` values of a history given as its entered stages and their times
-    in epoch microseconds (as a schema upgrade reads them from the history table)."""
-    return _values([_Entry(s, from_us(at)) for s, at in zip(stages, at_us, strict=True)])
-
-
-def _values(history: Sequence[Change]) -> list[Any]:
-    """Stages entered and completed stays, as ``metrics`` defines them, laid out in slots."""
-    entered = sorted({change.to_stage for change in history})
-    slots = open_stages(entered)
-    summed = dict.fromkeys(slots, (0, 0))
+def of_history(history: Sequence[Change]) -> Figures:
+    """The figures of a whole history."""
+    entered = frozenset(change.to_stage for change in history)
+    stays = dict.fromkeys(open_stages(sorted(entered)), (0, 0))
     for stage, count, total in completed_stays(history):
-        before = summed[stage]
-        summed[stage] = (before[0] + count, before[1] + total)
+        before = stays[stage]
+        stays[stage] = (before[0] + count, before[1] + total)
+    return Figures(entered, stays, len(history))
+
+
+def extended(figures: Figures, last: Change, new: Sequence[Change]) -> Figures:
+    """The figures of a history ending in ``last`` once ``new`` entries follow it.
+
+    The same as ``of_history`` of the longer history (a property test holds them
+    equal), in time proportional to ``new`` alone.
+    """
+    if not new:
+        return figures
+    stays = dict(figures.stays)
+    for stage in open_stages([change.to_stage for change in new]):
+        stays.setdefault(stage, (0, 0))
+    for stage, count, total in completed_stays([last, *new]):
+        before = stays[stage]
+        stays[stage] = (before[0] + count, before[1] + total)
+    entered = figures.entered.union(change.to_stage for change in new)
+    return Figures(entered, stays, figures.moves + len(new))
+
+
+def values(figures: Figures) -> list[Any]:
+    """The ``COLUMNS`` values of ``figures``, the stays laid out in slots."""
+    entered = sorted(figures.entered)
+    slots = open_stages(entered)
+    summed = figures.stays
     kept = [summed[stage] for stage in slots[:SLOTS]]
     more = {stage: list(summed[stage]) for stage in slots[SLOTS:]}
     padding = [0] * (SLOTS - len(kept))
@@ -87,7 +124,34 @@ def _values(history: Sequence[Change]) -> list[Any]:
         *padding,
         *(total for _, total in kept),
         *padding,
+        figures.moves,
     ]
+
+
+def read(row: Sequence[Any]) -> Figures:
+    """The figures a row's ``COLUMNS`` values hold; ValueError when they are not figures."""
+    entered = read_entered(row[0])
+    more = {} if row[1] is None else read_stays_more(row[1])
+    counts, totals, moves = row[2 : 2 + SLOTS], row[2 + SLOTS : 2 + 2 * SLOTS], row[-1]
+    if not all(is_int(v) and v >= 0 for v in (*counts, *totals, moves)):
+        raise ValueError("the deal's derived figures are not counts")
+    stays = {stage: (count, total) for stage, count, total in slot_stays(entered, counts, totals)}
+    stays.update(more)
+    if set(stays) != set(open_stages(entered)):
+        raise ValueError("the deal's derived figures do not match its stages entered")
+    return Figures(frozenset(entered), stays, moves)
+
+
+def deal_figures(deal: Deal) -> list[Any]:
+    """The ``COLUMNS`` values of ``deal``, from its whole history."""
+    return values(of_history(deal.history))
+
+
+def figure_values(stages: Sequence[str], at_us: Sequence[int]) -> list[Any]:
+    """The ``COLUMNS`` values of a history given as its entered stages and their times
+    in epoch microseconds (as a schema upgrade reads them from the history table)."""
+    history = [_Entry(s, from_us(at)) for s, at in zip(stages, at_us, strict=True)]
+    return values(of_history(history))
 
 
 def open_stages(entered: Sequence[str]) -> list[str]:

@@ -17,7 +17,7 @@ import threading
 from collections import OrderedDict
 from typing import Final
 
-from salespipeline.deal import Deal
+from salespipeline.deal import Deal, History
 
 __all__ = ["MAX_ENTRIES", "Recent"]
 
@@ -26,35 +26,43 @@ MAX_ENTRIES: Final = 65_536
 
 
 class Recent:
-    """Per deal id, the deal a store last returned or wrote (so it can diff a save)."""
+    """Per deal id, the deal a store last returned or wrote (so it can diff a save), with
+    the derived figures of its row when the store knows them (so a save extends them)."""
 
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
-        self._deals: OrderedDict[str, Deal] = OrderedDict()
+        self._deals: OrderedDict[str, tuple[Deal, object]] = OrderedDict()
         self._entries = 0
         self._max_entries = max_entries
         self._lock = threading.Lock()
 
-    def keep(self, deal: Deal) -> None:
-        """Remember ``deal`` as the stored one of its id at its version."""
+    def keep(self, deal: Deal, figures: object = None) -> None:
+        """Remember ``deal`` as the stored one of its id at its version, and its figures."""
         with self._lock:
             self._forget(deal.id)
-            self._deals[deal.id] = deal
-            self._entries += len(deal.history)
+            self._deals[deal.id] = (deal, figures)
+            self._entries += _held(deal)
             while self._entries > self._max_entries and self._deals:
                 self._forget(next(iter(self._deals)))
 
-    def deal(self, id: str, version: int) -> Deal | None:
-        """Deal ``id`` as stored at ``version``, if it is remembered at that version."""
+    def deal(self, id: str, version: int) -> tuple[Deal, object] | None:
+        """Deal ``id`` as stored at ``version`` and its figures, if remembered at that version."""
         with self._lock:
             kept = self._deals.get(id)
-        return kept if kept is not None and kept.version == version else None
+        return kept if kept is not None and kept[0].version == version else None
 
     def latest(self, id: str) -> Deal | None:
         """Deal ``id`` as last remembered, whatever its version (None: not remembered)."""
         with self._lock:
-            return self._deals.get(id)
+            kept = self._deals.get(id)
+        return None if kept is None else kept[0]
 
     def _forget(self, id: str) -> None:
         kept = self._deals.pop(id, None)
         if kept is not None:
-            self._entries -= len(kept.history)
+            self._entries -= _held(kept[0])
+
+
+def _held(deal: Deal) -> int:
+    """The history entries ``deal`` holds in memory (a lazily loaded one: its latest)."""
+    history = deal.history
+    return history.in_memory if isinstance(history, History) else len(history)

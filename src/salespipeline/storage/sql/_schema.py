@@ -50,9 +50,10 @@ Tables (the ``sp_`` prefix keeps them apart from an application's own tables):
     stay_us_1 ... _7       their summed durations in microseconds (INTEGER / BIGINT)
     stays_more             NULL, or a JSON object ``{stage: [stays, microseconds]}`` for
                            open stages past the seventh
+    moves                  the number of history entries (INTEGER / BIGINT)
     =====================  =================================================================
 
-    The last four are derived from the deal's history (``storage._figures``) and
+    The last five are derived from the deal's history (``storage._figures``) and
     written with the row, so ``report`` aggregates deals without reading history.
 
 ``sp_changes``
@@ -82,6 +83,7 @@ from typing import Final
 
 from salespipeline.storage.sql._figures import COLUMNS as FIGURE_COLUMNS
 from salespipeline.storage.sql._figures import SLOTS
+from salespipeline.storage.sql._figures import V2_COLUMNS as V2_FIGURE_COLUMNS
 
 __all__ = ["POSTGRES_DDL", "SCHEMA_VERSION", "SQLITE_DDL", "TABLES", "UPGRADES"]
 
@@ -93,7 +95,7 @@ def _figure_types(integer: str) -> list[tuple[str, str, str]]:
     """The derived columns (see ``storage._figures``): name, type, and the default
     that lets an upgrade add them to existing rows before filling them in."""
     text = [("TEXT NOT NULL", "'[]'"), ("TEXT", "NULL")]
-    kinds = text + [(f"{integer} NOT NULL", "0")] * (2 * SLOTS)
+    kinds = text + [(f"{integer} NOT NULL", "0")] * (2 * SLOTS + 1)
     return [
         (name, kind, default) for name, (kind, default) in zip(FIGURE_COLUMNS, kinds, strict=True)
     ]
@@ -104,10 +106,12 @@ def _figure_columns(integer: str) -> str:
 
 
 def _add_figures(integer: str) -> tuple[str, ...]:
-    """Version 1 -> 2: the derived columns, defaulted until the store fills them in."""
+    """Version 1 -> 2: the derived columns of version 2, defaulted until the store fills
+    them in."""
     return tuple(
         f"ALTER TABLE sp_deals ADD COLUMN {name} {kind} DEFAULT {default}"
         for name, kind, default in _figure_types(integer)
+        if name in V2_FIGURE_COLUMNS
     )
 
 
@@ -151,13 +155,15 @@ _LOG_POSTGRES: Final = _log_tables(
 
 def _add_part_two(integer: str) -> tuple[str, ...]:
     """Version 2 -> 3: the deal's new columns (``updated_at_us`` is filled from
-    ``stage_entered_at_us``; the store then writes the log from the old history)."""
+    ``stage_entered_at_us``; the store then fills ``moves`` with the other derived
+    columns and writes the log from the old history)."""
     return (
         "ALTER TABLE sp_deals ADD COLUMN owner TEXT",
         "ALTER TABLE sp_deals ADD COLUMN close_date TEXT",
         "ALTER TABLE sp_deals ADD COLUMN forecast_category TEXT",
         f"ALTER TABLE sp_deals ADD COLUMN updated_at_us {integer} NOT NULL DEFAULT 0",
         "UPDATE sp_deals SET updated_at_us = stage_entered_at_us",
+        f"ALTER TABLE sp_deals ADD COLUMN moves {integer} NOT NULL DEFAULT 0",
     )
 
 

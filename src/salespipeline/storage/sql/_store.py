@@ -11,9 +11,12 @@ save compares the deal's history with the one the store last handed out for it.
 from __future__ import annotations
 
 import abc
+import contextlib
 import functools
+import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
@@ -22,7 +25,8 @@ import attrs
 
 from salespipeline import log
 from salespipeline._checks import is_int
-from salespipeline.deal import Deal
+from salespipeline._history import head_of
+from salespipeline.deal import Deal, StageChange, chain_problem
 from salespipeline.errors import (
     ConcurrencyError,
     CorruptRecordError,
@@ -56,6 +60,12 @@ from salespipeline.storage.sql._dialect import Dialect, Row
 from salespipeline.storage.sql._recent import Recent
 from salespipeline.storage.sql._report import sql_report
 from salespipeline.storage.sql._schema import OLD_HISTORY, SCHEMA_VERSION, UPGRADES
+
+LOAD_LATEST: Final = 32
+"""History entries a load reads with the deal; older ones are read when first needed."""
+
+_LOADED_DEAL: Final = len(_codec.DEAL_COLUMNS) + len(_figures.COLUMNS)
+"""The deal row's columns in a load: its own, then its derived figures."""
 
 if TYPE_CHECKING:
     from salespipeline.metrics import PipelineReport
@@ -149,22 +159,44 @@ class Statements:
 
     @functools.cached_property
     def select_deal(self) -> str:
+        """A deal's row and derived figures, then all its history rows."""
+        return self._select_deal(latest=None)
+
+    @functools.cached_property
+    def select_latest(self) -> str:
+        """A deal's row and derived figures, then its latest ``LOAD_LATEST`` history rows."""
+        return self._select_deal(latest=LOAD_LATEST)
+
+    def _select_deal(self, *, latest: int | None) -> str:
         """A deal's row, then its history rows, in one statement (one snapshot, one round trip).
 
-        The deal's columns come back once, however long its history: each history row
-        carries NULL in them (``_codec.decode_loaded`` reads the rows).
+        The deal's columns come back once: each history row carries NULL in them, and
+        the deal row NULL in the history columns (``SQLStore._load`` reads the rows).
         """
         p = self.placeholder
-        deal = ", ".join(f"d.{c}" for c in _codec.DEAL_COLUMNS)
-        changes = ", ".join(f"c.{c}" for c in _codec.CHANGE_COLUMNS)
-        no_deal = ", ".join(["NULL"] * len(_codec.DEAL_COLUMNS))
+        deal = ", ".join(f"d.{c}" for c in (*_codec.DEAL_COLUMNS, *_figures.COLUMNS))
+        changes = ", ".join(f"l.{c}" for c in _codec.CHANGE_COLUMNS)
+        selected = ", ".join(f"c.{c}" for c in _codec.CHANGE_COLUMNS)
+        no_deal = ", ".join(["NULL"] * (len(_codec.DEAL_COLUMNS) + len(_figures.COLUMNS)))
         no_changes = ", ".join(["NULL"] * len(_codec.CHANGE_COLUMNS))
-        order = 1 + len(_codec.DEAL_COLUMNS) + 1 + _codec.CHANGE_COLUMNS.index("version")
+        order = 1 + _LOADED_DEAL + 1 + _codec.CHANGE_COLUMNS.index("version")
+        limit = "" if latest is None else f" ORDER BY c.version DESC LIMIT {latest}"
         return (
             f"SELECT 0, {deal}, {no_changes} FROM sp_deals d WHERE d.id = {p} "
-            f"UNION ALL SELECT 1, {no_deal}, {changes} FROM sp_changes c "
+            f"UNION ALL SELECT 1, {no_deal}, {changes} FROM (SELECT {selected} FROM sp_changes c "
             f"JOIN sp_deals d ON d.id = c.deal_id WHERE d.id = {p} AND c.version <= d.version "
-            f"AND c.to_stage IS NOT NULL ORDER BY 1, {order}"
+            f"AND c.to_stage IS NOT NULL{limit}) l "
+            f"ORDER BY 1, {order}"
+        )
+
+    @functools.cached_property
+    def select_older(self) -> str:
+        """The ``count`` oldest history rows of a deal (what a lazy load left unread)."""
+        columns = ", ".join(_codec.CHANGE_COLUMNS)
+        p = self.placeholder
+        return (
+            f"SELECT {columns} FROM sp_changes WHERE deal_id = {p} AND to_stage IS NOT NULL "
+            f"ORDER BY version LIMIT {p}"
         )
 
     @functools.cached_property
@@ -229,9 +261,9 @@ class SQLStore(DealStore):
     def _lock_schema(self, cursor: Cursor) -> None:
         """Serialise schema creation between processes (no-op where writes already are)."""
 
-    def _deal_params(self, deal: Deal) -> list[Any]:
+    def _deal_params(self, deal: Deal, figures: _figures.Figures) -> list[Any]:
         """The values of ``sql.deal_columns``."""
-        return [*self._row_values(deal), *_figures.deal_figures(deal)]
+        return [*self._row_values(deal), *_figures.values(figures)]
 
     def _row_values(self, deal: Deal) -> list[Any]:
         """The deal's own column values and the dialect's extras."""
@@ -309,14 +341,15 @@ class SQLStore(DealStore):
         check_change_args(actor, reason, key)
         changes = log.recorded(deal, actor=actor, reason=reason, key=key)
         rows = [_codec.log_values(change) for change in changes]
+        figures = _figures.of_history(deal.history)
         with _stray_history(deal, key), self._write() as cursor:
-            cursor.execute(self.sql.insert_deal, self._deal_params(deal))
+            cursor.execute(self.sql.insert_deal, self._deal_params(deal, figures))
             if cursor.rowcount != 1:
                 raise DuplicateDealError(deal.id)
             self._lock_log(cursor)
             for row in rows:
                 position = self._insert_log(cursor, row)
-        self._recent.keep(as_stored(deal, changes[-1]))
+        self._recent.keep(as_stored(deal, changes[-1]), figures)
         return changes[-1].with_position(position)
 
     def save(
@@ -330,16 +363,33 @@ class SQLStore(DealStore):
         deal = check_deal(deal)
         check_change_args(actor, reason, key)
         base = deal.version - 1
-        stored = self._stored_at(deal.id, base)
-        new_entries(deal, stored.history)
+        stored, known = self._stored_at(deal.id, base)
+        new = new_entries(deal, stored.history)
         change = log.derive(stored, deal, actor=actor, reason=reason, key=key)
-        params = [*self._deal_params(deal)[1:], deal.id, base, _codec.to_us(deal.created_at)]
+        figures = _figures.extended(self._figures(stored, known), stored.history[-1], new)
+        params = [
+            *self._deal_params(deal, figures)[1:],
+            deal.id,
+            base,
+            _codec.to_us(deal.created_at),
+        ]
         with _stray_history(deal, key):
             position = self._update(params, _codec.log_values(change))
         if position is None:
             raise self._refusal(deal, base)
-        self._recent.keep(as_stored(deal, change))
+        self._recent.keep(as_stored(deal, change), figures)
         return change.with_position(position)
+
+    @staticmethod
+    def _figures(stored: Deal, known: object) -> _figures.Figures:
+        """The derived figures of the stored deal: as remembered, read from its row, or
+        (when the row's do not read) derived again from its history, the source of truth."""
+        if isinstance(known, _figures.Figures):
+            return known
+        if known is not None:
+            with contextlib.suppress(ValueError):  # unreadable: derived again below
+                return _figures.read(known)  # type: ignore[arg-type]
+        return _figures.of_history(stored.history)
 
     def last_known(self, id: str) -> Deal | None:
         return self._recent.latest(id)
@@ -348,8 +398,26 @@ class SQLStore(DealStore):
     def _recent(self) -> Recent:
         return Recent()
 
-    def _stored_at(self, id: str, version: int) -> Deal:
-        """The stored deal ``id`` at ``version``: remembered, else read back.
+    @functools.cached_property
+    def _unread(self) -> weakref.WeakSet[_OlderReader]:
+        """The readers of lazily loaded histories whose deals may still be in use."""
+        return weakref.WeakSet()
+
+    def _read_unread(self) -> None:
+        """Before closing: read the older history of every lazily loaded deal still in
+        use, so it can be read after the store is gone (the remembered deals are
+        forgotten first: only the caller's own are read)."""
+        self.__dict__.pop("_recent", None)
+        if getattr(self, "_pid", os.getpid()) != os.getpid():
+            return  # a forked child never touches the parent's connection
+        for reader in list(self._unread):
+            with contextlib.suppress(SalesPipelineError):  # it says why when read
+                reader.read_now()
+        self._unread.clear()
+
+    def _stored_at(self, id: str, version: int) -> tuple[Deal, object]:
+        """The stored deal ``id`` at ``version`` and what is known of its figures:
+        remembered, else read back.
 
         ``ConcurrencyError`` when the stored deal is not at ``version``.
         """
@@ -357,12 +425,12 @@ class SQLStore(DealStore):
         if remembered is not None:
             return remembered
         try:
-            stored = self.get(id)
+            stored, figures = self._load(id)
         except DealNotFoundError:
             raise ConcurrencyError(id, expected=version, actual=None) from None
         if stored.version != version:
             raise ConcurrencyError(id, expected=version, actual=stored.version)
-        return stored
+        return stored, figures
 
     def _refusal(self, deal: Deal, base: int) -> SalesPipelineError:
         """Explain why the conditional update matched no row, as the right error.
@@ -384,15 +452,47 @@ class SQLStore(DealStore):
         )
 
     def get(self, id: str) -> Deal:
-        id = check_id(id)
+        return self._load(check_id(id), lazy=False)[0]
+
+    def load(self, id: str) -> Deal:
+        return self._load(check_id(id))[0]
+
+    def _load(self, id: str, *, lazy: bool = True) -> tuple[Deal, tuple[Any, ...]]:
+        """Deal ``id`` and the raw values of its derived figures, both remembered.
+
+        ``lazy``: only the latest ``LOAD_LATEST`` history entries are read with it,
+        the older ones when first needed.
+        """
+        select = self.sql.select_latest if lazy else self.sql.select_deal
         with self._statement() as cursor:
-            cursor.execute(self.sql.select_deal, (id, id))
+            cursor.execute(select, (id, id))
             rows = cursor.fetchall()
         if not rows or rows[0][0] != 0:
             raise DealNotFoundError(id)
-        deal = _codec.decode_loaded(rows)
-        self._recent.keep(deal)
-        return deal
+        head = rows[0]
+        row = head[1 : 1 + len(_codec.DEAL_COLUMNS)]
+        figures = tuple(head[1 + len(_codec.DEAL_COLUMNS) : 1 + _LOADED_DEAL])
+        latest = [r[1 + _LOADED_DEAL :] for r in rows[1:]]
+        moves = figures[-1]
+        older = moves - len(latest) if is_int(moves) else -1
+        if older < 0 or (older and (len(latest) < LOAD_LATEST or not lazy)):
+            raise CorruptRecordError(
+                id, f"its row counts {moves!r} history entries, not the {len(latest)} stored"
+            )
+        reader = _OlderReader(self, id, older)
+        deal = _codec.decode_deal(row, latest, older=older, fetch=reader)
+        if older:
+            reader.bind(deal)
+            self._unread.add(reader)
+        self._recent.keep(deal, figures)
+        return deal, figures
+
+    def _read_older(self, id: str, count: int) -> list[StageChange]:
+        """Deal ``id``'s ``count`` oldest history entries, each checked."""
+        with self._statement() as cursor:
+            cursor.execute(self.sql.select_older, (id, count))
+            rows = cursor.fetchall()
+        return _codec.decode_history(id, rows)
 
     def find(
         self, *, pipeline: str | None = None, stage: str | None = None, open: bool | None = None
@@ -581,6 +681,65 @@ class SQLStore(DealStore):
                 names = [column[0] for column in cursor.description or ()]
                 results.append([dict(zip(names, row, strict=True)) for row in cursor.fetchall()])
         return results
+
+
+class _OlderReader:
+    """Reads the older history entries a load left unread, the first time they are needed.
+
+    It holds the store and the history weakly (a deal kept in memory keeps no
+    connection open) and checks what it reads: a chain from the deal's first stage
+    to its latest entries. A store reads every head still unread when it closes, so
+    a deal outlives its store.
+    """
+
+    def __init__(self, store: SQLStore, id: str, count: int) -> None:
+        self._store = weakref.ref(store)
+        self._id, self._count = id, count
+        self._head: Callable[[], Any] = lambda: None
+        self._created_at: datetime | None = None
+        self._latest: StageChange | None = None
+
+    def bind(self, deal: Deal) -> None:
+        """Say which deal's head this reads (once the deal is decoded)."""
+        head = head_of(deal.history)
+        if head is not None:
+            self._head = weakref.ref(head)
+        self._created_at, self._latest = deal.created_at, deal.history.latest()[0]
+
+    def read_now(self) -> None:
+        """Read the head now if it is still wanted and unread."""
+        head = self._head()
+        if head is not None and not head.loaded:
+            head.entries()
+
+    def __call__(self) -> list[StageChange]:
+        store = self._store()
+        if store is None:
+            raise StorageError(self._unread())
+        try:
+            older = store._read_older(self._id, self._count)
+        except StorageError as error:
+            raise StorageError(f"{self._unread()}: {error}") from error
+        assert self._latest is not None
+        problem = (
+            f"it has {len(older)} older history entries, not {self._count}"
+            if len(older) != self._count
+            else "the first history entry must have from_stage None"
+            if older[0].from_stage is not None
+            else "created_at must equal the time of the first history entry"
+            if older[0].at != self._created_at
+            else chain_problem(self._id, [*older, self._latest])
+        )
+        if problem is not None:
+            raise CorruptRecordError(self._id, problem)
+        return older
+
+    def _unread(self) -> str:
+        return (
+            f"the {self._count} oldest history entries of deal {self._id!r} were left to be "
+            "read when needed, and its store cannot read them now (read the history while "
+            "the store is open, or load the deal with store.get(), which reads all of it)"
+        )
 
 
 def _fill_figures(cursor: Cursor, p: str, *, batch: int = 1000) -> None:

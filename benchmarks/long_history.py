@@ -1,0 +1,124 @@
+"""A move on a deal with a long history against the same move on a deal with a short one.
+
+DESIGN.md: a move costs the same whatever the deal's history length (a deal with
+10,000 entries moves within 1.5x of one with 7), for pure operations and the Tracker
+alike. Three measurements, each the long deal's cost as a multiple of the short's:
+
+- pure: ``pipeline.lose`` / ``pipeline.reopen`` in turn on the deal value;
+- the Tracker on a deal its store remembers (the usual case: the store read or
+  wrote it last), which reads nothing before it writes;
+- the Tracker on deals its store has never seen (a fresh store per round), which
+  loads each deal first: the row and its latest history entries only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from benchmarks._timing import best_times
+from benchmarks.persist import Backend
+from salespipeline import LOST, Deal, Pipeline, Stage, Tracker
+
+SHORT = 7
+PURE = "pure lose/reopen"
+WARM = "Tracker, deal remembered by its store"
+COLD = "Tracker, deal loaded by a fresh store"
+
+_T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+
+
+def pipeline() -> Pipeline:
+    return Pipeline("p", [Stage("a", probability=0.2), Stage("b", probability=0.6)])
+
+
+def built(pipe: Pipeline, id: str, entries: int) -> Deal:
+    """Deal ``id`` with ``entries`` history entries: opened, then lost and reopened in turn."""
+    deal = pipe.start(id, at=_T0)
+    at = _T0
+    for _ in range(entries - 1):
+        at += timedelta(seconds=1)
+        deal = pipe.reopen(deal, at=at) if deal.stage == LOST else pipe.lose(deal, "x", at=at)
+    return deal
+
+
+def _flip(pipe: Pipeline, deal: Deal) -> Deal:
+    return pipe.reopen(deal) if deal.stage == LOST else pipe.lose(deal, "x")
+
+
+def _move(tracker: Tracker, id: str, stage: str) -> str:
+    """Move deal ``id`` (known to be in ``stage``) once; the stage it is in after."""
+    return tracker.reopen(id).stage if stage == LOST else tracker.lose(id, "x").stage
+
+
+def pure(entries: int, *, moves: int, rounds: int) -> dict[str, float]:
+    """Seconds per pure move, on a deal of ``SHORT`` and one of ``entries`` entries."""
+    pipe = pipeline()
+    deals = {SHORT: built(pipe, "short", SHORT), entries: built(pipe, "long", entries)}
+
+    def run(deal: Deal) -> None:
+        for _ in range(moves):
+            deal = _flip(pipe, deal)
+
+    times = best_times(
+        {str(n): ((lambda d=deal: d), run) for n, deal in deals.items()}, rounds=rounds
+    )
+    return {name: seconds / moves for name, seconds in times.items()}
+
+
+def tracked(
+    backend: Backend, entries: int, *, deals: int, moves: int, rounds: int
+) -> dict[str, dict[str, float]]:
+    """Seconds per Tracker move, warm and cold, on short and long deals of one database."""
+    pipe = pipeline()
+    target = backend.fresh()
+    stages: dict[str, str] = {}
+    with backend.store(target) as store:
+        Tracker(store, pipe)  # records the definition
+        for size, name in ((SHORT, "short"), (entries, "long")):
+            for n in range(deals):
+                deal = built(pipe, f"{name}-{n}", size)
+                store.add(deal)
+                stages[deal.id] = deal.stage
+
+    opened: list[Tracker] = []
+
+    def ids(name: str) -> list[str]:
+        return [f"{name}-{n}" for n in range(deals)]
+
+    def warm(name: str) -> tuple[Callable[[], Any], Callable[[Any], None]]:
+        def prepare() -> Tracker:
+            tracker = Tracker(backend.store(target), pipe, record_definitions=False)
+            opened.append(tracker)
+            for id in ids(name):  # remembered from here on
+                stages[id] = _move(tracker, id, stages[id])
+            return tracker
+
+        def run(tracker: Tracker) -> None:
+            for _ in range(max(1, moves // deals)):
+                for id in ids(name):
+                    stages[id] = _move(tracker, id, stages[id])
+
+        return prepare, run
+
+    def cold(name: str) -> tuple[Callable[[], Any], Callable[[Any], None]]:
+        def prepare() -> Tracker:
+            opened.append(Tracker(backend.store(target), pipe, record_definitions=False))
+            return opened[-1]
+
+        def run(tracker: Tracker) -> None:
+            for id in ids(name):
+                stages[id] = _move(tracker, id, stages[id])
+
+        return prepare, run
+
+    warm_moves = max(1, moves // deals) * deals
+    warm_times = best_times({"short": warm("short"), "long": warm("long")}, rounds=rounds)
+    cold_times = best_times({"short": cold("short"), "long": cold("long")}, rounds=rounds)
+    for tracker in opened:
+        tracker.store.close()
+    return {
+        WARM: {name: seconds / warm_moves for name, seconds in warm_times.items()},
+        COLD: {name: seconds / deals for name, seconds in cold_times.items()},
+    }
