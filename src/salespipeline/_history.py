@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, islice
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from salespipeline.errors import StorageError, ValidationError
 
@@ -73,15 +73,17 @@ class History(Sequence["StageChange"]):
     _length: int
     _head: _Head | None
 
-    def __init__(self, entries: Iterable[StageChange] = ()) -> None:
-        from salespipeline.deal import StageChange  # deal imports this module
+    entry_type: ClassVar[type] = object
+    """What a History holds: ``StageChange``, set by ``salespipeline.deal`` (which this
+    module cannot import: deal imports it)."""
 
+    def __init__(self, entries: Iterable[StageChange] = ()) -> None:
         if isinstance(entries, (str, bytes)) or not isinstance(entries, Iterable):
             raise ValidationError(
                 f"a History is made of StageChange entries, not {type(entries).__name__}"
             )
         self._entries = list(entries)
-        if not all(isinstance(entry, StageChange) for entry in self._entries):
+        if not all(isinstance(entry, self.entry_type) for entry in self._entries):
             raise ValidationError("a History is made of StageChange entries only")
         self._length = len(self._entries)
         self._head = None

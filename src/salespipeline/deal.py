@@ -105,6 +105,9 @@ class StageChange:
     actor: str | None = attrs.field(default=None, converter=to_actor)
 
 
+History.entry_type = StageChange
+
+
 def _to_bant(value: object) -> Bant:
     if not isinstance(value, Bant):
         raise ValidationError(f"bant must be a Bant, not {type(value).__name__}")
