@@ -184,8 +184,8 @@ class Statements:
         return (
             f"SELECT 0, {deal}, {no_changes} FROM sp_deals d WHERE d.id = {p} "
             f"UNION ALL SELECT 1, {no_deal}, {changes} FROM (SELECT {selected} FROM sp_changes c "
-            f"JOIN sp_deals d ON d.id = c.deal_id WHERE d.id = {p} AND c.version <= d.version "
-            f"AND c.to_stage IS NOT NULL{limit}) l "
+            f"WHERE c.deal_id = {p} AND c.to_stage IS NOT NULL "
+            f"AND c.version <= (SELECT version FROM sp_deals WHERE id = {p}){limit}) l "
             f"ORDER BY 1, {order}"
         )
 
@@ -465,7 +465,7 @@ class SQLStore(DealStore):
         """
         select = self.sql.select_latest if lazy else self.sql.select_deal
         with self._statement() as cursor:
-            cursor.execute(select, (id, id))
+            cursor.execute(select, (id, id, id))
             rows = cursor.fetchall()
         if not rows or rows[0][0] != 0:
             raise DealNotFoundError(id)
