@@ -245,6 +245,29 @@ class StoreContract:
         ]
         assert [c.reason for c in store.history(deal.id)][2] == "price"
 
+    def test_a_long_history_loads_for_a_change_as_it_was_stored(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        """``load`` (which may read older entries lazily) and ``get`` give the same deal,
+        and a deal moved from a loaded one saves; ``last_known`` is None or that deal."""
+        deal = pipeline.start("long", bant=QUALIFIED, at=T0)
+        for step in range(1, 81):
+            at = _later(step)
+            deal = (
+                pipeline.reopen(deal, at=at)
+                if deal.stage == LOST
+                else pipeline.lose(deal, "price", at=at)
+            )
+        store.add(deal)
+        loaded = store.load("long")
+        assert loaded.history[-1] == deal.history[-1] and len(loaded.history) == 81
+        assert loaded == deal == store.get("long")
+        known = store.last_known("long")
+        assert known is None or known.id == "long"
+        moved = pipeline.lose(store.load("long"), "timing", at=_later(90))
+        store.save(moved)
+        assert store.get("long") == moved and len(store.get("long").history) == 82
+
     def test_generated_deals_round_trip(self, pipeline: Pipeline) -> None:
         store = self.make_store()
         counter = itertools.count()
