@@ -197,11 +197,13 @@ class _Hooked:
             return self._write()
         return super()._statement()  # type: ignore[misc,no-any-return]
 
-    def _update(self, params: Sequence[Any], change: Sequence[Any]) -> int | None:
+    def _update(
+        self, columns: Sequence[str], params: Sequence[Any], change: Sequence[Any]
+    ) -> int | None:
         hold = self._holding()
         hold.on = True
         try:
-            return super()._update(params, change)  # type: ignore[misc,no-any-return]
+            return super()._update(columns, params, change)  # type: ignore[misc,no-any-return]
         finally:
             hold.on = False
 
@@ -229,8 +231,10 @@ class UnlockedPostgresStore(HookedPostgresStore):
     def _lock_log(self, cursor: Cursor) -> None:
         pass
 
-    def _update(self, params: Sequence[Any], change: Sequence[Any]) -> int | None:
-        return SQLStore._update(self, params, change)
+    def _update(
+        self, columns: Sequence[str], params: Sequence[Any], change: Sequence[Any]
+    ) -> int | None:
+        return SQLStore._update(self, columns, params, change)
 
 
 def open_hooked(kind: str, target: str, hooks: Hooks) -> DealStore:

@@ -244,3 +244,18 @@ def test_a_move_that_the_stored_deal_refuses_is_refused(tmp_path: Path) -> None:
         ours.advance("d")  # our copy could advance; the stored deal is lost
     assert ours.store.get("d").stage == LOST
     assert len(ours.store.changes("d")) == 2
+
+
+def test_a_save_writes_only_the_columns_its_change_altered(tmp_path: Path) -> None:
+    ours, _ = two_trackers(tmp_path / "t.db")
+    ours.open("sales", "d", amount=100, bant=QUALIFIED)
+    seen = statements(ours)
+    ours.update("d", amount=250)
+    ours.advance("d")
+    updates = [s for s in seen if s.startswith("UPDATE")]
+    assert len(updates) == 2
+    assert "amount = '250'" in updates[0] and "stage" not in updates[0]
+    assert "fields" not in updates[0] and "entered_stages" not in updates[0]
+    assert "stage = 'proposal'" in updates[1] and "amount" not in updates[1]
+    assert "entered_stages" in updates[1] and "moves = 2" in updates[1]
+    assert ours.store.verify() == ()

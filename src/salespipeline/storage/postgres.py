@@ -14,6 +14,7 @@ READ ONLY transactions, so deals and their histories come from one snapshot.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -133,10 +134,12 @@ class PostgresStore(SQLStore):
         except psycopg.Error as error:
             raise StorageError(f"PostgreSQL {self._name} failed: {error}") from error
 
-    def _update(self, params: Sequence[Any], change: Sequence[Any]) -> int | None:
+    def _update(
+        self, columns: Sequence[str], params: Sequence[Any], change: Sequence[Any]
+    ) -> int | None:
         """The deal row and its change row in one statement, so one round trip."""
         with self._statement() as cursor:
-            cursor.execute(_MOVED, [*params, *change[1:]])
+            cursor.execute(_moved_statement(tuple(columns)), [*params, *change[1:]])
             row = cursor.fetchone()
         return None if row is None else int(row[0])
 
@@ -154,8 +157,9 @@ class PostgresStore(SQLStore):
         return self._transaction(read_only=False)
 
 
-def _moved_statement() -> str:
-    """``update_deal`` whose ``RETURNING`` feeds the insert of the change row.
+@functools.lru_cache(maxsize=256)
+def _moved_statement(columns: tuple[str, ...]) -> str:
+    """The update of ``columns`` whose ``RETURNING`` feeds the insert of the change row.
 
     The advisory lock is taken only after the update matched (it reads ``moved``), so
     a writer holds it from its insert to its commit and positions rise in commit
@@ -166,7 +170,7 @@ def _moved_statement() -> str:
     names = _codec.LOG_COLUMNS[2:]
     row = ", ".join(f"CAST(%s AS {cast})" for cast in casts)
     return (
-        f"WITH moved AS ({_STATEMENTS.update_deal} RETURNING id), "
+        f"WITH moved AS ({_STATEMENTS.update_columns(columns)} RETURNING id), "
         f"locked AS (SELECT pg_advisory_xact_lock({_LOG_LOCK}) IS NULL AS free FROM moved) "
         f"INSERT INTO sp_changes ({', '.join(_codec.LOG_COLUMNS[1:])}) "
         f"SELECT moved.id, {', '.join(f'v.{n}' for n in names)} FROM moved, locked, "
@@ -216,6 +220,3 @@ def _describe(parts: dict[str, Any]) -> str:
     """Where the store connects, without the password (for messages and repr)."""
     shown = {k: parts[k] for k in ("host", "port", "dbname", "user") if parts.get(k)}
     return " ".join(f"{k}={v}" for k, v in shown.items()) or "(default connection)"
-
-
-_MOVED: Final = _moved_statement()

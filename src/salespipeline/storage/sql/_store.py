@@ -26,7 +26,7 @@ import attrs
 from salespipeline import log
 from salespipeline._checks import is_int
 from salespipeline._history import head_of
-from salespipeline.deal import Deal, StageChange, chain_problem
+from salespipeline.deal import BANT_CRITERIA, Deal, StageChange, chain_problem
 from salespipeline.errors import (
     ConcurrencyError,
     CorruptRecordError,
@@ -201,13 +201,42 @@ class Statements:
 
     @functools.cached_property
     def update_deal(self) -> str:
-        p = self.placeholder
-        sets = [f"{c} = {p}" for c in self.deal_columns[1:]]
-        sets[_codec.DEAL_COLUMNS.index("fields") - 1] = f"fields = {self.dialect.json_param}"
-        return (
-            f"UPDATE sp_deals SET {', '.join(sets)} "
-            f"WHERE id = {p} AND version = {p} AND created_at_us = {p}"
-        )
+        """Every column of the deal row but its id, where the stored version is the base."""
+        return self.update_columns(self.deal_columns[1:])
+
+    def update_columns(self, columns: Sequence[str]) -> str:
+        """The deal row's ``columns``, where the stored version is the base (cached)."""
+        key = tuple(columns)
+        statement = self._updates.get(key)
+        if statement is None:
+            p = self.placeholder
+            sets = [f"{c} = {self.dialect.json_param if c == 'fields' else p}" for c in columns]
+            statement = (
+                f"UPDATE sp_deals SET {', '.join(sets)} "
+                f"WHERE id = {p} AND version = {p} AND created_at_us = {p}"
+            )
+            if len(self._updates) >= 256:
+                self._updates.clear()
+            self._updates[key] = statement
+        return statement
+
+    @functools.cached_property
+    def _updates(self) -> dict[tuple[str, ...], str]:
+        return {}
+
+    @functools.cached_property
+    def columns_of(self) -> dict[str, tuple[str, ...]]:
+        """Per attribute a change may alter, the deal columns that hold it."""
+        columns = self.deal_columns
+        held: dict[str, tuple[str, ...]] = {}
+        for name in log.ATTRIBUTES:
+            if name == "bant":
+                held[name] = tuple(f"bant_{c}" for c in BANT_CRITERIA)
+            elif name == "amount":
+                held[name] = ("amount", *self.extra_deal_columns)
+            else:
+                held[name] = (f"{name}_us",) if f"{name}_us" in columns else (name,)
+        return held
 
     def q(self, sql: str) -> str:
         """``sql`` written with ``?`` marks, in this dialect's spelling."""
@@ -234,14 +263,17 @@ class SQLStore(DealStore):
     def _statement(self) -> AbstractContextManager[Cursor]:
         """A cursor outside any explicit transaction: each statement commits on its own."""
 
-    def _update(self, params: Sequence[Any], change: Sequence[Any]) -> int | None:
-        """Write the deal row (``update_deal``) and its change row atomically.
+    def _update(
+        self, columns: Sequence[str], params: Sequence[Any], change: Sequence[Any]
+    ) -> int | None:
+        """Write the deal row's ``columns`` (``update_columns``) and the change row
+        atomically.
 
         The change's position, or None, with nothing written, when no row matched
         the stored version.
         """
         with self._write() as cursor:
-            cursor.execute(self.sql.update_deal, params)
+            cursor.execute(self.sql.update_columns(columns), params)
             if cursor.rowcount != 1:
                 return None
             self._lock_log(cursor)
@@ -367,18 +399,28 @@ class SQLStore(DealStore):
         new = new_entries(deal, stored.history)
         change = log.derive(stored, deal, actor=actor, reason=reason, key=key)
         figures = _figures.extended(self._figures(stored, known), stored.history[-1], new)
-        params = [
-            *self._deal_params(deal, figures)[1:],
-            deal.id,
-            base,
-            _codec.to_us(deal.created_at),
-        ]
+        columns, values = self._changed_columns(deal, figures, change, moved=bool(new))
+        params = [*values, deal.id, base, _codec.to_us(deal.created_at)]
         with _stray_history(deal, key):
-            position = self._update(params, _codec.log_values(change))
+            position = self._update(columns, params, _codec.log_values(change))
         if position is None:
             raise self._refusal(deal, base)
         self._recent.keep(as_stored(deal, change), figures)
         return change.with_position(position)
+
+    def _changed_columns(
+        self, deal: Deal, figures: _figures.Figures, change: Change, *, moved: bool
+    ) -> tuple[tuple[str, ...], list[Any]]:
+        """The columns a save writes and their values: those of the attributes the change
+        altered, the version and time, and the derived figures when the history grew."""
+        everything = dict(
+            zip(self.sql.deal_columns, self._deal_params(deal, figures), strict=True)
+        )
+        columns = [c for name in change.changed for c in self.sql.columns_of[name]]
+        columns += ["version", "updated_at_us"]
+        if moved:
+            columns += _figures.COLUMNS
+        return tuple(columns), [everything[c] for c in columns]
 
     @staticmethod
     def _figures(stored: Deal, known: object) -> _figures.Figures:
