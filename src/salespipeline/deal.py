@@ -188,11 +188,9 @@ def _history_problem(deal: Deal) -> str | None:
     history = deal.history
     if not history:
         return "history must not be empty"
-    entries = history.latest() if isinstance(history, History) else tuple(history)
+    entries = history.latest()
     whole = len(entries) == len(history)
-    if whole and entries[0].from_stage is not None:
-        return "the first history entry must have from_stage None"
-    problem = chain_problem(deal.id, entries)
+    problem = chain_problem(deal.id, entries, created_at=deal.created_at if whole else None)
     if problem is not None:
         return problem
     last = entries[-1]
@@ -202,19 +200,25 @@ def _history_problem(deal: Deal) -> str | None:
         return f"history reaches v{last.version} beyond the deal's version {deal.version}"
     if last.at != deal.stage_entered_at:
         return "stage_entered_at must equal the time of the last history entry"
-    if whole and entries[0].at != deal.created_at:
-        return "created_at must equal the time of the first history entry"
     if deal.updated_at < last.at:
         return "updated_at must not be before the last history entry"
     return None
 
 
-def chain_problem(deal_id: str, entries: Sequence[StageChange]) -> str | None:
+def chain_problem(
+    deal_id: str, entries: Sequence[StageChange], *, created_at: datetime | None = None
+) -> str | None:
     """Why consecutive history ``entries`` of deal ``deal_id`` do not form a chain, or None.
 
     Each entry leaves the stage the one before it entered, at a higher version and
-    no earlier.
+    no earlier. With ``created_at`` the entries begin the history: the first enters
+    the deal's first stage at ``created_at``.
     """
+    if created_at is not None and entries:
+        if entries[0].from_stage is not None:
+            return "the first history entry must have from_stage None"
+        if entries[0].at != created_at:
+            return "created_at must equal the time of the first history entry"
     previous: StageChange | None = None
     for change in entries:
         if change.deal_id != deal_id:

@@ -396,7 +396,7 @@ def decode_deal(
     try:
         if not changes:
             raise ValueError("the deal has no history rows")
-        entries = [_change(deal_id, change) for change in changes]
+        entries = decode_history(deal_id, changes)
         if older:
             assert fetch is not None
             return _build(row, History.lazy(entries, older, fetch))

@@ -334,11 +334,14 @@ def new_entries(deal: Deal, stored: Sequence[StageChange]) -> tuple[StageChange,
     """
     count = len(stored)
     history = deal.history
-    if (
-        (history.starts_with(stored) if isinstance(history, History) else False)
-        or tuple(history[:count]) == tuple(stored)
-        or _same_moves(history[:count], stored)
-    ) and (len(history) == count or history[count].version >= deal.version):
+    kept = (
+        history.starts_with(stored)
+        if isinstance(history, History)
+        else tuple(history[:count]) == tuple(stored)
+    )
+    if (kept or _same_moves(history[:count], stored)) and (
+        len(history) == count or history[count].version >= deal.version
+    ):
         return tuple(history[count:])
     raise ValidationError(
         f"its history is not the stored history plus new entries ({_difference(history, stored)});"

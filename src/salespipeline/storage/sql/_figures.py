@@ -85,9 +85,7 @@ def of_history(history: Sequence[Change]) -> Figures:
     """The figures of a whole history."""
     entered = frozenset(change.to_stage for change in history)
     stays = dict.fromkeys(open_stages(sorted(entered)), (0, 0))
-    for stage, count, total in completed_stays(history):
-        before = stays[stage]
-        stays[stage] = (before[0] + count, before[1] + total)
+    _add_stays(stays, history)
     return Figures(entered, stays, len(history))
 
 
@@ -102,11 +100,16 @@ def extended(figures: Figures, last: Change, new: Sequence[Change]) -> Figures:
     stays = dict(figures.stays)
     for stage in open_stages([change.to_stage for change in new]):
         stays.setdefault(stage, (0, 0))
-    for stage, count, total in completed_stays([last, *new]):
-        before = stays[stage]
-        stays[stage] = (before[0] + count, before[1] + total)
+    _add_stays(stays, [last, *new])
     entered = figures.entered.union(change.to_stage for change in new)
     return Figures(entered, stays, figures.moves + len(new))
+
+
+def _add_stays(stays: dict[str, tuple[int, int]], history: Sequence[Change]) -> None:
+    """Add the completed stays of ``history`` to ``stays`` (which holds their stages)."""
+    for stage, count, total in completed_stays(history):
+        before = stays[stage]
+        stays[stage] = (before[0] + count, before[1] + total)
 
 
 def values(figures: Figures) -> list[Any]:

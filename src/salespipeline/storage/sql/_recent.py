@@ -17,7 +17,7 @@ import threading
 from collections import OrderedDict
 from typing import Final
 
-from salespipeline.deal import Deal, History
+from salespipeline.deal import Deal
 
 __all__ = ["MAX_ENTRIES", "Recent"]
 
@@ -64,5 +64,4 @@ class Recent:
 
 def _held(deal: Deal) -> int:
     """The history entries ``deal`` holds in memory (a lazily loaded one: its latest)."""
-    history = deal.history
-    return history.in_memory if isinstance(history, History) else len(history)
+    return deal.history.in_memory

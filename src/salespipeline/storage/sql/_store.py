@@ -199,30 +199,9 @@ class Statements:
             f"ORDER BY version LIMIT {p}"
         )
 
-    @functools.cached_property
-    def update_deal(self) -> str:
-        """Every column of the deal row but its id, where the stored version is the base."""
-        return self.update_columns(self.deal_columns[1:])
-
     def update_columns(self, columns: Sequence[str]) -> str:
         """The deal row's ``columns``, where the stored version is the base (cached)."""
-        key = tuple(columns)
-        statement = self._updates.get(key)
-        if statement is None:
-            p = self.placeholder
-            sets = [f"{c} = {self.dialect.json_param if c == 'fields' else p}" for c in columns]
-            statement = (
-                f"UPDATE sp_deals SET {', '.join(sets)} "
-                f"WHERE id = {p} AND version = {p} AND created_at_us = {p}"
-            )
-            if len(self._updates) >= 256:
-                self._updates.clear()
-            self._updates[key] = statement
-        return statement
-
-    @functools.cached_property
-    def _updates(self) -> dict[tuple[str, ...], str]:
-        return {}
+        return _update_statement(self.placeholder, self.dialect.json_param, tuple(columns))
 
     @functools.cached_property
     def columns_of(self) -> dict[str, tuple[str, ...]]:
@@ -241,6 +220,15 @@ class Statements:
     def q(self, sql: str) -> str:
         """``sql`` written with ``?`` marks, in this dialect's spelling."""
         return self.dialect.q(sql)
+
+
+@functools.lru_cache(maxsize=256)
+def _update_statement(p: str, json_param: str, columns: tuple[str, ...]) -> str:
+    sets = [f"{c} = {json_param if c == 'fields' else p}" for c in columns]
+    return (
+        f"UPDATE sp_deals SET {', '.join(sets)} "
+        f"WHERE id = {p} AND version = {p} AND created_at_us = {p}"
+    )
 
 
 class SQLStore(DealStore):
@@ -521,9 +509,11 @@ class SQLStore(DealStore):
             raise CorruptRecordError(
                 id, f"its row counts {moves!r} history entries, not the {len(latest)} stored"
             )
-        reader = _OlderReader(self, id, older)
-        deal = _codec.decode_deal(row, latest, older=older, fetch=reader)
-        if older:
+        if not older:
+            deal = _codec.decode_deal(row, latest)
+        else:
+            reader = _OlderReader(self, id, older)
+            deal = _codec.decode_deal(row, latest, older=older, fetch=reader)
             reader.bind(deal)
             self._unread.add(reader)
         self._recent.keep(deal, figures)
@@ -766,11 +756,7 @@ class _OlderReader:
         problem = (
             f"it has {len(older)} older history entries, not {self._count}"
             if len(older) != self._count
-            else "the first history entry must have from_stage None"
-            if older[0].from_stage is not None
-            else "created_at must equal the time of the first history entry"
-            if older[0].at != self._created_at
-            else chain_problem(self._id, [*older, self._latest])
+            else chain_problem(self._id, [*older, self._latest], created_at=self._created_at)
         )
         if problem is not None:
             raise CorruptRecordError(self._id, problem)
