@@ -4,7 +4,8 @@ Both read the same ``sp_changes`` table, written by a Tracker (deals opened and
 updated), page by page in position order, and record their progress once per page.
 The reference is what an app would write by hand: ``SELECT … WHERE position > ?
 ORDER BY position LIMIT ?`` and an upsert of its position, its handler given the raw
-row. ``poll`` also decodes each row into a checked ``Change``.
+row (on PostgreSQL with ``changed`` as text, as the store reads it, not parsed). ``poll``
+also decodes each row into a checked ``Change``, whose ``changed`` is parsed on first use.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ def drain_by_hand(backend: Backend, target: str, name: str, page: int) -> tuple[
         "ON CONFLICT (name) DO UPDATE SET position = excluded.position"
     )
     connection = backend.connect(target)
+    if hasattr(connection, "adapters"):  # psycopg: JSONB as text, as the store reads it
+        from psycopg.types.string import TextLoader
+
+        connection.adapters.register_loader("jsonb", TextLoader)
     try:
         started = time.perf_counter()
         handled, after = 0, 0

@@ -31,16 +31,19 @@ class _Unchanged:
 _KEEP: Final = _Unchanged()
 
 
-def generate(cls: type[Any], name: str, doc: str, *, given: Sequence[str] = ()) -> Any:
+def generate(
+    cls: type[Any], name: str, doc: str, *, given: Sequence[str] = (), unset: Sequence[str] = ()
+) -> Any:
     """Generate a constructor or copier for ``cls`` that skips validation.
 
     With ``given``, the function takes those fields (keyword-only after ``source``,
-    or positionally when they are all the fields) and copies the rest from
-    ``source``; without, every field is an optional keyword that keeps ``source``'s
-    value. One line per field, written through its slot descriptor: no frozen
-    ``__setattr__``, no per-field lookups.
+    or positionally when they and ``unset`` are all the fields) and copies the rest
+    from ``source``; without, every field is an optional keyword that keeps
+    ``source``'s value. ``unset`` fields are left empty, for a class that fills them
+    when first read. One line per field, written through its slot descriptor: no
+    frozen ``__setattr__``, no per-field lookups.
     """
-    names = tuple(a.name for a in attrs.fields(cls))
+    names = tuple(a.name for a in attrs.fields(cls) if a.name not in unset)
     if not given:
         params = ["source", "*", *(f"{n}=KEEP" for n in names)]
         values = {n: f"source.{n} if {n} is KEEP else {n}" for n in names}

@@ -92,8 +92,34 @@ def _changed(value: object) -> Mapping[str, tuple[Any, Any]]:
     return c.FrozenMap(pairs)  # read-only like a mappingproxy, and it pickles
 
 
+class _Stored:
+    """Room in a Change for the parts a store decodes only when they are first read.
+
+    A consumer draining the log routes most changes on kind, deal and stage; building
+    every row's ``at`` and parsing its ``changed`` JSON up front would double what a
+    page costs. A store checks a row's scalars (the time's range too) when it decodes
+    it, keeps the row in ``_stored`` and leaves ``at`` and ``changed`` unset; the first
+    read of one fills it through ``_decode_stored(row, name)``, which raises
+    ``CorruptRecordError`` for a damaged ``changed``.
+    """
+
+    __slots__ = ("_stored",)
+
+    @staticmethod
+    def _decode_stored(stored: Any, name: str) -> Any:
+        """Set by the store codec, the only maker of changes with a ``_stored`` row."""
+        raise NotImplementedError
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in _DEFERRED:  # only an unset slot or an unknown name comes here
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        value = self._decode_stored(self._stored, name)
+        _DEFERRED[name](self, value)
+        return value
+
+
 @attrs.frozen
-class Change:
+class Change(_Stored):
     """One version of one deal: what changed, when, who did it and why.
 
     ``at`` is the deal's ``updated_at`` after the change; ``position`` is set by the
@@ -152,6 +178,10 @@ _new_change: Final[Callable[..., Change]] = generate(
     "A Change from parts already checked, in field order (a save's hot path).",
     given=tuple(a.name for a in attrs.fields(Change)),
 )
+_DEFERRED: Final[dict[str, Callable[[Any, Any], None]]] = {
+    "at": Change.at.__set__,  # type: ignore[attr-defined]
+    "changed": Change.changed.__set__,  # type: ignore[attr-defined]
+}
 _positioned: Final[Callable[..., Change]] = generate(
     Change, "positioned", "A copy of a Change with its position set.", given=("position",)
 )

@@ -10,7 +10,7 @@ import functools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
@@ -29,7 +29,7 @@ from salespipeline._unchecked import generate
 from salespipeline._unchecked import stage_change as _unchecked_change
 from salespipeline.deal import MAX_VERSION, Bant, Deal, History, StageChange, to_actor
 from salespipeline.errors import CorruptRecordError, SalesPipelineError, ValidationError
-from salespipeline.limits import MAX_DEPTH
+from salespipeline.limits import MAX_DEPTH, MAX_YEAR, MIN_YEAR
 from salespipeline.log import ATTRIBUTES, KINDS, Change
 from salespipeline.metrics._time import EPOCH, to_us
 
@@ -51,6 +51,7 @@ __all__ = [
 ]
 
 FRACTION_UNITS: Final = 10**12
+_KINDS: Final = frozenset(KINDS)
 _STRINGS: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 _BRACKETS: Final = re.compile(r"[\[\]{}]")
 
@@ -218,29 +219,37 @@ def log_values(change: Change) -> tuple[Any, ...]:
 def decode_change(row: Sequence[Any]) -> Change:
     """The Change a ``LOG_COLUMNS`` row describes; ``CorruptRecordError`` if it is not one.
 
-    Every value is checked as ``Change`` checks it, but cheaply (names and ids repeat,
-    so their checks are remembered; only nested values of ``changed`` are copied), and
-    the value is built without running the constructor's converters again.
+    Every scalar is checked as ``Change`` checks it, but cheaply (names and ids repeat,
+    so their checks are remembered), and the value is built without running the
+    constructor's converters again. ``at`` and ``changed`` are built when first read
+    (``log._Stored``): a consumer that routes on kind and stage never pays for them.
+    The time is range-checked here, so building it cannot fail; a damaged ``changed``
+    raises ``CorruptRecordError`` when it is read.
     """
-    position, deal_id, version, at_us, kind, actor, reason, key, from_stage, to_stage = row[:10]
+    position, deal_id, version, at_us, kind, actor, reason, key, source, target, changed = row
     try:
-        data = row[10]
-        pairs = loads(data) if isinstance(data, (str, bytes)) else data
-        if not isinstance(pairs, Mapping):
-            raise TypeError(f"the changed column holds {type(pairs).__name__}, not an object")
-        change = _stored_change(
+        if type(position) is not int or position < 1:  # bool is not int here
+            raise ValueError(f"a log row holds position {position!r}")
+        if type(version) is not int or not 1 <= version <= MAX_VERSION:
+            raise ValueError(f"a log row holds version {version!r}")
+        if type(at_us) is not int or not _FIRST_US <= at_us <= _LAST_US:
+            raise ValueError(f"a log row holds the time {at_us!r}, not microseconds in range")
+        if kind not in _KINDS:
+            raise ValueError(f"a log row holds kind {kind!r}")
+        if not isinstance(changed, (str, bytes, Mapping)):
+            raise TypeError(f"the changed column holds {type(changed).__name__}")
+        change = _deferred_change(
             _known_id(deal_id),
-            _version(version),
-            from_us(at_us),
-            _kind(kind),
+            version,
+            kind,
             None if actor is None else _known_actor(actor),
-            to_optional_text(reason, "reason"),
+            None if reason is None else check_text(reason, "reason"),
             None if key is None else check_text(key, "key"),
-            None if from_stage is None else _stage_name(from_stage),
-            None if to_stage is None else _stage_name(to_stage),
-            FrozenMap({_attribute(name): _pair(name, pair) for name, pair in pairs.items()}),
-            _position(position),
+            None if source is None else _stage_name(source),
+            None if target is None else _stage_name(target),
+            position,
         )
+        _set_stored(change, row)
         change.__attrs_post_init__()  # the kind agrees with the stages
         return change
     except _DECODE_ERRORS as error:
@@ -249,11 +258,30 @@ def decode_change(row: Sequence[Any]) -> Change:
         ) from error
 
 
-_stored_change: Final[Callable[..., Change]] = generate(
+def _deferred_part(row: Sequence[Any], name: str) -> Any:
+    """A decoded row's ``at`` or ``changed``, built when first read."""
+    if name == "at":
+        return EPOCH + timedelta(0, 0, row[3])
+    deal_id, stored = row[1], row[10]
+    try:
+        pairs = loads(stored) if isinstance(stored, (str, bytes)) else stored
+        if not isinstance(pairs, Mapping):
+            raise TypeError(f"the changed column holds {type(pairs).__name__}, not an object")
+        return FrozenMap({_attribute(key): _pair(key, pair) for key, pair in pairs.items()})
+    except _DECODE_ERRORS as error:
+        raise CorruptRecordError(deal_id, f"its change log row is damaged: {error}") from error
+
+
+Change._decode_stored = staticmethod(_deferred_part)  # type: ignore[method-assign, assignment]
+_FIRST_US: Final = to_us(datetime(MIN_YEAR, 1, 1, tzinfo=timezone.utc))
+_LAST_US: Final = to_us(datetime(MAX_YEAR + 1, 1, 1, tzinfo=timezone.utc)) - 1
+_set_stored: Final = Change._stored.__set__  # type: ignore[attr-defined]
+_deferred_change: Final[Callable[..., Change]] = generate(
     Change,
-    "stored_change",
-    "A Change from a log row's checked parts, in field order.",
-    given=tuple(a.name for a in attrs.fields(Change)),
+    "deferred_change",
+    "A Change from a log row's checked scalars; ``at`` and ``changed`` are left to read.",
+    given=tuple(a.name for a in attrs.fields(Change) if a.name not in ("at", "changed")),
+    unset=("at", "changed"),
 )
 
 
@@ -265,18 +293,6 @@ def _known_id(value: str) -> str:
 @functools.lru_cache(maxsize=1024)
 def _known_actor(value: str) -> str | None:
     return to_actor(value)
-
-
-def _kind(value: object) -> str:
-    if not isinstance(value, str) or value not in KINDS:
-        raise ValueError(f"a log row holds kind {value!r}")
-    return value
-
-
-def _position(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"a log row holds position {value!r}")
-    return value
 
 
 def _attribute(name: object) -> str:

@@ -74,19 +74,18 @@ class Consumer:
             raise ValidationError(
                 f"limit must be an integer from 1 to {limits.MAX_PAGE:,}, not {shown(limit)}"
             )
-        start = self.position
-        handled = start
-        count = 0
+        changes = self._store.log(after=self.position, limit=limit)
+        handled = 0
         try:
-            for change in self._store.log(after=start, limit=limit):
+            for change in changes:
                 handler(change)
-                assert change.position is not None
-                handled = change.position
-                count += 1
+                handled += 1
         finally:
-            if handled != start:
-                self._store.record_consumer_position(self._name, handled)
-        return count
+            if handled:
+                position = changes[handled - 1].position
+                assert position is not None  # the store's log is committed changes
+                self._store.record_consumer_position(self._name, position)
+        return handled
 
     def seek(self, position: int) -> None:
         """Set the position (0 re-reads the whole log); for replays and repairs."""

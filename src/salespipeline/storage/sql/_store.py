@@ -601,7 +601,7 @@ class SQLStore(DealStore):
         with self._statement() as cursor:
             cursor.execute(self.sql.select_log, (after, limit))
             rows = cursor.fetchall()
-        return tuple(_codec.decode_change(row) for row in rows)
+        return tuple(map(_codec.decode_change, rows))
 
     def consumer_position(self, name: str) -> int:
         name = check_consumer_name(name)
