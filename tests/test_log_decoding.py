@@ -94,7 +94,11 @@ def test_threads_reading_one_change_at_once_all_get_the_same_values(backend: Bac
             seen: list[tuple[Any, Any]] = []
             barrier = threading.Barrier(4)
 
-            def read(change: Change = change) -> None:
+            def read(
+                change: Change = change,
+                barrier: threading.Barrier = barrier,
+                seen: list[tuple[Any, Any]] = seen,
+            ) -> None:
                 barrier.wait()
                 seen.append((change.changed, change.at))
 
@@ -109,15 +113,17 @@ def test_threads_reading_one_change_at_once_all_get_the_same_values(backend: Bac
 def test_a_damaged_changed_column_is_a_corrupt_record_when_first_read(backend: Backend) -> None:
     heard = story(backend)
     damaged = heard[5]  # d1's update
-    backend.raw("UPDATE sp_changes SET changed = ? WHERE position = ?", ("[1, 2]", damaged.position))
+    backend.raw(
+        "UPDATE sp_changes SET changed = ? WHERE position = ?", ("[1, 2]", damaged.position)
+    )
     with backend.open() as store:
         read = store.log()
         assert [(c.deal_id, c.version, c.kind) for c in read] == [
             (c.deal_id, c.version, c.kind) for c in heard
         ]
         assert read[5].at == damaged.at
-        with pytest.raises(CorruptRecordError, match="d1.*change log row is damaged"):
-            read[5].changed
+        with pytest.raises(CorruptRecordError, match=r"d1.*change log row is damaged"):
+            read[5].changed  # noqa: B018
         with pytest.raises(CorruptRecordError, match="d1"):
             read[5] == damaged  # noqa: B015
         assert read[4] == heard[4] and read[6] == heard[6]

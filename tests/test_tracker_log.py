@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from salespipeline import (
 )
 from salespipeline.deal import Deal
 from salespipeline.storage import DealStore, MemoryStore, SQLiteStore
+from salespipeline.storage.sql import _figures
 from test_tracker import HOUR, QUALIFIED, T0, Clock, sales
 
 
@@ -259,3 +261,37 @@ def test_a_save_writes_only_the_columns_its_change_altered(tmp_path: Path) -> No
     assert "stage = 'proposal'" in updates[1] and "amount" not in updates[1]
     assert "entered_stages" in updates[1] and "moves = 2" in updates[1]
     assert ours.store.verify() == ()
+
+
+def test_a_move_writes_only_the_figures_it_alters(tmp_path: Path) -> None:
+    ours, _ = two_trackers(tmp_path / "t.db")
+    ours.open("sales", "d", bant=QUALIFIED)
+    seen = statements(ours)
+    ours.advance("d")  # lead's stay completes: slot 1 (lead) and the entered set change
+    (update,) = [s for s in seen if s.startswith("UPDATE")]
+    written = {part.split(" = ")[0].strip() for part in update.split(" WHERE ")[0].split(",")}
+    figures = written & set(_figures.COLUMNS)
+    assert figures == {"entered_stages", "stays_1", "stay_us_1", "moves"}
+    assert ours.store.verify() == ()
+
+
+@pytest.mark.parametrize("first", ["advance", "update, then advance"])
+def test_a_move_rewrites_every_figure_when_the_row_s_do_not_read(
+    tmp_path: Path, first: str
+) -> None:
+    path = tmp_path / "t.db"
+    ours, _ = two_trackers(path)
+    ours.open("sales", "d", bant=QUALIFIED)
+    ours.advance("d")
+    ours.store.close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE sp_deals SET stays_more = 'junk', stays_5 = 9 WHERE id = 'd'")
+    with SQLiteStore(path) as store:
+        tracker = Tracker(store, sales(), clock=Clock())
+        if first.startswith("update"):
+            tracker.update("d", amount=5)  # writes no figures, so still knows none
+        moved = tracker.advance("d")
+    with sqlite3.connect(path) as connection:
+        columns = ", ".join(_figures.COLUMNS)
+        (row,) = connection.execute(f"SELECT {columns} FROM sp_deals WHERE id = 'd'").fetchall()
+    assert list(row) == _figures.values(_figures.of_history(moved.history))

@@ -14,11 +14,12 @@ from typing import Any, Literal
 
 import attrs
 
+from salespipeline._unchecked import generate
 from salespipeline.deal import Deal
 from salespipeline.errors import ConcurrencyError
 from salespipeline.pipeline import Pipeline
 
-__all__ = ["Command", "Intent", "decide", "redo"]
+__all__ = ["Command", "Intent", "decide", "redo", "with_actor"]
 
 Kind = Literal["move", "advance", "win", "lose", "reopen", "update"]
 
@@ -32,6 +33,11 @@ class Command:
     reason: str | None = None
     changes: Mapping[str, Any] = attrs.field(factory=dict)
     actor: str | None = None
+
+
+with_actor: Callable[..., Command] = generate(
+    Command, "with_actor", "A copy of a command with ``actor=`` set.", given=("actor",)
+)
 
 
 @attrs.frozen

@@ -21,11 +21,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-import attrs
-
 from salespipeline import _checks as c
 from salespipeline import log
-from salespipeline._commands import Command, Intent, decide, redo
+from salespipeline._commands import Command, Intent, decide, redo, with_actor
 from salespipeline._listeners import EVENTS, Listener, ListenerFailure, Listeners, Unsubscribe
 from salespipeline.deal import Bant, Deal, to_actor
 from salespipeline.errors import (
@@ -253,7 +251,9 @@ class Tracker:
     def _run(self, id: str, command: Command, actor: str | None, key: str | None) -> Deal:
         """Decide, save; after a conflict, reload and finish the same intent."""
         id = c.check_id(id)
-        command = attrs.evolve(command, actor=self._who(actor))
+        who = self._who(actor)
+        if who is not None:
+            command = with_actor(command, actor=who)
         key = _key(key)
         kind = "update" if command.kind == "update" else "move"
         if key is not None:

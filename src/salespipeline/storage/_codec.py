@@ -36,6 +36,7 @@ from salespipeline.metrics._time import EPOCH, to_us
 __all__ = [
     "CHANGE_COLUMNS",
     "DEAL_COLUMNS",
+    "ENCODERS",
     "LOG_COLUMNS",
     "amount_parts",
     "change_values",
@@ -124,13 +125,18 @@ def _optional_us(moment: datetime | None) -> int | None:
     return None if moment is None else to_us(moment)
 
 
+_encode: Final = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False
+).encode
+
+
 def dumps(data: object) -> str:
     """Compact JSON that keeps non-ASCII text as it is (Korean labels stay readable).
 
     Text no database can encode (a lone surrogate) is a ``ValidationError`` here,
     before any write, whatever part of a deal or definition it came from.
     """
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = _encode(data)
     if not text.isascii() and not is_encodable(text):
         raise ValidationError("the data holds text that is not valid Unicode (a lone surrogate)")
     return text
@@ -170,33 +176,38 @@ def amount_parts(amount: Decimal) -> tuple[int, int]:
     return whole, fraction
 
 
+ENCODERS: Final[dict[str, Callable[[Deal], tuple[Any, ...]]]] = {
+    "id": lambda deal: (deal.id,),
+    "pipeline": lambda deal: (deal.pipeline,),
+    "stage": lambda deal: (deal.stage,),
+    "amount": lambda deal: (deal.amount,),
+    "currency": lambda deal: (deal.currency,),
+    "bant": lambda deal: _bant_values(deal.bant),
+    "fields": lambda deal: (dumps(thaw(deal.fields)),),
+    "probability": lambda deal: (deal.probability,),
+    "lost_reason": lambda deal: (deal.lost_reason,),
+    "next_action": lambda deal: (deal.next_action,),
+    "next_action_at": lambda deal: (_optional_us(deal.next_action_at),),
+    "created_at": lambda deal: (to_us(deal.created_at),),
+    "stage_entered_at": lambda deal: (to_us(deal.stage_entered_at),),
+    "closed_at": lambda deal: (_optional_us(deal.closed_at),),
+    "version": lambda deal: (deal.version,),
+    "owner": lambda deal: (deal.owner,),
+    "close_date": lambda deal: (None if deal.close_date is None else deal.close_date.isoformat(),),
+    "forecast_category": lambda deal: (deal.forecast_category,),
+    "updated_at": lambda deal: (to_us(deal.updated_at),),
+}
+"""Per deal attribute, in ``DEAL_COLUMNS`` order, the values of the columns that hold it:
+the amount a Decimal, the fields JSON text, times integer microseconds."""
+
+
+def _bant_values(bant: Bant) -> tuple[bool, bool, bool, bool]:
+    return (bant.budget, bant.authority, bant.need, bant.timeline)
+
+
 def deal_values(deal: Deal) -> list[Any]:
-    """The ``DEAL_COLUMNS`` values; the amount a Decimal, the fields JSON text."""
-    bant = deal.bant
-    return [
-        deal.id,
-        deal.pipeline,
-        deal.stage,
-        deal.amount,
-        deal.currency,
-        bant.budget,
-        bant.authority,
-        bant.need,
-        bant.timeline,
-        dumps(thaw(deal.fields)),
-        deal.probability,
-        deal.lost_reason,
-        deal.next_action,
-        _optional_us(deal.next_action_at),
-        to_us(deal.created_at),
-        to_us(deal.stage_entered_at),
-        _optional_us(deal.closed_at),
-        deal.version,
-        deal.owner,
-        None if deal.close_date is None else deal.close_date.isoformat(),
-        deal.forecast_category,
-        to_us(deal.updated_at),
-    ]
+    """The ``DEAL_COLUMNS`` values (``ENCODERS`` one after another)."""
+    return [value for encode in ENCODERS.values() for value in encode(deal)]
 
 
 def log_values(change: Change) -> tuple[Any, ...]:

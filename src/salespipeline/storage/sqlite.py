@@ -97,6 +97,11 @@ class SQLiteStore(SQLStore):
         row["amount"] = str(deal.amount)
         return [*row.values(), *_codec.amount_parts(deal.amount)]
 
+    def _attribute_values(self, deal: Deal, name: str) -> tuple[Any, ...]:
+        if name == "amount":
+            return (str(deal.amount), *_codec.amount_parts(deal.amount))
+        return super()._attribute_values(deal, name)
+
     def _open_connection(self) -> sqlite3.Connection:
         if self._connection is None:
             raise StorageError(f"{self!r} is closed")

@@ -15,6 +15,7 @@ migrations, or in pipelines longer than ``SLOTS``) keeps the rest in ``stays_mor
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -30,6 +31,7 @@ __all__ = [
     "SLOTS",
     "V2_COLUMNS",
     "Figures",
+    "Written",
     "deal_figures",
     "extended",
     "figure_values",
@@ -81,6 +83,13 @@ class Figures(NamedTuple):
     moves: int
 
 
+class Written(NamedTuple):
+    """Figures and the ``COLUMNS`` values of the row that holds them (as it was written)."""
+
+    figures: Figures
+    values: Sequence[Any]
+
+
 def of_history(history: Sequence[Change]) -> Figures:
     """The figures of a whole history."""
     entered = frozenset(change.to_stage for change in history)
@@ -114,14 +123,13 @@ def _add_stays(stays: dict[str, tuple[int, int]], history: Sequence[Change]) -> 
 
 def values(figures: Figures) -> list[Any]:
     """The ``COLUMNS`` values of ``figures``, the stays laid out in slots."""
-    entered = sorted(figures.entered)
-    slots = open_stages(entered)
+    entered, slots = _layout(tuple(sorted(figures.entered)))
     summed = figures.stays
     kept = [summed[stage] for stage in slots[:SLOTS]]
     more = {stage: list(summed[stage]) for stage in slots[SLOTS:]}
     padding = [0] * (SLOTS - len(kept))
     return [
-        _json(entered),
+        entered,
         _json(more) if more else None,
         *(count for count, _ in kept),
         *padding,
@@ -129,6 +137,13 @@ def values(figures: Figures) -> list[Any]:
         *padding,
         figures.moves,
     ]
+
+
+@functools.lru_cache(maxsize=1024)
+def _layout(entered: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """A sorted set of stages entered as stored, and the stages of its slots (few sets
+    recur, and a save writes one on every move)."""
+    return _json(entered), tuple(open_stages(entered))
 
 
 def read(row: Sequence[Any]) -> Figures:

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NoReturn, Protocol
 
 import attrs
 
@@ -222,6 +222,10 @@ class Statements:
         return self.dialect.q(sql)
 
 
+_UNKNOWN: Final = object()
+"""What a save knows of a figure column it was not told the row's value of."""
+
+
 @functools.lru_cache(maxsize=256)
 def _update_statement(p: str, json_param: str, columns: tuple[str, ...]) -> str:
     sets = [f"{c} = {json_param if c == 'fields' else p}" for c in columns]
@@ -280,10 +284,6 @@ class SQLStore(DealStore):
 
     def _lock_schema(self, cursor: Cursor) -> None:
         """Serialise schema creation between processes (no-op where writes already are)."""
-
-    def _deal_params(self, deal: Deal, figures: _figures.Figures) -> list[Any]:
-        """The values of ``sql.deal_columns``."""
-        return [*self._row_values(deal), *_figures.values(figures)]
 
     def _row_values(self, deal: Deal) -> list[Any]:
         """The deal's own column values and the dialect's extras."""
@@ -362,14 +362,15 @@ class SQLStore(DealStore):
         changes = log.recorded(deal, actor=actor, reason=reason, key=key)
         rows = [_codec.log_values(change) for change in changes]
         figures = _figures.of_history(deal.history)
+        written = _figures.Written(figures, _figures.values(figures))
         with _stray_history(deal, key), self._write() as cursor:
-            cursor.execute(self.sql.insert_deal, self._deal_params(deal, figures))
+            cursor.execute(self.sql.insert_deal, [*self._row_values(deal), *written.values])
             if cursor.rowcount != 1:
                 raise DuplicateDealError(deal.id)
             self._lock_log(cursor)
             for row in rows:
                 position = self._insert_log(cursor, row)
-        self._recent.keep(as_stored(deal, changes[-1]), figures)
+        self._recent.keep(as_stored(deal, changes[-1]), written)
         return changes[-1].with_position(position)
 
     def save(
@@ -386,40 +387,73 @@ class SQLStore(DealStore):
         stored, known = self._stored_at(deal.id, base)
         new = new_entries(deal, stored.history)
         change = log.derive(stored, deal, actor=actor, reason=reason, key=key)
-        figures = _figures.extended(self._figures(stored, known), stored.history[-1], new)
-        columns, values = self._changed_columns(deal, figures, change, moved=bool(new))
+        before, stored_values = self._known_figures(stored, known)
+        columns, values = self._changed_columns(deal, change)
+        written: _figures.Written | None = None
+        if new:
+            written = self._changed_figures(columns, values, stored_values, before, new, stored)
+        elif stored_values is not None:
+            written = _figures.Written(before, stored_values)
         params = [*values, deal.id, base, _codec.to_us(deal.created_at)]
-        with _stray_history(deal, key):
-            position = self._update(columns, params, _codec.log_values(change))
+        try:
+            position = self._update(tuple(columns), params, _codec.log_values(change))
+        except UniqueViolation as error:
+            _refuse_row(error, deal, key)
         if position is None:
             raise self._refusal(deal, base)
-        self._recent.keep(as_stored(deal, change), figures)
+        self._recent.keep(as_stored(deal, change), written)
         return change.with_position(position)
 
-    def _changed_columns(
-        self, deal: Deal, figures: _figures.Figures, change: Change, *, moved: bool
-    ) -> tuple[tuple[str, ...], list[Any]]:
-        """The columns a save writes and their values: those of the attributes the change
-        altered, the version and time, and the derived figures when the history grew."""
-        everything = dict(
-            zip(self.sql.deal_columns, self._deal_params(deal, figures), strict=True)
-        )
-        columns = [c for name in change.changed for c in self.sql.columns_of[name]]
-        columns += ["version", "updated_at_us"]
-        if moved:
-            columns += _figures.COLUMNS
-        return tuple(columns), [everything[c] for c in columns]
+    def _changed_columns(self, deal: Deal, change: Change) -> tuple[list[str], list[Any]]:
+        """The deal columns a save writes and their values: those of the attributes the
+        change altered, then the version and the time."""
+        columns: list[str] = []
+        values: list[Any] = []
+        for name in change.changed:
+            columns += self.sql.columns_of[name]
+            values += self._attribute_values(deal, name)
+        columns += ("version", "updated_at_us")
+        values += (deal.version, _codec.to_us(deal.updated_at))
+        return columns, values
 
     @staticmethod
-    def _figures(stored: Deal, known: object) -> _figures.Figures:
-        """The derived figures of the stored deal: as remembered, read from its row, or
-        (when the row's do not read) derived again from its history, the source of truth."""
-        if isinstance(known, _figures.Figures):
-            return known
-        if known is not None:
+    def _changed_figures(
+        columns: list[str],
+        values: list[Any],
+        stored_values: Sequence[Any] | None,
+        before: _figures.Figures,
+        new: Sequence[StageChange],
+        stored: Deal,
+    ) -> _figures.Written:
+        """Add the figure columns the new history entries alter (every one when what the
+        row holds is not known); the figures as the row will hold them."""
+        figures = _figures.extended(before, stored.history[-1], new)
+        now = _figures.values(figures)
+        for column, was, value in zip(
+            _figures.COLUMNS, stored_values or [_UNKNOWN] * len(now), now, strict=True
+        ):
+            if was is _UNKNOWN or was != value:
+                columns.append(column)
+                values.append(value)
+        return _figures.Written(figures, now)
+
+    def _attribute_values(self, deal: Deal, name: str) -> tuple[Any, ...]:
+        """The values of ``sql.columns_of[name]``."""
+        return _codec.ENCODERS[name](deal)
+
+    @staticmethod
+    def _known_figures(
+        stored: Deal, known: object
+    ) -> tuple[_figures.Figures, Sequence[Any] | None]:
+        """The derived figures of the stored deal, and the values its row holds for them
+        (None: not known): as written or read from its row, or (when the row's do not
+        read) derived again from its history, the source of truth."""
+        if isinstance(known, _figures.Written):
+            return known.figures, known.values
+        if isinstance(known, (list, tuple)):
             with contextlib.suppress(ValueError):  # unreadable: derived again below
-                return _figures.read(known)  # type: ignore[arg-type]
-        return _figures.of_history(stored.history)
+                return _figures.read(known), known
+        return _figures.of_history(stored.history), None
 
     def last_known(self, id: str) -> Deal | None:
         return self._recent.latest(id)
@@ -818,18 +852,23 @@ def _schema_number(value: object) -> int:
 
 @contextmanager
 def _stray_history(deal: Deal, key: str | None = None) -> Iterator[None]:
-    """History rows beyond the stored version mean the database was tampered with; a
-    refused idempotency key is the caller's ``ValidationError``."""
+    """A write whose unique index refused a row raises ``_refuse_row``'s error."""
     try:
         yield
     except UniqueViolation as error:
-        if error.of_key:  # the index on (deal_id, key) refused it: the write rolled back
-            raise ValidationError(
-                f"key {key!r} is already in the deal's log", deal_id=deal.id, field="key"
-            ) from None
-        raise CorruptRecordError(
-            deal.id, "the history already holds entries newer than the stored deal"
-        ) from error
+        _refuse_row(error, deal, key)
+
+
+def _refuse_row(error: UniqueViolation, deal: Deal, key: str | None) -> NoReturn:
+    """History rows beyond the stored version mean the database was tampered with; a
+    refused idempotency key is the caller's ``ValidationError``."""
+    if error.of_key:  # the index on (deal_id, key) refused it: the write rolled back
+        raise ValidationError(
+            f"key {key!r} is already in the deal's log", deal_id=deal.id, field="key"
+        ) from None
+    raise CorruptRecordError(
+        deal.id, "the history already holds entries newer than the stored deal"
+    ) from error
 
 
 @attrs.frozen
