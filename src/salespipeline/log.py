@@ -10,6 +10,7 @@ A store derives the Change from the deal it stored and the one it is given
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final
@@ -39,6 +40,7 @@ They are the ``update`` changes of versions without a history entry; their
 ``open`` change of such a deal lists the attributes as they were known when the log
 was written (the stage path comes from the history, which was always kept)."""
 
+_state: Final = operator.attrgetter(*STATE)
 _STAGE_KINDS: Final = frozenset({"open", "move", "migrate", "import"})
 _STAGE_FACTS: Final = ("stage", "stage_entered_at", "closed_at", "lost_reason")
 _LIFECYCLE: Final = frozenset({"pipeline", "created_at", *_STAGE_FACTS})
@@ -247,8 +249,7 @@ def derive(
 def _difference(before: Deal, after: Deal) -> dict[str, tuple[Any, Any]]:
     """Each attribute whose encoded value differs, as its encoded (old, new) pair."""
     changed: dict[str, tuple[Any, Any]] = {}
-    for name in STATE:
-        old, new = getattr(before, name), getattr(after, name)
+    for name, old, new in zip(STATE, _state(before), _state(after), strict=True):
         if old is not new:
             pair = (encode_value(name, old), encode_value(name, new))
             if _differ(*pair):

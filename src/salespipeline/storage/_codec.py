@@ -22,7 +22,6 @@ from salespipeline._checks import (
     check_text,
     freeze_json,
     is_encodable,
-    thaw,
     to_optional_text,
 )
 from salespipeline._unchecked import generate
@@ -125,13 +124,21 @@ def _optional_us(moment: datetime | None) -> int | None:
     return None if moment is None else to_us(moment)
 
 
+def _plain(value: object) -> object:
+    """What JSON makes of a read-only map (tuples are already arrays)."""
+    if isinstance(value, FrozenMap):
+        return value._data
+    raise TypeError(f"{type(value).__name__} is not JSON data")
+
+
 _encode: Final = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_plain
 ).encode
 
 
 def dumps(data: object) -> str:
-    """Compact JSON that keeps non-ASCII text as it is (Korean labels stay readable).
+    """Compact JSON that keeps non-ASCII text as it is (Korean labels stay readable);
+    read-only maps and tuples are written as objects and arrays.
 
     Text no database can encode (a lone surrogate) is a ``ValidationError`` here,
     before any write, whatever part of a deal or definition it came from.
@@ -183,7 +190,7 @@ ENCODERS: Final[dict[str, Callable[[Deal], tuple[Any, ...]]]] = {
     "amount": lambda deal: (deal.amount,),
     "currency": lambda deal: (deal.currency,),
     "bant": lambda deal: _bant_values(deal.bant),
-    "fields": lambda deal: (dumps(thaw(deal.fields)),),
+    "fields": lambda deal: (dumps(deal.fields),),
     "probability": lambda deal: (deal.probability,),
     "lost_reason": lambda deal: (deal.lost_reason,),
     "next_action": lambda deal: (deal.next_action,),
@@ -212,7 +219,6 @@ def deal_values(deal: Deal) -> list[Any]:
 
 def log_values(change: Change) -> tuple[Any, ...]:
     """The ``LOG_COLUMNS`` values of one change but its position (the store assigns it)."""
-    changed = {name: [thaw(old), thaw(new)] for name, (old, new) in change.changed.items()}
     return (
         change.deal_id,
         change.version,
@@ -223,7 +229,7 @@ def log_values(change: Change) -> tuple[Any, ...]:
         change.key,
         change.from_stage,
         change.to_stage,
-        dumps(changed),
+        dumps(change.changed),
     )
 
 
