@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Context, Decimal, InvalidOperation
-from typing import Any, TypeGuard
+from typing import Any, Final, TypeGuard
 
 from salespipeline import limits
 from salespipeline.errors import ValidationError, shown
@@ -356,6 +356,8 @@ def to_fields(value: object) -> FrozenMap:
         return value
     if not isinstance(value, Mapping):
         raise ValidationError(f"fields must be a mapping, not {type(value).__name__}")
+    if not value:  # most deals have none: one shared empty map, nothing to check
+        return _NO_FIELDS
     frozen = freeze_json(value, "fields")
     assert isinstance(frozen, FrozenMap)
     if len(_compact(frozen.thaw()).encode()) > limits.MAX_FIELDS_BYTES:
@@ -366,6 +368,7 @@ def to_fields(value: object) -> FrozenMap:
 
 
 _compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_NO_FIELDS: Final = FrozenMap()
 
 
 def is_empty(value: JSONValue) -> bool:
