@@ -68,6 +68,10 @@ def spec(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSpec:
     return StoreSpec("postgres", request.getfixturevalue("postgres_database"))
 
 
+WAIT_SECONDS = 600
+"""Longer than the slowest run seen on CI (about a minute), far shorter than CI's budget."""
+
+
 def run_processes(spec: StoreSpec) -> list[WorkerResult]:
     """WORKERS spawned processes, released together, OPERATIONS changes each."""
     context = multiprocessing.get_context("spawn")
@@ -77,7 +81,9 @@ def run_processes(spec: StoreSpec) -> list[WorkerResult]:
             (spec, worker, OPERATIONS, DEALS, DEALS_UPDATED, 1000 + worker)
             for worker in range(WORKERS)
         ]
-        return pool.starmap(concurrent_worker, jobs)
+        # A bounded wait: a worker that dies before the barrier must fail the test, not
+        # leave the others waiting at it for ever.
+        return pool.starmap_async(concurrent_worker, jobs).get(timeout=WAIT_SECONDS)
 
 
 def run_threads(store: Any) -> list[WorkerResult]:
