@@ -3,23 +3,49 @@
 A command is decided once, on the deal as first loaded; that fixes where it sends
 the deal (``advance`` means "to the stage after the one I saw"). The ``Intent``
 carries the decision through retries after a conflict, under DESIGN.md's retry
-rule. Nothing here does I/O: the Tracker loads and saves around these functions.
+rule. Nothing here does I/O (the sans-I/O style of h11): ``run`` and ``opened`` are
+generators that yield each read or write they need as a ``Step`` value and take its
+result back (or its error, thrown in), so a sync driver (``Tracker``) and an async
+one perform the same decisions and differ only in how they do the I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import attrs
 
+from salespipeline import log
 from salespipeline._unchecked import generate
 from salespipeline.deal import Deal
-from salespipeline.errors import ConcurrencyError
+from salespipeline.errors import (
+    ConcurrencyError,
+    DealNotFoundError,
+    DuplicateDealError,
+    SalesPipelineError,
+    ValidationError,
+)
 from salespipeline.pipeline import Pipeline
 
-__all__ = ["Command", "Intent", "decide", "redo", "with_actor"]
+__all__ = [
+    "Changes",
+    "Command",
+    "Commit",
+    "Get",
+    "Intent",
+    "Load",
+    "Remembered",
+    "Step",
+    "Steps",
+    "decide",
+    "keyed",
+    "opened",
+    "redo",
+    "run",
+    "with_actor",
+]
 
 Kind = Literal["move", "advance", "win", "lose", "reopen", "update"]
 
@@ -123,3 +149,166 @@ def _first(command: Command, pipeline: Pipeline, deal: Deal, at: Now) -> Deal:
 def _at(deal: Deal, now: Now) -> datetime:
     """Now, but never before the deal's last change (clocks of several hosts differ)."""
     return max(now(), deal.updated_at)
+
+
+# -- the decision core: the reads and writes a command needs, as values ---------------
+
+
+@attrs.frozen
+class Remembered:
+    """Read the deal the store last read or wrote (``DealStore.last_known``): a Deal or None."""
+
+    id: str
+
+
+@attrs.frozen
+class Load:
+    """Read the stored deal to change (``DealStore.load``); ``DealNotFoundError`` if none."""
+
+    id: str
+
+
+@attrs.frozen
+class Get:
+    """Read the whole stored deal (``DealStore.get``)."""
+
+    id: str
+
+
+@attrs.frozen
+class Changes:
+    """Read the deal's changes (``DealStore.changes``), only the one made with ``key`` if set."""
+
+    id: str
+    key: str | None = None
+
+
+@attrs.frozen
+class Commit:
+    """Store ``deal`` (new when ``previous`` is None) and tell the listeners; the deal back.
+
+    ``ConcurrencyError`` when the stored deal moved on, ``DuplicateDealError`` when a
+    new deal's id is taken.
+    """
+
+    deal: Deal
+    previous: Deal | None
+    actor: str | None
+    key: str | None
+    reason: str | None = None
+
+
+Step = Remembered | Load | Get | Changes | Commit
+T = TypeVar("T")
+Steps = Generator[Step, Any, T]
+"""A decision in progress: it yields the steps it needs and returns its result."""
+
+
+def run(
+    id: str,
+    command: Command,
+    key: str | None,
+    *,
+    pipeline: Callable[[str], Pipeline],
+    now: Now,
+    retries: int,
+) -> Steps[Deal]:
+    """Decide ``command`` on deal ``id``, commit it, and after a conflict finish the same
+    intent (at most ``retries`` times); the deal as stored.
+
+    The deal the store remembers saves a read when it is current, which the commit's
+    version check proves; only a write is decided on it. A refusal or "nothing to do"
+    may come from a stale copy, so those are decided again on the deal loaded fresh,
+    as is a command whose commit found another version, and that is not a retry.
+    With ``key``, a command already made with it returns its deal and writes nothing.
+    """
+    kind = "update" if command.kind == "update" else "move"
+    if key is not None:
+        done = yield from keyed(id, key, kind)
+        if done is not None:
+            return done
+    previous, intent, deal, loaded = yield from _decided(id, command, pipeline, now, True)
+    attempt = 0
+    while True:
+        if deal is None:
+            return previous
+        try:
+            committed: Deal = yield Commit(deal, previous, command.actor, key, command.reason)
+            return committed
+        except ConcurrencyError:
+            if loaded and attempt == retries:
+                raise
+        if key is not None:
+            done = yield from keyed(id, key, kind)
+            if done is not None:
+                return done
+        if not loaded:  # decided on a stale remembered deal: decide afresh
+            previous, intent, deal, loaded = yield from _decided(id, command, pipeline, now, False)
+            continue
+        attempt += 1
+        previous = yield Load(id)
+        deal = redo(intent, pipeline(previous.pipeline), previous, now=now)
+
+
+def _decided(
+    id: str, command: Command, pipeline: Callable[[str], Pipeline], now: Now, remembered: bool
+) -> Steps[tuple[Deal, Intent, Deal | None, bool]]:
+    """The deal decided on, the intent, the deal to write, and whether it was loaded."""
+    known: Deal | None = (yield Remembered(id)) if remembered else None
+    if known is not None:
+        try:
+            intent, deal = decide(command, pipeline(known.pipeline), known, now=now)
+        except SalesPipelineError:
+            pass
+        else:
+            if deal is not None:
+                return known, intent, deal, False
+    previous: Deal = yield Load(id)
+    intent, deal = decide(command, pipeline(previous.pipeline), previous, now=now)
+    return previous, intent, deal, True
+
+
+def opened(id: str, key: str | None, start: Callable[[], Deal], actor: str | None) -> Steps[Deal]:
+    """Open deal ``id`` as ``start()`` makes it; with ``key``, a deal already opened with
+    it is returned instead, and nothing is written."""
+    if key is not None:
+        done = yield from keyed(id, key, "open")
+        if done is not None:
+            return done
+    deal = start()
+    try:
+        committed: Deal = yield Commit(deal, None, actor, key)
+        return committed
+    except DuplicateDealError as taken:
+        if key is not None:
+            done = yield from keyed(id, key, "open")
+            if done is not None:
+                return done
+        raise taken
+
+
+def keyed(id: str, key: str, kind: str) -> Steps[Deal | None]:
+    """The deal as the change made with ``key`` left it, or None when there is none.
+
+    A key that made another kind of change (an update's key given to a move) is a
+    ``ValidationError``: a retry repeats its command, so the key was reused.
+    """
+    try:
+        made: tuple[log.Change, ...] = yield Changes(id, key)
+    except DealNotFoundError:
+        return None
+    if not made:
+        return None
+    first = made[0]
+    if first.kind != kind:
+        raise ValidationError(
+            f"key {key!r} made the {first.kind} change of version {first.version}, "
+            f"not a {kind}: give each command its own key",
+            deal_id=id,
+            field="key",
+        )
+    current: Deal = yield Get(id)
+    if current.version == first.version:
+        return current
+    changes: tuple[log.Change, ...] = yield Changes(id)
+    return log.replay(c for c in changes if c.version <= first.version)[id]

@@ -23,13 +23,22 @@ from typing import Any
 
 from salespipeline import _checks as c
 from salespipeline import log
-from salespipeline._commands import Command, Intent, decide, redo, with_actor
+from salespipeline._commands import (
+    Changes,
+    Command,
+    Commit,
+    Load,
+    Remembered,
+    Step,
+    Steps,
+    T,
+    opened,
+    run,
+    with_actor,
+)
 from salespipeline._listeners import EVENTS, Listener, ListenerFailure, Listeners, Unsubscribe
 from salespipeline.deal import Bant, Deal, to_actor
 from salespipeline.errors import (
-    ConcurrencyError,
-    DealNotFoundError,
-    DuplicateDealError,
     SalesPipelineError,
     UnknownPipelineError,
     UnknownStageError,
@@ -143,32 +152,25 @@ class Tracker:
         opened, and nothing is written.
         """
         who, key = self._who(actor), _key(key)
-        if key is not None:
-            done = self._done(id, key, "open")
-            if done is not None:
-                return done
-        deal = self.pipeline(pipeline_name).start(
-            id,
-            amount=amount,
-            currency=currency,
-            bant=bant,
-            fields=fields,
-            probability=probability,
-            owner=owner,
-            close_date=close_date,
-            forecast_category=forecast_category,
-            next_action=next_action,
-            next_action_at=next_action_at,
-            at=self._now(),
-            actor=who,
-        )
-        try:
-            return self._commit(deal, None, who, key)
-        except DuplicateDealError:
-            done = None if key is None else self._done(id, key, "open")
-            if done is None:
-                raise
-            return done
+
+        def start() -> Deal:
+            return self.pipeline(pipeline_name).start(
+                id,
+                amount=amount,
+                currency=currency,
+                bant=bant,
+                fields=fields,
+                probability=probability,
+                owner=owner,
+                close_date=close_date,
+                forecast_category=forecast_category,
+                next_action=next_action,
+                next_action_at=next_action_at,
+                at=self._now(),
+                actor=who,
+            )
+
+        return self._drive(opened(id, key, start, who))
 
     def move(
         self,
@@ -249,60 +251,47 @@ class Tracker:
     # -- internals --------------------------------------------------------------------
 
     def _run(self, id: str, command: Command, actor: str | None, key: str | None) -> Deal:
-        """Decide, save; after a conflict, reload and finish the same intent."""
+        """Decide, save; after a conflict, reload and finish the same intent (``run``)."""
         id = c.check_id(id)
         who = self._who(actor)
         if who is not None:
             command = with_actor(command, actor=who)
-        key = _key(key)
-        kind = "update" if command.kind == "update" else "move"
-        if key is not None:
-            done = self._done(id, key, kind)
-            if done is not None:
-                return done
-        previous, intent, deal, loaded = self._decide(id, command)
-        attempt = 0
+        steps = run(
+            id, command, _key(key), pipeline=self.pipeline, now=self._now, retries=self._retries
+        )
+        return self._drive(steps)
+
+    def _drive(self, steps: Steps[T]) -> T:
+        """Perform each step the decision asks for, handing back its result or error."""
+        reply: Any = None
+        failure: SalesPipelineError | None = None
         while True:
-            if deal is None:
-                return previous
             try:
-                return self._commit(deal, previous, command.actor, key, command.reason)
-            except ConcurrencyError:
-                if loaded and attempt == self._retries:
-                    raise
-            if key is not None:
-                done = self._done(id, key, kind)
-                if done is not None:
-                    return done
-            if not loaded:  # decided on a stale remembered deal: decide afresh
-                previous, intent, deal, loaded = self._decide(id, command, remembered=False)
-                continue
-            attempt += 1
-            previous = self._store.load(id)
-            deal = redo(intent, self.pipeline(previous.pipeline), previous, now=self._now)
-
-    def _decide(
-        self, id: str, command: Command, *, remembered: bool = True
-    ) -> tuple[Deal, Intent, Deal | None, bool]:
-        """The deal decided on, the intent, the deal to write, and whether it was loaded.
-
-        The deal the store remembers (``last_known``) saves a read when it is current,
-        which the save's version check proves. Only a write is decided on it: a refusal
-        or "nothing to do" may come from a stale copy, so those are decided again on
-        the deal loaded fresh, as is a command whose save found another version.
-        """
-        known = self._store.last_known(id) if remembered else None
-        if known is not None:
+                step = steps.send(reply) if failure is None else steps.throw(failure)
+            except StopIteration as done:
+                result: T = done.value
+                return result
             try:
-                intent, deal = decide(command, self.pipeline(known.pipeline), known, now=self._now)
-            except SalesPipelineError:
-                pass
-            else:
-                if deal is not None:
-                    return known, intent, deal, False
-        previous = self._store.load(id)
-        intent, deal = decide(command, self.pipeline(previous.pipeline), previous, now=self._now)
-        return previous, intent, deal, True
+                reply, failure = self._perform(step), None
+            except SalesPipelineError as error:
+                reply, failure = None, error
+
+    def _perform(self, step: Step) -> Any:
+        """The one step's I/O, on this tracker's store."""
+        store = self._store
+        if isinstance(step, Remembered):
+            return store.last_known(step.id)
+        if isinstance(step, Load):
+            return store.load(step.id)
+        if isinstance(step, Commit):
+            return self._commit(step.deal, step.previous, step.actor, step.key, step.reason)
+        if isinstance(step, Changes):
+            return (
+                store.changes(step.id)
+                if step.key is None
+                else store.changes(step.id, key=step.key)
+            )
+        return store.get(step.id)
 
     def _commit(
         self,
@@ -328,31 +317,6 @@ class Tracker:
             change = log.derive(previous, deal, **options)
         self._listeners.notify(change, deal, self.pipeline(deal.pipeline))
         return deal
-
-    def _done(self, id: str, key: str, kind: str) -> Deal | None:
-        """The deal as the change made with ``key`` left it, or None when there is none.
-
-        A key that made another kind of change (an update's key given to a move) is
-        a ``ValidationError``: a retry repeats its command, so the key was reused.
-        """
-        try:
-            keyed = self._store.changes(id, key=key)
-        except DealNotFoundError:
-            return None
-        if not keyed:
-            return None
-        if keyed[0].kind != kind:
-            raise ValidationError(
-                f"key {key!r} made the {keyed[0].kind} change of version {keyed[0].version}, "
-                f"not a {kind}: give each command its own key",
-                deal_id=id,
-                field="key",
-            )
-        current = self._store.get(id)
-        if current.version == keyed[0].version:
-            return current
-        past = [c for c in self._store.changes(id) if c.version <= keyed[0].version]
-        return log.replay(past)[id]
 
     def _who(self, actor: str | None) -> str | None:
         return self._actor if actor is None else to_actor(actor)
