@@ -17,7 +17,7 @@ import os
 import re
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final, NoReturn, Protocol
 
@@ -363,13 +363,16 @@ class SQLStore(DealStore):
         rows = [_codec.log_values(change) for change in changes]
         figures = _figures.of_history(deal.history)
         written = _figures.Written(figures, _figures.values(figures))
-        with _stray_history(deal, key), self._write() as cursor:
-            cursor.execute(self.sql.insert_deal, [*self._row_values(deal), *written.values])
-            if cursor.rowcount != 1:
-                raise DuplicateDealError(deal.id)
-            self._lock_log(cursor)
-            for row in rows:
-                position = self._insert_log(cursor, row)
+        try:
+            with self._write() as cursor:
+                cursor.execute(self.sql.insert_deal, [*self._row_values(deal), *written.values])
+                if cursor.rowcount != 1:
+                    raise DuplicateDealError(deal.id)
+                self._lock_log(cursor)
+                for row in rows:
+                    position = self._insert_log(cursor, row)
+        except UniqueViolation as error:
+            _refuse_row(error, deal, key)
         self._recent.keep(as_stored(deal, changes[-1]), written)
         return changes[-1].with_position(position)
 
@@ -848,15 +851,6 @@ def _schema_number(value: object) -> int:
             "written by salespipeline, or it was damaged"
         )
     return int(text)
-
-
-@contextmanager
-def _stray_history(deal: Deal, key: str | None = None) -> Iterator[None]:
-    """A write whose unique index refused a row raises ``_refuse_row``'s error."""
-    try:
-        yield
-    except UniqueViolation as error:
-        _refuse_row(error, deal, key)
 
 
 def _refuse_row(error: UniqueViolation, deal: Deal, key: str | None) -> NoReturn:
