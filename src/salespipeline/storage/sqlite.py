@@ -92,14 +92,14 @@ class SQLiteStore(SQLStore):
                 connection.close()
 
     def _row_values(self, deal: Deal) -> list[Any]:
-        """The amount kept as exact text, then its integer parts (``amount_whole``, ``_frac``)."""
+        """The deal's columns with the amount as exact text, then its integer parts."""
         row = dict(zip(_codec.DEAL_COLUMNS, _codec.deal_values(deal), strict=True))
-        row["amount"] = str(deal.amount)
-        return [*row.values(), *_codec.amount_parts(deal.amount)]
+        row["amount"], *parts = _amount_values(deal)
+        return [*row.values(), *parts]
 
     def _attribute_values(self, deal: Deal, name: str) -> tuple[Any, ...]:
         if name == "amount":
-            return (str(deal.amount), *_codec.amount_parts(deal.amount))
+            return _amount_values(deal)
         return super()._attribute_values(deal, name)
 
     def _open_connection(self) -> sqlite3.Connection:
@@ -136,6 +136,12 @@ class SQLiteStore(SQLStore):
 
     def _write(self) -> AbstractContextManager[sqlite3.Cursor]:
         return self._transaction("BEGIN IMMEDIATE")
+
+
+def _amount_values(deal: Deal) -> tuple[str, int, int]:
+    """The amount as exact text, then its integer parts (``amount_whole``, ``amount_frac``),
+    which SQL sums exactly."""
+    return (str(deal.amount), *_codec.amount_parts(deal.amount))
 
 
 def _connect(path: str, timeout: float, synchronous: str) -> sqlite3.Connection:
