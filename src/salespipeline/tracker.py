@@ -286,11 +286,9 @@ class Tracker:
         if isinstance(step, Commit):
             return self._commit(step.deal, step.previous, step.actor, step.key, step.reason)
         if isinstance(step, Changes):
-            return (
-                store.changes(step.id)
-                if step.key is None
-                else store.changes(step.id, key=step.key)
-            )
+            if step.key is None:  # a store written for part 1 takes the id alone
+                return store.changes(step.id)
+            return store.changes(step.id, key=step.key)
         return store.get(step.id)
 
     def _commit(

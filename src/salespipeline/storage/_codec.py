@@ -293,12 +293,13 @@ Change._decode_stored = staticmethod(_deferred_part)  # type: ignore[method-assi
 _FIRST_US: Final = to_us(datetime(MIN_YEAR, 1, 1, tzinfo=timezone.utc))
 _LAST_US: Final = to_us(datetime(MAX_YEAR + 1, 1, 1, tzinfo=timezone.utc)) - 1
 _set_stored: Final = Change._stored.__set__  # type: ignore[attr-defined]
+_LATER: Final = ("at", "changed")
 _deferred_change: Final[Callable[..., Change]] = generate(
     Change,
     "deferred_change",
     "A Change from a log row's checked scalars; ``at`` and ``changed`` are left to read.",
-    given=tuple(a.name for a in attrs.fields(Change) if a.name not in ("at", "changed")),
-    unset=("at", "changed"),
+    given=tuple(a.name for a in attrs.fields(Change) if a.name not in _LATER),
+    unset=_LATER,
 )
 
 
