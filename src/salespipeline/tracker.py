@@ -286,7 +286,7 @@ class Tracker:
         if isinstance(step, Commit):
             return self._commit(step.deal, step.previous, step.actor, step.key, step.reason)
         if isinstance(step, Changes):
-            if step.key is None:  # a store written for part 1 takes the id alone
+            if step.key is None:
                 return store.changes(step.id)
             return store.changes(step.id, key=step.key)
         return store.get(step.id)
