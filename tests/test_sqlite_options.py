@@ -27,13 +27,30 @@ def test_synchronous_is_set_on_the_connection(tmp_path: Path, level: str) -> Non
         assert _synchronous(store) == _LEVELS[level]
 
 
-def test_synchronous_defaults_to_full(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.sqlite")
+@pytest.mark.parametrize("given", [{}, {"synchronous": None}])
+def test_synchronous_defaults_to_full(tmp_path: Path, given: dict[str, None]) -> None:
+    store = SQLiteStore(tmp_path / "s.sqlite", **given)
     with store:
         assert _synchronous(store) == _LEVELS["full"]
 
 
-@pytest.mark.parametrize("level", ["off", "FULL", "extra", "", None, 2])
+@pytest.mark.parametrize("level", ["full", "normal"])
+def test_an_app_s_connection_keeps_its_own_settings_unless_asked(
+    tmp_path: Path, level: str
+) -> None:
+    connection = sqlite3.connect(tmp_path / "app.sqlite", timeout=2)
+    connection.execute("PRAGMA synchronous = OFF")
+    with SQLiteStore(connection) as store:
+        assert _synchronous(store) == 0
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert connection.execute("PRAGMA busy_timeout").fetchone()[0] == 2000
+    with SQLiteStore(connection, synchronous=level, timeout=5) as store:
+        assert _synchronous(store) == _LEVELS[level]
+        assert connection.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    connection.close()
+
+
+@pytest.mark.parametrize("level", ["off", "FULL", "extra", "", 2])
 def test_other_synchronous_values_are_refused_before_opening(
     tmp_path: Path, level: object
 ) -> None:

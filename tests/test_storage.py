@@ -70,6 +70,72 @@ class TestPostgres(StoreContract):
         return PostgresStore(self.conninfo)
 
 
+class TestSQLiteAppConnection(StoreContract):
+    """An app's own connection, in sqlite3's default (implicit transaction) mode."""
+
+    @pytest.fixture(autouse=True)
+    def _file(self, tmp_path: Path) -> Iterator[None]:
+        self.path = tmp_path / "app.sqlite"
+        self.connections: list[sqlite3.Connection] = []
+        yield
+        for connection in self.connections:
+            connection.close()
+
+    def make_store(self) -> DealStore:
+        connection = sqlite3.connect(self.path, check_same_thread=False)
+        self.connections.append(connection)
+        return SQLiteStore(connection)
+
+    def reopen_store(self) -> DealStore:
+        return self.make_store()
+
+
+@pytest.mark.postgres
+class TestPostgresAppConnection(StoreContract):
+    """An app's own psycopg connection, not in autocommit mode (psycopg's default)."""
+
+    @pytest.fixture(autouse=True)
+    def _database(self, postgres_database: str) -> Iterator[None]:
+        self.conninfo = postgres_database
+        self.connections: list[Any] = []
+        yield
+        for connection in self.connections:
+            connection.close()
+
+    def make_store(self) -> DealStore:
+        import psycopg
+
+        connection = psycopg.connect(self.conninfo)
+        self.connections.append(connection)
+        return PostgresStore(connection)
+
+    def reopen_store(self) -> DealStore:
+        return self.make_store()
+
+
+@pytest.mark.postgres
+class TestPostgresAppPool(StoreContract):
+    """An app's own psycopg_pool.ConnectionPool, its connections not in autocommit mode."""
+
+    @pytest.fixture(autouse=True)
+    def _database(self, postgres_database: str) -> Iterator[None]:
+        self.conninfo = postgres_database
+        self.pools: list[Any] = []
+        yield
+        for pool in self.pools:
+            pool.close()
+
+    def make_store(self) -> DealStore:
+        from psycopg_pool import ConnectionPool
+
+        pool = ConnectionPool(self.conninfo, min_size=1, max_size=3, open=True)
+        self.pools.append(pool)
+        return PostgresStore(pool)
+
+    def reopen_store(self) -> DealStore:
+        return self.make_store()
+
+
 def _documented_adapter() -> type[DealStore]:
     """The ``ShelfStore`` from docs/how-to/storage-adapter.md (its first python block)."""
     page = Path(__file__).resolve().parent.parent / "docs" / "how-to" / "storage-adapter.md"
@@ -88,6 +154,8 @@ class TestDocumentedShelfStore(StoreContract):
     def _file(self, tmp_path: Path) -> None:
         self.path = tmp_path / "deals.shelf"
         self.store_class = _documented_adapter()
+
+    transactions = False  # the guide's adapter leaves transaction() out
 
     def make_store(self) -> DealStore:
         return self.store_class(self.path)  # type: ignore[call-arg]

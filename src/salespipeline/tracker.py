@@ -313,7 +313,8 @@ class Tracker:
             change = self._store.save(deal, **options)
         if not isinstance(change, log.Change):
             change = log.derive(previous, deal, **options)
-        self._listeners.notify(change, deal, self.pipeline(deal.pipeline))
+        pipeline = self.pipeline(deal.pipeline)
+        self._store._when_committed(lambda: _heard(self._listeners, change, deal, pipeline))
         return deal
 
     def _who(self, actor: str | None) -> str | None:
@@ -321,6 +322,11 @@ class Tracker:
 
     def _now(self) -> datetime:
         return c.to_utc(self._clock(), "the tracker clock's time")
+
+
+def _heard(listeners: Listeners, change: log.Change, deal: Deal, pipeline: Pipeline) -> None:
+    """Tell the listeners of a committed change (their failures are kept, not raised)."""
+    listeners.notify(change, deal, pipeline)
 
 
 def _key(key: object) -> str | None:

@@ -10,7 +10,8 @@ against this contract.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -171,6 +172,20 @@ class DealStore(abc.ABC):
     ) -> None:
         """Record consumer ``name``'s position (never lowered unless ``backwards``)."""
         raise self._no_log()
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """A block whose store calls (this thread's, Tracker calls included) are one
+        transaction: committed when the block ends, rolled back, all of them, when it
+        raises. Inside a transaction the caller began on the store's connection, the
+        block joins it (a savepoint) and the caller's commit decides."""
+        raise StorageError(
+            f"{type(self).__name__} cannot join calls into one transaction: implement "
+            "transaction() (see the storage adapter guide)"
+        )
+
+    def _when_committed(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once what this thread wrote is committed (now, outside a block)."""
+        callback()
 
     def _no_log(self) -> StorageError:
         return StorageError(

@@ -3,13 +3,17 @@
 It keeps the same contract as the database stores (optimistic saves, a change log
 with positions and consumers, definitions kept as ``to_dict`` data), so code tested
 against it behaves the same on SQLite or PostgreSQL. A lock makes one store safe to
-share between threads.
+share between threads; inside ``transaction()`` the lock is held for the whole
+block, and an error undoes everything the block wrote.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import attrs
 
 from salespipeline import log
 from salespipeline.deal import Deal
@@ -22,6 +26,7 @@ from salespipeline.errors import (
 )
 from salespipeline.log import Change
 from salespipeline.pipeline import Pipeline
+from salespipeline.storage._blocks import Blocks
 from salespipeline.storage.base import (
     DealStore,
     as_stored,
@@ -50,7 +55,9 @@ class MemoryStore(DealStore):
         self._log: list[Change] = []
         self._positions: dict[str, int] = {}
         self._definitions_by_version: dict[tuple[str, int], str] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._blocks = Blocks()
+        self._marks: list[_Mark] = []  # the open blocks, outermost first (the lock holder's)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -75,7 +82,7 @@ class MemoryStore(DealStore):
             self._check_open()
             if deal.id in self._deals or deal.id in self._changes:
                 raise DuplicateDealError(deal.id)
-            self._deals[deal.id] = as_stored(deal, changes[-1])
+            self._set(deal.id, as_stored(deal, changes[-1]))
             return self._append(deal.id, changes)
 
     def _append(self, id: str, changes: tuple[Change, ...]) -> Change:
@@ -118,8 +125,49 @@ class MemoryStore(DealStore):
                 raise ValidationError(
                     f"key {key!r} is already in the deal's log", deal_id=deal.id, field="key"
                 )
-            self._deals[deal.id] = as_stored(deal, change)
+            self._set(deal.id, as_stored(deal, change))
             return self._append(deal.id, (change,))
+
+    def _set(self, id: str, deal: Deal) -> None:
+        if self._marks:
+            self._marks[-1].deals.setdefault(id, self._deals.get(id))
+        self._deals[id] = deal
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Hold the store for the block; an error undoes every write made inside it."""
+        with self._blocks.entered(), self._lock:
+            self._check_open()
+            mark = _Mark(len(self._log), dict(self._positions), dict(self._definitions_by_version))
+            self._marks.append(mark)
+            try:
+                yield
+            except BaseException:
+                self._undo(mark)
+                raise
+            finally:
+                self._marks.pop()
+            if self._marks:  # the outer block undoes these too, if it fails
+                for id, before in mark.deals.items():
+                    self._marks[-1].deals.setdefault(id, before)
+
+    def _when_committed(self, callback: Callable[[], None]) -> None:
+        self._blocks.when_committed(callback)
+
+    def _undo(self, mark: _Mark) -> None:
+        for change in reversed(self._log[mark.log_length :]):
+            kept = self._changes[change.deal_id]
+            kept.pop()
+            if not kept:
+                del self._changes[change.deal_id]
+        del self._log[mark.log_length :]
+        for id, before in mark.deals.items():
+            if before is None:
+                self._deals.pop(id, None)
+            else:
+                self._deals[id] = before
+        self._positions = mark.positions
+        self._definitions_by_version = mark.definitions
 
     def find(
         self, *, pipeline: str | None = None, stage: str | None = None, open: bool | None = None
@@ -181,3 +229,13 @@ class MemoryStore(DealStore):
     def close(self) -> None:
         with self._lock:
             self._closed = True
+
+
+@attrs.define
+class _Mark:
+    """What a block found when it began, so an error can put it back."""
+
+    log_length: int
+    positions: dict[str, int]
+    definitions: dict[tuple[str, int], str]
+    deals: dict[str, Deal | None] = attrs.field(factory=dict)  # as before the block's first write

@@ -10,18 +10,26 @@ surfaces as ``ConcurrencyError``. A save is one statement (the update, and the n
 history rows inserted from its ``RETURNING``), atomic on its own, and ``get`` is one
 statement too: a move costs two round trips. ``find`` pages run in REPEATABLE READ,
 READ ONLY transactions, so deals and their histories come from one snapshot.
+
+An app's own ``psycopg.Connection`` or ``psycopg_pool.ConnectionPool`` may be passed
+instead: the store then never closes it and leaves its settings alone. Every call
+on an app's connection runs in ``connection.transaction()``, so it joins a
+transaction the app has open (a savepoint) and never leaves one open itself; one
+connection serves one call at a time.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from salespipeline.errors import StorageError, ValidationError
 from salespipeline.storage import _codec
+from salespipeline.storage._blocks import Blocks
 from salespipeline.storage._options import check_count, check_timeout
 from salespipeline.storage._process import check_process, let_go
 from salespipeline.storage.sql._dialect import AmountPart, Dialect
@@ -57,17 +65,43 @@ def _import_psycopg() -> tuple[Any, Any]:
 
 
 class PostgresStore(SQLStore):
-    """Deals in a PostgreSQL database given by a libpq ``conninfo`` string or URL."""
+    """Deals in a PostgreSQL database: a libpq ``conninfo`` string or URL (the store
+    keeps its own pool), or an app's ``psycopg.Connection`` or ``ConnectionPool``."""
 
     sql = _STATEMENTS
 
-    def __init__(self, conninfo: str, *, max_connections: int = 4, timeout: float = 10.0) -> None:
+    def __init__(
+        self, conninfo: str | Any, *, max_connections: int = 4, timeout: float = 10.0
+    ) -> None:
         size = check_count(max_connections, "max_connections")
         timeout = check_timeout(timeout, zero=False)
         self._psycopg, pool_module = _import_psycopg()
         self._pid = os.getpid()
         self._pool: Any = None
-        self._name = _describe(_parsed(conninfo))
+        self._connection: Any = None  # an app's own connection, shared under the lock
+        self._owned = isinstance(conninfo, str)
+        self._lock = threading.RLock()
+        self._blocks = Blocks()
+        self._pinned = threading.local()  # the connection of this thread's block
+        if isinstance(conninfo, self._psycopg.Connection):
+            self._name = _describe(_parsed(_adopted(conninfo)))
+            self._connection = conninfo
+        elif isinstance(conninfo, pool_module.ConnectionPool):
+            if conninfo.closed:
+                raise ValidationError("the ConnectionPool is closed: pass an open pool")
+            self._name = _describe(_parsed(conninfo.conninfo))
+            self._pool = conninfo
+        else:
+            _refuse_async(conninfo, self._psycopg, pool_module)
+            self._name = _describe(_parsed(conninfo))
+            self._pool = self._own_pool(pool_module, conninfo, size, timeout)
+        try:
+            self._ensure_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    def _own_pool(self, pool_module: Any, conninfo: str, size: int, timeout: float) -> Any:
         pool = pool_module.ConnectionPool(
             conninfo,
             min_size=1,
@@ -83,22 +117,66 @@ class PostgresStore(SQLStore):
         except self._psycopg.Error as error:
             pool.close()
             raise StorageError(f"cannot connect to PostgreSQL {self._name}: {error}") from error
-        self._pool = pool
-        try:
-            self._ensure_schema()
-        except BaseException:
-            self.close()
-            raise
+        return pool
 
     def __repr__(self) -> str:
         return f"PostgresStore({self._name})"
 
     def close(self) -> None:
-        """Close the pool; in a forked child, let go of the inherited one untouched."""
+        """Close the store's own pool (an app's pool or connection is let go, open); in a
+        forked child, let go of the inherited one untouched."""
         self._read_unread()
-        pool, self._pool = self._pool, None
-        if pool is not None and let_go(pool, self._pid):
+        pool, self._pool, self._connection = self._pool, None, None
+        if pool is not None and self._owned and let_go(pool, self._pid):
             pool.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make this thread's calls inside the block one transaction on one connection.
+
+        Inside another block, or a transaction the app has open on its connection,
+        it is a savepoint, and the outer transaction decides.
+        """
+        with self._blocks.entered():
+            pinned = getattr(self._pinned, "connection", None)
+            if pinned is not None:
+                with self._entered(pinned.transaction()):
+                    yield
+                return
+            with (
+                self._entered(self._borrowed()) as connection,
+                self._entered(connection.transaction()),
+            ):
+                self._pinned.connection = connection
+                try:
+                    yield
+                finally:
+                    self._pinned.connection = None
+
+    @contextmanager
+    def _entered(self, block: AbstractContextManager[Any]) -> Iterator[Any]:
+        """``block`` entered and left with psycopg's errors mapped; the caller's own
+        errors inside pass through as they are."""
+        with self._mapped():
+            value = block.__enter__()
+        try:
+            yield value
+        except BaseException as error:
+            with self._mapped():
+                block.__exit__(type(error), error, error.__traceback__)
+            raise
+        with self._mapped():
+            block.__exit__(None, None, None)
+
+    def _when_committed(self, callback: Callable[[], None]) -> None:
+        self._blocks.when_committed(callback)
+
+    def _in_transaction(self) -> bool:
+        if getattr(self._pinned, "connection", None) is not None:
+            return True
+        connection = self._connection
+        idle = self._psycopg.pq.TransactionStatus.IDLE
+        return connection is not None and connection.info.transaction_status != idle
 
     def _lock_schema(self, cursor: Cursor) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
@@ -110,25 +188,50 @@ class PostgresStore(SQLStore):
         return self._pool
 
     @contextmanager
+    def _borrowed(self) -> Iterator[Any]:
+        """A connection for one call: this thread's block's, the app's, or the pool's."""
+        pinned = getattr(self._pinned, "connection", None)
+        if pinned is not None:
+            yield pinned
+        elif self._connection is not None:
+            check_process(self, self._pid)
+            with self._lock:
+                yield self._connection
+        else:
+            with self._open_pool().connection() as connection:
+                yield connection
+
+    def _cursor(self, connection: Any) -> Cursor:
+        cursor = connection.cursor()
+        if not self._owned:  # an app's connection keeps its own JSON loading
+            _json_as_text(cursor)
+        return cast(Cursor, cursor)
+
+    @contextmanager
     def _transaction(self, *, read_only: bool) -> Iterator[Cursor]:
-        psycopg = self._psycopg
-        try:
-            with self._open_pool().connection() as connection, connection.transaction():
-                cursor = connection.cursor()
-                if read_only:
+        with self._mapped(), self._borrowed() as connection:
+            first = connection.info.transaction_status == self._psycopg.pq.TransactionStatus.IDLE
+            with connection.transaction():
+                cursor = self._cursor(connection)
+                if read_only and first:
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 yield cursor
-        except psycopg.errors.UniqueViolation as error:
-            raise _unique(error) from error
-        except psycopg.Error as error:
-            raise StorageError(f"PostgreSQL {self._name} failed: {error}") from error
 
     @contextmanager
     def _statement(self) -> Iterator[Cursor]:
+        if not self._owned or getattr(self._pinned, "connection", None) is not None:
+            with self._transaction(read_only=False) as cursor:  # never left, or aborted, open
+                yield cursor
+            return
+        with self._mapped(), self._open_pool().connection() as connection:
+            yield connection.cursor()
+
+    @contextmanager
+    def _mapped(self) -> Iterator[None]:
+        """Raise psycopg's errors as this library's."""
         psycopg = self._psycopg
         try:
-            with self._open_pool().connection() as connection:
-                yield connection.cursor()
+            yield
         except psycopg.errors.UniqueViolation as error:
             raise _unique(error) from error
         except psycopg.Error as error:
@@ -181,6 +284,32 @@ def _moved_statement(columns: tuple[str, ...]) -> str:
 def _unique(error: Any) -> UniqueViolation:
     of_key = getattr(error.diag, "constraint_name", None) == "sp_changes_key"
     return UniqueViolation(f"PostgreSQL refused a duplicate row: {error}", of_key=of_key)
+
+
+def _adopted(connection: Any) -> str:
+    """The conninfo of an app's connection, refused when it cannot take a call now."""
+    from psycopg.pq import TransactionStatus
+
+    if connection.closed:
+        raise ValidationError("the psycopg connection is closed: pass an open connection")
+    status = connection.info.transaction_status
+    if status == TransactionStatus.INERROR:
+        raise ValidationError(
+            "the psycopg connection is in a failed transaction: roll it back first "
+            "(connection.rollback())"
+        )
+    if status == TransactionStatus.ACTIVE:
+        raise ValidationError("the psycopg connection is busy running a query")
+    return str(connection.info.dsn)
+
+
+def _refuse_async(conninfo: object, psycopg: Any, pool_module: Any) -> None:
+    """Refuse an async connection or pool with the way to a sync one."""
+    if isinstance(conninfo, (psycopg.AsyncConnection, pool_module.AsyncConnectionPool)):
+        raise ValidationError(
+            f"PostgresStore is synchronous and cannot use a {type(conninfo).__name__}: pass "
+            "a psycopg.Connection, a psycopg_pool.ConnectionPool or a conninfo string"
+        )
 
 
 def _json_as_text(connection: Any) -> None:

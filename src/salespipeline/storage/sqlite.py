@@ -13,20 +13,26 @@ corrupts the database (a crash of the process alone loses nothing).
 Threads: a store owns one connection and serialises its calls with a lock, so one
 store may be shared by the threads of a process. Processes: open one store per
 process (a store is not usable in a child created by ``fork``; open a new one there).
+
+An app's own ``sqlite3.Connection`` may be passed instead of a path: the store then
+uses it as the app configured it, never closes it, and joins any transaction the
+app has open on it (each call a savepoint), so the app's commit decides.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Final
 
 from salespipeline.deal import Deal
 from salespipeline.errors import StorageError, ValidationError, shown
 from salespipeline.storage import _codec
+from salespipeline.storage._blocks import Blocks
 from salespipeline.storage._options import check_path, check_timeout
 from salespipeline.storage._process import check_process, let_go
 from salespipeline.storage.sql._dialect import AmountPart, Dialect
@@ -59,17 +65,32 @@ class SQLiteStore(SQLStore):
     sql = _STATEMENTS
 
     def __init__(
-        self, path: str | os.PathLike[str], *, timeout: float = 30.0, synchronous: str = "full"
+        self,
+        path: str | os.PathLike[str] | sqlite3.Connection,
+        *,
+        timeout: float | None = None,
+        synchronous: str | None = None,
     ) -> None:
-        if not isinstance(synchronous, str) or synchronous not in _SYNCHRONOUS:
+        if synchronous is not None and (
+            not isinstance(synchronous, str) or synchronous not in _SYNCHRONOUS
+        ):
             raise ValidationError(
                 f"synchronous must be 'full' or 'normal', not {shown(synchronous)}"
             )
-        self._path = check_path(path)
-        seconds = check_timeout(timeout, zero=True)
-        self._lock = threading.Lock()
+        seconds = None if timeout is None else check_timeout(timeout, zero=True)
+        self._lock = threading.RLock()
+        self._blocks = Blocks()
         self._pid = os.getpid()
-        self._connection: sqlite3.Connection | None = _connect(self._path, seconds, synchronous)
+        self._owned = not isinstance(path, sqlite3.Connection)
+        if isinstance(path, sqlite3.Connection):
+            self._path = _adopted(path)
+            self._connection: sqlite3.Connection | None = path
+            _configure(path, self._path, seconds, synchronous)
+        else:
+            self._path = check_path(path)
+            seconds = 30.0 if seconds is None else seconds
+            self._connection = _connect(self._path, seconds)
+            _configure(self._connection, self._path, seconds, synchronous or "full", wal=True)
         try:
             self._ensure_schema()
         except BaseException:
@@ -78,18 +99,51 @@ class SQLiteStore(SQLStore):
 
     @property
     def path(self) -> str:
+        """The database file (``""`` for an in-memory database of an app's connection)."""
         return self._path
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self._path!r})"
 
     def close(self) -> None:
-        """Close the connection; in a forked child, let go of the inherited one untouched."""
+        """Close the connection (an app's own is let go, open); in a forked child, let go
+        of the inherited one untouched."""
         self._read_unread()
         with self._lock:
             connection, self._connection = self._connection, None
-            if connection is not None and let_go(connection, self._pid):
+            if connection is not None and self._owned and let_go(connection, self._pid):
                 connection.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Make this thread's calls inside the block one transaction (other threads wait).
+
+        It takes the write lock when it begins (``BEGIN IMMEDIATE``); inside a
+        transaction the app has open on its connection, or inside another block, it is
+        a savepoint, and the app's commit decides.
+        """
+        with self._blocks.entered() as depth, self._lock:
+            with self._errors_mapped():
+                cursor = self._open_connection().cursor()
+                savepoint = f"sp_block_{depth}" if cursor.connection.in_transaction else None
+                cursor.execute(
+                    "BEGIN IMMEDIATE" if savepoint is None else f"SAVEPOINT {savepoint}"
+                )
+            try:
+                yield
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):  # the block's own error says more
+                    _undo(cursor, savepoint)
+                raise
+            with self._errors_mapped():
+                cursor.execute("COMMIT" if savepoint is None else f"RELEASE {savepoint}")
+
+    def _when_committed(self, callback: Callable[[], None]) -> None:
+        self._blocks.when_committed(callback)
+
+    def _in_transaction(self) -> bool:
+        connection = self._connection
+        return connection is not None and connection.in_transaction
 
     def _row_values(self, deal: Deal) -> list[Any]:
         """The deal's columns with the amount as exact text, then its integer parts."""
@@ -113,23 +167,29 @@ class SQLiteStore(SQLStore):
         with self._lock:
             try:
                 cursor = self._open_connection().cursor()
-                cursor.execute(begin)
+                savepoint = "sp_call" if cursor.connection.in_transaction else None
+                cursor.execute(begin if savepoint is None else f"SAVEPOINT {savepoint}")
                 try:
                     yield cursor
-                    cursor.execute("COMMIT")
+                    cursor.execute("COMMIT" if savepoint is None else f"RELEASE {savepoint}")
                 except BaseException:
-                    cursor.connection.rollback()
+                    _undo(cursor, savepoint)
                     raise
             except sqlite3.Error as error:
                 raise _mapped(error, self._path) from error
 
     @contextmanager
     def _statement(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
-            try:
-                yield self._open_connection().cursor()
-            except sqlite3.Error as error:
-                raise _mapped(error, self._path) from error
+        with self._lock, self._errors_mapped():
+            yield self._open_connection().cursor()
+
+    @contextmanager
+    def _errors_mapped(self) -> Iterator[None]:
+        """Raise SQLite's errors as this library's."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            raise _mapped(error, self._path) from error
 
     def _read(self) -> AbstractContextManager[sqlite3.Cursor]:
         return self._transaction("BEGIN")
@@ -144,22 +204,59 @@ def _amount_values(deal: Deal) -> tuple[str, int, int]:
     return (str(deal.amount), *_codec.amount_parts(deal.amount))
 
 
-def _connect(path: str, timeout: float, synchronous: str) -> sqlite3.Connection:
+def _connect(path: str, timeout: float) -> sqlite3.Connection:
     try:
-        connection = sqlite3.connect(
+        return sqlite3.connect(
             path, timeout=timeout, isolation_level=None, check_same_thread=False
         )
     except sqlite3.Error as error:
         raise StorageError(f"cannot open SQLite database {path!r}: {error}") from error
+
+
+def _configure(
+    connection: sqlite3.Connection,
+    path: str,
+    timeout: float | None,
+    synchronous: str | None,
+    *,
+    wal: bool = False,
+) -> None:
+    """Set what the store needs or was asked for; an app's connection keeps the rest."""
+    pragmas = [] if timeout is None else [f"busy_timeout = {int(timeout * 1000)}"]
+    if wal:
+        pragmas += ["foreign_keys = ON", "journal_mode = WAL"]
+    if synchronous is not None:
+        pragmas.append(f"synchronous = {synchronous.upper()}")
     try:
-        connection.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-        connection.execute("PRAGMA foreign_keys = ON")
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        for pragma in pragmas:
+            connection.execute(f"PRAGMA {pragma}")
     except sqlite3.Error as error:
-        connection.close()
+        if wal:
+            connection.close()
         raise _mapped(error, path) from error
-    return connection
+
+
+def _adopted(connection: sqlite3.Connection) -> str:
+    """The file an app's open connection reads (``""``: in memory); refused when closed."""
+    try:
+        rows = connection.execute("PRAGMA database_list").fetchall()
+    except sqlite3.ProgrammingError as error:
+        raise ValidationError(
+            f"the sqlite3.Connection cannot be used ({error}): pass an open connection,"
+            " made with check_same_thread=False if threads share the store"
+        ) from None
+    except sqlite3.Error as error:
+        raise StorageError(f"the sqlite3.Connection failed: {error}") from error
+    return next((str(row[2]) for row in rows if row[1] == "main"), "")
+
+
+def _undo(cursor: sqlite3.Cursor, savepoint: str | None) -> None:
+    """Roll back a transaction (None) or to ``savepoint``, which is then let go."""
+    if savepoint is None:
+        cursor.connection.rollback()
+        return
+    cursor.execute(f"ROLLBACK TO {savepoint}")
+    cursor.execute(f"RELEASE {savepoint}")
 
 
 def _mapped(error: sqlite3.Error, path: str) -> StorageError:

@@ -35,6 +35,7 @@ from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON, Stage
 from salespipeline.storage.base import DealStore
 from salespipeline.testing import strategies
+from salespipeline.tracker import Tracker
 
 __all__ = ["StoreContract"]
 
@@ -750,3 +751,129 @@ class StoreContract:
         final = store.get("counter")
         assert final.amount == self.threads * rounds
         assert final.version == 1 + self.threads * rounds
+
+    # -- transactions --------------------------------------------------------------------
+
+    #: whether the store joins calls into one transaction (``store.transaction()``);
+    #: a store that does not must refuse the block with ``StorageError``
+    transactions: bool = True
+
+    @pytest.fixture
+    def block_store(self, store: DealStore) -> DealStore:
+        if not self.transactions:
+            with pytest.raises(StorageError), store.transaction():
+                pass  # pragma: no cover - the block is refused before it runs
+            pytest.skip("this store does not join calls into one transaction")
+        return store
+
+    def test_a_transaction_commits_every_call_made_in_it(
+        self, block_store: DealStore, pipeline: Pipeline
+    ) -> None:
+        store = block_store
+        store.add(pipeline.start("kept", bant=QUALIFIED, at=T0))
+        with store.transaction():
+            store.save(pipeline.advance(store.get("kept"), at=_later(1)))
+            store.add(pipeline.start("new", at=_later(2)))
+        assert store.get("kept").stage == "proposal"
+        assert store.get("new").version == 1
+        assert [c.kind for c in store.log()] == ["open", "move", "open"]
+        assert store.verify() == ()
+
+    def test_an_error_in_a_transaction_undoes_every_call_made_in_it(
+        self, block_store: DealStore, pipeline: Pipeline
+    ) -> None:
+        store = block_store
+        store.add(pipeline.start("kept", bant=QUALIFIED, at=T0))
+        store.record_consumer_position("mailer", 1)
+        before, log_before = store.get("kept"), store.log()
+
+        def work() -> None:
+            store.save(pipeline.advance(store.get("kept"), at=_later(1)))
+            store.add(pipeline.start("new", at=_later(2)))
+            store.record_consumer_position("mailer", 2)
+            assert store.get("kept").stage == "proposal"  # seen inside the block
+
+        _rolled_back(store, work)
+        assert store.get("kept") == before
+        with pytest.raises(DealNotFoundError):
+            store.get("new")
+        assert store.log() == log_before
+        assert store.consumer_position("mailer") == 1
+        store.save(pipeline.advance(before, at=_later(3)))  # the stored version is the old one
+        assert [c.version for c in store.changes("kept")] == [1, 2]
+        assert store.verify() == ()
+
+    def test_tracker_calls_join_the_transaction_and_listeners_wait_for_its_commit(
+        self, block_store: DealStore, pipeline: Pipeline
+    ) -> None:
+        store = block_store
+        times = iter(_later(step) for step in range(100))
+        tracker = Tracker(store, pipeline, clock=lambda: next(times))
+        heard: list[str] = []
+        tracker.subscribe(lambda change, deal: heard.append(change.kind), event="win")
+        tracker.open("contract", "deal", bant=QUALIFIED)
+        for _ in range(2):
+            tracker.advance("deal")
+        _rolled_back(store, lambda: tracker.win("deal"))
+        assert tracker.get("deal").stage == "closing"
+        assert [c.kind for c in store.changes("deal")] == ["open", "move", "move"]
+        assert heard == []
+        with store.transaction():
+            tracker.win("deal")
+            assert heard == []  # not committed yet
+        assert heard == ["move"]
+        assert tracker.get("deal").stage == WON
+
+    def test_an_inner_transaction_that_fails_undoes_only_its_own_calls(
+        self, block_store: DealStore, pipeline: Pipeline
+    ) -> None:
+        store = block_store
+        store.add(pipeline.start("deal", bant=QUALIFIED, at=T0))
+        with store.transaction():
+            store.save(pipeline.advance(store.get("deal"), at=_later(1)))
+            _rolled_back(
+                store, lambda: store.save(pipeline.advance(store.get("deal"), at=_later(2)))
+            )
+            assert store.get("deal").version == 2
+            store.save(pipeline.lose(store.get("deal"), "price", at=_later(3)))
+        assert [(c.version, c.to_stage) for c in store.changes("deal")] == [
+            (1, "lead"),
+            (2, "proposal"),
+            (3, LOST),
+        ]
+        assert store.verify() == ()
+
+    def test_another_thread_s_calls_stay_out_of_a_transaction(
+        self, block_store: DealStore, pipeline: Pipeline
+    ) -> None:
+        store = block_store
+        for id in ("mine", "theirs"):
+            store.add(pipeline.start(id, bant=QUALIFIED, at=T0))
+        other = threading.Thread(
+            target=lambda: store.save(pipeline.advance(store.get("theirs"), at=_later(1)))
+        )
+
+        def work() -> None:
+            store.save(pipeline.advance(store.get("mine"), at=_later(1)))
+            other.start()  # it may wait for the block to end; it must not join it
+
+        _rolled_back(store, work)
+        other.join(timeout=60)
+        assert store.get("theirs").version == 2
+        assert store.get("mine").version == 1
+
+
+class _Boom(Exception):
+    """The error a test raises inside a transaction."""
+
+
+def _rolled_back(store: DealStore, work: Callable[[], object]) -> None:
+    """Run ``work`` in a transaction that then fails with ``_Boom``."""
+
+    def fail() -> None:
+        with store.transaction():
+            work()
+            raise _Boom
+
+    with pytest.raises(_Boom):
+        fail()

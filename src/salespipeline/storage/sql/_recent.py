@@ -56,6 +56,11 @@ class Recent:
             kept = self._deals.get(id)
         return None if kept is None else kept[0]
 
+    def forget(self, id: str) -> None:
+        """Forget deal ``id`` (what was remembered of it may no longer be stored)."""
+        with self._lock:
+            self._forget(id)
+
     def _forget(self, id: str) -> None:
         kept = self._deals.pop(id, None)
         if kept is not None:

@@ -373,7 +373,7 @@ class SQLStore(DealStore):
                     position = self._insert_log(cursor, row)
         except UniqueViolation as error:
             _refuse_row(error, deal, key)
-        self._recent.keep(as_stored(deal, changes[-1]), written)
+        self._remember(as_stored(deal, changes[-1]), written)
         return changes[-1].with_position(position)
 
     def save(
@@ -404,7 +404,7 @@ class SQLStore(DealStore):
             _refuse_row(error, deal, key)
         if position is None:
             raise self._refusal(deal, base)
-        self._recent.keep(as_stored(deal, change), written)
+        self._remember(as_stored(deal, change), written)
         return change.with_position(position)
 
     def _changed_columns(self, deal: Deal, change: Change) -> tuple[list[str], list[Any]]:
@@ -460,6 +460,18 @@ class SQLStore(DealStore):
 
     def last_known(self, id: str) -> Deal | None:
         return self._recent.latest(id)
+
+    def _remember(self, deal: Deal, figures: object = None) -> None:
+        """Keep ``deal`` as the stored one; inside a transaction the store does not end
+        (it may yet be rolled back), forget its id instead."""
+        if self._in_transaction():
+            self._recent.forget(deal.id)
+        else:
+            self._recent.keep(deal, figures)
+
+    def _in_transaction(self) -> bool:
+        """Whether this thread's calls are inside a transaction that outlasts them."""
+        return False
 
     @functools.cached_property
     def _recent(self) -> Recent:
@@ -530,6 +542,7 @@ class SQLStore(DealStore):
         ``lazy``: only the latest ``LOAD_LATEST`` history entries are read with it,
         the older ones when first needed.
         """
+        lazy = lazy and not self._in_transaction()  # what it reads may yet be rolled back
         select = self.sql.select_latest if lazy else self.sql.select_deal
         with self._statement() as cursor:
             cursor.execute(select, (id, id, id))
@@ -553,7 +566,7 @@ class SQLStore(DealStore):
             deal = _codec.decode_deal(row, latest, older=older, fetch=reader)
             reader.bind(deal)
             self._unread.add(reader)
-        self._recent.keep(deal, figures)
+        self._remember(deal, figures)
         return deal, figures
 
     def _read_older(self, id: str, count: int) -> list[StageChange]:
@@ -594,7 +607,7 @@ class SQLStore(DealStore):
             changes = self._page_changes(cursor, filters, after, rows[-1][0])
         deals = [_codec.decode_deal(row, changes.get(row[0], ())) for row in rows]
         for deal in deals:
-            self._recent.keep(deal)
+            self._remember(deal)
         return deals
 
     def _page_changes(
