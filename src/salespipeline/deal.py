@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -332,40 +332,22 @@ class Deal:
     def to_dict(self) -> dict[str, Any]:
         """The deal as JSON-compatible data keyed by attribute name; ``from_dict`` reverses it.
 
-        Amounts are decimal strings, times ISO 8601 in UTC, dates ``YYYY-MM-DD``;
-        each history entry is a mapping without the (implied) ``deal_id``.
+        Amounts are decimal strings, times ISO 8601 in UTC, dates ``YYYY-MM-DD``, each
+        attribute as the change log records it; history entries omit the implied ``deal_id``.
         """
         data: dict[str, Any] = {"id": self.id}
-        data.update((name, encode_value(name, getattr(self, name))) for name in STATE)
-        data["updated_at"] = self.updated_at.isoformat()
-        data["version"] = self.version
+        data.update((name, encode_value(name, getattr(self, name))) for name in _DICT_STATE)
         data["history"] = [_entry_dict(entry) for entry in self.history]
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Deal:
-        """The deal ``to_dict`` wrote, checked as every Deal is; unknown keys are refused."""
-        if not isinstance(data, Mapping):
-            raise ValidationError(f"Deal.from_dict takes a mapping, not {type(data).__name__}")
-        unknown = sorted(str(k) for k in data if k not in _DICT_KEYS)
-        if unknown:
-            raise ValidationError(f"Deal.from_dict: unknown key {unknown[0]!r}")
-        missing = [k for k in ("id", "pipeline", "stage", "history") if k not in data]
-        if missing:
-            raise ValidationError(f"Deal.from_dict: missing key {missing[0]!r}")
-        deal_id = c.check_id(data["id"])
-        history = data["history"]
-        if not isinstance(history, Sequence) or isinstance(history, (str, bytes)):
-            raise ValidationError("Deal.from_dict: history must be a list", deal_id=deal_id)
-        values = {n: decode_value(n, data[n]) for n in STATE if n in data}
-        if "updated_at" in data:
-            values["updated_at"] = _decode_time(data["updated_at"], "updated_at")
-        return cls(
-            deal_id,
-            version=data.get("version", 1),
-            history=tuple(_entry_from_dict(deal_id, entry) for entry in history),
-            **values,
-        )
+        """The deal ``to_dict`` wrote, checked as every Deal is.
+
+        Unknown or missing keys and bad values are a ``ValidationError`` whose ``field``
+        is the key (``history[2].at`` inside the history), before a Deal is built.
+        """
+        return _deal_from_dict(cls, data)
 
 
 _FIELD_NAMES: Final = frozenset(a.name for a in attrs.fields(Deal))
@@ -376,7 +358,6 @@ STATE: Final = tuple(
 """The attributes a change log entry records (``id``, ``version``, ``updated_at`` and
 ``history`` are the change's own ``deal_id``, ``version``, ``at`` and stage moves)."""
 
-_DICT_KEYS: Final = frozenset({"id", *STATE, "updated_at", "version", "history"})
 _TIMES: Final = frozenset(
     {"next_action_at", "created_at", "stage_entered_at", "closed_at", "updated_at"}
 )
@@ -387,7 +368,7 @@ def encode_value(name: str, value: Any) -> Any:
     if value is None:
         return None
     if name in _TIMES:
-        return value.isoformat()
+        return _encode_time(value)
     if name == "amount":
         return str(value)
     if name == "bant":
@@ -421,6 +402,10 @@ def decode_value(name: str, data: Any) -> Any:
     return data
 
 
+def _encode_time(moment: datetime) -> str:
+    return moment.isoformat()
+
+
 def _decode_time(data: object, what: str) -> datetime:
     if not isinstance(data, str):
         raise ValidationError(f"{what} must be ISO 8601 text, not {shown(data)}")
@@ -431,37 +416,122 @@ def _decode_time(data: object, what: str) -> datetime:
     return c.to_utc(moment, what)
 
 
+# -- Deal.to_dict / Deal.from_dict ------------------------------------------------------
+
+_DICT_STATE: Final = (*STATE, "updated_at", "version")
+"""The keys of ``to_dict`` between ``id`` and ``history``, each encoded by ``encode_value``."""
+
+_DICT_KEYS: Final = frozenset({"id", *_DICT_STATE, "history"})
+_REQUIRED_KEYS: Final = tuple(
+    a.name for a in attrs.fields(Deal) if a.default is attrs.NOTHING or a.name == "history"
+)
+_Check = Callable[[Any], Any]
+_CONVERTERS: Final[Mapping[str, Any]] = {a.name: a.converter for a in attrs.fields(Deal)}
+"""Each attribute's converter: ``from_dict`` checks each key alone, to name it when refused."""
+
+
+def _deal_from_dict(cls: type[Deal], data: object) -> Deal:
+    _check_keys(data, _DICT_KEYS, _REQUIRED_KEYS, "Deal.from_dict data")
+    assert isinstance(data, Mapping)
+    deal_id = _keyed("id", None, c.check_id, data["id"])
+    values = {
+        name: _keyed(name, deal_id, _decoded_attribute(name), data[name])
+        for name in _DICT_STATE
+        if name in data
+    }
+    history = _history_from_dict(deal_id, data["history"])
+    return cls(deal_id, history=history, **values)
+
+
+def _check_keys(
+    data: object, known: frozenset[str], required: Sequence[str], what: str, *, at: str = ""
+) -> None:
+    """Refuse ``data`` unless it is a mapping holding every ``required`` key and no unknown one."""
+    if not isinstance(data, Mapping):
+        raise ValidationError(
+            f"{what} must be a mapping, not {type(data).__name__}", field=at.rstrip(".") or None
+        )
+    unknown = [key for key in data if not (isinstance(key, str) and key in known)]
+    if unknown:
+        key = unknown[0] if isinstance(unknown[0], str) else shown(unknown[0])
+        raise ValidationError(f"{what} has an unknown key {shown(unknown[0])}", field=f"{at}{key}")
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise ValidationError(f"{what} lacks the key {missing[0]!r}", field=f"{at}{missing[0]}")
+
+
+def _decoded_attribute(name: str) -> _Check:
+    """Decode a ``to_dict`` value of attribute ``name`` and check it as the Deal will."""
+    convert = _CONVERTERS[name]
+    return lambda data: convert(decode_value(name, data))
+
+
+def _keyed(key: str, deal_id: str | None, check: _Check, data: object) -> Any:
+    """``check(data)``, a refusal re-raised naming ``key`` (its ``field`` and its message)."""
+    try:
+        return check(data)
+    except ValidationError as error:
+        message = str(error).removeprefix(f"deal {deal_id!r}: ")
+        name = key.rsplit(".", 1)[-1]
+        if message.startswith(f"{name} "):
+            message = key + message.removeprefix(name)
+        elif not message.startswith(key):
+            message = f"{key}: {message}"
+        raise ValidationError(message, deal_id=deal_id, field=key) from None
+
+
 def _entry_dict(entry: StageChange) -> dict[str, Any]:
     return {
         "from_stage": entry.from_stage,
         "to_stage": entry.to_stage,
-        "at": entry.at.isoformat(),
+        "at": _encode_time(entry.at),
         "version": entry.version,
         "reason": entry.reason,
         "actor": entry.actor,
     }
 
 
-_ENTRY_KEYS: Final = frozenset({"from_stage", "to_stage", "at", "version", "reason", "actor"})
+def _entry_to_stage(value: object) -> str:
+    return c.check_text(value, "to_stage", max_length=limits.MAX_NAME)
 
 
-def _entry_from_dict(deal_id: str, data: object) -> StageChange:
-    if not isinstance(data, Mapping) or not {"to_stage", "at", "version"} <= set(data):
+def _entry_from_stage(value: object) -> str | None:
+    return None if value is None else c.check_text(value, "from_stage", max_length=limits.MAX_NAME)
+
+
+_ENTRY_CHECKS: Final[Mapping[str, _Check]] = {
+    "from_stage": _entry_from_stage,
+    "to_stage": _entry_to_stage,
+    "at": lambda data: _decode_time(data, "at"),
+    "version": _to_version,
+    "reason": lambda data: c.to_optional_text(data, "reason"),
+    "actor": to_actor,
+}
+_ENTRY_KEYS: Final = frozenset(_ENTRY_CHECKS)
+
+
+def _history_from_dict(deal_id: str, data: object) -> tuple[StageChange, ...]:
+    if not isinstance(data, Sequence) or isinstance(data, (str, bytes)):
         raise ValidationError(
-            "each history entry must be a mapping with to_stage, at and version", deal_id=deal_id
+            f"Deal.from_dict: history must be a list, not {type(data).__name__}",
+            deal_id=deal_id,
+            field="history",
         )
-    unknown = sorted(str(k) for k in data if k not in _ENTRY_KEYS)
-    if unknown:
-        raise ValidationError(f"history entry: unknown key {unknown[0]!r}", deal_id=deal_id)
-    return StageChange(
-        deal_id,
-        data.get("from_stage"),
-        data["to_stage"],
-        _decode_time(data["at"], "history entry at"),
-        data["version"],
-        data.get("reason"),
-        data.get("actor"),
-    )
+    return tuple(_entry_from_dict(deal_id, f"history[{i}]", entry) for i, entry in enumerate(data))
+
+
+def _entry_from_dict(deal_id: str, at: str, data: object) -> StageChange:
+    try:
+        _check_keys(data, _ENTRY_KEYS, ("to_stage", "at", "version"), at, at=f"{at}.")
+    except ValidationError as error:
+        raise ValidationError(str(error), deal_id=deal_id, field=error.field) from None
+    assert isinstance(data, Mapping)
+    values = {
+        key: _keyed(f"{at}.{key}", deal_id, check, data[key])
+        for key, check in _ENTRY_CHECKS.items()
+        if key in data
+    }
+    return StageChange(deal_id, values.pop("from_stage", None), **values)
 
 
 def checked_deals(deals: object, what: str) -> Iterator[Deal]:
