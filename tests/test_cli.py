@@ -250,8 +250,8 @@ def test_report_names_an_unregistered_guard_kind_and_the_fix(
         status,
         err,
         "the stored definition of pipeline 'b2b' names guard kind 'meddic', which is not "
-        "registered: register it with guards.register('meddic', factory) in the code that "
-        "opens the store",
+        "registered: register it with salespipeline.guards.register in a module and pass "
+        "--plugin MODULE, or install a package with a salespipeline.plugins entry point",
     )
 
 

@@ -1,8 +1,10 @@
 """The ``salespipeline`` command: ``demo``, ``report``, ``lint``, ``diagram``, ``migrate``.
 
 This is the edge where files, the database, the terminal and the wall clock are
-touched. Bad input (an unreadable file, an invalid definition, a missing database)
-ends with exit status 2 and one line on stderr, never a traceback.
+touched. Bad input (an unreadable file, an invalid definition, a missing database, a
+plugin that does not load) ends with exit status 2 and one line on stderr, never a
+traceback. Plugins (``--plugin MODULE`` and the ``salespipeline.plugins`` entry
+points) are imported before the command runs.
 """
 
 from __future__ import annotations
@@ -13,19 +15,21 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any, NoReturn, TypeVar
 
 from salespipeline import __version__, presets
 from salespipeline._checks import to_utc
 from salespipeline.cli._demo import END, SimulatedClock, open_store, simulate
+from salespipeline.cli._plugins import ENTRY_POINT_GROUP, PluginError, load_plugins, unregistered
 from salespipeline.deal import Deal
 from salespipeline.definitions import load_pipeline
 from salespipeline.errors import (
     DefinitionError,
     SalesPipelineError,
+    StorageError,
     ValidationError,
 )
 from salespipeline.followups import overdue
@@ -35,6 +39,8 @@ from salespipeline.storage import DealStore, SQLiteStore
 from salespipeline.tracker import Tracker
 
 __all__ = ["main"]
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -56,13 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (0 ok, 1 lint findings, 2 bad input)."""
     try:
         args = _parser().parse_args(argv)
+        load_plugins(args.plugin)
         return int(args.run(args))
     except SystemExit as exit_:  # --help and --version
         return exit_.code if isinstance(exit_.code, int) else EXIT_OK
     except BrokenPipeError:  # the reader went away (``| head``): stop quietly
         _silence_stdout()
         return EXIT_OK
-    except _UsageError as error:
+    except (_UsageError, PluginError) as error:
         return _fail(str(error))
     except (SalesPipelineError, OSError) as error:
         return _fail(_one_line(error))
@@ -101,6 +108,14 @@ def _parser() -> _Parser:
         description="Sales pipelines as state machines: simulate, report, lint, draw, migrate.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first, for the guard kinds it registers (repeatable; modules of "
+        f"the {ENTRY_POINT_GROUP} entry points load by themselves)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_demo(commands)
     _add_report(commands)
@@ -233,7 +248,7 @@ def _follow_ups(late: Sequence[Deal], *, now: datetime, shown: int = 5) -> str:
 
 
 def _lint(args: argparse.Namespace) -> int:
-    findings = load_pipeline(args.file).lint()
+    findings = _definition(args.file).lint()
     for finding in findings:
         where = f" [{finding.stage}]" if finding.stage else ""
         print(f"{args.file}: {finding.code}{where}: {finding.message}")
@@ -243,12 +258,12 @@ def _lint(args: argparse.Namespace) -> int:
 
 
 def _diagram(args: argparse.Namespace) -> int:
-    print(load_pipeline(args.file).diagram(args.format), end="")
+    print(_definition(args.file).diagram(args.format), end="")
     return EXIT_OK
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    target = load_pipeline(args.to)
+    target = _definition(args.to)
     mapping = _mapping(args.map)
     with _existing_store(args.db) as store:
         source = _source(store, args.source, target)
@@ -288,8 +303,8 @@ def _database_path(path: Path) -> Path:
 def _chosen(store: DealStore, name: str | None, db: Path) -> list[Pipeline]:
     """The recorded pipeline called ``name`` (only its definition is read), else every one."""
     if name is not None:
-        return [store.pipeline(name)]
-    recorded = store.pipelines()
+        return [_stored(lambda: store.pipeline(name))]
+    recorded = _stored(store.pipelines)
     if not recorded:
         raise ValidationError(f"{db} records no pipelines")
     return list(recorded)
@@ -298,12 +313,34 @@ def _chosen(store: DealStore, name: str | None, db: Path) -> list[Pipeline]:
 def _source(store: DealStore, name: str | None, target: Pipeline) -> Pipeline:
     """The pipeline to migrate from: ``--from``, or the only recorded one besides the target."""
     if name is not None:
-        return store.pipeline(name)
-    others = [p for p in store.pipelines() if p.name != target.name]
+        return _stored(lambda: store.pipeline(name))
+    others = [p for p in _stored(store.pipelines) if p.name != target.name]
     if len(others) != 1:
         known = ", ".join(p.name for p in others) or "none"
         raise ValidationError(f"say which pipeline to migrate with --from (recorded: {known})")
     return others[0]
+
+
+def _definition(path: Path) -> Pipeline:
+    """The pipeline in a definition file; a guard kind nobody registered is named with the fix."""
+    try:
+        return load_pipeline(path)
+    except DefinitionError as error:
+        refusal = unregistered(error, str(path))
+        if refusal is None:
+            raise
+        raise refusal from error
+
+
+def _stored(read: Callable[[], T]) -> T:
+    """``read()`` of recorded definitions; a guard kind nobody registered is named with the fix."""
+    try:
+        return read()
+    except StorageError as error:
+        refusal = unregistered(error)
+        if refusal is None:
+            raise
+        raise refusal from error
 
 
 def _mapping(pairs: Sequence[str]) -> dict[str, str]:
