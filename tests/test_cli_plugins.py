@@ -111,6 +111,13 @@ def entry_point_distribution(folder: Path, value: str, *, name: str = "meddic") 
     (info / "entry_points.txt").write_text(f"[salespipeline.plugins]\n{name} = {value}\n")
 
 
+def with_on_path(folder: Path) -> dict[str, str]:
+    """The environment of a child process that also finds modules in ``folder``."""
+    inherited = os.environ.get("PYTHONPATH")
+    path = os.pathsep.join([str(folder), *([inherited] if inherited else [])])
+    return {**os.environ, "PYTHONPATH": path}
+
+
 # -- lint and diagram ----------------------------------------------------------------
 
 
@@ -257,8 +264,7 @@ def test_the_entry_point_of_a_real_installation_loads_in_a_fresh_process(
     plugins: Path, b2b_toml: Path
 ) -> None:
     entry_point_distribution(plugins, PLUGIN)
-    source = Path(__file__).resolve().parents[1] / "src"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugins), str(source)])}
+    env = with_on_path(plugins)
     done = subprocess.run(
         [sys.executable, "-m", "salespipeline", "lint", str(b2b_toml)],
         capture_output=True,
@@ -307,8 +313,7 @@ def test_a_broken_plugin_in_a_fresh_process_prints_no_traceback(
     plugins: Path, b2b_toml: Path
 ) -> None:
     (plugins / "sp_test_broken.py").write_text("import sp_test_nothing_here\n")
-    source = Path(__file__).resolve().parents[1] / "src"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugins), str(source)])}
+    env = with_on_path(plugins)
     done = subprocess.run(
         [sys.executable, "-m", "salespipeline", "--plugin", "sp_test_broken", "lint", "x.toml"],
         capture_output=True,
