@@ -195,9 +195,14 @@ def test_the_scanner_finds_code_loading() -> None:
     ]
 
 
-CODE_GENERATORS = {"_unchecked.py": ["exec", "compile"]}
-"""The one allowed use: ``_unchecked.generate`` compiles hot-path copiers from attrs field
-names at import time, as attrs itself does; ``test_the_one_exec_sees_no_data`` pins it."""
+CODE_GENERATORS = {
+    "_unchecked.py": ["exec", "compile"],
+    "cli/_plugins.py": ["importlib", "importlib", "importlib"],
+}
+"""The allowed uses: ``_unchecked.generate`` compiles hot-path copiers from attrs field
+names at import time, as attrs itself does (``test_the_one_exec_sees_no_data`` pins it);
+the CLI imports the plugins its user names with ``--plugin`` and the installed
+``salespipeline.plugins`` entry points, never a name read from data."""
 
 
 def test_the_library_never_evaluates_or_imports_code_by_name() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import attrs
 
@@ -30,19 +30,24 @@ from salespipeline.errors import (
 from salespipeline.pipeline import Pipeline
 
 __all__ = [
+    "STARTED",
     "Changes",
     "Command",
     "Commit",
+    "Finished",
     "Get",
     "Intent",
     "Load",
+    "Outcome",
     "Remembered",
     "Step",
     "Steps",
     "decide",
     "keyed",
     "opened",
+    "read",
     "redo",
+    "resume",
     "run",
     "with_actor",
 ]
@@ -202,6 +207,37 @@ Step = Remembered | Load | Get | Changes | Commit
 T = TypeVar("T")
 Steps = Generator[Step, Any, T]
 """A decision in progress: it yields the steps it needs and returns its result."""
+
+
+@attrs.frozen
+class Finished:
+    """A decision's result, once it needs no more steps."""
+
+    value: Any
+
+
+Outcome = tuple[Any, "SalesPipelineError | None"]
+"""What a performed step gave: its result and None, or None and the error it raised."""
+STARTED: Final[Outcome] = (None, None)
+
+
+def resume(steps: Steps[Any], outcome: Outcome) -> Step | Finished:
+    """Hand ``steps`` the outcome of its last step; the next step it needs, or its result."""
+    reply, failure = outcome
+    try:
+        return steps.send(reply) if failure is None else steps.throw(failure)
+    except StopIteration as done:
+        return Finished(done.value)
+
+
+def read(step: Remembered | Load | Get | Changes) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    """The store method a read step calls, with its arguments: (name, args, keywords)."""
+    if isinstance(step, Changes) and step.key is not None:
+        return "changes", (step.id,), {"key": step.key}
+    return _READS[type(step)], (step.id,), {}
+
+
+_READS: Final = {Remembered: "last_known", Load: "load", Get: "get", Changes: "changes"}
 
 
 def run(

@@ -8,7 +8,7 @@ for webhooks, CRM sync and follow-up mailers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from salespipeline import limits
@@ -19,7 +19,15 @@ from salespipeline.log import Change
 if TYPE_CHECKING:
     from salespipeline.storage.base import DealStore
 
-__all__ = ["Consumer", "check_consumer_name", "check_position", "check_recorded"]
+__all__ = [
+    "Consumer",
+    "check_consumer_name",
+    "check_poll",
+    "check_position",
+    "check_recorded",
+    "check_seek",
+    "reached",
+]
 
 
 def check_consumer_name(name: object) -> str:
@@ -68,12 +76,7 @@ class Consumer:
         propagates (that change and the ones after it are delivered again next time).
         A crash in between delivers the page's handled changes again: at least once.
         """
-        if not callable(handler):
-            raise ValidationError(f"poll() takes a callable handler, not {shown(handler)}")
-        if not is_int(limit) or not 1 <= limit <= limits.MAX_PAGE:
-            raise ValidationError(
-                f"limit must be an integer from 1 to {limits.MAX_PAGE:,}, not {shown(limit)}"
-            )
+        check_poll(handler, limit)
         changes = self._store.log(after=self.position, limit=limit)
         handled = 0
         try:
@@ -82,15 +85,32 @@ class Consumer:
                 handled += 1
         finally:
             if handled:
-                position = changes[handled - 1].position
-                assert position is not None  # the store's log is committed changes
-                self._store.record_consumer_position(self._name, position)
+                self._store.record_consumer_position(self._name, reached(changes, handled))
         return handled
 
     def seek(self, position: int) -> None:
         """Set the position (0 re-reads the whole log); for replays and repairs."""
-        if not is_int(position) or position < 0:
-            raise ValidationError(
-                f"position must be a non-negative integer, not {shown(position)}"
-            )
-        self._store.record_consumer_position(self._name, position, backwards=True)
+        self._store.record_consumer_position(self._name, check_seek(position), backwards=True)
+
+
+def check_poll(handler: object, limit: object) -> None:
+    """``poll``'s arguments checked, before any read."""
+    if not callable(handler):
+        raise ValidationError(f"poll() takes a callable handler, not {shown(handler)}")
+    if not is_int(limit) or not 1 <= limit <= limits.MAX_PAGE:
+        raise ValidationError(
+            f"limit must be an integer from 1 to {limits.MAX_PAGE:,}, not {shown(limit)}"
+        )
+
+
+def check_seek(position: object) -> int:
+    if not is_int(position) or position < 0:
+        raise ValidationError(f"position must be a non-negative integer, not {shown(position)}")
+    return position
+
+
+def reached(changes: Sequence[Change], handled: int) -> int:
+    """The position to record once the first ``handled`` of a page are handled."""
+    position = changes[handled - 1].position
+    assert position is not None  # the store's log is committed changes
+    return position

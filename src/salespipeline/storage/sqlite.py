@@ -71,13 +71,7 @@ class SQLiteStore(SQLStore):
         timeout: float | None = None,
         synchronous: str | None = None,
     ) -> None:
-        if synchronous is not None and (
-            not isinstance(synchronous, str) or synchronous not in _SYNCHRONOUS
-        ):
-            raise ValidationError(
-                f"synchronous must be 'full' or 'normal', not {shown(synchronous)}"
-            )
-        seconds = None if timeout is None else check_timeout(timeout, zero=True)
+        seconds = check_options(path, timeout, synchronous)
         self._lock = threading.RLock()
         self._blocks = Blocks()
         self._pid = os.getpid()
@@ -196,6 +190,17 @@ class SQLiteStore(SQLStore):
 
     def _write(self) -> AbstractContextManager[sqlite3.Cursor]:
         return self._transaction("BEGIN IMMEDIATE")
+
+
+def check_options(path: object, timeout: object, synchronous: object) -> float | None:
+    """``SQLiteStore``'s arguments checked before any I/O; the timeout in seconds, if given."""
+    if not isinstance(path, sqlite3.Connection):
+        check_path(path)
+    if synchronous is not None and (
+        not isinstance(synchronous, str) or synchronous not in _SYNCHRONOUS
+    ):
+        raise ValidationError(f"synchronous must be 'full' or 'normal', not {shown(synchronous)}")
+    return None if timeout is None else check_timeout(timeout, zero=True)
 
 
 def _amount_values(deal: Deal) -> tuple[str, int, int]:

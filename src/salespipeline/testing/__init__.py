@@ -5,6 +5,7 @@ package imports hypothesis; importing ``salespipeline`` alone never does.
 """
 
 from salespipeline.testing import strategies
+from salespipeline.testing.async_contract import AsyncStoreContract
 from salespipeline.testing.contract import StoreContract
 from salespipeline.testing.stateful import (
     FakeClock,
@@ -15,6 +16,7 @@ from salespipeline.testing.stateful import (
 )
 
 __all__ = [
+    "AsyncStoreContract",
     "FakeClock",
     "PipelineStateMachine",
     "Satisfy",

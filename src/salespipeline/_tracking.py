@@ -1,0 +1,306 @@
+"""The commands a tracker offers, written once for the sync and the async driver (private).
+
+``Commands`` checks every argument, builds the steps of ``_commands`` for each
+call, and hands them to its driver's ``_drive``: ``Tracker`` performs them with
+blocking calls and returns the deal, ``aio.AsyncTracker`` awaits them and returns
+an awaitable of it. The two differ only in how they do I/O (h11's sans-I/O style).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, ClassVar, Generic, TypeVar
+
+from salespipeline import _checks as c
+from salespipeline import log
+from salespipeline._commands import Command, Get, Steps, opened, run, with_actor
+from salespipeline._listeners import Listener, ListenerFailure, Listeners, Unsubscribe
+from salespipeline.deal import Bant, Deal, to_actor
+from salespipeline.errors import UnknownPipelineError, UnknownStageError, ValidationError, shown
+from salespipeline.pipeline import Clock, Pipeline, system_clock
+from salespipeline.storage.base import check_filters
+
+__all__ = ["Commands", "Result"]
+
+Store = TypeVar("Store")
+"""The store a tracker drives: a ``DealStore`` (``Tracker``) or an ``AsyncDealStore``."""
+Result = TypeVar("Result")
+"""What a command returns: the deal (``Tracker``), or an awaitable of it (``AsyncTracker``)."""
+
+
+class Commands(abc.ABC, Generic[Store, Result]):
+    """Pipelines + a store + a clock + listeners: every tracker command, checked and planned.
+
+    Each command returns the deal it leaves (for ``AsyncTracker``, an awaitable of
+    it). A subclass performs the planned reads and writes in ``_drive``.
+    """
+
+    _stores: ClassVar[type]
+    """The kind of store this driver drives."""
+
+    def __init__(
+        self,
+        store: Store,
+        pipelines: Pipeline | Iterable[Pipeline],
+        *,
+        clock: Clock | None = None,
+        retries: int = 3,
+        record_definitions: bool = True,
+        actor: str | None = None,
+    ) -> None:
+        if not isinstance(store, self._stores):
+            raise ValidationError(
+                f"{type(self).__name__} drives a {self._stores.__name__}, not a "
+                f"{type(store).__name__} (Tracker takes the sync stores, AsyncTracker the "
+                "async ones in salespipeline.aio)"
+            )
+        if not c.is_int(retries) or retries < 0:
+            raise ValidationError(f"retries must be a non-negative integer, not {shown(retries)}")
+        if clock is not None and not callable(clock):
+            raise ValidationError("clock must be a zero-argument callable returning a datetime")
+        self._actor = to_actor(actor)
+        self._pipelines = _by_name(pipelines)
+        self._clock: Clock = clock or system_clock
+        self._retries = retries
+        self._listeners = Listeners()
+        self._store = store
+        recorded = tuple(self._pipelines.values()) if record_definitions else ()
+        for pipeline in recorded:
+            pipeline.to_dict()  # every definition must be writable before any is written
+        self._record(recorded)
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    @abc.abstractmethod
+    def _record(self, pipelines: tuple[Pipeline, ...]) -> None:
+        """Record these definitions in the store (now, or with the first command)."""
+
+    @property
+    def pipelines(self) -> tuple[Pipeline, ...]:
+        return tuple(self._pipelines.values())
+
+    def pipeline(self, name: str) -> Pipeline:
+        """The pipeline called ``name``; ``UnknownPipelineError`` if the tracker has none."""
+        found = self._pipelines.get(name) if isinstance(name, str) else None
+        if found is None:
+            raise UnknownPipelineError(name, known=sorted(self._pipelines))
+        return found
+
+    # -- reading ----------------------------------------------------------------------
+
+    def get(self, id: str) -> Result:
+        """The stored deal with its history."""
+        return self._drive(_got(c.check_id(id)))
+
+    def _filters(self, pipeline: str | None, stage: str | None, open: bool | None) -> None:
+        """Refuse filters no deal could match: a typo never reads as "no deals"."""
+        check_filters(pipeline, stage, open)
+        if pipeline is not None:
+            self.pipeline(pipeline)
+        if stage is not None:
+            scope = self._pipelines.values() if pipeline is None else [self.pipeline(pipeline)]
+            if not any(stage in p.positions for p in scope):
+                raise UnknownStageError(stage, pipeline=pipeline)
+
+    # -- changing ---------------------------------------------------------------------
+
+    def open(
+        self,
+        pipeline_name: str,
+        id: str,
+        *,
+        amount: Decimal | int | str = 0,
+        currency: str = "USD",
+        bant: Bant | None = None,
+        fields: Mapping[str, Any] | None = None,
+        probability: float | None = None,
+        owner: str | None = None,
+        close_date: date | None = None,
+        forecast_category: str | None = None,
+        next_action: str | None = None,
+        next_action_at: datetime | None = None,
+        actor: str | None = None,
+        key: str | None = None,
+    ) -> Result:
+        """A new deal in the pipeline's first stage, stored; ``DuplicateDealError`` if taken.
+
+        With ``key``: when deal ``id`` was opened with that key, that deal as it was
+        opened, and nothing is written.
+        """
+        who, key = self._who(actor), _key(key)
+
+        def start() -> Deal:
+            return self.pipeline(pipeline_name).start(
+                id,
+                amount=amount,
+                currency=currency,
+                bant=bant,
+                fields=fields,
+                probability=probability,
+                owner=owner,
+                close_date=close_date,
+                forecast_category=forecast_category,
+                next_action=next_action,
+                next_action_at=next_action_at,
+                at=self._now(),
+                actor=who,
+            )
+
+        return self._drive(opened(id, key, start, who))
+
+    def move(
+        self,
+        id: str,
+        to: str,
+        *,
+        reason: str | None = None,
+        actor: str | None = None,
+        key: str | None = None,
+    ) -> Result:
+        """Move the deal to stage ``to`` (``reason`` is required when ``to`` is LOST)."""
+        return self._run(id, Command("move", to=to, reason=reason), actor, key)
+
+    def advance(self, id: str, *, actor: str | None = None, key: str | None = None) -> Result:
+        """Move the deal to the stage after the one it is in when first loaded."""
+        return self._run(id, Command("advance"), actor, key)
+
+    def win(self, id: str, *, actor: str | None = None, key: str | None = None) -> Result:
+        """Move the deal to WON (final)."""
+        return self._run(id, Command("win"), actor, key)
+
+    def lose(
+        self, id: str, reason: str, *, actor: str | None = None, key: str | None = None
+    ) -> Result:
+        """Move the deal to LOST with ``reason``."""
+        return self._run(id, Command("lose", reason=reason), actor, key)
+
+    def reopen(
+        self,
+        id: str,
+        to: str | None = None,
+        *,
+        actor: str | None = None,
+        key: str | None = None,
+    ) -> Result:
+        """Move a lost deal back to ``to`` (default: the stage it was lost from)."""
+        return self._run(id, Command("reopen", to=to), actor, key)
+
+    def update(
+        self,
+        id: str,
+        *,
+        actor: str | None = None,
+        key: str | None = None,
+        reason: str | None = None,
+        **changes: Any,
+    ) -> Result:
+        """Change non-stage attributes (``deal.evolve``): amount, owner, fields, next action…
+
+        ``reason`` says why, in the log. An update that changes nothing writes
+        nothing and notifies no one.
+        """
+        return self._run(id, Command("update", reason=reason, changes=changes), actor, key)
+
+    # -- listening --------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        callback: Listener,
+        *,
+        stage: str | Iterable[str] | None = None,
+        event: str | Iterable[str] | None = None,
+    ) -> Unsubscribe:
+        """Call ``callback(change, deal)`` after each committed change that matches.
+
+        ``stage`` filters on the destination, ``event`` on the kind ("start", "advance",
+        "move", "win", "lose", "reopen", and "update" only when asked for). A listener
+        that raises is logged and kept in ``listener_errors``; the change stands.
+        """
+        known = {n for p in self._pipelines.values() for n in p.stage_names}
+        return self._listeners.subscribe(callback, stage=stage, event=event, known_stages=known)
+
+    @property
+    def listener_errors(self) -> tuple[ListenerFailure, ...]:
+        """The most recent listener failures (up to 100), oldest first."""
+        return self._listeners.failures
+
+    # -- internals --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _drive(self, steps: Steps[Deal]) -> Result:
+        """Perform each step the decision asks for, handing back its result or error."""
+
+    def _run(self, id: str, command: Command, actor: str | None, key: str | None) -> Result:
+        """Decide, save; after a conflict, reload and finish the same intent (``run``)."""
+        id = c.check_id(id)
+        who = self._who(actor)
+        if who is not None:
+            command = with_actor(command, actor=who)
+        steps = run(
+            id, command, _key(key), pipeline=self.pipeline, now=self._now, retries=self._retries
+        )
+        return self._drive(steps)
+
+    def _who(self, actor: str | None) -> str | None:
+        return self._actor if actor is None else to_actor(actor)
+
+    def _now(self) -> datetime:
+        return c.to_utc(self._clock(), "the tracker clock's time")
+
+    def _heard(self, change: log.Change, deal: Deal) -> None:
+        """Tell the listeners of a committed change (their failures are kept, not raised)."""
+        self._listeners.notify(change, deal, self.pipeline(deal.pipeline))
+
+
+def commit_options(
+    deal: Deal, actor: str | None, key: str | None, reason: str | None
+) -> dict[str, str]:
+    """The keywords a store's ``add``/``save`` takes for a commit: only those given (a
+    store written for part 1 takes the deal alone); a move's reason is on its entry."""
+    if deal.history[-1].version == deal.version:
+        reason = None
+    given = (("actor", actor), ("reason", reason), ("key", key))
+    return {name: value for name, value in given if value is not None}
+
+
+def logged(
+    change: object, previous: Deal | None, deal: Deal, options: Mapping[str, str]
+) -> log.Change:
+    """The change a store returned; derived here for a store written for part 1."""
+    if isinstance(change, log.Change):
+        return change
+    return log.derive(previous, deal, **options)
+
+
+def _got(id: str) -> Steps[Deal]:
+    deal: Deal = yield Get(id)
+    return deal
+
+
+def _key(key: object) -> str | None:
+    return None if key is None else c.check_id(key, "key")
+
+
+def _by_name(pipelines: Pipeline | Iterable[Pipeline]) -> dict[str, Pipeline]:
+    if isinstance(pipelines, Pipeline):
+        pipelines = [pipelines]
+    elif not isinstance(pipelines, Iterable) or isinstance(pipelines, (str, bytes)):
+        raise ValidationError(
+            f"pipelines must be a Pipeline or an iterable of them, not {shown(pipelines)}"
+        )
+    items = list(pipelines)
+    found: dict[str, Pipeline] = {}
+    for item in items:
+        if not isinstance(item, Pipeline):
+            raise ValidationError(f"pipelines must be Pipeline values, not {shown(item)}")
+        if item.name in found:
+            raise ValidationError(f"two pipelines are called {item.name!r}")
+        found[item.name] = item
+    if not found:
+        raise ValidationError("a Tracker needs at least one pipeline")
+    return found

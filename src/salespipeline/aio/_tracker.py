@@ -1,0 +1,104 @@
+"""AsyncTracker: the Tracker's commands for asyncio apps, on an ``AsyncDealStore``.
+
+The commands, their checks and the decision and retry rule are the sync Tracker's
+own (``_tracking.Commands`` and ``_commands``); this driver only awaits the reads
+and writes they ask for. A commit is seen through to its end even when the task
+is cancelled meanwhile, so the deal is either moved and its listeners told, or
+untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any
+
+from salespipeline._commands import (
+    STARTED,
+    Commit,
+    Finished,
+    Outcome,
+    Step,
+    Steps,
+    T,
+    read,
+    resume,
+)
+from salespipeline._tracking import Commands, commit_options, logged
+from salespipeline.aio._store import AsyncDealStore
+from salespipeline.deal import Deal
+from salespipeline.errors import SalesPipelineError
+from salespipeline.log import Change
+from salespipeline.pipeline import Pipeline
+
+__all__ = ["AsyncTracker"]
+
+
+class AsyncTracker(Commands[AsyncDealStore, Awaitable[Deal]]):
+    """Pipelines + an async store + a clock: the Tracker's atomic, retried commands, awaited.
+
+    ``AsyncTracker(store, pipelines, *, clock=None, retries=3,
+    record_definitions=True, actor=None)``, as ``Tracker``. Constructing it does no
+    I/O; the pipelines' definitions are recorded in the store by the first command.
+    Every command (``open``, ``move``, ``advance``, ``win``, ``lose``, ``reopen``,
+    ``update``, ``get``) returns an awaitable of the deal.
+    """
+
+    _stores = AsyncDealStore
+
+    def _record(self, pipelines: tuple[Pipeline, ...]) -> None:
+        self._unrecorded = list(pipelines)
+
+    def deals(
+        self, *, pipeline: str | None = None, stage: str | None = None, open: bool | None = None
+    ) -> AsyncIterator[Deal]:
+        """The stored deals matching every given filter, streamed (see ``Tracker.deals``)."""
+        self._filters(pipeline, stage, open)
+        return self._store.find(pipeline=pipeline, stage=stage, open=open)
+
+    async def _drive(self, steps: Steps[T]) -> T:
+        while self._unrecorded:  # the first commands record the definitions
+            pipeline = self._unrecorded.pop(0)
+            try:
+                await self._store.save_pipeline(pipeline)
+            except BaseException:
+                self._unrecorded.append(pipeline)
+                raise
+        outcome = STARTED
+        while not isinstance(step := resume(steps, outcome), Finished):
+            outcome = await self._attempt(step)
+        result: T = step.value
+        return result
+
+    async def _attempt(self, step: Step) -> Outcome:
+        """Perform one step on this tracker's store; what it gave or the error it raised."""
+        try:
+            if isinstance(step, Commit):
+                return await self._commit(step), None
+            name, args, keywords = read(step)
+            reply = getattr(self._store, name)(*args, **keywords)
+            return (reply if name == "last_known" else await reply), None
+        except SalesPipelineError as error:
+            return None, error
+
+    async def _commit(self, step: Commit) -> Deal:
+        """Write the step's deal and tell the listeners, to the end even if cancelled."""
+        deal, previous = step.deal, step.previous
+        options = commit_options(deal, step.actor, step.key, step.reason)
+        write = self._store.add if previous is None else self._store.save
+        writing = asyncio.ensure_future(write(deal, **options))
+        try:
+            change: Change = await asyncio.shield(writing)
+        except asyncio.CancelledError:
+            await asyncio.wait([writing])
+            if not writing.cancelled() and writing.exception() is None:
+                self._told(writing.result(), previous, deal, options)
+            raise
+        self._told(change, previous, deal, options)
+        return deal
+
+    def _told(
+        self, change: Any, previous: Deal | None, deal: Deal, options: dict[str, str]
+    ) -> None:
+        change = logged(change, previous, deal, options)
+        self._store._when_committed(lambda: self._heard(change, deal))
