@@ -101,8 +101,10 @@ def _per_backend(
     reference: str,
     unit: str,
     bar: float,
+    relative: Sequence[tuple[str, str, float]] = (),
 ) -> list[Row]:
-    """One row per contender per backend, rates as ratios of ``reference``'s."""
+    """One row per contender per backend, rates as ratios of ``reference``'s; for each
+    ``(name, base, bar)`` of ``relative``, a row of ``name``'s rate as a ratio of ``base``'s."""
     rows = []
     with persist.backends() as backends:
         for backend in backends:
@@ -110,6 +112,11 @@ def _per_backend(
                 rows.append(Row(section, "PostgreSQL", backend))
                 continue
             rate = measure(backend)
+            for name, base, bar_of_base in relative:
+                if name in rate:
+                    rows.append(
+                        _relative_row(section, backend.name, rate, name, base, bar_of_base)
+                    )
             for name, per_second in rate.items():
                 ratio = per_second / rate[reference]
                 verdict = ""
@@ -135,6 +142,20 @@ def persist_rows(sizes: Sizes) -> list[Row]:
         reference=persist.REFERENCE,
         unit="moves",
         bar=0.6,
+        relative=[(persist.SQLALCHEMY, persist.TRACKER, 0.7)],
+    )
+
+
+def _relative_row(
+    section: str, backend: str, rate: dict[str, float], name: str, base: str, bar: float
+) -> Row:
+    ratio = rate[name] / rate[base]
+    return Row(
+        section,
+        f"{backend}: {name}, against the store's own",
+        f"{rate[name]:,.0f} moves/s",
+        f"{ratio:.2f}x",
+        _verdict(ratio, bar=bar, goal=0.9, lower_is_better=False),
     )
 
 

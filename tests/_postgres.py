@@ -98,6 +98,20 @@ class PostgresServer:
         return f"{self.conninfo} options='-c search_path={schema}'"
 
 
+def sqlalchemy_url(conninfo: str) -> str:
+    """A SQLAlchemy URL (psycopg 3) for a libpq conninfo of the throw-away server."""
+    import sqlalchemy
+    from psycopg.conninfo import conninfo_to_dict
+
+    parts = {key: str(value) for key, value in conninfo_to_dict(conninfo).items()}
+    return sqlalchemy.engine.URL.create(
+        "postgresql+psycopg",
+        username=parts.pop("user", None),
+        database=parts.pop("dbname", None),
+        query=parts,  # host (a socket folder), port, options (a test's search_path)
+    ).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")

@@ -1,7 +1,9 @@
 """Storage adapters: where deals, their histories and pipeline definitions live.
 
-``MemoryStore`` for tests, ``SQLiteStore`` (the embedded default) and
-``PostgresStore`` (needs ``salespipeline[postgres]``; importable without it).
+``MemoryStore`` for tests, ``SQLiteStore`` (the embedded default),
+``PostgresStore`` (needs ``salespipeline[postgres]``; importable without it) and
+``SQLAlchemyStore`` (an app's SQLAlchemy engine or connection; needs
+``salespipeline[sqlalchemy]``).
 Write your own by subclassing ``DealStore`` and checking it with
 ``salespipeline.testing.StoreContract``. Every store keeps the change log
 (``changes``, ``log``, durable ``consumer`` readers and ``verify``).
@@ -16,6 +18,14 @@ from salespipeline.storage._consumers import Consumer
 from salespipeline.storage.base import DealStore
 from salespipeline.storage.memory import MemoryStore
 from salespipeline.storage.postgres import PostgresStore
+from salespipeline.storage.sqlalchemy import SQLAlchemyStore
 from salespipeline.storage.sqlite import SQLiteStore
 
-__all__ = ["Consumer", "DealStore", "MemoryStore", "PostgresStore", "SQLiteStore"]
+__all__ = [
+    "Consumer",
+    "DealStore",
+    "MemoryStore",
+    "PostgresStore",
+    "SQLAlchemyStore",
+    "SQLiteStore",
+]
