@@ -18,6 +18,8 @@ __all__ = [
     "MAX_NAME",
     "MAX_PAGE",
     "MAX_PAST_VERSIONS",
+    "MAX_RATE_DIGITS",
+    "MAX_RATE_PLACES",
     "MAX_STAGES",
     "MAX_TEXT",
     "MAX_VERSION",
@@ -59,3 +61,10 @@ MAX_PAGE: Final = 10_000
 MAX_PAST_VERSIONS: Final = 10_000
 """Versions a deal stored with a past (``store.add`` of a deal beyond version 1, or an
 old database upgraded to the change log) may have: each becomes one logged change."""
+
+MAX_RATE_DIGITS: Final = 18
+"""Digits of an exchange rate (``report(..., rates=...)``) before the decimal point."""
+
+MAX_RATE_PLACES: Final = 12
+"""Digits of an exchange rate after the decimal point: with the amount limits, every
+converted amount and every sum of them stays exact."""

@@ -11,6 +11,7 @@ works. Definitions and formulas: ``docs/explanation/metrics.md``.
 from salespipeline.metrics._functions import (
     Bottleneck,
     Calibration,
+    CurrencyFigures,
     DisqualificationCandidate,
     ForecastPeriod,
     PipelineReport,
@@ -35,6 +36,7 @@ from salespipeline.metrics._functions import (
 __all__ = [
     "Bottleneck",
     "Calibration",
+    "CurrencyFigures",
     "DisqualificationCandidate",
     "ForecastPeriod",
     "PipelineReport",

@@ -18,7 +18,9 @@ from itertools import pairwise
 from typing import Final, NamedTuple, Protocol
 
 from salespipeline.deal import Deal
-from salespipeline.metrics._report import EXACT, STALLED_SHOWN, Aggregates, at_least
+from salespipeline.errors import ValidationError
+from salespipeline.metrics._money import Money, convert
+from salespipeline.metrics._report import EXACT, STALLED_SHOWN, Aggregates, MoneySums, at_least
 from salespipeline.metrics._time import ONE_US, micros
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
@@ -39,6 +41,8 @@ Stay = tuple[str, int, int]
 """Completed stays in one stage: (stage, how many, their summed microseconds)."""
 
 _TERMINAL: Final = frozenset((WON, LOST))
+NO_MONEY: Final = Money()
+"""Amounts as given: no currency filter, no conversion."""
 
 
 def stay_stages(entered: Iterable[str]) -> list[str]:
@@ -140,9 +144,41 @@ class Outcomes:
         return tally
 
 
-def fold(pipeline: Pipeline, facts: Iterable[Facts]) -> Aggregates:
-    """The ``Aggregates`` of ``facts``, every one of a stage ``pipeline`` has."""
-    summed = _Sums(pipeline)
+class Purse:
+    """The running money sums of one currency's deals, in that currency."""
+
+    __slots__ = ("open_amounts", "outcomes")
+
+    def __init__(self) -> None:
+        self.outcomes = Outcomes()
+        self.open_amounts: dict[float, Decimal] = {}
+
+    def add(self, f: Facts, probability: float | None) -> None:
+        """Count ``f``; ``probability`` weighs its amount while open (None when closed)."""
+        self.outcomes.add(f.stage, f.deals, f.amount, f.cycle_us)
+        if probability is not None:
+            self.open_amounts[probability] = self.open_amounts.get(probability, 0) + f.amount
+
+    def result(self) -> MoneySums:
+        o = self.outcomes
+        return MoneySums(
+            open=o.open,
+            won=o.won,
+            lost=o.lost,
+            cycle_us=o.cycle_us,
+            won_amount=o.won_amount,
+            lost_amount=o.lost_amount,
+            open_amounts=tuple(sorted(self.open_amounts.items())),
+        )
+
+
+def fold(pipeline: Pipeline, facts: Iterable[Facts], *, money: Money = NO_MONEY) -> Aggregates:
+    """The ``Aggregates`` of ``facts``, every one of a stage ``pipeline`` has.
+
+    Amounts are converted into ``money.currency`` when ``money`` has rates; a currency
+    found without a rate is a ``ValidationError`` naming every such currency.
+    """
+    summed = _Sums(pipeline, money)
     with localcontext(EXACT):
         for item in facts:
             summed.add(item)
@@ -152,9 +188,13 @@ def fold(pipeline: Pipeline, facts: Iterable[Facts]) -> Aggregates:
 class _Sums:
     """The running sums behind ``fold`` (private to it: nothing else mutates them)."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, money: Money) -> None:
         n = self.n = len(pipeline.stages)
         self.pipeline = pipeline
+        self.money = money
+        self.purses: dict[str, Purse] = {}
+        self.unrated: set[str] = set()
+        self.probabilities = [s.probability for s in pipeline.stages]
         self.positions = dict(pipeline.positions)
         self.counts = [0] * (n + 2)
         self.reach = [0] * (n + 1)
@@ -165,14 +205,15 @@ class _Sums:
         self.override: dict[float, Decimal] = {}
         self.stalled = [0] * n
         self.stalled_since: list[tuple[int, str]] = []
-        self.currencies: set[str] = set()
         self.outcomes = Outcomes()
         self.furthest: dict[frozenset[str], int | None] = {}
 
     def add(self, f: Facts) -> None:
         i, n = self.positions[f.stage], self.n
         self.counts[i] += f.deals
-        self.currencies.add(f.currency)
+        self._purse(f, i)
+        if self.money.rates is not None:
+            f = self._converted(f)
         self.outcomes.add(f.stage, f.deals, f.amount, f.cycle_us)
         reach = self.furthest.get(f.entered, -1)
         if reach == -1:  # entered stages not seen before
@@ -187,6 +228,22 @@ class _Sums:
                 self.stay_us[j] += total_us
         if i < n:
             self._open(f, i)
+
+    def _purse(self, f: Facts, i: int) -> None:
+        purse = self.purses.get(f.currency)
+        if purse is None:
+            purse = self.purses[f.currency] = Purse()
+        open_probability = None if i >= self.n else f.probability
+        if i < self.n and open_probability is None:
+            open_probability = self.probabilities[i]
+        purse.add(f, open_probability)
+
+    def _converted(self, f: Facts) -> Facts:
+        rate = self.money.rate(f.currency)
+        if rate is None:
+            self.unrated.add(f.currency)
+            return f
+        return f._replace(amount=convert(f.amount, rate))
 
     def _open(self, f: Facts, i: int) -> None:
         if f.probability is None:
@@ -204,6 +261,8 @@ class _Sums:
         return heapq.nsmallest(STALLED_SHOWN, self.stalled_since)
 
     def result(self) -> Aggregates:
+        if self.unrated:
+            raise _unrated(sorted(self.unrated), self.money)
         o = self.outcomes
         return Aggregates(
             counts=tuple(self.counts),
@@ -218,5 +277,16 @@ class _Sums:
             override_amount=tuple(sorted(self.override.items())),
             stalled=tuple(self.stalled),
             stalled_ids=tuple(i for _, i in self._longest_stalled()),
-            currencies=tuple(sorted(self.currencies)),
+            currencies=tuple(sorted(self.purses)),
+            currency=self.money.currency,
+            by_currency=tuple((code, self.purses[code].result()) for code in sorted(self.purses)),
         )
+
+
+def _unrated(currencies: Sequence[str], money: Money) -> ValidationError:
+    listed = ", ".join(currencies)
+    return ValidationError(
+        f"rates has no rate for {listed}, found among the reported deals: add the value of "
+        f"one unit of each in {money.currency} (for example rates={{{currencies[0]!r}: ...}})",
+        field="rates",
+    )

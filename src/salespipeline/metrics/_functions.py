@@ -10,7 +10,7 @@ works. Definitions and formulas: ``docs/explanation/metrics.md``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
@@ -25,12 +25,14 @@ from salespipeline.metrics._disqualify import (
 )
 from salespipeline.metrics._facts import Outcomes
 from salespipeline.metrics._forecast import ForecastPeriod, forecast
+from salespipeline.metrics._money import money
 from salespipeline.metrics._pure import aggregate
 from salespipeline.metrics._render import render_report
 from salespipeline.metrics._report import (
     Aggregates,
     Bottleneck,
     Calibration,
+    CurrencyFigures,
     PipelineReport,
     average_amount,
     calibrate,
@@ -49,6 +51,7 @@ from salespipeline.pipeline import Pipeline
 __all__ = [
     "Bottleneck",
     "Calibration",
+    "CurrencyFigures",
     "DisqualificationCandidate",
     "ForecastPeriod",
     "PipelineReport",
@@ -188,14 +191,21 @@ def calibration(deals: Iterable[Deal], pipeline: Pipeline) -> tuple[Calibration,
 
 
 def report(
-    deals: Iterable[Deal], pipeline: Pipeline, *, now: datetime | None = None
+    deals: Iterable[Deal],
+    pipeline: Pipeline,
+    *,
+    now: datetime | None = None,
+    currency: str | None = None,
+    rates: Mapping[str, Decimal | int] | None = None,
 ) -> PipelineReport:
     """Every figure for ``pipeline`` in one pass; ``now`` (default: its clock) for stalls.
 
-    Equal (``==``) to ``store.report(pipeline, now=now)`` over the same deals.
+    ``currency`` alone reports only the deals in it; with ``rates`` (currency -> value
+    of one unit in ``currency``) every deal, converted. Equal (``==``) to
+    ``store.report`` with the same arguments over the same deals.
     """
     pipeline = _pipeline(pipeline)
+    chosen = money(currency, rates)
     as_of = c.to_utc(pipeline.clock() if now is None else now, "now")
-    return finish(
-        aggregate(checked_deals(deals, "report()"), pipeline, now=as_of), pipeline, as_of=as_of
-    )
+    checked = checked_deals(deals, "report()")
+    return finish(aggregate(checked, pipeline, now=as_of, money=chosen), pipeline, as_of=as_of)

@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 
 from salespipeline.deal import Deal
 from salespipeline.errors import UnknownStageError
-from salespipeline.metrics._facts import Facts, completed_stays, cycle_us, fold
+from salespipeline.metrics._facts import NO_MONEY, Facts, completed_stays, cycle_us, fold
+from salespipeline.metrics._money import Money
 from salespipeline.metrics._report import Aggregates
 from salespipeline.metrics._time import to_us
 from salespipeline.pipeline import Pipeline
@@ -53,14 +54,20 @@ class DealFacts:
         )
 
 
-def _own(deals: Iterable[Deal], pipeline: Pipeline) -> Iterator[Deal]:
+def _own(deals: Iterable[Deal], pipeline: Pipeline, only: str | None) -> Iterator[Deal]:
     name = pipeline.name
-    return (deal for deal in deals if deal.pipeline == name)
+    if only is None:
+        return (deal for deal in deals if deal.pipeline == name)
+    return (deal for deal in deals if deal.pipeline == name and deal.currency == only)
 
 
-def aggregate(deals: Iterable[Deal], pipeline: Pipeline, *, now: datetime | None) -> Aggregates:
+def aggregate(
+    deals: Iterable[Deal], pipeline: Pipeline, *, now: datetime | None, money: Money = NO_MONEY
+) -> Aggregates:
     """The aggregates of ``pipeline``'s deals among ``deals`` (others are skipped).
 
-    Stalled figures are counted only when ``now`` is given.
+    Stalled figures are counted only when ``now`` is given; ``money`` keeps the deals
+    of one currency, or converts every amount into it.
     """
-    return fold(pipeline, map(DealFacts(pipeline, now), _own(deals, pipeline)))
+    facts = map(DealFacts(pipeline, now), _own(deals, pipeline, money.only))
+    return fold(pipeline, facts, money=money)

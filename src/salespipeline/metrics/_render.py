@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from salespipeline.metrics._report import PipelineReport
@@ -28,8 +28,46 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
-def _money(value: Decimal | None) -> str:
-    return "-" if value is None else f"{value:,.2f}"
+def _money(value: Decimal | None, currency: str | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.2f}" if currency is None else f"{value:,.2f} {currency}"
+
+
+class _Money(Protocol):
+    """The money figures a report and each of its currencies share (``CurrencyFigures``)."""
+
+    @property
+    def win_rate_by_value(self) -> float | None: ...
+    @property
+    def average_deal_size(self) -> Decimal | None: ...
+    @property
+    def sales_velocity(self) -> Decimal | None: ...
+    @property
+    def open_value(self) -> Decimal | None: ...
+    @property
+    def weighted_pipeline(self) -> Decimal | None: ...
+    @property
+    def won_value(self) -> Decimal | None: ...
+    @property
+    def lost_value(self) -> Decimal | None: ...
+
+
+def _money_rows(figures: _Money, currency: str | None) -> list[tuple[str, str]]:
+    velocity = figures.sales_velocity
+    return [
+        ("win rate (value)", _percent(figures.win_rate_by_value)),
+        ("average deal size", _money(figures.average_deal_size, currency)),
+        ("sales velocity", "-" if velocity is None else f"{_money(velocity, currency)} / day"),
+        ("open value", _money(figures.open_value, currency)),
+        ("weighted pipeline", _money(figures.weighted_pipeline, currency)),
+        ("won value", _money(figures.won_value, currency)),
+        ("lost value", _money(figures.lost_value, currency)),
+    ]
+
+
+def _rows(rows: list[tuple[str, str]], indent: str = "") -> list[str]:
+    return [f"{indent}{name:<{24 - len(indent)}} {value}" for name, value in rows]
 
 
 def _stage_rows(report: PipelineReport) -> list[str]:
@@ -48,37 +86,58 @@ def _stage_rows(report: PipelineReport) -> list[str]:
     return rows
 
 
+def _mixed(report: PipelineReport) -> bool:
+    return report.currency is None and len(report.currencies) > 1
+
+
 def _figures(report: PipelineReport) -> list[str]:
     cycle = report.cycle_length
-    velocity = report.sales_velocity
     figures = [
         ("win rate (count)", _percent(report.win_rate)),
-        ("win rate (value)", _percent(report.win_rate_by_value)),
         ("overall conversion", _percent(report.overall_conversion)),
-        ("average deal size", _money(report.average_deal_size)),
         ("cycle length", "-" if cycle is None else human_duration(cycle)),
-        ("sales velocity", "-" if velocity is None else f"{_money(velocity)} / day"),
-        ("open value", _money(report.open_value)),
-        ("weighted pipeline", _money(report.weighted_pipeline)),
-        ("stalled deals", f"{report.stalled:,}"),
     ]
-    return [f"{name:<24} {value}" for name, value in figures]
+    if not _mixed(report):
+        figures += _money_rows(report, report.currency)
+    return _rows([*figures, ("stalled deals", f"{report.stalled:,}")])
 
 
-def render_report(report: PipelineReport) -> str:
-    """The report as a plain-text table: stages, headline figures, bottlenecks."""
+def _currency_blocks(report: PipelineReport) -> list[str]:
+    """Each currency's money figures, in its own currency, when there are several."""
+    if len(report.by_currency) < 2:
+        return []
+    lines = ["", "By currency (as recorded, never added together):"]
+    for code, figures in report.by_currency.items():
+        lines += [code, *_rows(_money_rows(figures, code), "  ")]
+    return lines
+
+
+def _header(report: PipelineReport) -> list[str]:
     currencies = ", ".join(report.currencies) or "-"
     lines = [
         f"Pipeline {report.pipeline} as of {report.as_of:%Y-%m-%d %H:%M} UTC",
         f"{report.deals:,} deals: {report.open_deals:,} open, {report.won:,} won, "
         f"{report.lost:,} lost (currencies: {currencies})",
-        "",
-        *_stage_rows(report),
-        "",
-        *_figures(report),
     ]
+    if _mixed(report):
+        lines.append("Money is shown per currency below: pass currency= (and rates=) for totals")
+    elif set(report.currencies) - {report.currency}:
+        lines.append(
+            f"Money in {report.currency}, the other currencies converted at the rates given"
+        )
+    return lines
+
+
+def render_report(report: PipelineReport) -> str:
+    """The report as a plain-text table: stages, headline figures, currencies, bottlenecks.
+
+    Every amount carries its currency; deals in several currencies without a report
+    currency get one block of money figures per currency instead of totals.
+    """
+    lines = [*_header(report), "", *_stage_rows(report), "", *_figures(report)]
     if report.stalled_ids:
         lines.append(f"{'longest stalled':<24} {', '.join(report.stalled_ids)}")
+    lines += _currency_blocks(report)
     if report.bottlenecks:
         lines += ["", "Bottlenecks (highest score first):"]
         for rank, b in enumerate(report.bottlenecks, 1):

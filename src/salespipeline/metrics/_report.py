@@ -8,16 +8,17 @@ their ``Facts`` (``_facts.fold``) into one ``Aggregates``: integer counts, exact
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from fractions import Fraction
-from typing import Final
+from typing import Any, Final
 
 import attrs
 
 from salespipeline._checks import FrozenMap
 from salespipeline.errors import ValidationError
+from salespipeline.metrics._encode import report_dict
 from salespipeline.metrics._render import human_duration, render_report
 from salespipeline.metrics._time import micros
 from salespipeline.pipeline import Pipeline
@@ -27,8 +28,11 @@ __all__ = [
     "Aggregates",
     "Bottleneck",
     "Calibration",
+    "CurrencyFigures",
+    "MoneySums",
     "PipelineReport",
     "finish",
+    "money_figures",
 ]
 
 STALLED_SHOWN: Final = 10
@@ -106,6 +110,60 @@ def velocity(
 
 
 @attrs.frozen(kw_only=True)
+class MoneySums:
+    """The counts and exact sums behind the money figures of one currency (or of a report).
+
+    ``open_amounts`` pairs each win probability with the open amount weighted by it.
+    """
+
+    open: int
+    won: int
+    lost: int
+    cycle_us: int
+    won_amount: Decimal
+    lost_amount: Decimal
+    open_amounts: tuple[tuple[float, Decimal], ...]
+
+
+@attrs.frozen(kw_only=True)
+class CurrencyFigures:
+    """The money figures of the deals in one currency, in that currency (never converted).
+
+    Defined as the report's own figures (``metrics.md``), over those deals only.
+    """
+
+    open_value: Decimal
+    weighted_pipeline: Decimal
+    won_value: Decimal
+    lost_value: Decimal
+    average_deal_size: Decimal | None
+    sales_velocity: Decimal | None
+    win_rate_by_value: float | None
+
+
+def exact_sum(amounts: Iterable[Decimal]) -> Decimal:
+    """The exact sum of ``amounts``, without trailing fractional zeros."""
+    total = Decimal(0)
+    for amount in amounts:
+        total = EXACT.add(total, amount)
+    return canonical(total)
+
+
+def money_figures(sums: MoneySums) -> CurrencyFigures:
+    """Every money figure of ``sums``: the one definition a report and its currencies share."""
+    won, closed = sums.won, sums.won + sums.lost
+    return CurrencyFigures(
+        open_value=exact_sum(amount for _, amount in sums.open_amounts),
+        weighted_pipeline=weighted(sums.open_amounts),
+        won_value=canonical(sums.won_amount),
+        lost_value=canonical(sums.lost_amount),
+        average_deal_size=average_amount(sums.won_amount, won),
+        sales_velocity=velocity(sums.open, won, closed, sums.won_amount, sums.cycle_us),
+        win_rate_by_value=decimal_ratio(sums.won_amount, sums.won_amount + sums.lost_amount),
+    )
+
+
+@attrs.frozen(kw_only=True)
 class Aggregates:
     """Everything a report needs, as counts, exact sums and integer microseconds.
 
@@ -126,6 +184,8 @@ class Aggregates:
     stalled: tuple[int, ...]
     stalled_ids: tuple[str, ...]
     currencies: tuple[str, ...]
+    currency: str | None = None
+    by_currency: tuple[tuple[str, MoneySums], ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -173,7 +233,9 @@ class PipelineReport:
 
     Mappings are read-only and keyed by stage name in pipeline order. ``stalled_ids``
     lists at most ``STALLED_SHOWN`` ids, longest in stage first; use
-    ``metrics.stalled`` for all of them.
+    ``metrics.stalled`` for all of them. Money figures are in ``currency``; when the
+    deals are in several currencies and no ``currency`` was asked for, they are None
+    and ``by_currency`` (always filled, one entry per currency found) has them.
     """
 
     pipeline: str
@@ -183,6 +245,7 @@ class PipelineReport:
     won: int
     lost: int
     currencies: tuple[str, ...]
+    currency: str | None = None
     stage_counts: Mapping[str, int] = attrs.field(converter=_frozen)
     conversion_rates: Mapping[str, float | None] = attrs.field(converter=_frozen)
     overall_conversion: float | None
@@ -191,18 +254,30 @@ class PipelineReport:
     average_deal_size: Decimal | None
     cycle_length: timedelta | None
     sales_velocity: Decimal | None
-    open_value: Decimal
-    weighted_pipeline: Decimal
+    open_value: Decimal | None
+    weighted_pipeline: Decimal | None
+    won_value: Decimal | None = None
+    lost_value: Decimal | None = None
     time_in_stage: Mapping[str, timedelta | None] = attrs.field(converter=_frozen)
     stalled: int
     stalled_by_stage: Mapping[str, int] = attrs.field(converter=_frozen)
     stalled_ids: tuple[str, ...]
     bottlenecks: tuple[Bottleneck, ...]
     calibration: tuple[Calibration, ...]
+    by_currency: Mapping[str, CurrencyFigures] = attrs.field(
+        default=FrozenMap(), converter=_frozen
+    )
 
     def render(self) -> str:
         """The report as a plain-text table."""
         return render_report(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-compatible data keyed by field name (``json.dumps`` takes it).
+
+        Decimals are strings, times ISO 8601 in UTC, durations ISO 8601 durations.
+        """
+        return report_dict(self)
 
 
 def conversions(pipeline: Pipeline, reached: Sequence[int]) -> dict[str, float | None]:
@@ -230,6 +305,8 @@ def finish(agg: Aggregates, pipeline: Pipeline, *, as_of: datetime) -> PipelineR
     rates = conversions(pipeline, agg.reached)
     times = stage_times(pipeline, agg.stay_us, agg.stays)
     stalled = dict(zip((s.name for s in pipeline.stages), agg.stalled, strict=True))
+    currency = report_currency(agg)
+    mixed = currency is None and len(agg.currencies) > 1
     return PipelineReport(
         pipeline=pipeline.name,
         as_of=as_of,
@@ -242,26 +319,45 @@ def finish(agg: Aggregates, pipeline: Pipeline, *, as_of: datetime) -> PipelineR
         conversion_rates=rates,
         overall_conversion=ratio(won, total),
         win_rate=ratio(won, won + lost),
-        win_rate_by_value=decimal_ratio(agg.won_amount, agg.won_amount + agg.lost_amount),
-        average_deal_size=average_amount(agg.won_amount, won),
         cycle_length=mean_duration(agg.cycle_us, won),
-        sales_velocity=velocity(total - won - lost, won, won + lost, agg.won_amount, agg.cycle_us),
-        open_value=_open_value(agg),
-        weighted_pipeline=weighted(weighted_amounts(pipeline, agg)),
         time_in_stage=times,
         stalled=sum(agg.stalled),
         stalled_by_stage=stalled,
         stalled_ids=agg.stalled_ids,
         bottlenecks=rank_bottlenecks(pipeline, agg, rates, times),
         calibration=calibrate(pipeline, won, agg.lost_reached),
+        currency=currency,
+        by_currency={code: money_figures(sums) for code, sums in agg.by_currency},
+        **_money_fields(None if mixed else money_figures(total_sums(pipeline, agg))),
     )
 
 
-def _open_value(agg: Aggregates) -> Decimal:
-    total = Decimal(0)
-    for amount in (*agg.open_amount, *(a for _, a in agg.override_amount)):
-        total = EXACT.add(total, amount)
-    return canonical(total)
+def report_currency(agg: Aggregates) -> str | None:
+    """The currency asked for, else the deals' one currency; None when mixed or none."""
+    if agg.currency is not None:
+        return agg.currency
+    return agg.currencies[0] if len(agg.currencies) == 1 else None
+
+
+def total_sums(pipeline: Pipeline, agg: Aggregates) -> MoneySums:
+    """The sums behind the report's own money figures (amounts filtered or converted)."""
+    n = len(pipeline.stages)
+    won, lost = agg.counts[n], agg.counts[n + 1]
+    return MoneySums(
+        open=sum(agg.counts) - won - lost,
+        won=won,
+        lost=lost,
+        cycle_us=agg.cycle_us,
+        won_amount=agg.won_amount,
+        lost_amount=agg.lost_amount,
+        open_amounts=tuple(weighted_amounts(pipeline, agg)),
+    )
+
+
+def _money_fields(figures: CurrencyFigures | None) -> dict[str, Any]:
+    """The report's money fields: those of ``figures``, or None each when there are none."""
+    names = attrs.fields_dict(CurrencyFigures)
+    return {name: None if figures is None else getattr(figures, name) for name in names}
 
 
 def calibrate(

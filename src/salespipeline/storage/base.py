@@ -13,6 +13,7 @@ import abc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
+from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -235,14 +236,23 @@ class DealStore(abc.ABC):
     def close(self) -> None:
         """Release the store's resources; closing twice is harmless."""
 
-    def report(self, pipeline: Pipeline | str, *, now: datetime | None = None) -> PipelineReport:
+    def report(
+        self,
+        pipeline: Pipeline | str,
+        *,
+        now: datetime | None = None,
+        currency: str | None = None,
+        rates: Mapping[str, Decimal | int] | None = None,
+    ) -> PipelineReport:
         """Every metric for ``pipeline`` (a Pipeline or a recorded name) over the stored deals.
 
-        Equal to ``metrics.report`` over ``find(pipeline=...)``; SQL stores may push
-        the aggregation down into the database.
+        Equal to ``metrics.report`` over ``find(pipeline=...)`` with the same ``now``,
+        ``currency`` and ``rates``; SQL stores may push the aggregation down into the
+        database.
         """
         resolved = self._resolve(pipeline)
-        return metrics.report(self.find(pipeline=resolved.name), resolved, now=now)
+        deals = self.find(pipeline=resolved.name)
+        return metrics.report(deals, resolved, now=now, currency=currency, rates=rates)
 
     def _resolve(self, pipeline: Pipeline | str) -> Pipeline:
         """``pipeline`` itself, or the recorded definition of that name."""

@@ -20,6 +20,7 @@ from typing import Final, TypeVar
 from salespipeline import _checks as c
 from salespipeline.errors import CorruptRecordError
 from salespipeline.metrics._facts import Facts, Stay, fold
+from salespipeline.metrics._money import money
 from salespipeline.metrics._report import STALLED_SHOWN, PipelineReport, finish
 from salespipeline.metrics._time import micros, to_us
 from salespipeline.pipeline import Pipeline
@@ -46,10 +47,20 @@ _FIRST_IN_STAGE: Final = "SELECT MIN(id) AS id FROM sp_deals WHERE pipeline = ? 
 class _Statements:
     """The report's three statements, each value bound where it is used."""
 
-    def __init__(self, dialect: Dialect, pipeline: Pipeline, now_us: int) -> None:
+    def __init__(
+        self, dialect: Dialect, pipeline: Pipeline, now_us: int, only: str | None
+    ) -> None:
         self.dialect = dialect
         self.pipeline = pipeline
         self.now_us = now_us
+        self.only = only
+
+    def currency(self, params: list[object]) -> str:
+        """The condition keeping only the deals in ``only`` (every deal when it is None)."""
+        if self.only is None:
+            return ""
+        params.append(self.only)
+        return " AND d.currency = ?"
 
     def stalled(self, params: list[object]) -> str:
         """True when the deal has been in its stage longer than the stage's ``rot_after``."""
@@ -69,6 +80,7 @@ class _Statements:
         params: list[object] = []
         stalled = self.stalled(params)
         params.append(self.pipeline.name)
+        currency = self.currency(params)
         stays = ", ".join(
             f"SUM(d.stays_{j}) AS stays_{j}, {d.split_sum(f'stay_us_{j}', f'd.stay_us_{j}', _US)}"
             for j in range(1, SLOTS + 1)
@@ -79,27 +91,29 @@ class _Statements:
             f"{d.split_sum('cycle', 'd.closed_at_us - d.created_at_us', _US)}, "
             f"SUM(CASE WHEN {stalled} THEN 1 ELSE 0 END) AS stalled, "
             f"{d.amount_sum('amount', 'd')}, {stays} "
-            f"FROM sp_deals d WHERE {d.pipeline_scan} = ? GROUP BY {key}"
+            f"FROM sp_deals d WHERE {d.pipeline_scan} = ?{currency} GROUP BY {key}"
         )
         return d.q(sql), params
 
     def more(self) -> Statement:
         """The extra stays of deals that entered more open stages than there are slots."""
+        params: list[object] = [self.pipeline.name]
         sql = (
             f"SELECT {_KEY_SELECT}, d.stays_more AS stays_more FROM sp_deals d "
-            "WHERE d.pipeline = ? AND d.stays_more IS NOT NULL"
+            f"WHERE d.pipeline = ?{self.currency(params)} AND d.stays_more IS NOT NULL"
         )
-        return self.dialect.q(sql), [self.pipeline.name]
+        return self.dialect.q(sql), params
 
     def oldest(self) -> Statement:
         """The deals stalled longest (first in, then by id), with their group's ``KEY``."""
         params: list[object] = [self.pipeline.name]
+        currency = self.currency(params)
         stalled = self.stalled(params)
         params.append(STALLED_SHOWN)
         sql = (
             f"SELECT d.id AS id, d.stage_entered_at_us AS entered_us, {_KEY_SELECT} "
             "FROM sp_deals d "
-            f"WHERE d.pipeline = ? AND {stalled} "
+            f"WHERE d.pipeline = ?{currency} AND {stalled} "
             "ORDER BY d.stage_entered_at_us, d.id LIMIT ?"
         )
         return self.dialect.q(sql), params
@@ -170,13 +184,19 @@ def _groups(deals: list[Row], more: list[Row], oldest: list[Row], dialect: Diale
 
 
 def sql_facts(
-    query: Query, pipeline: Pipeline, *, as_of: datetime, dialect: Dialect
+    query: Query,
+    pipeline: Pipeline,
+    *,
+    as_of: datetime,
+    dialect: Dialect,
+    only: str | None = None,
 ) -> list[Facts]:
     """What ``pipeline``'s stored deals contribute, one ``Facts`` per group, stalls at ``as_of``.
 
-    A deal in a stage the pipeline does not have is a ``CorruptRecordError``.
+    ``only`` keeps the deals in that currency. A deal in a stage the pipeline does not
+    have is a ``CorruptRecordError``.
     """
-    statements = _Statements(dialect, pipeline, to_us(as_of))
+    statements = _Statements(dialect, pipeline, to_us(as_of), only)
     deals, more, oldest = query([statements.deals(), statements.more(), statements.oldest()])
     for row in deals:
         if row["stage"] not in pipeline.positions:
@@ -185,16 +205,23 @@ def sql_facts(
 
 
 def sql_report(
-    query: Query, pipeline: Pipeline, *, now: datetime | None, dialect: Dialect
+    query: Query,
+    pipeline: Pipeline,
+    *,
+    now: datetime | None,
+    dialect: Dialect,
+    currency: object = None,
+    rates: object = None,
 ) -> PipelineReport:
     """The ``PipelineReport`` of ``pipeline``'s stored deals, aggregated in SQL.
 
     ``query`` runs the statements on the store's connection; the result equals
-    ``metrics.report`` over the same deals.
+    ``metrics.report`` over the same deals with the same ``currency`` and ``rates``.
     """
+    chosen = money(currency, rates)
     as_of = c.to_utc(pipeline.clock() if now is None else now, "now")
-    facts = sql_facts(query, pipeline, as_of=as_of, dialect=dialect)
-    return finish(fold(pipeline, facts), pipeline, as_of=as_of)
+    facts = sql_facts(query, pipeline, as_of=as_of, dialect=dialect, only=chosen.only)
+    return finish(fold(pipeline, facts, money=chosen), pipeline, as_of=as_of)
 
 
 def _corrupt(query: Query, pipeline: Pipeline, dialect: Dialect, stage: str) -> Exception:

@@ -16,9 +16,10 @@ import functools
 import os
 import re
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Final, NoReturn, Protocol
 
 import attrs
@@ -738,14 +739,28 @@ class SQLStore(DealStore):
 
     # -- report (aggregated in SQL: storage/sql/_report.py) ----------------------------
 
-    def report(self, pipeline: Pipeline | str, *, now: datetime | None = None) -> PipelineReport:
+    def report(
+        self,
+        pipeline: Pipeline | str,
+        *,
+        now: datetime | None = None,
+        currency: str | None = None,
+        rates: Mapping[str, Decimal | int] | None = None,
+    ) -> PipelineReport:
         """Every metric for ``pipeline``, aggregated by the database in one snapshot.
 
-        Equal (``==``) to ``metrics.report`` over the same deals.
+        Equal (``==``) to ``metrics.report`` over the same deals with the same arguments.
         """
         resolved = self._resolve(pipeline)
         try:
-            return sql_report(self._query, resolved, now=now, dialect=self.sql.dialect)
+            return sql_report(
+                self._query,
+                resolved,
+                now=now,
+                dialect=self.sql.dialect,
+                currency=currency,
+                rates=rates,
+            )
         except SalesPipelineError:
             raise
         except (ValueError, TypeError, ArithmeticError) as error:  # junk in a stored column
