@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 from salespipeline.deal import Bant, Deal
 from salespipeline.pipeline import Pipeline
@@ -53,3 +54,29 @@ def hand_worked(p: Pipeline) -> list[Deal]:
     d5 = p.advance(d5, at=day(1))
     d6 = p.lose(p.start("d6", amount=1500, at=day(0)), "no budget", at=day(1))
     return [d1, d2, d3, d4, d5, d6]
+
+
+EUR_PER_USD = Decimal("0.9")
+"""The rate of the two-currency dataset: one USD is worth 0.9 EUR."""
+
+
+def two_currencies(p: Pipeline) -> list[Deal]:
+    """Three EUR and two USD deals on ``abc()`` (times in days after T), hand-worked in
+    ``docs/explanation/metrics.md`` and ``tests/test_report_currency.py``.
+
+    e1  1000 EUR  a@0 -> b@1 -> c@3 -> won@4           won, cycle 4 d
+    e2  2000 EUR  a@0 -> b@2 -> lost@5                 lost from b
+    e3   500 EUR  a@2                                  open in a (10 %)
+    u1  3000 USD  a@0 -> b@1 -> c@2 -> won@8           won, cycle 8 d
+    u2   400 USD  a@1 -> b@2, probability 0.25         open in b
+    """
+    e1 = p.start("e1", amount=1000, currency="EUR", bant=FULL, at=day(0))
+    e1 = p.win(p.advance(p.advance(e1, at=day(1)), at=day(3)), at=day(4))
+    e2 = p.start("e2", amount=2000, currency="EUR", at=day(0))
+    e2 = p.lose(p.advance(e2, at=day(2)), "price", at=day(5))
+    e3 = p.start("e3", amount=500, currency="EUR", at=day(2))
+    u1 = p.start("u1", amount=3000, currency="USD", bant=FULL, at=day(0))
+    u1 = p.win(p.advance(p.advance(u1, at=day(1)), at=day(2)), at=day(8))
+    u2 = p.start("u2", amount=400, currency="USD", probability=0.25, at=day(1))
+    u2 = p.advance(u2, at=day(2))
+    return [e1, e2, e3, u1, u2]

@@ -395,6 +395,9 @@ AMOUNT_ARGUMENTS: dict[str, Callable[[Any], Any]] = {
     "Tracker (memory): open": lambda a: Tracker(MemoryStore(), PIPELINE).open(
         PIPELINE.name, "d", amount=a
     ),
+    "metrics.report: rates": lambda a: metrics.report(
+        EDGE_DEALS, PIPELINE, now=T0, currency="EUR", rates={"USD": a, "KRW": a}
+    ),
 }
 
 

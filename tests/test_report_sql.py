@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -20,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from _backends import Backend
-from _dataset import DAY, NOW, T, abc, hand_worked
+from _dataset import DAY, EUR_PER_USD, NOW, T, abc, hand_worked, two_currencies
 from _postgres import PostgresServer, postgres_database, postgres_server  # noqa: F401
 from salespipeline import metrics
 from salespipeline.deal import Deal
@@ -31,6 +32,7 @@ from salespipeline.stages import LOST, Stage
 from salespipeline.storage import DealStore, MemoryStore, PostgresStore, SQLiteStore
 
 MAX_AMOUNT = Decimal("999999999999999999.999999")  # limits: 18 digits, 6 places
+TWO_RATES = {"USD": EUR_PER_USD}
 
 
 def random_deals(pipeline: Pipeline, seed: int, count: int) -> list[Deal]:
@@ -45,7 +47,7 @@ def random_deals(pipeline: Pipeline, seed: int, count: int) -> list[Deal]:
         deal = pipeline.start(
             rng.choice(["p", "P", "é", "p_"]) + str(i),
             amount=amount,
-            currency=rng.choice(["USD", "KRW"]),
+            currency=rng.choice(["USD", "KRW", "EUR"]),
             probability=rng.choice([None, None, 0.0, 0.3, 1 / 3]),
             at=at,
         )
@@ -76,6 +78,22 @@ def datasets(draw: st.DrawFn) -> tuple[Pipeline, list[Deal]]:
     )
     deals = random_deals(pipeline, draw(st.integers(0, 2**32)), draw(st.integers(0, 30)))
     return pipeline, deals
+
+
+RATES = st.decimals(min_value=Decimal("1e-12"), max_value=Decimal(10**17), places=12)
+
+
+@st.composite
+def money(draw: st.DrawFn) -> dict[str, Any]:
+    """``report`` keywords: none, a currency alone, or a currency with a rate for each other."""
+    currency = draw(st.sampled_from(["USD", "KRW", "EUR", "JPY"]))
+    kind = draw(st.sampled_from(["none", "only", "rates"]))
+    if kind == "none":
+        return {}
+    if kind == "only":
+        return {"currency": currency}
+    others = {"USD", "KRW", "EUR"} - {currency}
+    return {"currency": currency, "rates": {code: draw(RATES) for code in sorted(others)}}
 
 
 def assert_same_report(got: PipelineReport, expected: PipelineReport) -> None:
@@ -162,26 +180,63 @@ def test_sql_stores_do_not_load_deals(store: DealStore, monkeypatch: pytest.Monk
     assert store.report(p, now=NOW) == expected
 
 
-@settings(max_examples=40)
-@given(datasets(), st.sampled_from([T, T + 3 * DAY, T + 40 * DAY]))
-def test_sqlite_equals_pure(dataset: tuple[Pipeline, list[Deal]], now: datetime) -> None:
+@settings(max_examples=60)
+@given(datasets(), st.sampled_from([T, T + 3 * DAY, T + 40 * DAY]), money())
+def test_sqlite_equals_pure(
+    dataset: tuple[Pipeline, list[Deal]], now: datetime, options: dict[str, Any]
+) -> None:
     pipeline, deals = dataset
     with SQLiteStore(":memory:") as store:
-        got = fill(store, deals).report(pipeline, now=now)
-    assert_same_report(got, metrics.report(deals, pipeline, now=now))
+        got = fill(store, deals).report(pipeline, now=now, **options)
+    assert_same_report(got, metrics.report(deals, pipeline, now=now, **options))
 
 
 @pytest.mark.postgres
 def test_postgres_equals_pure(postgres_server: PostgresServer) -> None:  # noqa: F811
-    @settings(max_examples=25, deadline=None)
-    @given(datasets(), st.sampled_from([T, T + 3 * DAY, T + 40 * DAY]))
-    def check(dataset: tuple[Pipeline, list[Deal]], now: datetime) -> None:
+    @settings(max_examples=30, deadline=None)
+    @given(datasets(), st.sampled_from([T, T + 3 * DAY, T + 40 * DAY]), money())
+    def check(
+        dataset: tuple[Pipeline, list[Deal]], now: datetime, options: dict[str, Any]
+    ) -> None:
         pipeline, deals = dataset
         with PostgresStore(postgres_server.fresh_schema(), max_connections=1) as store:
-            got = fill(store, deals).report(pipeline, now=now)
-        assert_same_report(got, metrics.report(deals, pipeline, now=now))
+            got = fill(store, deals).report(pipeline, now=now, **options)
+        assert_same_report(got, metrics.report(deals, pipeline, now=now, **options))
 
     check()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"currency": "EUR"}, {"currency": "USD"}, {"currency": "EUR", "rates": TWO_RATES}],
+    ids=["per-currency", "EUR-only", "USD-only", "into-EUR"],
+)
+def test_two_currencies_hand_worked(store: DealStore, options: dict[str, Any]) -> None:
+    p = abc()
+    deals = two_currencies(p)
+    report = fill(store, deals).report(p, now=T + 10 * DAY, **options)
+    assert_same_report(report, metrics.report(deals, p, now=T + 10 * DAY, **options))
+    expected_open = {"": None, "EUR": Decimal(500), "USD": Decimal(400)}
+    if "rates" in options:
+        assert report.open_value == Decimal(860)
+    else:
+        assert report.open_value == expected_open[options.get("currency", "")]
+    only = options.get("currency") if "rates" not in options else None
+    assert list(report.by_currency) == ([only] if only else ["EUR", "USD"])
+
+
+def test_a_currency_filter_applies_to_the_longest_stalled(store: DealStore) -> None:
+    # twelve USD deals stalled longer than the two EUR ones: the EUR report lists the EUR
+    # ids, which the whole pipeline's ten longest would leave out
+    p = abc()
+    deals = [p.start(f"u{i:02}", at=T - DAY) for i in range(12)]
+    deals += [p.start(f"e{i}", currency="EUR", at=T) for i in range(2)]
+    report = fill(store, deals).report(p, now=NOW, currency="EUR")
+    assert (report.stalled, report.stalled_ids, report.deals) == (2, ("e0", "e1"), 2)
+    assert_same_report(report, metrics.report(deals, p, now=NOW, currency="EUR"))
+    converted = store.report(p, now=NOW, currency="EUR", rates={"USD": 1})
+    assert (converted.stalled, len(converted.stalled_ids)) == (14, 10)
+    assert "e0" not in converted.stalled_ids
 
 
 # -- what only SQL can get wrong -----------------------------------------------------

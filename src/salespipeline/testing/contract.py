@@ -667,6 +667,30 @@ class StoreContract:
         with pytest.raises(UnknownPipelineError):
             store.report("nowhere", now=now)
 
+    def test_report_in_one_currency_equals_the_pure_report(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        """Filtered to a currency, converted into one, or split per currency: as pure."""
+        deals = [
+            pipeline.start("e1", amount=Decimal("100.5"), currency="EUR", at=T0),
+            pipeline.lose(
+                pipeline.start("e2", amount=250, currency="EUR", at=T0), "price", at=_later(1)
+            ),
+            pipeline.start("k1", amount=1_000_000, currency="KRW", probability=0.25, at=T0),
+            pipeline.start("u1", amount=Decimal("99.99"), at=T0),
+        ]
+        for deal in deals:
+            store.add(deal)
+        now = _later(100)
+        rates = {"KRW": Decimal("0.000683"), "USD": Decimal("0.92")}
+        for options in ({}, {"currency": "EUR"}, {"currency": "EUR", "rates": rates}):
+            expected = metrics.report(deals, pipeline, now=now, **options)
+            assert store.report(pipeline, now=now, **options) == expected
+        converted = store.report(pipeline, now=now, currency="eur", rates=rates)
+        assert converted.open_value == Decimal("100.5") + 683 + Decimal("91.9908")
+        with pytest.raises(ValidationError, match="KRW"):
+            store.report(pipeline, now=now, currency="EUR", rates={"USD": 1})
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def test_a_closed_store_refuses_work(self, pipeline: Pipeline) -> None:
