@@ -110,7 +110,8 @@ def test_currency_alone_reports_only_its_deals(deals: list[Deal], p: Pipeline) -
 def test_currency_alone_with_no_deal_in_it_reports_nothing(deals: list[Deal], p: Pipeline) -> None:
     report = metrics.report(deals, p, now=NOW, currency="KRW")
     assert (report.currency, report.currencies, report.deals) == ("KRW", (), 0)
-    assert (report.open_value, report.weighted_pipeline, report.won_value) == (0, 0, 0)
+    zero = Decimal(0)
+    assert (report.open_value, report.weighted_pipeline, report.won_value) == (zero, zero, zero)
     assert (report.average_deal_size, report.sales_velocity, report.by_currency) == (
         None,
         None,
