@@ -150,7 +150,7 @@ def test_the_report_currency_is_upper_case_and_its_own_rate_may_be_one(
 
 
 def test_conversion_is_exact_at_the_rate_limits(p: Pipeline) -> None:
-    # the largest amount at a rate with 18 + 12 digits: a 36-digit product, kept whole
+    # the largest amount at the largest rate: a 54-digit product, kept whole
     rate = Decimal("999999999999999999.999999999999")
     amount = Decimal("999999999999999999.999999")
     deals = [p.start(f"k{i}", amount=amount, currency="KRW", at=T) for i in range(3)]
