@@ -18,8 +18,7 @@ from itertools import pairwise
 from typing import Final, NamedTuple, Protocol
 
 from salespipeline.deal import Deal
-from salespipeline.errors import ValidationError
-from salespipeline.metrics._money import Money, convert
+from salespipeline.metrics._money import Money, combined
 from salespipeline.metrics._report import EXACT, STALLED_SHOWN, Aggregates, MoneySums, at_least
 from salespipeline.metrics._time import ONE_US, micros
 from salespipeline.pipeline import Pipeline
@@ -43,6 +42,7 @@ Stay = tuple[str, int, int]
 _TERMINAL: Final = frozenset((WON, LOST))
 NO_MONEY: Final = Money()
 """Amounts as given: no currency filter, no conversion."""
+_ZERO: Final = Decimal(0)
 
 
 def stay_stages(entered: Iterable[str]) -> list[str]:
@@ -153,11 +153,12 @@ class Purse:
         self.outcomes = Outcomes()
         self.open_amounts: dict[float, Decimal] = {}
 
-    def add(self, f: Facts, probability: float | None) -> None:
-        """Count ``f``; ``probability`` weighs its amount while open (None when closed)."""
+    def add(self, f: Facts, weight: float | None) -> None:
+        """Count ``f``; ``weight``, its win probability, weighs its amount while open
+        (None once closed). Call inside an ``EXACT`` decimal context."""
         self.outcomes.add(f.stage, f.deals, f.amount, f.cycle_us)
-        if probability is not None:
-            self.open_amounts[probability] = self.open_amounts.get(probability, 0) + f.amount
+        if weight is not None:
+            self.open_amounts[weight] = self.open_amounts.get(weight, _ZERO) + f.amount
 
     def result(self) -> MoneySums:
         o = self.outcomes
@@ -175,46 +176,38 @@ class Purse:
 def fold(pipeline: Pipeline, facts: Iterable[Facts], *, money: Money = NO_MONEY) -> Aggregates:
     """The ``Aggregates`` of ``facts``, every one of a stage ``pipeline`` has.
 
-    Amounts are converted into ``money.currency`` when ``money`` has rates; a currency
-    found without a rate is a ``ValidationError`` naming every such currency.
+    Amounts are summed per currency; the report's own sums are those sums converted
+    as ``money`` says (``_money.combined``).
     """
-    summed = _Sums(pipeline, money)
+    summed = _Sums(pipeline)
     with localcontext(EXACT):
         for item in facts:
             summed.add(item)
-    return summed.result()
+    return summed.result(money)
 
 
 class _Sums:
     """The running sums behind ``fold`` (private to it: nothing else mutates them)."""
 
-    def __init__(self, pipeline: Pipeline, money: Money) -> None:
+    def __init__(self, pipeline: Pipeline) -> None:
         n = self.n = len(pipeline.stages)
         self.pipeline = pipeline
-        self.money = money
-        self.purses: dict[str, Purse] = {}
-        self.unrated: set[str] = set()
-        self.probabilities = [s.probability for s in pipeline.stages]
         self.positions = dict(pipeline.positions)
+        self.probabilities = [s.probability for s in pipeline.stages]
         self.counts = [0] * (n + 2)
         self.reach = [0] * (n + 1)
         self.lost_reach = [0] * n
         self.stays = [0] * n
         self.stay_us = [0] * n
-        self.open_amount = [Decimal(0)] * n
-        self.override: dict[float, Decimal] = {}
         self.stalled = [0] * n
         self.stalled_since: list[tuple[int, str]] = []
-        self.outcomes = Outcomes()
+        self.purses: dict[str, Purse] = {}
         self.furthest: dict[frozenset[str], int | None] = {}
 
     def add(self, f: Facts) -> None:
         i, n = self.positions[f.stage], self.n
         self.counts[i] += f.deals
-        self._purse(f, i)
-        if self.money.rates is not None:
-            f = self._converted(f)
-        self.outcomes.add(f.stage, f.deals, f.amount, f.cycle_us)
+        self._purse(f.currency).add(f, self._weight(f, i))
         reach = self.furthest.get(f.entered, -1)
         if reach == -1:  # entered stages not seen before
             reach = self.furthest[f.entered] = furthest(f.entered, self.pipeline)
@@ -226,67 +219,42 @@ class _Sums:
             if (j := self.positions.get(stage, n)) < n:
                 self.stays[j] += count
                 self.stay_us[j] += total_us
-        if i < n:
-            self._open(f, i)
+        if f.stalled and i < n:
+            self._stalled(f, i)
 
-    def _purse(self, f: Facts, i: int) -> None:
-        purse = self.purses.get(f.currency)
+    def _purse(self, currency: str) -> Purse:
+        purse = self.purses.get(currency)
         if purse is None:
-            purse = self.purses[f.currency] = Purse()
-        open_probability = None if i >= self.n else f.probability
-        if i < self.n and open_probability is None:
-            open_probability = self.probabilities[i]
-        purse.add(f, open_probability)
+            purse = self.purses[currency] = Purse()
+        return purse
 
-    def _converted(self, f: Facts) -> Facts:
-        rate = self.money.rate(f.currency)
-        if rate is None:
-            self.unrated.add(f.currency)
-            return f
-        return f._replace(amount=convert(f.amount, rate))
+    def _weight(self, f: Facts, i: int) -> float | None:
+        """The win probability of ``f``'s open deals (override, else stage's); None if closed."""
+        if i >= self.n:
+            return None
+        return self.probabilities[i] if f.probability is None else f.probability
 
-    def _open(self, f: Facts, i: int) -> None:
-        if f.probability is None:
-            self.open_amount[i] += f.amount
-        else:
-            before = self.override.get(f.probability, Decimal(0))
-            self.override[f.probability] = before + f.amount
-        if f.stalled:
-            self.stalled[i] += f.stalled
-            self.stalled_since.extend(f.stalled_since)
-            if len(self.stalled_since) > 4 * STALLED_SHOWN:
-                self.stalled_since = self._longest_stalled()
+    def _stalled(self, f: Facts, i: int) -> None:
+        self.stalled[i] += f.stalled
+        self.stalled_since.extend(f.stalled_since)
+        if len(self.stalled_since) > 4 * STALLED_SHOWN:
+            self.stalled_since = self._longest_stalled()
 
     def _longest_stalled(self) -> list[tuple[int, str]]:
         return heapq.nsmallest(STALLED_SHOWN, self.stalled_since)
 
-    def result(self) -> Aggregates:
-        if self.unrated:
-            raise _unrated(sorted(self.unrated), self.money)
-        o = self.outcomes
+    def result(self, money: Money) -> Aggregates:
+        by_currency = tuple((code, self.purses[code].result()) for code in sorted(self.purses))
         return Aggregates(
             counts=tuple(self.counts),
             reached=at_least(self.reach),
             lost_reached=at_least(self.lost_reach),
             stay_us=tuple(self.stay_us),
             stays=tuple(self.stays),
-            won_amount=o.won_amount,
-            lost_amount=o.lost_amount,
-            cycle_us=o.cycle_us,
-            open_amount=tuple(self.open_amount),
-            override_amount=tuple(sorted(self.override.items())),
             stalled=tuple(self.stalled),
             stalled_ids=tuple(i for _, i in self._longest_stalled()),
-            currencies=tuple(sorted(self.purses)),
-            currency=self.money.currency,
-            by_currency=tuple((code, self.purses[code].result()) for code in sorted(self.purses)),
+            currencies=tuple(code for code, _ in by_currency),
+            money=combined(by_currency, money),
+            currency=money.currency,
+            by_currency=by_currency,
         )
-
-
-def _unrated(currencies: Sequence[str], money: Money) -> ValidationError:
-    listed = ", ".join(currencies)
-    return ValidationError(
-        f"rates has no rate for {listed}, found among the reported deals: add the value of "
-        f"one unit of each in {money.currency} (for example rates={{{currencies[0]!r}: ...}})",
-        field="rates",
-    )

@@ -44,7 +44,6 @@ from salespipeline.metrics._report import (
     stage_times,
     velocity,
     weighted,
-    weighted_amounts,
 )
 from salespipeline.pipeline import Pipeline
 
@@ -131,7 +130,7 @@ def sales_velocity(deals: Iterable[Deal]) -> Decimal | None:
 def weighted_pipeline(deals: Iterable[Deal], pipeline: Pipeline) -> Decimal:
     """Sum over open deals of amount x probability (the deal's override, else its stage's)."""
     agg = _aggregate(deals, pipeline, "weighted_pipeline()")
-    return weighted(weighted_amounts(pipeline, agg))
+    return weighted(agg.money.open_amounts)
 
 
 def stage_counts(deals: Iterable[Deal], pipeline: Pipeline) -> dict[str, int]:

@@ -169,6 +169,8 @@ class Aggregates:
 
     Tuples indexed like the pipeline: ``counts`` by ``stage_names`` (open stages,
     WON, LOST); ``reached`` by open stage then WON; the rest by open stage.
+    ``by_currency`` holds each currency's money sums as recorded; ``money`` the
+    report's own, converted into ``currency`` when rates were given (else as given).
     """
 
     counts: tuple[int, ...]
@@ -176,14 +178,10 @@ class Aggregates:
     lost_reached: tuple[int, ...]
     stay_us: tuple[int, ...]
     stays: tuple[int, ...]
-    won_amount: Decimal
-    lost_amount: Decimal
-    cycle_us: int
-    open_amount: tuple[Decimal, ...]
-    override_amount: tuple[tuple[float, Decimal], ...]
     stalled: tuple[int, ...]
     stalled_ids: tuple[str, ...]
     currencies: tuple[str, ...]
+    money: MoneySums
     currency: str | None = None
     by_currency: tuple[tuple[str, MoneySums], ...] = ()
 
@@ -292,11 +290,6 @@ def stage_times(
     return {s.name: mean_duration(stay_us[i], stays[i]) for i, s in enumerate(pipeline.stages)}
 
 
-def weighted_amounts(pipeline: Pipeline, agg: Aggregates) -> list[tuple[float, Decimal]]:
-    by_stage = [(s.probability, agg.open_amount[i]) for i, s in enumerate(pipeline.stages)]
-    return by_stage + list(agg.override_amount)
-
-
 def finish(agg: Aggregates, pipeline: Pipeline, *, as_of: datetime) -> PipelineReport:
     """The report these aggregates describe: every ratio and mean taken here."""
     n = len(pipeline.stages)
@@ -319,7 +312,7 @@ def finish(agg: Aggregates, pipeline: Pipeline, *, as_of: datetime) -> PipelineR
         conversion_rates=rates,
         overall_conversion=ratio(won, total),
         win_rate=ratio(won, won + lost),
-        cycle_length=mean_duration(agg.cycle_us, won),
+        cycle_length=mean_duration(agg.money.cycle_us, won),
         time_in_stage=times,
         stalled=sum(agg.stalled),
         stalled_by_stage=stalled,
@@ -328,7 +321,7 @@ def finish(agg: Aggregates, pipeline: Pipeline, *, as_of: datetime) -> PipelineR
         calibration=calibrate(pipeline, won, agg.lost_reached),
         currency=currency,
         by_currency={code: money_figures(sums) for code, sums in agg.by_currency},
-        **_money_fields(None if mixed else money_figures(total_sums(pipeline, agg))),
+        **_money_fields(None if mixed else money_figures(agg.money)),
     )
 
 
@@ -337,21 +330,6 @@ def report_currency(agg: Aggregates) -> str | None:
     if agg.currency is not None:
         return agg.currency
     return agg.currencies[0] if len(agg.currencies) == 1 else None
-
-
-def total_sums(pipeline: Pipeline, agg: Aggregates) -> MoneySums:
-    """The sums behind the report's own money figures (amounts filtered or converted)."""
-    n = len(pipeline.stages)
-    won, lost = agg.counts[n], agg.counts[n + 1]
-    return MoneySums(
-        open=sum(agg.counts) - won - lost,
-        won=won,
-        lost=lost,
-        cycle_us=agg.cycle_us,
-        won_amount=agg.won_amount,
-        lost_amount=agg.lost_amount,
-        open_amounts=tuple(weighted_amounts(pipeline, agg)),
-    )
 
 
 def _money_fields(figures: CurrencyFigures | None) -> dict[str, Any]:
