@@ -10,6 +10,7 @@ conversion is exact and linear, and nothing but money depends on ``currency=`` a
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
@@ -414,3 +415,14 @@ def test_every_report_is_json(dataset: tuple[Pipeline, list[Deal]]) -> None:
         assert Decimal(data["by_currency"][code]["open_value"]) == figures.open_value
     if report.open_value is not None:
         assert Decimal(data["open_value"]) == report.open_value
+
+
+def test_a_mixed_report_is_a_hashable_picklable_value(deals: list[Deal], p: Pipeline) -> None:
+    report = metrics.report(deals, p, now=NOW)
+    again = metrics.report(list(reversed(deals)), p, now=NOW)
+    assert report == again
+    assert hash(report) == hash(again)
+    assert pickle.loads(pickle.dumps(report)) == report
+    assert report != metrics.report(deals, p, now=NOW, currency="EUR", rates=RATES)
+    with pytest.raises(ValidationError):
+        attrs.evolve(report, by_currency=5)

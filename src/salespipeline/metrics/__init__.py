@@ -5,7 +5,9 @@ take none (``win_rate``, ``average_deal_size``, ``cycle_length``,
 ``sales_velocity``) count every deal given. A figure that is undefined (nothing to
 average, nothing closed) is ``None``, never a ``ZeroDivisionError``. Each function
 makes one pass over its deals, so any iterable (a generator, ``store.find()``)
-works. Definitions and formulas: ``docs/explanation/metrics.md``.
+works. ``report`` never adds amounts across currencies: it reports per currency
+(``by_currency``), in one (``currency=``), or converted into one (``rates=``).
+Definitions and formulas: ``docs/explanation/metrics.md``.
 """
 
 from salespipeline.metrics._functions import (

@@ -231,9 +231,11 @@ class PipelineReport:
 
     Mappings are read-only and keyed by stage name in pipeline order. ``stalled_ids``
     lists at most ``STALLED_SHOWN`` ids, longest in stage first; use
-    ``metrics.stalled`` for all of them. Money figures are in ``currency``; when the
-    deals are in several currencies and no ``currency`` was asked for, they are None
-    and ``by_currency`` (always filled, one entry per currency found) has them.
+    ``metrics.stalled`` for all of them. The money figures (``open_value``,
+    ``weighted_pipeline``, ``won_value``, ``lost_value``, ``average_deal_size``,
+    ``sales_velocity``, ``win_rate_by_value``) are in ``currency``; when the deals are
+    in several currencies and no ``currency`` was asked for, they and ``currency`` are
+    None, and ``by_currency`` (always filled, one entry per currency found) has them.
     """
 
     pipeline: str

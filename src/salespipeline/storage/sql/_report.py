@@ -9,6 +9,8 @@ stays and the longest-stalled ids, each given to its deal's group. All three run
 one read transaction (one snapshot). Each grouped row, read by column name, becomes
 the ``Facts`` the pure path makes of one deal; the shared ``fold`` and ``finish`` do
 the rest. Durations and amounts are summed in split parts so no 64-bit sum overflows.
+``currency=`` alone filters all three queries to that currency (so the longest-stalled
+ids are those of its deals); conversion by ``rates=`` happens in the shared ``fold``.
 """
 
 from __future__ import annotations
