@@ -27,7 +27,7 @@ from salespipeline.metrics._disqualify import (
 )
 from salespipeline.metrics._facts import Outcomes
 from salespipeline.metrics._forecast import ForecastPeriod, forecast
-from salespipeline.metrics._money import money
+from salespipeline.metrics._money import to_money
 from salespipeline.metrics._pure import aggregate
 from salespipeline.metrics._render import render_report
 from salespipeline.metrics._report import (
@@ -206,7 +206,7 @@ def report(
     ``store.report`` with the same arguments over the same deals.
     """
     pipeline = _pipeline(pipeline)
-    chosen = money(currency, rates)
+    chosen = to_money(currency, rates)
     as_of = c.to_utc(pipeline.clock() if now is None else now, "now")
     checked = checked_deals(deals, "report()")
     return finish(aggregate(checked, pipeline, now=as_of, money=chosen), pipeline, as_of=as_of)

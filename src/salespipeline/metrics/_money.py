@@ -22,7 +22,7 @@ from salespipeline.deal import _to_currency
 from salespipeline.errors import ValidationError, shown
 from salespipeline.metrics._report import EXACT, MoneySums, exact_sum
 
-__all__ = ["Money", "combined", "convert", "money"]
+__all__ = ["Money", "combined", "convert", "to_money"]
 
 _ONE: Final = Decimal(1)
 _ZERO: Final = Decimal(0)
@@ -102,7 +102,7 @@ def _unrated(currencies: Sequence[str], money: Money) -> ValidationError:
     )
 
 
-def money(currency: object, rates: object) -> Money:
+def to_money(currency: object, rates: object) -> Money:
     """The checked ``Money`` of a report's ``currency=`` and ``rates=`` arguments."""
     if rates is not None and currency is None:
         raise ValidationError(

@@ -22,7 +22,7 @@ from typing import Final, TypeVar
 from salespipeline import _checks as c
 from salespipeline.errors import CorruptRecordError
 from salespipeline.metrics._facts import Facts, Stay, fold
-from salespipeline.metrics._money import money
+from salespipeline.metrics._money import to_money
 from salespipeline.metrics._report import STALLED_SHOWN, PipelineReport, finish
 from salespipeline.metrics._time import micros, to_us
 from salespipeline.pipeline import Pipeline
@@ -220,7 +220,7 @@ def sql_report(
     ``query`` runs the statements on the store's connection; the result equals
     ``metrics.report`` over the same deals with the same ``currency`` and ``rates``.
     """
-    chosen = money(currency, rates)
+    chosen = to_money(currency, rates)
     as_of = c.to_utc(pipeline.clock() if now is None else now, "now")
     facts = sql_facts(query, pipeline, as_of=as_of, dialect=dialect, only=chosen.only)
     return finish(fold(pipeline, facts, money=chosen), pipeline, as_of=as_of)
