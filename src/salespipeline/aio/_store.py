@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import abc
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
+from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -135,7 +136,12 @@ class AsyncDealStore(abc.ABC):
 
     @abc.abstractmethod
     async def report(
-        self, pipeline: Pipeline | str, *, now: datetime | None = None
+        self,
+        pipeline: Pipeline | str,
+        *,
+        now: datetime | None = None,
+        currency: str | None = None,
+        rates: Mapping[str, Decimal | int] | None = None,
     ) -> PipelineReport:
         """Every metric for ``pipeline`` over the stored deals (``DealStore.report``)."""
 

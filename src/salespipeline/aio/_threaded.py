@@ -14,10 +14,11 @@ import asyncio
 import contextvars
 import functools
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, asynccontextmanager
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from salespipeline.aio._store import AsyncDealStore
@@ -158,9 +159,16 @@ class ThreadedStore(AsyncDealStore):
         return await self._call(self._sync.pipeline, name)
 
     async def report(
-        self, pipeline: Pipeline | str, *, now: datetime | None = None
+        self,
+        pipeline: Pipeline | str,
+        *,
+        now: datetime | None = None,
+        currency: str | None = None,
+        rates: Mapping[str, Decimal | int] | None = None,
     ) -> PipelineReport:
-        return await self._call(self._sync.report, pipeline, now=now)
+        return await self._call(
+            self._sync.report, pipeline, now=now, currency=currency, rates=rates
+        )
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:

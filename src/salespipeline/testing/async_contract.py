@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import AbstractAsyncContextManager, contextmanager
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
@@ -198,8 +199,17 @@ class BlockingView(DealStore):
     def pipeline(self, name: str) -> Pipeline:
         return self._await(lambda: self._async.pipeline(name))
 
-    def report(self, pipeline: Pipeline | str, *, now: datetime | None = None) -> PipelineReport:
-        return self._await(lambda: self._async.report(pipeline, now=now))
+    def report(
+        self,
+        pipeline: Pipeline | str,
+        *,
+        now: datetime | None = None,
+        currency: str | None = None,
+        rates: Mapping[str, Decimal | int] | None = None,
+    ) -> PipelineReport:
+        return self._await(
+            lambda: self._async.report(pipeline, now=now, currency=currency, rates=rates)
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
