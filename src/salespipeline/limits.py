@@ -15,6 +15,9 @@ __all__ = [
     "MAX_AMOUNT_PLACES",
     "MAX_DEPTH",
     "MAX_FIELDS_BYTES",
+    "MAX_FIELD_NUMBER",
+    "MAX_FIND_FIELDS",
+    "MAX_FIND_PAGE",
     "MAX_NAME",
     "MAX_PAGE",
     "MAX_PAST_VERSIONS",
@@ -57,6 +60,16 @@ MAX_VERSION: Final = 2**31 - 1
 
 MAX_PAGE: Final = 10_000
 """Changes one ``store.log()`` or ``consumer.poll()`` call reads at most."""
+
+MAX_FIND_PAGE: Final = 10_000
+"""Deals one ``store.find(limit=...)`` page may ask for (``limit=None`` streams them all)."""
+
+MAX_FIND_FIELDS: Final = 16
+"""Custom fields one ``find()`` or ``count()`` call may filter on."""
+
+MAX_FIELD_NUMBER: Final = 2**53
+"""Magnitude of a number in a ``fields`` filter: up to it every backend's JSON reads a
+number exactly alike, so ``1``, ``1.0`` and a stored ``1`` compare the same everywhere."""
 
 MAX_PAST_VERSIONS: Final = 10_000
 """Versions a deal stored with a past (``store.add`` of a deal beyond version 1, or an

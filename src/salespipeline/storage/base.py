@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -32,7 +32,6 @@ from salespipeline.errors import (
 )
 from salespipeline.log import Change
 from salespipeline.pipeline import Pipeline
-from salespipeline.stages import LOST, WON
 from salespipeline.storage._consumers import (
     Consumer,
     check_consumer_name,
@@ -40,6 +39,7 @@ from salespipeline.storage._consumers import (
     check_recorded,
 )
 from salespipeline.storage._definitions import decode_all, decode_pipeline, definition_row
+from salespipeline.storage._query import FieldValue, Query, check_names, check_query
 
 if TYPE_CHECKING:
     from salespipeline.metrics import PipelineReport
@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Consumer",
     "DealStore",
+    "FieldValue",
+    "Query",
     "as_stored",
     "check_change_args",
     "check_consumer_name",
@@ -54,8 +56,11 @@ __all__ = [
     "check_filters",
     "check_id",
     "check_log_page",
+    "check_names",
     "check_position",
+    "check_query",
     "check_recorded",
+    "checked_query",
     "decode_all",
     "decode_pipeline",
     "definition_row",
@@ -196,9 +201,62 @@ class DealStore(abc.ABC):
 
     @abc.abstractmethod
     def find(
-        self, *, pipeline: str | None = None, stage: str | None = None, open: bool | None = None
+        self,
+        *,
+        pipeline: str | None = None,
+        stage: str | None = None,
+        open: bool | None = None,
+        owner: str | None = None,
+        fields: Mapping[str, FieldValue] | None = None,
+        updated_since: datetime | None = None,
+        order_by: str = "id",
+        limit: int | None = None,
+        after: str | None = None,
     ) -> Iterator[Deal]:
-        """The deals matching every given filter, in id order, streamed."""
+        """The deals matching every given filter, in id order, streamed.
+
+        ``after`` (the last id seen) and ``limit`` page through them by keyset, so a
+        page never repeats or skips a deal whatever is written between pages. A name
+        the store does not know is ``UnknownPipelineError`` / ``UnknownStageError``
+        (``check_names``); implement it with ``checked_query(self, ...)`` and
+        ``Query.select``.
+        """
+
+    def count(
+        self,
+        *,
+        pipeline: str | None = None,
+        stage: str | None = None,
+        open: bool | None = None,
+        owner: str | None = None,
+        fields: Mapping[str, FieldValue] | None = None,
+        updated_since: datetime | None = None,
+    ) -> int:
+        """How many deals ``find`` with the same filters yields.
+
+        The default counts what ``find`` streams, passing only the filters given.
+        """
+        given: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("pipeline", pipeline),
+                ("stage", stage),
+                ("open", open),
+                ("owner", owner),
+                ("fields", fields),
+                ("updated_since", updated_since),
+            )
+            if value is not None
+        }
+        return sum(1 for _ in self.find(**given))
+
+    def _carries(self, pipeline: str | None, stage: str | None) -> bool:
+        """Whether a stored deal is in ``pipeline`` and ``stage`` (None: any); the
+        default reads ``find()``, stores answer from an index."""
+        return any(
+            (pipeline is None or d.pipeline == pipeline) and (stage is None or d.stage == stage)
+            for d in self.find()
+        )
 
     def history(self, id: str) -> tuple[StageChange, ...]:
         """The deal's stage changes, oldest first; ``DealNotFoundError`` if absent."""
@@ -251,7 +309,10 @@ class DealStore(abc.ABC):
         database.
         """
         resolved = self._resolve(pipeline)
-        deals = self.find(pipeline=resolved.name)
+        try:
+            deals = self.find(pipeline=resolved.name)
+        except UnknownPipelineError:  # neither recorded nor holding deals: none to report
+            deals = iter(())
         return metrics.report(deals, resolved, now=now, currency=currency, rates=rates)
 
     def _resolve(self, pipeline: Pipeline | str) -> Pipeline:
@@ -330,22 +391,34 @@ def check_deal(deal: object) -> Deal:
     return deal
 
 
-def check_filters(pipeline: object, stage: object, open: object) -> None:
-    """Refuse filter values of the wrong type before any query runs."""
-    for what, value in (("pipeline", pipeline), ("stage", stage)):
-        if value is not None:
-            check_text(value, f"find(): {what}", max_length=MAX_ID_LENGTH)
-    if open is not None and not isinstance(open, bool):
-        raise ValidationError(f"find(): open must be True, False or None, not {shown(open)}")
+def check_filters(pipeline: object, stage: object, open: object, **more: object) -> Query:
+    """Refuse filter values of the wrong type before any query runs; the checked ``Query``.
+
+    ``more`` takes ``find``'s other keywords (``owner``, ``fields``, ``updated_since``,
+    ``order_by``, ``limit``, ``after``).
+    """
+    return check_query(pipeline=pipeline, stage=stage, open=open, **more)
 
 
-def matches(deal: Deal, pipeline: str | None, stage: str | None, open: bool | None) -> bool:
-    """Whether ``deal`` passes ``find``'s filters (the in-memory reading of them)."""
-    return (
-        (pipeline is None or deal.pipeline == pipeline)
-        and (stage is None or deal.stage == stage)
-        and (open is None or open == (deal.stage not in (WON, LOST)))
-    )
+def checked_query(store: DealStore, **arguments: object) -> Query:
+    """``find``'s or ``count``'s ``arguments`` checked, then their names against what
+    ``store`` knows (its recorded definitions and stored deals), before any work."""
+    query = check_query(**arguments)
+    if query.pipeline is not None or query.stage is not None:
+        check_names(query, store._definitions(), store._carries)
+    return query
+
+
+def matches(
+    deal: Deal,
+    pipeline: str | None,
+    stage: str | None,
+    open: bool | None,
+    **more: object,
+) -> bool:
+    """Whether ``deal`` passes ``find``'s filters (the in-memory reading of them);
+    ``more`` takes ``owner``, ``fields`` and ``updated_since``."""
+    return check_query(pipeline=pipeline, stage=stage, open=open, **more).matches(deal)
 
 
 def new_entries(deal: Deal, stored: Sequence[StageChange]) -> tuple[StageChange, ...]:

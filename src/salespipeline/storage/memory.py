@@ -10,8 +10,9 @@ block, and an error undoes everything the block wrote.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 
 import attrs
 
@@ -29,17 +30,17 @@ from salespipeline.pipeline import Pipeline
 from salespipeline.storage._blocks import Blocks
 from salespipeline.storage.base import (
     DealStore,
+    FieldValue,
     as_stored,
     check_change_args,
     check_consumer_name,
     check_deal,
-    check_filters,
     check_id,
     check_log_page,
     check_recorded,
+    checked_query,
     decode_all,
     definition_row,
-    matches,
     new_entries,
 )
 
@@ -170,13 +171,64 @@ class MemoryStore(DealStore):
         self._definitions_by_version = mark.definitions
 
     def find(
-        self, *, pipeline: str | None = None, stage: str | None = None, open: bool | None = None
+        self,
+        *,
+        pipeline: str | None = None,
+        stage: str | None = None,
+        open: bool | None = None,
+        owner: str | None = None,
+        fields: Mapping[str, FieldValue] | None = None,
+        updated_since: datetime | None = None,
+        order_by: str = "id",
+        limit: int | None = None,
+        after: str | None = None,
     ) -> Iterator[Deal]:
-        check_filters(pipeline, stage, open)
+        query = checked_query(
+            self,
+            pipeline=pipeline,
+            stage=stage,
+            open=open,
+            owner=owner,
+            fields=fields,
+            updated_since=updated_since,
+            order_by=order_by,
+            limit=limit,
+            after=after,
+        )
+        return query.select(self._snapshot())
+
+    def count(
+        self,
+        *,
+        pipeline: str | None = None,
+        stage: str | None = None,
+        open: bool | None = None,
+        owner: str | None = None,
+        fields: Mapping[str, FieldValue] | None = None,
+        updated_since: datetime | None = None,
+    ) -> int:
+        query = checked_query(
+            self,
+            pipeline=pipeline,
+            stage=stage,
+            open=open,
+            owner=owner,
+            fields=fields,
+            updated_since=updated_since,
+        )
+        return sum(1 for deal in self._snapshot() if query.matches(deal))
+
+    def _snapshot(self) -> list[Deal]:
+        """The stored deals as they are now (later writes do not change the list)."""
         with self._lock:
             self._check_open()
-            deals = sorted(self._deals.items())
-        return (deal for _, deal in deals if matches(deal, pipeline, stage, open))
+            return list(self._deals.values())
+
+    def _carries(self, pipeline: str | None, stage: str | None) -> bool:
+        return any(
+            (pipeline is None or d.pipeline == pipeline) and (stage is None or d.stage == stage)
+            for d in self._snapshot()
+        )
 
     def changes(self, id: str, *, key: str | None = None) -> tuple[Change, ...]:
         id = check_id(id)

@@ -32,7 +32,7 @@ from salespipeline.storage import _codec
 from salespipeline.storage._blocks import Blocks
 from salespipeline.storage._options import check_count, check_timeout
 from salespipeline.storage._process import check_process, let_go
-from salespipeline.storage.sql._dialect import AmountPart, Dialect
+from salespipeline.storage.sql._dialect import AmountPart, Dialect, jsonb_field_match
 from salespipeline.storage.sql._schema import POSTGRES_DDL
 from salespipeline.storage.sql._store import Cursor, SQLStore, Statements, UniqueViolation
 
@@ -45,6 +45,9 @@ _DIALECT: Final = Dialect(
     modulo="%%",
     pipeline_scan="d.pipeline",
     amount=(AmountPart("amount"),),
+    field_match=jsonb_field_match,
+    index_names="SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+    "AND tablename = 'sp_deals'",
 )
 """psycopg's marks are ``%s`` (so ``%`` is written ``%%``); NUMERIC sums amounts exactly."""
 

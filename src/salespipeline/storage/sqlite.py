@@ -35,7 +35,7 @@ from salespipeline.storage import _codec
 from salespipeline.storage._blocks import Blocks
 from salespipeline.storage._options import check_path, check_timeout
 from salespipeline.storage._process import check_process, let_go
-from salespipeline.storage.sql._dialect import AmountPart, Dialect
+from salespipeline.storage.sql._dialect import AmountPart, Dialect, json_each_field_match
 from salespipeline.storage.sql._schema import SQLITE_DDL
 from salespipeline.storage.sql._store import SQLStore, Statements, UniqueViolation
 
@@ -50,7 +50,10 @@ _DIALECT: Final = Dialect(
     modulo="%",
     pipeline_scan="+d.pipeline",
     amount=(AmountPart("amount_whole", split=10**9), AmountPart("amount_frac", -12, 10**6)),
+    field_match=json_each_field_match,
+    index_names="SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'sp_deals'",
     greatest_function="MAX",
+    since="likelihood({}, 0.01)",
 )
 """SQLite has no exact decimal type: amounts are summed from their integer parts."""
 

@@ -3,7 +3,8 @@
 Subclass it in a test module, implement ``make_store()`` (and ``reopen_store()``
 for a store that keeps its data somewhere that outlives it), and pytest runs every
 check the shipped stores pass: exact round trips, duplicate and missing deals,
-optimistic concurrency, atomic saves, ``find`` filters and streaming, definitions,
+optimistic concurrency, atomic saves, ``find`` and ``count`` filters, keyset pages
+and streaming, unknown names refused, definitions,
 reports, the change log (one change per version, positions, keys, consumers,
 ``verify``), reopening and threads racing for one deal.
 """
@@ -21,7 +22,7 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from salespipeline import guards, log, metrics
+from salespipeline import guards, limits, log, metrics
 from salespipeline.deal import Bant, Deal
 from salespipeline.errors import (
     ConcurrencyError,
@@ -29,6 +30,7 @@ from salespipeline.errors import (
     DuplicateDealError,
     StorageError,
     UnknownPipelineError,
+    UnknownStageError,
     ValidationError,
 )
 from salespipeline.pipeline import Pipeline
@@ -582,7 +584,6 @@ class StoreContract:
         assert ids(open=True) == ["B", "b", "c", "가"]
         assert ids(pipeline="contract", stage="lead", open=True) == ["b", "c"]
         assert ids(pipeline="contract", stage=LOST, open=True) == []
-        assert ids(pipeline="nowhere") == []
 
     def test_find_refuses_filters_of_the_wrong_type(self, store: DealStore) -> None:
         bad: Any = 1
@@ -616,6 +617,124 @@ class StoreContract:
             seen.append(deal.id)
         assert seen == [f"n{i}" for i in range(7)]
         assert [d.id for d in store.find(stage="proposal")] == seen
+
+    def _populate_owned(self, store: DealStore, pipeline: Pipeline) -> list[Deal]:
+        """Deals with owners, custom fields and update times to filter on, in id order."""
+        made = [
+            ("o1", "ann", {"tier": 1, "vip": True, "region": "서울"}, 1),
+            ("o2", "bob", {"tier": 1.0, "vip": False, "region": None}, 2),
+            ("o3", "ann", {"tier": "1", "vip": 1}, 3),
+            ("o4", None, {"tier": 2, "nested": {"tier": 1}}, 4),
+            ("o5", "ann", {}, 5),
+        ]
+        deals = []
+        for id, owner, fields, hour in made:
+            deal = pipeline.start(id, bant=QUALIFIED, at=T0)
+            deals.append(deal.evolve(owner=owner, fields=fields, at=_later(hour)))
+            store.add(deals[-1])
+        return deals
+
+    def test_find_filters_by_owner_fields_and_update_time(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        self._populate_owned(store, pipeline)
+
+        def ids(**filters: Any) -> list[str]:
+            found = [deal.id for deal in store.find(**filters)]
+            assert store.count(**filters) == len(found)
+            return found
+
+        assert ids(owner="ann") == ["o1", "o3", "o5"]
+        assert ids(owner="carol") == []
+        assert ids(updated_since=_later(3)) == ["o3", "o4", "o5"]
+        assert ids(updated_since=_later(3).astimezone(SEOUL), owner="ann") == ["o3", "o5"]
+        assert ids(fields={"region": "서울"}) == ["o1"]
+        assert ids(fields={"tier": 1, "vip": True}) == ["o1"]
+        assert ids(pipeline="contract", stage="lead", owner="ann", open=True) == [
+            "o1",
+            "o3",
+            "o5",
+        ]
+        assert store.count() == 5
+
+    def test_fields_filters_compare_json_values(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        """Numbers equal by value (1 is 1.0), never a boolean or text; null is not absent."""
+        self._populate_owned(store, pipeline)
+
+        def ids(fields: dict[str, Any]) -> list[str]:
+            return [deal.id for deal in store.find(fields=fields)]
+
+        assert ids({"tier": 1}) == ids({"tier": 1.0}) == ["o1", "o2"]
+        assert ids({"tier": "1"}) == ["o3"]
+        assert ids({"vip": True}) == ["o1"]
+        assert ids({"vip": 1}) == ["o3"]
+        assert ids({"vip": False}) == ["o2"]
+        assert ids({"region": None}) == ["o2"]
+        assert ids({"nested": 1}) == ids({"missing": None}) == []
+        assert ids({}) == ["o1", "o2", "o3", "o4", "o5"]
+
+    def test_find_pages_by_keyset_with_limit_and_after(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        deals = self._populate_owned(store, pipeline)
+        pages: list[list[str]] = []
+        after = None
+        while page := [d.id for d in store.find(limit=2, after=after)]:
+            pages.append(page)
+            after = page[-1]
+        assert pages == [["o1", "o2"], ["o3", "o4"], ["o5"]]
+        assert list(store.find(owner="ann", after="o1", limit=1)) == [deals[2]]
+        assert list(store.find(after="o", order_by="id")) == deals
+        assert list(store.find(limit=0)) == list(store.find(after="o5")) == []
+        assert [d.id for d in store.find(after="없음")] == []
+
+    def test_find_and_count_refuse_bad_arguments(self, store: DealStore) -> None:
+        bad: list[dict[str, Any]] = [
+            {"limit": -1},
+            {"limit": True},
+            {"limit": 2.0},
+            {"limit": limits.MAX_FIND_PAGE + 1},
+            {"after": 5},
+            {"after": "x" * (limits.MAX_TEXT + 1)},
+            {"after": " "},
+            {"order_by": "amount"},
+            {"owner": 7},
+            {"updated_since": datetime(2026, 1, 1)},
+            {"updated_since": "2026-01-01T00:00:00Z"},
+            {"fields": "tier"},
+            {"fields": {"tier": [1]}},
+            {"fields": {"tier": {"a": 1}}},
+            {"fields": {"tier": float("nan")}},
+            {"fields": {"tier": 2**60}},
+            {"fields": {1: "a"}},
+            {"fields": {f"k{i}": 1 for i in range(limits.MAX_FIND_FIELDS + 1)}},
+        ]
+        for arguments in bad:
+            with pytest.raises(ValidationError):
+                list(store.find(**arguments))
+            if not {"limit", "after", "order_by"} & set(arguments):
+                with pytest.raises(ValidationError):
+                    store.count(**arguments)
+
+    def test_unknown_pipeline_and_stage_names_are_errors_not_empty_results(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        self._populate(store, pipeline)
+        for call in (lambda **f: list(store.find(**f)), lambda **f: store.count(**f)):
+            with pytest.raises(UnknownPipelineError):
+                call(pipeline="nowhere")
+            with pytest.raises(UnknownStageError):
+                call(stage="negotiation")
+            with pytest.raises(UnknownStageError):
+                call(pipeline="other", stage="nowhere")
+        store.save_pipeline(contract_pipeline("empty"))
+        assert list(store.find(pipeline="empty")) == [] and store.count(pipeline="empty") == 0
+        assert list(store.find(pipeline="empty", stage="closing")) == []
+        assert list(store.find(stage=WON)) == [] and store.count(stage="closing") == 0
+        with pytest.raises(UnknownStageError):
+            store.count(pipeline="empty", stage="negotiation")
 
     # -- pipeline definitions and reports -------------------------------------------------
 

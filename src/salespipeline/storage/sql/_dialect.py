@@ -8,15 +8,55 @@ back, and the planner hint of the grouped report.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
+from typing import Any
 
 import attrs
 
 from salespipeline._checks import is_int
 from salespipeline.metrics._report import EXACT
+from salespipeline.storage import _codec
+from salespipeline.storage._query import FieldValue
 
-__all__ = ["AmountPart", "Dialect", "Row", "read_int", "read_split"]
+__all__ = [
+    "AmountPart",
+    "Dialect",
+    "FieldMatch",
+    "Row",
+    "json_each_field_match",
+    "jsonb_field_match",
+    "read_int",
+    "read_split",
+]
+
+FieldMatch = Callable[[str, str, str, FieldValue], tuple[str, list[Any]]]
+"""``(placeholder, fields column, key, value)`` -> the condition that the column's
+``key`` equals ``value`` as ``Query.matches`` reads it, and its bound values."""
+
+
+def json_each_field_match(
+    p: str, column: str, key: str, value: FieldValue
+) -> tuple[str, list[Any]]:
+    """SQLite: the key's JSON type must fit (``true`` is not ``1``), then its value equal."""
+    if value is None or isinstance(value, bool):
+        kind = {None: "null", True: "true", False: "false"}[value]
+        return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE key = {p} AND type = {p})", [
+            key,
+            kind,
+        ]
+    types = "'text'" if isinstance(value, str) else "'integer', 'real'"
+    return (
+        f"EXISTS (SELECT 1 FROM json_each({column}) WHERE key = {p} "
+        f"AND type IN ({types}) AND atom = {p})",
+        [key, value],
+    )
+
+
+def jsonb_field_match(p: str, column: str, key: str, value: FieldValue) -> tuple[str, list[Any]]:
+    """PostgreSQL: JSONB equality, which compares numbers by value and never across types."""
+    return f"{column} -> CAST({p} AS TEXT) = CAST({p} AS JSONB)", [key, _codec.dumps(value)]
+
 
 Row = Mapping[str, object]
 """A result row, read by column name (the ``AS`` names of its SELECT)."""
@@ -68,6 +108,11 @@ class Dialect:
     ``pipeline_scan`` is the pipeline column as the grouped report's WHERE names
     it: SQLite's ``+d.pipeline`` keeps its planner off the pipeline index, since
     reading the whole table in order beats looking most of its rows up one by one.
+    ``field_match`` spells a ``find(fields=...)`` condition; ``index_names`` selects
+    the names of ``sp_deals``'s indexes (to create the ones a database lacks);
+    ``since`` wraps an ``updated_since`` condition: SQLite's planner, which keeps no
+    histogram, is told a time window is selective (``likelihood``), so it seeks the
+    time index and sorts the page rather than walking every id.
     """
 
     name: str
@@ -76,7 +121,10 @@ class Dialect:
     modulo: str
     pipeline_scan: str
     amount: tuple[AmountPart, ...]
+    field_match: FieldMatch
+    index_names: str
     greatest_function: str = "GREATEST"
+    since: str = "{}"
 
     def greatest(self, *expressions: str) -> str:
         """The largest of ``expressions`` (SQLite's scalar ``MAX``, PostgreSQL's ``GREATEST``)."""

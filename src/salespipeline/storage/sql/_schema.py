@@ -56,6 +56,11 @@ Tables (the ``sp_`` prefix keeps them apart from an application's own tables):
     The last five are derived from the deal's history (``storage._figures``) and
     written with the row, so ``report`` aggregates deals without reading history.
 
+    Indexes: ``(pipeline, stage)``, and for ``find``'s keyset pages ``(owner, id)``,
+    ``(stage, id)`` and ``(updated_at_us, id)`` (``FIND_INDEXES``), which a store
+    creates when it opens a database that lacks them, so a version 3 database made
+    before them gains them without a new schema version.
+
 ``sp_changes``
     The change log, the source of truth (the deal row is its projection): one row
     per deal version, unique ``(deal_id, version)``. ``position`` is assigned at
@@ -85,7 +90,14 @@ from salespipeline.storage.sql._figures import COLUMNS as FIGURE_COLUMNS
 from salespipeline.storage.sql._figures import SLOTS
 from salespipeline.storage.sql._figures import V2_COLUMNS as V2_FIGURE_COLUMNS
 
-__all__ = ["POSTGRES_DDL", "SCHEMA_VERSION", "SQLITE_DDL", "TABLES", "UPGRADES"]
+__all__ = [
+    "FIND_INDEXES",
+    "POSTGRES_DDL",
+    "SCHEMA_VERSION",
+    "SQLITE_DDL",
+    "TABLES",
+    "UPGRADES",
+]
 
 SCHEMA_VERSION: Final = 3
 TABLES: Final = ("sp_meta", "sp_pipelines", "sp_deals", "sp_changes", "sp_consumers")
@@ -114,6 +126,17 @@ def _add_figures(integer: str) -> tuple[str, ...]:
         if name in V2_FIGURE_COLUMNS
     )
 
+
+FIND_INDEXES: Final = {
+    "sp_deals_owner": "CREATE INDEX IF NOT EXISTS sp_deals_owner ON sp_deals (owner, id)",
+    "sp_deals_stage": "CREATE INDEX IF NOT EXISTS sp_deals_stage ON sp_deals (stage, id)",
+    "sp_deals_updated": (
+        "CREATE INDEX IF NOT EXISTS sp_deals_updated ON sp_deals (updated_at_us, id)"
+    ),
+}
+"""Name -> statement of the indexes ``find`` and ``count`` seek with: each ends in
+``id``, so a page of one owner, stage or time range is read in id order from
+where the last page stopped, without a sort."""
 
 _STAYS_MORE_INDEX: Final = (
     "CREATE INDEX IF NOT EXISTS sp_deals_stays_more ON sp_deals (pipeline) "

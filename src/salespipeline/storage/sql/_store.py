@@ -42,25 +42,31 @@ from salespipeline.log import Change
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
 from salespipeline.storage import _codec
+from salespipeline.storage._query import FieldValue, Query
 from salespipeline.storage.base import (
     DealStore,
     as_stored,
     check_change_args,
     check_consumer_name,
     check_deal,
-    check_filters,
     check_id,
     check_log_page,
     check_recorded,
+    checked_query,
     decode_all,
     definition_row,
     new_entries,
 )
 from salespipeline.storage.sql import _figures
-from salespipeline.storage.sql._dialect import Dialect, Row
+from salespipeline.storage.sql._dialect import Dialect, Row, read_int
 from salespipeline.storage.sql._recent import Recent
 from salespipeline.storage.sql._report import sql_report
-from salespipeline.storage.sql._schema import OLD_HISTORY, SCHEMA_VERSION, UPGRADES
+from salespipeline.storage.sql._schema import (
+    FIND_INDEXES,
+    OLD_HISTORY,
+    SCHEMA_VERSION,
+    UPGRADES,
+)
 
 LOAD_LATEST: Final = 32
 """History entries a load reads with the deal; older ones are read when first needed."""
@@ -296,7 +302,7 @@ class SQLStore(DealStore):
         """Create the tables on first use, upgrade an older layout, refuse a newer one."""
         try:
             with self._read() as cursor:
-                if self._stored_schema_version(cursor) == SCHEMA_VERSION:
+                if self._stored_schema_version(cursor) == SCHEMA_VERSION and self._indexed(cursor):
                     return
         except StorageError:
             pass  # no schema yet (or a problem the write below reports)
@@ -313,6 +319,13 @@ class SQLStore(DealStore):
                 )
             elif version < SCHEMA_VERSION:
                 self._upgrade(cursor, version)
+            for statement in FIND_INDEXES.values():
+                cursor.execute(statement)
+
+    def _indexed(self, cursor: Cursor) -> bool:
+        """Whether ``sp_deals`` has every index ``find`` seeks with (``FIND_INDEXES``)."""
+        cursor.execute(self.sql.dialect.index_names)
+        return set(FIND_INDEXES) <= {row[0] for row in cursor.fetchall()}
 
     def _upgrade(self, cursor: Cursor, version: int) -> None:
         """Bring a database at ``version`` to ``SCHEMA_VERSION`` in the caller's transaction."""
@@ -578,43 +591,107 @@ class SQLStore(DealStore):
         return _codec.decode_history(id, rows)
 
     def find(
-        self, *, pipeline: str | None = None, stage: str | None = None, open: bool | None = None
+        self,
+        *,
+        pipeline: str | None = None,
+        stage: str | None = None,
+        open: bool | None = None,
+        owner: str | None = None,
+        fields: Mapping[str, FieldValue] | None = None,
+        updated_since: datetime | None = None,
+        order_by: str = "id",
+        limit: int | None = None,
+        after: str | None = None,
     ) -> Iterator[Deal]:
-        check_filters(pipeline, stage, open)
-        return self._pages(_Filter(pipeline, stage, open))
+        query = checked_query(
+            self,
+            pipeline=pipeline,
+            stage=stage,
+            open=open,
+            owner=owner,
+            fields=fields,
+            updated_since=updated_since,
+            order_by=order_by,
+            limit=limit,
+            after=after,
+        )
+        return self._pages(query)
 
-    def _pages(self, filters: _Filter) -> Iterator[Deal]:
-        after: str | None = None
-        while True:
-            page = self._page(filters, after)
+    def count(
+        self,
+        *,
+        pipeline: str | None = None,
+        stage: str | None = None,
+        open: bool | None = None,
+        owner: str | None = None,
+        fields: Mapping[str, FieldValue] | None = None,
+        updated_since: datetime | None = None,
+    ) -> int:
+        query = checked_query(
+            self,
+            pipeline=pipeline,
+            stage=stage,
+            open=open,
+            owner=owner,
+            fields=fields,
+            updated_since=updated_since,
+        )
+        conditions, params = self._conditions(query, None)
+        with self._read() as cursor:
+            cursor.execute(f"SELECT COUNT(*) FROM sp_deals WHERE {conditions}", params)
+            return read_int(cursor.fetchone()[0])
+
+    def _carries(self, pipeline: str | None, stage: str | None) -> bool:
+        conditions, params = self._conditions(Query(pipeline=pipeline, stage=stage), None)
+        with self._statement() as cursor:
+            cursor.execute(f"SELECT 1 FROM sp_deals WHERE {conditions} LIMIT 1", params)
+            return cursor.fetchone() is not None
+
+    def _conditions(
+        self, query: Query, after: str | None, *, prefix: str = ""
+    ) -> tuple[str, list[Any]]:
+        """``query``'s filters (and ``id > after``) as a WHERE clause with bound values."""
+        return _where(self.sql.dialect, query, after, prefix)
+
+    def _pages(self, query: Query) -> Iterator[Deal]:
+        after, left = query.after, query.limit
+        while left is None or left > 0:
+            size = self.find_batch if left is None else min(left, self.find_batch)
+            page = self._page(query, after, size)
             yield from page
-            if len(page) < self.find_batch:
+            if len(page) < size:
                 return
             after = page[-1].id
+            left = None if left is None else left - len(page)
 
-    def _page(self, filters: _Filter, after: str | None) -> list[Deal]:
-        """Up to ``find_batch`` deals after ``after``, histories loaded in the same snapshot."""
-        conditions, params = filters.sql(self.sql.placeholder, after)
+    def _find_statement(self, query: Query, after: str | None, size: int) -> tuple[str, list[Any]]:
+        """The SELECT of one page of ``find``: up to ``size`` deal rows after ``after``."""
+        conditions, params = self._conditions(query, after)
         columns = ", ".join(_codec.DEAL_COLUMNS)
+        return (
+            f"SELECT {columns} FROM sp_deals WHERE {conditions} ORDER BY id "
+            f"LIMIT {self.sql.placeholder}",
+            [*params, size],
+        )
+
+    def _page(self, query: Query, after: str | None, size: int) -> list[Deal]:
+        """Up to ``size`` deals after ``after``, histories loaded in the same snapshot."""
+        statement, params = self._find_statement(query, after, size)
         with self._read() as cursor:
-            cursor.execute(
-                f"SELECT {columns} FROM sp_deals WHERE {conditions} ORDER BY id "
-                f"LIMIT {self.sql.placeholder}",
-                (*params, self.find_batch),
-            )
+            cursor.execute(statement, params)
             rows = cursor.fetchall()
             if not rows:
                 return []
-            changes = self._page_changes(cursor, filters, after, rows[-1][0])
+            changes = self._page_changes(cursor, query, after, rows[-1][0])
         deals = [_codec.decode_deal(row, changes.get(row[0], ())) for row in rows]
         for deal in deals:
             self._remember(deal)
         return deals
 
     def _page_changes(
-        self, cursor: Cursor, filters: _Filter, after: str | None, last: str
+        self, cursor: Cursor, query: Query, after: str | None, last: str
     ) -> dict[str, list[Any]]:
-        conditions, params = filters.sql(self.sql.placeholder, after, prefix="d.")
+        conditions, params = self._conditions(query, after, prefix="d.")
         columns = ", ".join(f"c.{c}" for c in _codec.CHANGE_COLUMNS)
         p = self.sql.placeholder
         cursor.execute(
@@ -893,25 +970,29 @@ def _refuse_row(error: UniqueViolation, deal: Deal, key: str | None) -> NoReturn
     ) from error
 
 
-@attrs.frozen
-class _Filter:
-    """``find``'s filters as SQL conditions on ``sp_deals`` with bound values."""
-
-    pipeline: str | None
-    stage: str | None
-    open: bool | None
-
-    def sql(self, p: str, after: str | None, *, prefix: str = "") -> tuple[str, list[Any]]:
-        conditions: list[str] = []
-        params: list[Any] = []
-        for column, value in (("id >", after), ("pipeline =", self.pipeline)):
-            if value is not None:
-                conditions.append(f"{prefix}{column} {p}")
-                params.append(value)
-        if self.stage is not None:
-            conditions.append(f"{prefix}stage = {p}")
-            params.append(self.stage)
-        if self.open is not None:
-            conditions.append(f"{prefix}stage {'NOT IN' if self.open else 'IN'} ({p}, {p})")
-            params.extend((WON, LOST))
-        return (" AND ".join(conditions) or "1 = 1"), params
+def _where(
+    dialect: Dialect, query: Query, after: str | None, prefix: str
+) -> tuple[str, list[Any]]:
+    """``find``'s filters as SQL conditions on ``sp_deals`` (columns named with
+    ``prefix``), with bound values; what ``Query.matches`` reads in Python."""
+    p = dialect.placeholder
+    since = None if query.updated_since is None else _codec.to_us(query.updated_since)
+    compared = (
+        ("id >", after),
+        ("pipeline =", query.pipeline),
+        ("stage =", query.stage),
+        ("owner =", query.owner),
+        ("updated_at_us >=", since),
+    )
+    conditions = [f"{prefix}{column} {p}" for column, value in compared if value is not None]
+    params: list[Any] = [value for _, value in compared if value is not None]
+    if since is not None:
+        conditions[-1] = dialect.since.format(conditions[-1])
+    if query.open is not None:
+        conditions.append(f"{prefix}stage {'NOT IN' if query.open else 'IN'} ({p}, {p})")
+        params.extend((WON, LOST))
+    for key, wanted in query.fields:
+        condition, values = dialect.field_match(p, f"{prefix}fields", key, wanted)
+        conditions.append(condition)
+        params.extend(values)
+    return (" AND ".join(conditions) or "1 = 1"), params
