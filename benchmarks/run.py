@@ -1,6 +1,6 @@
 """Run every benchmark side by side and print one Markdown table.
 
-    python benchmarks/run.py            # the full run (a few minutes)
+    python benchmarks/run.py            # the full run (minutes; "find" writes 1,000,000 deals)
     python benchmarks/run.py --quick    # a smoke run on tiny sizes (seconds)
 
 Figures are ratios against references measured in the same run. ``--quick`` runs
@@ -23,7 +23,7 @@ import attrs
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import compile_cache, consume, long_history, memory, persist, walk
+from benchmarks import compile_cache, consume, find_page, long_history, memory, persist, walk
 
 
 @attrs.frozen
@@ -49,6 +49,7 @@ class Sizes:
     log_changes: int = 20_000
     long_entries: int = 10_000
     long_deals: int = 20
+    find_deals: int = 1_000_000
 
 
 FULL = Sizes(deals=300, rounds=5, memory_deals=100_000, definitions=1_000, persisted_moves=2_000)
@@ -61,6 +62,7 @@ QUICK = Sizes(
     log_changes=50,
     long_entries=100,
     long_deals=2,
+    find_deals=300,
 )
 
 
@@ -210,6 +212,38 @@ def long_rows(sizes: Sizes) -> list[Row]:
     return rows
 
 
+def find_rows(sizes: Sizes) -> list[Row]:
+    """A keyset page of one owner against a full scan, and fifty pages deep against the first."""
+    rows = []
+    for result in find_page.run(sizes.find_deals, rounds=sizes.rounds):
+        if isinstance(result, str):
+            rows.append(Row("7. find", "PostgreSQL", result))
+            continue
+        seconds = result.seconds
+        rows += [
+            Row(
+                "7. find",
+                f"{result.backend}: {find_page.SCAN}",
+                f"{seconds[find_page.SCAN] * 1e3:,.1f} ms",
+            ),
+            Row(
+                "7. find",
+                f"{result.backend}: {find_page.FIRST} ({sizes.find_deals:,} deals)",
+                f"{seconds[find_page.FIRST] * 1e3:,.2f} ms",
+                f"{result.first_vs_scan:.4f}x of the scan",
+                _verdict(result.first_vs_scan, bar=0.01, goal=0.001),
+            ),
+            Row(
+                "7. find",
+                f"{result.backend}: page {result.depth}",
+                f"{seconds[find_page.DEEP] * 1e3:,.2f} ms",
+                f"{result.deep_vs_first:.2f}x of the first",
+                _verdict(result.deep_vs_first, bar=1.5, goal=1.1),
+            ),
+        ]
+    return rows
+
+
 def memory_rows(sizes: Sizes) -> list[Row]:
     per_deal = memory.bytes_per_deal(sizes.memory_deals)
     verdict = _verdict(per_deal, bar=4096, goal=1536)
@@ -263,6 +297,7 @@ SECTIONS: dict[str, Callable[[Sizes], list[Row]]] = {
     "compile": compile_rows,
     "consume": consume_rows,
     "long": long_rows,
+    "find": find_rows,
 }
 
 

@@ -16,10 +16,11 @@ from conftest import SteppingClock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import compile_cache, memory, persist, run, walk
+from benchmarks import compile_cache, find_page, memory, persist, run, walk
 
 from salespipeline import Bant, Deal, StageBlockedError, StageChange, presets
 from salespipeline.stages import LOST, WON
+from salespipeline.storage.sql._store import SQLStore
 
 UNQUALIFIED = Bant(budget=True, authority=True, need=True, timeline=False)
 
@@ -202,3 +203,27 @@ def test_moved_deals_equal_their_fully_validated_reconstruction(
         assert Deal(**attrs.asdict(moved, recurse=False)) == moved
         assert moved.history[-1] == StageChange(*attrs.astuple(moved.history[-1], recurse=False))
         deal = moved
+
+
+# -- 7. find pages -----------------------------------------------------------------
+
+
+def _find_result(backend: persist.Backend, n_deals: int) -> find_page.Result:
+    with backend.store(backend.fresh()) as store:
+        assert isinstance(store, SQLStore)
+        find_page.fill(store, n_deals)
+        assert store.count(owner=find_page.OWNER) == n_deals // find_page.OWNERS
+        return find_page.measure(store, backend.name, rounds=1)
+
+
+def test_find_pages_are_timed_against_a_full_scan_on_sqlite(tmp_path: Path) -> None:
+    result = _find_result(persist.sqlite_backend(tmp_path), 12_000)  # 120 deals per owner
+    assert set(result.seconds) == {find_page.FIRST, find_page.DEEP, find_page.SCAN}
+    assert all(0 < s < math.inf for s in result.seconds.values())
+    assert result.depth == 2
+
+
+@pytest.mark.postgres
+def test_find_pages_are_timed_against_a_full_scan_on_postgres(postgres_server: Any) -> None:
+    result = _find_result(persist.postgres(postgres_server), 600)
+    assert all(0 < s < math.inf for s in result.seconds.values())
