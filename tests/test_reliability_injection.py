@@ -26,6 +26,8 @@ from salespipeline import (
     DealNotFoundError,
     DefinitionError,
     Pipeline,
+    UnknownPipelineError,
+    UnknownStageError,
     ValidationError,
 )
 from salespipeline.definitions import load_pipeline
@@ -94,8 +96,14 @@ def test_hostile_text_round_trips_verbatim_and_harms_nothing(
     assert loaded.fields == {text: text, "note": (text, {text: text})}
     assert (loaded.lost_reason, loaded.next_action) == (text, text)
     assert [c.reason for c in store.history(text)] == [None, text, text]
-    assert list(store.find(stage=text)) == []
-    assert list(store.find(pipeline=text)) == []
+    with pytest.raises(UnknownStageError):  # a name no definition or deal has
+        list(store.find(stage=text))
+    with pytest.raises(UnknownPipelineError):
+        list(store.find(pipeline=text))
+    assert list(store.find(owner=text)) == [] and store.count(owner=text) == 0
+    assert [d.id for d in store.find(fields={text: text})] == [text]
+    assert [d.id for d in store.find(after=text)] == ["bystander"] * (text < "bystander")
+    assert store.count(fields={text: text, "note": text}) == 0
     assert [d.id for d in store.find()] == sorted(["bystander", text])
     tables = dump_tables(spec)
     assert set(tables) == set(TABLES)
@@ -136,7 +144,12 @@ def test_lookups_with_sql_text_find_nothing_and_harm_nothing(spec: StoreSpec, st
             store.get(text)
         with pytest.raises(DealNotFoundError):
             store.history(text)
-        assert list(store.find(pipeline=text)) == list(store.find(stage=text)) == []
+        with pytest.raises(UnknownPipelineError):
+            store.find(pipeline=text)
+        with pytest.raises(UnknownStageError):
+            store.count(stage=text)
+        assert list(store.find(owner=text, fields={text: text})) == []
+        assert store.count(owner=text) == store.count(fields={"k": text}) == 0
     assert dump_tables(spec) == before
 
 
