@@ -9,6 +9,7 @@ another thread moves the deals.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -149,10 +150,14 @@ def _agree(makers: dict[str, Callable[[], DealStore]], *, examples: int) -> None
     check()
 
 
-def _paged(store: DealStore, filters: dict[str, Any], *, size: int) -> list[Deal]:
+def _paged(
+    store: DealStore, filters: dict[str, Any], *, size: int, pause: float = 0
+) -> list[Deal]:
+    """Every page of ``find(**filters)``, ``size`` deals each, ``pause`` seconds apart."""
     seen: list[Deal] = []
     while page := list(store.find(**filters, limit=size, after=seen[-1].id if seen else None)):
         seen.extend(page)
+        time.sleep(pause)
     return seen
 
 
@@ -310,8 +315,9 @@ def test_a_schema_3_database_without_the_find_indexes_gains_them(backend: Backen
 # -- pages under concurrent writes --------------------------------------------------------------
 
 
-def _moves(store: DealStore, ids: list[str], stop: threading.Event) -> int:
-    """Move, lose, reopen and update deals (their stage and updated_at) until ``stop``."""
+def _moves(store: DealStore, ids: list[str], stop: threading.Event, counted: list[int]) -> None:
+    """Move, lose, reopen and update deals (their stage and updated_at) until ``stop``,
+    counting the saves in ``counted[0]``."""
     pipeline = PIPELINES[0]
     done, at = 0, T0 + timedelta(days=1)
     while not stop.is_set():
@@ -328,9 +334,9 @@ def _moves(store: DealStore, ids: list[str], stop: threading.Event) -> int:
                 moved = deal.evolve(owner="moved", at=at)
             store.save(moved)
             done += 1
+            counted[0] = done
             if stop.is_set():
                 break
-    return done
 
 
 @pytest.mark.parametrize(
@@ -349,17 +355,20 @@ def test_pages_by_id_see_each_deal_once_while_deals_move(
     try:
         _fill(writer, 120)
         ids = sorted(d.id for d in writer.find())
-        stop = threading.Event()
-        result: list[int] = []
-        thread = threading.Thread(target=lambda: result.append(_moves(writer, ids, stop)))
+        stop, counted = threading.Event(), [0]
+        thread = threading.Thread(target=_moves, args=(writer, ids, stop, counted))
         thread.start()
         try:
-            passes = [[d.id for d in _paged(reader, {"pipeline": "contract"}, size=7)]]
-            passes += [[d.id for d in _paged(reader, {}, size=11)] for _ in range(3)]
+            while counted[0] == 0 and thread.is_alive():  # the writer is under way
+                time.sleep(0.001)
+            before = counted[0]
+            passes = [[d.id for d in _paged(reader, {"pipeline": "contract"}, size=7, pause=1e-3)]]
+            passes += [[d.id for d in _paged(reader, {}, size=11, pause=1e-3)] for _ in range(3)]
+            during = counted[0] - before
         finally:
             stop.set()
             thread.join(timeout=60)
-        assert result and result[0] > 0  # the writer did move deals meanwhile
+        assert before > 0 and during > 0  # deals moved while the pages were read
         assert all(seen == ids for seen in passes)
     finally:
         reader.close()
