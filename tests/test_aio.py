@@ -217,3 +217,17 @@ def test_tasks_started_inside_a_transaction_join_it(path: Path) -> None:
         return [(await tracker.get(id)).version for id in ("a", "b")], sorted(heard)
 
     assert run(scenario, path) == ([2, 2], ["a", "b"])
+
+
+def test_find_and_count_take_the_sync_store_s_filters_and_pages(path: Path) -> None:
+    async def scenario(store: AsyncDealStore) -> tuple[list[str], int, list[str]]:
+        tracker = AsyncTracker(store, presets.four_stage())
+        for n in range(5):
+            await tracker.open("four_stage", f"d{n}", owner="kim" if n % 2 else "lee")
+        page = [d.id async for d in tracker.deals(owner="lee", limit=2, after="d0")]
+        counted = await store.count(owner="kim")
+        with pytest.raises(ValidationError, match="limit"):
+            [d async for d in store.find(limit=-1)]
+        return page, counted, [d.id async for d in store.find(owner="kim")]
+
+    assert run(scenario, path) == (["d2", "d4"], 2, ["d1", "d3"])

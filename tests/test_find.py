@@ -374,3 +374,17 @@ def test_pages_by_id_see_each_deal_once_while_deals_move(
         reader.close()
         if writer is not reader:
             writer.close()
+
+
+def test_tracker_deals_take_every_filter_and_know_their_own_pipelines() -> None:
+    from salespipeline import Tracker, presets
+    from salespipeline.storage import MemoryStore
+
+    tracker = Tracker(
+        MemoryStore(), [presets.four_stage(), presets.funnel()], record_definitions=False
+    )
+    for n in range(4):
+        tracker.open("four_stage", f"d{n}", owner="kim" if n % 2 else "lee")
+    assert [d.id for d in tracker.deals(owner="kim", limit=1)] == ["d1"]
+    assert [d.id for d in tracker.deals(pipeline="four_stage", after="d2")] == ["d3"]
+    assert list(tracker.deals(pipeline="funnel")) == []  # known to the tracker, no deals yet

@@ -17,6 +17,7 @@ returns the deal as that change left it, so a client may retry after a lost repl
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from salespipeline._commands import (
     STARTED,
@@ -32,7 +33,7 @@ from salespipeline._commands import (
 from salespipeline._listeners import EVENTS, Listener, ListenerFailure, Unsubscribe
 from salespipeline._tracking import Commands, commit_options, logged
 from salespipeline.deal import Deal
-from salespipeline.errors import SalesPipelineError
+from salespipeline.errors import SalesPipelineError, UnknownPipelineError, UnknownStageError
 from salespipeline.pipeline import Pipeline
 from salespipeline.storage.base import DealStore
 
@@ -58,16 +59,26 @@ class Tracker(Commands[DealStore, Deal]):
             self._store.save_pipeline(pipeline)
 
     def deals(
-        self, *, pipeline: str | None = None, stage: str | None = None, open: bool | None = None
+        self,
+        *,
+        pipeline: str | None = None,
+        stage: str | None = None,
+        open: bool | None = None,
+        **query: Any,
     ) -> Iterator[Deal]:
-        """The stored deals matching every given filter (see ``DealStore.find``).
+        """The stored deals matching every given filter (``owner``, ``fields``,
+        ``updated_since``, ``limit`` and ``after`` too: see ``DealStore.find``).
 
         A pipeline the tracker does not have is ``UnknownPipelineError``, a stage none
         of the named (or, without ``pipeline``, of any) pipelines has is
-        ``UnknownStageError``: a typo never reads as "no deals".
+        ``UnknownStageError``: a typo never reads as "no deals". A name the tracker
+        knows and the store has never seen has no deals.
         """
         self._filters(pipeline, stage, open)
-        return self._store.find(pipeline=pipeline, stage=stage, open=open)
+        try:
+            return self._store.find(pipeline=pipeline, stage=stage, open=open, **query)
+        except (UnknownPipelineError, UnknownStageError):
+            return iter(())
 
     def _drive(self, steps: Steps[T]) -> T:
         outcome = STARTED

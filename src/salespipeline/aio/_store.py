@@ -22,6 +22,7 @@ from salespipeline.log import Change
 from salespipeline.pipeline import Pipeline
 from salespipeline.storage._blocks import Blocks
 from salespipeline.storage._consumers import check_consumer_name, check_poll, check_seek, reached
+from salespipeline.storage._query import FieldValue
 
 if TYPE_CHECKING:
     from salespipeline.metrics import PipelineReport
@@ -114,9 +115,33 @@ class AsyncDealStore(abc.ABC):
 
     @abc.abstractmethod
     def find(
-        self, *, pipeline: str | None = None, stage: str | None = None, open: bool | None = None
+        self,
+        *,
+        pipeline: str | None = None,
+        stage: str | None = None,
+        open: bool | None = None,
+        owner: str | None = None,
+        fields: Mapping[str, FieldValue] | None = None,
+        updated_since: datetime | None = None,
+        order_by: str = "id",
+        limit: int | None = None,
+        after: str | None = None,
     ) -> AsyncIterator[Deal]:
-        """The stored deals matching every given filter, in id order, streamed."""
+        """The stored deals matching every given filter, in id order, streamed and paged
+        by keyset as ``DealStore.find``'s."""
+
+    @abc.abstractmethod
+    async def count(
+        self,
+        *,
+        pipeline: str | None = None,
+        stage: str | None = None,
+        open: bool | None = None,
+        owner: str | None = None,
+        fields: Mapping[str, FieldValue] | None = None,
+        updated_since: datetime | None = None,
+    ) -> int:
+        """How many deals ``find`` with the same filters yields."""
 
     @abc.abstractmethod
     async def history(self, id: str) -> tuple[StageChange, ...]:

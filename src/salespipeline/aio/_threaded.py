@@ -133,10 +133,12 @@ class ThreadedStore(AsyncDealStore):
     async def verify(self) -> tuple[str, ...]:
         return await self._call(self._sync.verify)
 
-    def find(
-        self, *, pipeline: str | None = None, stage: str | None = None, open: bool | None = None
-    ) -> AsyncIterator[Deal]:
-        return self._found(self._sync.find, pipeline=pipeline, stage=stage, open=open)
+    def find(self, **filters: Any) -> AsyncIterator[Deal]:
+        """``DealStore.find``'s deals, brought from the store's thread a batch at a time."""
+        return self._found(self._sync.find, **filters)
+
+    async def count(self, **filters: Any) -> int:
+        return await self._call(self._sync.count, **filters)
 
     async def _found(
         self, find: Callable[..., Iterator[Deal]], **filters: Any

@@ -50,11 +50,16 @@ class AsyncTracker(Commands[AsyncDealStore, Awaitable[Deal]]):
         self._unrecorded = list(pipelines)
 
     def deals(
-        self, *, pipeline: str | None = None, stage: str | None = None, open: bool | None = None
+        self,
+        *,
+        pipeline: str | None = None,
+        stage: str | None = None,
+        open: bool | None = None,
+        **query: Any,
     ) -> AsyncIterator[Deal]:
         """The stored deals matching every given filter, streamed (see ``Tracker.deals``)."""
         self._filters(pipeline, stage, open)
-        return self._store.find(pipeline=pipeline, stage=stage, open=open)
+        return self._store.find(pipeline=pipeline, stage=stage, open=open, **query)
 
     async def _drive(self, steps: Steps[T]) -> T:
         while self._unrecorded:  # the first commands record the definitions
