@@ -58,6 +58,14 @@ class TestSQLiteConnection(TestSQLiteEngine):
         return SQLAlchemyStore(self.connection())
 
 
+class TestSQLiteEnginePrefixed(TestSQLiteEngine):
+    def make_store(self) -> DealStore:
+        return SQLAlchemyStore(self.engine(), prefix="crm_")
+
+    def reopen_store(self) -> DealStore:
+        return SQLAlchemyStore(self.engine(), prefix="crm_")
+
+
 @pytest.mark.postgres
 class TestPostgresEngine(_Engines, StoreContract):
     @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ import os
 import sqlite3
 
 from salespipeline.aio._threaded import ThreadedStore
+from salespipeline.storage.sql._names import check_names
 from salespipeline.storage.sqlite import SQLiteStore, check_options
 
 __all__ = ["AsyncSQLiteStore"]
@@ -26,10 +27,14 @@ class AsyncSQLiteStore(ThreadedStore):
         *,
         timeout: float | None = None,
         synchronous: str | None = None,
+        prefix: str = "sp_",
     ) -> None:
         check_options(path, timeout, synchronous)
+        check_names(prefix, None, schemas=False)
         shown = "a sqlite3.Connection" if isinstance(path, sqlite3.Connection) else os.fspath(path)
         super().__init__(
-            functools.partial(SQLiteStore, path, timeout=timeout, synchronous=synchronous),
+            functools.partial(
+                SQLiteStore, path, timeout=timeout, synchronous=synchronous, prefix=prefix
+            ),
             name=f"AsyncSQLiteStore({shown!r})",
         )

@@ -33,6 +33,7 @@ from salespipeline.storage._blocks import Blocks
 from salespipeline.storage._options import check_count, check_timeout
 from salespipeline.storage._process import check_process, let_go
 from salespipeline.storage.sql._dialect import AmountPart, Dialect, jsonb_field_match
+from salespipeline.storage.sql._names import DEFAULT, Names, Renamed, check_names
 from salespipeline.storage.sql._schema import POSTGRES_DDL
 from salespipeline.storage.sql._store import Cursor, SQLStore, Statements, UniqueViolation
 
@@ -46,8 +47,8 @@ _DIALECT: Final = Dialect(
     pipeline_scan="d.pipeline",
     amount=(AmountPart("amount"),),
     field_match=jsonb_field_match,
-    index_names="SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
-    "AND tablename = 'sp_deals'",
+    index_names="SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+    "WHERE i.indrelid = to_regclass('sp_deals')",
 )
 """psycopg's marks are ``%s`` (so ``%`` is written ``%%``); NUMERIC sums amounts exactly."""
 
@@ -74,10 +75,17 @@ class PostgresStore(SQLStore):
     sql = _STATEMENTS
 
     def __init__(
-        self, conninfo: str | Any, *, max_connections: int = 4, timeout: float = 10.0
+        self,
+        conninfo: str | Any,
+        *,
+        max_connections: int = 4,
+        timeout: float = 10.0,
+        schema: str | None = None,
+        prefix: str = "sp_",
     ) -> None:
         size = check_count(max_connections, "max_connections")
         timeout = check_timeout(timeout, zero=False)
+        self._names = check_names(prefix, schema, schemas=True)
         self._psycopg, pool_module = _import_psycopg()
         self._pid = os.getpid()
         self._pool: Any = None
@@ -183,6 +191,8 @@ class PostgresStore(SQLStore):
 
     def _lock_schema(self, cursor: Cursor) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        if self._names.schema is not None:
+            cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._names.schema}"')
 
     def _open_pool(self) -> Any:
         if self._pool is None:
@@ -208,6 +218,8 @@ class PostgresStore(SQLStore):
         cursor = connection.cursor()
         if not self._owned:  # an app's connection keeps its own JSON loading
             _json_as_text(cursor)
+        if self._names is not DEFAULT:
+            cursor = Renamed(cursor, self._names)
         return cast(Cursor, cursor)
 
     @contextmanager
@@ -227,7 +239,8 @@ class PostgresStore(SQLStore):
                 yield cursor
             return
         with self._mapped(), self._open_pool().connection() as connection:
-            yield connection.cursor()
+            cursor = connection.cursor()
+            yield cursor if self._names is DEFAULT else Renamed(cursor, self._names)
 
     @contextmanager
     def _mapped(self) -> Iterator[None]:
@@ -236,7 +249,7 @@ class PostgresStore(SQLStore):
         try:
             yield
         except psycopg.errors.UniqueViolation as error:
-            raise _unique(error) from error
+            raise _unique(error, self._names) from error
         except psycopg.Error as error:
             raise StorageError(f"PostgreSQL {self._name} failed: {error}") from error
 
@@ -284,8 +297,8 @@ def _moved_statement(columns: tuple[str, ...]) -> str:
     )
 
 
-def _unique(error: Any) -> UniqueViolation:
-    of_key = getattr(error.diag, "constraint_name", None) == "sp_changes_key"
+def _unique(error: Any, names: Names = DEFAULT) -> UniqueViolation:
+    of_key = getattr(error.diag, "constraint_name", None) == names.of("sp_changes_key")
     return UniqueViolation(f"PostgreSQL refused a duplicate row: {error}", of_key=of_key)
 
 

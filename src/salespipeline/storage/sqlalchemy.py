@@ -22,6 +22,7 @@ from typing import Any, Final, cast
 from salespipeline.errors import StorageError, ValidationError
 from salespipeline.storage._blocks import Blocks
 from salespipeline.storage.postgres import PostgresStore, _json_as_text, _unique
+from salespipeline.storage.sql._names import DEFAULT, Renamed, check_names
 from salespipeline.storage.sql._store import Cursor, SQLStore
 from salespipeline.storage.sqlite import SQLiteStore, _mapped
 
@@ -43,12 +44,13 @@ def _import_sqlalchemy() -> Any:
 class SQLAlchemyStore(SQLStore):
     """Deals in the database of a SQLAlchemy ``Engine`` or ``Connection`` (SQLite, PostgreSQL)."""
 
-    def __new__(cls, bind: Any) -> SQLAlchemyStore:
+    def __new__(cls, bind: Any, **names: Any) -> SQLAlchemyStore:
         kind = _OnSQLite if _dialect(bind) == "sqlite" else _OnPostgres
         return super().__new__(kind if cls is SQLAlchemyStore else cls)
 
-    def __init__(self, bind: Any) -> None:
+    def __init__(self, bind: Any, *, schema: str | None = None, prefix: str = "sp_") -> None:
         sqlalchemy = _import_sqlalchemy()
+        self._names = check_names(prefix, schema, schemas=_dialect(bind) == "postgresql")
         self._sqlalchemy = sqlalchemy
         self._engine: Any = bind if isinstance(bind, sqlalchemy.engine.Engine) else None
         self._connection: Any = None if self._engine is not None else bind
@@ -186,20 +188,20 @@ class _OnSQLite(SQLAlchemyStore, SQLiteStore):
     sql = SQLiteStore.sql
     _statements_write = False
 
-    def __init__(self, bind: Any) -> None:
+    def __init__(self, bind: Any, *, schema: str | None = None, prefix: str = "sp_") -> None:
         import sqlite3
 
         self._driver_errors = (sqlite3.Error,)
-        SQLAlchemyStore.__init__(self, bind)
+        SQLAlchemyStore.__init__(self, bind, schema=schema, prefix=prefix)
 
     def _opened(self, driver: Any, *, first: bool, write: bool) -> Cursor:
         cursor = driver.cursor()
         if first and not driver.in_transaction:  # pysqlite leaves BEGIN to the first write
             cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        return cast(Cursor, cursor)
+        return cast(Cursor, cursor if self._names is DEFAULT else Renamed(cursor, self._names))
 
     def _as_storage_error(self, error: Any) -> StorageError:
-        return _mapped(error, self._name)
+        return _mapped(error, self._name, self._names)
 
 
 class _OnPostgres(SQLAlchemyStore, PostgresStore):
@@ -207,24 +209,24 @@ class _OnPostgres(SQLAlchemyStore, PostgresStore):
 
     sql = PostgresStore.sql
 
-    def __init__(self, bind: Any) -> None:
+    def __init__(self, bind: Any, *, schema: str | None = None, prefix: str = "sp_") -> None:
         import psycopg
 
         self._psycopg = psycopg
         self._owned = False
         self._driver_errors = (psycopg.Error,)
-        SQLAlchemyStore.__init__(self, bind)
+        SQLAlchemyStore.__init__(self, bind, schema=schema, prefix=prefix)
 
     def _opened(self, driver: Any, *, first: bool, write: bool) -> Cursor:
         cursor = driver.cursor()
         _json_as_text(cursor)
         if first and not write:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        return cast(Cursor, cursor)
+        return cast(Cursor, cursor if self._names is DEFAULT else Renamed(cursor, self._names))
 
     def _as_storage_error(self, error: Any) -> StorageError:
         if isinstance(error, self._psycopg.errors.UniqueViolation):
-            return _unique(error)
+            return _unique(error, self._names)
         return StorageError(f"PostgreSQL {self._name} failed: {error}")
 
 

@@ -27,7 +27,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from salespipeline.deal import Deal
 from salespipeline.errors import StorageError, ValidationError, shown
@@ -36,6 +36,7 @@ from salespipeline.storage._blocks import Blocks
 from salespipeline.storage._options import check_path, check_timeout
 from salespipeline.storage._process import check_process, let_go
 from salespipeline.storage.sql._dialect import AmountPart, Dialect, json_each_field_match
+from salespipeline.storage.sql._names import DEFAULT, Names, Renamed, check_names
 from salespipeline.storage.sql._schema import SQLITE_DDL
 from salespipeline.storage.sql._store import SQLStore, Statements, UniqueViolation
 
@@ -73,8 +74,10 @@ class SQLiteStore(SQLStore):
         *,
         timeout: float | None = None,
         synchronous: str | None = None,
+        prefix: str = "sp_",
     ) -> None:
         seconds = check_options(path, timeout, synchronous)
+        self._names = check_names(prefix, None, schemas=False)
         self._lock = threading.RLock()
         self._blocks = Blocks()
         self._pid = os.getpid()
@@ -164,6 +167,8 @@ class SQLiteStore(SQLStore):
         with self._lock:
             try:
                 cursor = self._open_connection().cursor()
+                if self._names is not DEFAULT:  # it passes the driver cursor's attributes on
+                    cursor = cast(sqlite3.Cursor, Renamed(cursor, self._names))
                 savepoint = "sp_call" if cursor.connection.in_transaction else None
                 cursor.execute(begin if savepoint is None else f"SAVEPOINT {savepoint}")
                 try:
@@ -173,12 +178,17 @@ class SQLiteStore(SQLStore):
                     _undo(cursor, savepoint)
                     raise
             except sqlite3.Error as error:
-                raise _mapped(error, self._path) from error
+                raise _mapped(error, self._path, self._names) from error
 
     @contextmanager
     def _statement(self) -> Iterator[sqlite3.Cursor]:
         with self._lock, self._errors_mapped():
-            yield self._open_connection().cursor()
+            cursor = self._open_connection().cursor()
+            yield (
+                cursor
+                if self._names is DEFAULT
+                else cast(sqlite3.Cursor, Renamed(cursor, self._names))
+            )
 
     @contextmanager
     def _errors_mapped(self) -> Iterator[None]:
@@ -186,7 +196,7 @@ class SQLiteStore(SQLStore):
         try:
             yield
         except sqlite3.Error as error:
-            raise _mapped(error, self._path) from error
+            raise _mapped(error, self._path, self._names) from error
 
     def _read(self) -> AbstractContextManager[sqlite3.Cursor]:
         return self._transaction("BEGIN")
@@ -267,9 +277,10 @@ def _undo(cursor: sqlite3.Cursor, savepoint: str | None) -> None:
     cursor.execute(f"RELEASE {savepoint}")
 
 
-def _mapped(error: sqlite3.Error, path: str) -> StorageError:
+def _mapped(error: sqlite3.Error, path: str, names: Names = DEFAULT) -> StorageError:
     if isinstance(error, sqlite3.IntegrityError) and "UNIQUE" in str(error):
-        of_key = "sp_changes.deal_id, sp_changes.key" in str(error)
+        table = names.of("sp_changes")
+        of_key = f"{table}.deal_id, {table}.key" in str(error)
         return UniqueViolation(f"SQLite refused a duplicate row: {error}", of_key=of_key)
     if "locked" in str(error) or "busy" in str(error):
         return StorageError(f"SQLite database {path!r} stayed locked past the timeout: {error}")

@@ -59,6 +59,7 @@ from salespipeline.storage.base import (
 )
 from salespipeline.storage.sql import _figures
 from salespipeline.storage.sql._dialect import Dialect, Row, read_int
+from salespipeline.storage.sql._names import DEFAULT, Names
 from salespipeline.storage.sql._recent import Recent
 from salespipeline.storage.sql._report import sql_report
 from salespipeline.storage.sql._schema import (
@@ -247,6 +248,8 @@ class SQLStore(DealStore):
 
     sql: ClassVar[Statements]
     find_batch: ClassVar[int] = 500
+    _names: Names = DEFAULT
+    """Where the store's tables live (``prefix=``, ``schema=``); the default names."""
 
     # -- supplied by the backend ------------------------------------------------------
 
@@ -325,7 +328,9 @@ class SQLStore(DealStore):
     def _indexed(self, cursor: Cursor) -> bool:
         """Whether ``sp_deals`` has every index ``find`` seeks with (``FIND_INDEXES``)."""
         cursor.execute(self.sql.dialect.index_names)
-        return set(FIND_INDEXES) <= {row[0] for row in cursor.fetchall()}
+        return {self._names.of(name) for name in FIND_INDEXES} <= {
+            row[0] for row in cursor.fetchall()
+        }
 
     def _upgrade(self, cursor: Cursor, version: int) -> None:
         """Bring a database at ``version`` to ``SCHEMA_VERSION`` in the caller's transaction."""
