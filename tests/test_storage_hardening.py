@@ -46,10 +46,17 @@ def test_sqlite_store_refuses_a_path_that_is_not_one(path: Any) -> None:
 BAD_TIMEOUTS = [float("nan"), float("inf"), -1, -0.5, True, "5", None, 10**400, 1e12]
 
 
-@pytest.mark.parametrize("timeout", BAD_TIMEOUTS, ids=repr)
+@pytest.mark.parametrize("timeout", [t for t in BAD_TIMEOUTS if t is not None], ids=repr)
 def test_sqlite_store_refuses_a_timeout_that_is_not_seconds(timeout: Any) -> None:
     with pytest.raises(ValidationError, match="timeout"):
         SQLiteStore(":memory:", timeout=timeout)
+
+
+def test_sqlite_store_s_timeout_none_is_its_default() -> None:
+    """None means "not given": 30 seconds on a path (an app's connection keeps its own)."""
+    with SQLiteStore(":memory:", timeout=None) as store, store._statement() as cursor:
+        cursor.execute("PRAGMA busy_timeout")
+        assert cursor.fetchone()[0] == 30_000
 
 
 @pytest.mark.parametrize("timeout", [0, 0.25, 30, 86_400])
@@ -57,7 +64,7 @@ def test_sqlite_store_takes_any_sensible_timeout(timeout: float) -> None:
     SQLiteStore(":memory:", timeout=timeout).close()
 
 
-@pytest.mark.parametrize("synchronous", ["off", "FULLY", 1, None, ["full"]], ids=repr)
+@pytest.mark.parametrize("synchronous", ["off", "FULLY", 1, ["full"]], ids=repr)
 def test_sqlite_store_refuses_an_unknown_synchronous(synchronous: Any) -> None:
     with pytest.raises(ValidationError, match="synchronous"):
         SQLiteStore(":memory:", synchronous=synchronous)
