@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, NoReturn, TypeVar
 
@@ -24,6 +25,7 @@ from salespipeline import __version__, presets
 from salespipeline._checks import to_utc
 from salespipeline.cli._demo import END, SimulatedClock, open_store, simulate
 from salespipeline.cli._plugins import ENTRY_POINT_GROUP, PluginError, load_plugins, unregistered
+from salespipeline.cli._report import FORMATS, checked_output, currency, rates, rendered, write
 from salespipeline.deal import Deal
 from salespipeline.definitions import load_pipeline
 from salespipeline.errors import (
@@ -33,6 +35,7 @@ from salespipeline.errors import (
     ValidationError,
 )
 from salespipeline.followups import overdue
+from salespipeline.metrics import PipelineReport
 from salespipeline.migration import Migration, migrate_store
 from salespipeline.pipeline import Pipeline
 from salespipeline.storage import DealStore, SQLiteStore
@@ -151,6 +154,19 @@ def _add_report(commands: Any) -> None:
     report.add_argument("--db", type=Path, required=True, help="SQLite file")
     report.add_argument("--pipeline", help="only this pipeline (default: every one recorded)")
     report.add_argument("--now", help="ISO 8601 instant for stall checks (default: now)")
+    report.add_argument("--format", choices=FORMATS, default="text", help="default: text")
+    report.add_argument(
+        "--output", type=Path, metavar="FILE", help="write to FILE (default: stdout)"
+    )
+    report.add_argument("--currency", metavar="CODE", help="report money in CODE only")
+    report.add_argument(
+        "--rate",
+        action="append",
+        default=[],
+        metavar="CODE=RATE",
+        help="with --currency: convert CODE at RATE (one CODE in the report's currency; "
+        "repeatable)",
+    )
     report.set_defaults(run=_report)
 
 
@@ -225,15 +241,59 @@ def _simulate(args: argparse.Namespace, path: Path) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    """Every option checked first; the output written only once it is complete."""
     now = _instant(args.now) if args.now else datetime.now(timezone.utc)
+    code, converted = currency(args.currency), rates(args.currency, args.rate)
+    output = checked_output(args.output, _database_path(args.db))
     with _existing_store(args.db) as store:
-        for number, pipeline in enumerate(_chosen(store, args.pipeline, args.db)):
-            if number:
-                print()
-            _print_block(store.report(pipeline, now=now).render())
-            late = overdue(store.find(pipeline=pipeline.name, open=True), now=now)
-            _print_block(_follow_ups(late, now=now))
+        reports = [
+            _rated(store, p, now=now, currency=code, rates=converted)
+            for p in _chosen(store, args.pipeline, args.db)
+        ]
+        if args.format == "text":
+            text = _text_reports(store, reports, now=now)
+        else:
+            text = rendered(args.format, reports)
+    write(text, output)
     return EXIT_OK
+
+
+def _rated(
+    store: DealStore,
+    pipeline: Pipeline,
+    *,
+    now: datetime,
+    currency: str | None,
+    rates: dict[str, Decimal] | None,
+) -> PipelineReport:
+    """The pipeline's report; currencies found without a rate are named with the option."""
+    try:
+        return store.report(pipeline, now=now, currency=currency, rates=rates)
+    except ValidationError as error:
+        if error.field != "rates" or currency is None or rates is None:
+            raise
+        found = store.report(pipeline, now=now).currencies
+        missing = [code for code in found if code != currency and code not in rates]
+        if not missing:
+            raise
+        raise ValidationError(
+            f"--currency {currency}: pipeline {pipeline.name} has deals in "
+            f"{', '.join(missing)} without a --rate: add --rate {missing[0]}=RATE "
+            f"(the value of one {missing[0]} in {currency}) for each"
+        ) from None
+
+
+def _text_reports(store: DealStore, reports: Sequence[PipelineReport], *, now: datetime) -> str:
+    """The plain-text reports, each followed by its overdue follow-ups."""
+    blocks = []
+    for report in reports:
+        late = overdue(store.find(pipeline=report.pipeline, open=True), now=now)
+        blocks.append(_ended(report.render()) + _ended(_follow_ups(late, now=now)))
+    return "\n".join(blocks)
+
+
+def _ended(text: str) -> str:
+    return text if text.endswith("\n") else text + "\n"
 
 
 def _follow_ups(late: Sequence[Deal], *, now: datetime, shown: int = 5) -> str:

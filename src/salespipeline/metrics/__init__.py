@@ -10,6 +10,7 @@ works. ``report`` never adds amounts across currencies: it reports per currency
 Definitions and formulas: ``docs/explanation/metrics.md``.
 """
 
+from salespipeline.metrics._csv import render_csv
 from salespipeline.metrics._functions import (
     Bottleneck,
     Calibration,
@@ -34,6 +35,8 @@ from salespipeline.metrics._functions import (
     weighted_pipeline,
     win_rate,
 )
+from salespipeline.metrics._funnel import render_funnel
+from salespipeline.metrics._html import render_html
 
 __all__ = [
     "Bottleneck",
@@ -50,6 +53,9 @@ __all__ = [
     "disqualification_candidates",
     "forecast",
     "overdue",
+    "render_csv",
+    "render_funnel",
+    "render_html",
     "render_report",
     "report",
     "sales_velocity",
