@@ -497,3 +497,14 @@ def test_a_refused_report_writes_no_file(
 def test_lost_stays_out_of_the_bars(single: PipelineReport) -> None:
     svg = _svg(metrics.render_html(single))
     assert LOST not in {e.get("data-stage") for e in svg.iter()}
+
+
+def test_text_takes_the_currency_and_rates_too(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["report", "--db", str(db), "--now", NOW_TEXT, "--currency", "eur"]
+    status, out, _ = _run(capsys, *argv, "--rate", "usd=0.9")
+    assert status == 0
+    assert out.startswith(_report(db, currency="EUR", rates={"USD": Decimal("0.9")}).render())
+    assert "open value               860.00 EUR" in out
+    assert "Money in EUR, the other currencies converted at the rates given" in out
