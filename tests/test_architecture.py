@@ -45,7 +45,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("log", frozenset({"log"})),
     ("features", frozenset({"metrics", "definitions", "scoring"})),
     ("storage", frozenset({"storage"})),
-    ("tracker", frozenset({"tracker", "_listeners", "_commands", "_tracking"})),
+    ("tracker", frozenset({"tracker", "_listeners", "_commands", "_tracking", "_bulk"})),
     ("aio", frozenset({"aio"})),
     ("edges", frozenset({"cli", "testing"})),
     ("entry", frozenset({"__main__"})),

@@ -34,6 +34,7 @@ __all__ = [
     "Changes",
     "Command",
     "Commit",
+    "CommitMany",
     "Finished",
     "Get",
     "Intent",
@@ -45,6 +46,7 @@ __all__ = [
     "decide",
     "keyed",
     "opened",
+    "opened_many",
     "read",
     "redo",
     "resume",
@@ -203,7 +205,18 @@ class Commit:
     reason: str | None = None
 
 
-Step = Remembered | Load | Get | Changes | Commit
+@attrs.frozen
+class CommitMany:
+    """Store new ``deals`` in one transaction (``DealStore.add_many``, as ``import``
+    changes when ``imported``) and tell the listeners of each; the deals back."""
+
+    deals: tuple[Deal, ...]
+    actor: str | None
+    key: str | None = None
+    imported: bool = False
+
+
+Step = Remembered | Load | Get | Changes | Commit | CommitMany
 T = TypeVar("T")
 Steps = Generator[Step, Any, T]
 """A decision in progress: it yields the steps it needs and returns its result."""
@@ -304,23 +317,46 @@ def _decided(
     return previous, intent, deal, True
 
 
-def opened(id: str, key: str | None, start: Callable[[], Deal], actor: str | None) -> Steps[Deal]:
-    """Open deal ``id`` as ``start()`` makes it; with ``key``, a deal already opened with
-    it is returned instead, and nothing is written."""
+def opened(
+    id: str,
+    key: str | None,
+    start: Callable[[], Deal],
+    actor: str | None,
+    *,
+    imported: bool = False,
+) -> Steps[Deal]:
+    """Open deal ``id`` as ``start()`` makes it (``imported``: bring it with its past); with
+    ``key``, a deal already opened (or imported) with it is returned instead, and nothing
+    is written."""
+    kind = "import" if imported else "open"
     if key is not None:
-        done = yield from keyed(id, key, "open")
+        done = yield from keyed(id, key, kind)
         if done is not None:
             return done
     deal = start()
     try:
-        committed: Deal = yield Commit(deal, None, actor, key)
+        committed: Deal = yield from _written(deal, actor, key, imported)
         return committed
     except DuplicateDealError as taken:
         if key is not None:
-            done = yield from keyed(id, key, "open")
+            done = yield from keyed(id, key, kind)
             if done is not None:
                 return done
         raise taken
+
+
+def _written(deal: Deal, actor: str | None, key: str | None, imported: bool) -> Steps[Deal]:
+    if not imported:
+        committed: Deal = yield Commit(deal, None, actor, key)
+        return committed
+    deals: tuple[Deal, ...] = yield CommitMany((deal,), actor, key, imported=True)
+    return deals[0]
+
+
+def opened_many(deals: tuple[Deal, ...], actor: str | None) -> Steps[tuple[Deal, ...]]:
+    """Open every deal in one transaction, all or nothing; the deals as stored."""
+    committed: tuple[Deal, ...] = yield CommitMany(deals, actor)
+    return committed
 
 
 def keyed(id: str, key: str, kind: str) -> Steps[Deal | None]:

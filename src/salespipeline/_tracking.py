@@ -9,29 +9,41 @@ an awaitable of it. The two differ only in how they do I/O (h11's sans-I/O style
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar
 
+from salespipeline import _bulk, log
 from salespipeline import _checks as c
-from salespipeline import log
-from salespipeline._commands import Command, Get, Steps, opened, run, with_actor
+from salespipeline._commands import (
+    Command,
+    CommitMany,
+    Get,
+    Steps,
+    opened,
+    opened_many,
+    run,
+    with_actor,
+)
 from salespipeline._listeners import Listener, ListenerFailure, Listeners, Unsubscribe
 from salespipeline.deal import Bant, Deal, to_actor
 from salespipeline.errors import UnknownPipelineError, UnknownStageError, ValidationError, shown
 from salespipeline.pipeline import Clock, Pipeline, system_clock
 from salespipeline.storage.base import check_filters
 
-__all__ = ["Commands", "Result"]
+__all__ = ["Commands", "Many", "Result"]
 
 Store = TypeVar("Store")
 """The store a tracker drives: a ``DealStore`` (``Tracker``) or an ``AsyncDealStore``."""
 Result = TypeVar("Result")
 """What a command returns: the deal (``Tracker``), or an awaitable of it (``AsyncTracker``)."""
+Many = TypeVar("Many")
+"""What a bulk command returns: the deals, or an awaitable of them."""
 
 
-class Commands(abc.ABC, Generic[Store, Result]):
+class Commands(abc.ABC, Generic[Store, Result, Many]):
     """Pipelines + a store + a clock + listeners: every tracker command, checked and planned.
 
     Each command returns the deal it leaves (for ``AsyncTracker``, an awaitable of
@@ -206,6 +218,62 @@ class Commands(abc.ABC, Generic[Store, Result]):
         """
         return self._run(id, Command("update", reason=reason, changes=changes), actor, key)
 
+    def open_many(
+        self,
+        pipeline_name: str,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        actor: str | None = None,
+    ) -> Many:
+        """New deals in the pipeline's first stage, stored in one transaction: all or nothing.
+
+        Each item is a mapping of ``open()``'s keywords with ``id``; at most
+        ``limits.MAX_BULK`` items. A taken or repeated id is ``DuplicateDealError`` and
+        nothing is written; listeners hear every open after the commit.
+        """
+        who = self._who(actor)
+        pipeline = self.pipeline(pipeline_name)
+        at = self._now()
+        deals = tuple(
+            pipeline.start(item["id"], **_attributes(item), at=at, actor=who)
+            for item in _bulk.check_items(items)
+        )
+        return self._drive_many(opened_many(deals, who))
+
+    def import_deal(
+        self,
+        pipeline_name: str,
+        id: str,
+        *,
+        history: Sequence[tuple[str, datetime]],
+        lost_reason: str | None = None,
+        actor: str | None = None,
+        key: str | None = None,
+        **attributes: Any,
+    ) -> Result:
+        """A deal brought from another system with its past: one ``import`` change per
+        ``history`` entry, ``(stage, at)``, oldest first.
+
+        The past is taken as fact: any order of the pipeline's stages, guards and the
+        move graph not applied. Stages must exist (``UnknownStageError``), times never
+        run backwards, and a LOST entry needs ``lost_reason`` (``ValidationError``).
+        ``attributes`` are ``open()``'s (amount, owner, fields…). With ``key``, a deal
+        already imported with it is returned and nothing is written.
+        """
+        who, key = self._who(actor), _key(key)
+
+        def build() -> Deal:
+            return _bulk.imported_deal(
+                self.pipeline(pipeline_name),
+                id,
+                history,
+                lost_reason=lost_reason,
+                attributes=attributes,
+                actor=who,
+            )
+
+        return self._drive(opened(c.check_id(id), key, build, who, imported=True))
+
     # -- listening --------------------------------------------------------------------
 
     def subscribe(
@@ -234,6 +302,21 @@ class Commands(abc.ABC, Generic[Store, Result]):
     @abc.abstractmethod
     def _drive(self, steps: Steps[Deal]) -> Result:
         """Perform each step the decision asks for, handing back its result or error."""
+
+    @abc.abstractmethod
+    def _drive_many(self, steps: Steps[tuple[Deal, ...]]) -> Many:
+        """``_drive`` for a bulk command, which gives the deals."""
+
+    def _tell_each(
+        self,
+        changes: Sequence[object],
+        step: CommitMany,
+        when_committed: Callable[[Callable[[], None]], None],
+    ) -> None:
+        """Once the bulk commit is committed, tell the listeners of each deal's change."""
+        for change, deal in zip(changes, step.deals, strict=True):
+            told = logged(change, None, deal, {})
+            when_committed(functools.partial(self._heard, told, deal))
 
     def _run(self, id: str, command: Command, actor: str | None, key: str | None) -> Result:
         """Decide, save; after a conflict, reload and finish the same intent (``run``)."""
@@ -275,6 +358,20 @@ def logged(
     if isinstance(change, log.Change):
         return change
     return log.derive(previous, deal, **options)
+
+
+def many_options(step: CommitMany) -> dict[str, Any]:
+    """The keywords a store's ``add_many`` takes for a bulk commit."""
+    options: dict[str, Any] = (
+        commit_options(step.deals[0], step.actor, step.key, None) if step.deals else {}
+    )
+    if step.imported:
+        options["imported"] = True
+    return options
+
+
+def _attributes(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in item.items() if name != "id"}
 
 
 def _got(id: str) -> Steps[Deal]:

@@ -13,6 +13,7 @@ from typing import Final
 __all__ = [
     "MAX_AMOUNT_DIGITS",
     "MAX_AMOUNT_PLACES",
+    "MAX_BULK",
     "MAX_DEPTH",
     "MAX_FIELDS_BYTES",
     "MAX_FIELD_NUMBER",
@@ -74,6 +75,10 @@ number exactly alike, so ``1``, ``1.0`` and a stored ``1`` compare the same ever
 MAX_PAST_VERSIONS: Final = 10_000
 """Versions a deal stored with a past (``store.add`` of a deal beyond version 1, or an
 old database upgraded to the change log) may have: each becomes one logged change."""
+
+MAX_BULK: Final = 100_000
+"""Deals one ``store.add_many()`` or ``Tracker.open_many()`` call takes: one transaction
+holds them all, so this bounds what it locks and keeps in memory."""
 
 MAX_RATE_DIGITS: Final = 18
 """Digits of an exchange rate (``report(..., rates=...)``) before the decimal point."""

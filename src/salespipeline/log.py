@@ -23,7 +23,7 @@ from salespipeline._unchecked import generate, stage_change
 from salespipeline.deal import STATE, Deal, StageChange, decode_value, encode_value, to_actor
 from salespipeline.errors import ValidationError, shown
 
-__all__ = ["ATTRIBUTES", "KINDS", "PRE_LOG", "Change", "derive", "recorded", "replay"]
+__all__ = ["ATTRIBUTES", "KINDS", "PRE_LOG", "Change", "derive", "imported", "recorded", "replay"]
 
 KINDS: Final = ("open", "move", "update", "migrate", "import", "erase")
 """What a change did: opened a deal, moved its stage, changed other attributes, moved it
@@ -418,6 +418,31 @@ def recorded(
             actor = _agreed(deal, "actor", final.actor, actor)
         changes[-1] = attrs.evolve(final, actor=actor or final.actor, key=key)
     return tuple(changes)
+
+
+def imported(
+    deal: Deal, *, actor: str | None = None, reason: str | None = None, key: str | None = None
+) -> tuple[Change, ...]:
+    """The ``import`` changes of a deal brought from another system: one per history entry.
+
+    Each version must be a history entry (a past of stage moves only); the changes are
+    ``recorded``'s, each of kind ``import``, so replaying them gives ``deal`` back.
+    """
+    if len(deal.history) != deal.version:
+        raise ValidationError(
+            f"an imported deal has one history entry per version, not {len(deal.history)} "
+            f"entries for version {deal.version}",
+            deal_id=deal.id,
+        )
+    return tuple(
+        _kinded(change, kind="import")
+        for change in recorded(deal, actor=actor, reason=reason, key=key)
+    )
+
+
+_kinded: Final[Callable[..., Change]] = generate(
+    Change, "kinded", "A copy of a Change of another kind with a stage.", given=("kind",)
+)
 
 
 def _facts(deal: Deal, entry: StageChange) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 from salespipeline._commands import (
     STARTED,
     Commit,
+    CommitMany,
     Finished,
     Outcome,
     Step,
@@ -31,7 +32,7 @@ from salespipeline._commands import (
     resume,
 )
 from salespipeline._listeners import EVENTS, Listener, ListenerFailure, Unsubscribe
-from salespipeline._tracking import Commands, commit_options, logged
+from salespipeline._tracking import Commands, commit_options, logged, many_options
 from salespipeline.deal import Deal
 from salespipeline.errors import SalesPipelineError, UnknownPipelineError, UnknownStageError
 from salespipeline.pipeline import Pipeline
@@ -40,7 +41,7 @@ from salespipeline.storage.base import DealStore
 __all__ = ["EVENTS", "Listener", "ListenerFailure", "Tracker", "Unsubscribe"]
 
 
-class Tracker(Commands[DealStore, Deal]):
+class Tracker(Commands[DealStore, Deal, tuple[Deal, ...]]):
     """Pipelines + a store + a clock: atomic, retried changes to stored deals.
 
     ``Tracker(store, pipelines, *, clock=None, retries=3, record_definitions=True,
@@ -48,8 +49,8 @@ class Tracker(Commands[DealStore, Deal]):
     (``store.pipelines()``), so a report or the CLI needs only the database. A
     pipeline whose guards cannot be written as data raises ``DefinitionError`` here
     unless ``record_definitions=False``. Every command (``open``, ``move``,
-    ``advance``, ``win``, ``lose``, ``reopen``, ``update``, ``get``) returns the
-    deal as it left it.
+    ``advance``, ``win``, ``lose``, ``reopen``, ``update``, ``import_deal``, ``get``)
+    returns the deal as it left it; ``open_many`` returns the deals.
     """
 
     _stores = DealStore
@@ -92,10 +93,21 @@ class Tracker(Commands[DealStore, Deal]):
         try:
             if isinstance(step, Commit):
                 return self._commit(step), None
+            if isinstance(step, CommitMany):
+                return self._commit_many(step), None
             name, args, keywords = read(step)
             return getattr(self._store, name)(*args, **keywords), None
         except SalesPipelineError as error:
             return None, error
+
+    def _drive_many(self, steps: Steps[tuple[Deal, ...]]) -> tuple[Deal, ...]:
+        return self._drive(steps)
+
+    def _commit_many(self, step: CommitMany) -> tuple[Deal, ...]:
+        """Write the step's new deals in one transaction; listeners hear each after it."""
+        changes = self._store.add_many(step.deals, **many_options(step))
+        self._tell_each(changes, step, self._store._when_committed)
+        return step.deals
 
     def _commit(self, step: Commit) -> Deal:
         """Write the step's deal (new without a previous one): the one place changes are stored."""

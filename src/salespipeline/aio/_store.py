@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import inspect
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from decimal import Decimal
@@ -23,6 +23,7 @@ from salespipeline.pipeline import Pipeline
 from salespipeline.storage._blocks import Blocks
 from salespipeline.storage._consumers import check_consumer_name, check_poll, check_seek, reached
 from salespipeline.storage._query import FieldValue
+from salespipeline.storage.base import add_options, check_many, no_import
 
 if TYPE_CHECKING:
     from salespipeline.metrics import PipelineReport
@@ -63,6 +64,23 @@ class AsyncDealStore(abc.ABC):
         key: str | None = None,
     ) -> Change:
         """Store a new deal; its last change (``DealStore.add``)."""
+
+    async def add_many(
+        self,
+        deals: Iterable[Deal],
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        key: str | None = None,
+        imported: bool = False,
+    ) -> tuple[Change, ...]:
+        """Store new deals in one transaction, all or nothing; each one's last change
+        (``DealStore.add_many``). The default adds them one by one in a block."""
+        checked = check_many(deals)
+        if imported:
+            raise no_import(self)
+        async with self.transaction():
+            return tuple([await self.add(d, **add_options(actor, reason, key)) for d in checked])
 
     @abc.abstractmethod
     async def save(

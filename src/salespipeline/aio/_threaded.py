@@ -14,7 +14,7 @@ import asyncio
 import contextvars
 import functools
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, asynccontextmanager
 from datetime import datetime
@@ -94,6 +94,19 @@ class ThreadedStore(AsyncDealStore):
         key: str | None = None,
     ) -> Change:
         return _logged(await self._call(self._sync.add, deal, actor=actor, reason=reason, key=key))
+
+    async def add_many(
+        self,
+        deals: Iterable[Deal],
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        key: str | None = None,
+        imported: bool = False,
+    ) -> tuple[Change, ...]:
+        return await self._call(
+            self._sync.add_many, deals, actor=actor, reason=reason, key=key, imported=imported
+        )
 
     async def save(
         self,

@@ -10,12 +10,13 @@ untouched.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from salespipeline._commands import (
     STARTED,
     Commit,
+    CommitMany,
     Finished,
     Outcome,
     Step,
@@ -24,24 +25,26 @@ from salespipeline._commands import (
     read,
     resume,
 )
-from salespipeline._tracking import Commands, commit_options, logged
+from salespipeline._tracking import Commands, commit_options, logged, many_options
 from salespipeline.aio._store import AsyncDealStore
 from salespipeline.deal import Deal
 from salespipeline.errors import SalesPipelineError
-from salespipeline.log import Change
 from salespipeline.pipeline import Pipeline
 
 __all__ = ["AsyncTracker"]
 
+R = TypeVar("R")
 
-class AsyncTracker(Commands[AsyncDealStore, Awaitable[Deal]]):
+
+class AsyncTracker(Commands[AsyncDealStore, Awaitable[Deal], Awaitable[tuple[Deal, ...]]]):
     """Pipelines + an async store + a clock: the Tracker's atomic, retried commands, awaited.
 
     ``AsyncTracker(store, pipelines, *, clock=None, retries=3,
     record_definitions=True, actor=None)``, as ``Tracker``. Constructing it does no
     I/O; the pipelines' definitions are recorded in the store by the first command.
     Every command (``open``, ``move``, ``advance``, ``win``, ``lose``, ``reopen``,
-    ``update``, ``get``) returns an awaitable of the deal.
+    ``update``, ``import_deal``, ``get``) returns an awaitable of the deal;
+    ``open_many`` an awaitable of the deals.
     """
 
     _stores = AsyncDealStore
@@ -80,30 +83,46 @@ class AsyncTracker(Commands[AsyncDealStore, Awaitable[Deal]]):
         try:
             if isinstance(step, Commit):
                 return await self._commit(step), None
+            if isinstance(step, CommitMany):
+                return await self._commit_many(step), None
             name, args, keywords = read(step)
             reply = getattr(self._store, name)(*args, **keywords)
             return (reply if name == "last_known" else await reply), None
         except SalesPipelineError as error:
             return None, error
 
+    async def _drive_many(self, steps: Steps[tuple[Deal, ...]]) -> tuple[Deal, ...]:
+        return await self._drive(steps)
+
     async def _commit(self, step: Commit) -> Deal:
         """Write the step's deal and tell the listeners, to the end even if cancelled."""
         deal, previous = step.deal, step.previous
         options = commit_options(deal, step.actor, step.key, step.reason)
         write = self._store.add if previous is None else self._store.save
-        writing = asyncio.ensure_future(write(deal, **options))
-        try:
-            change: Change = await asyncio.shield(writing)
-        except asyncio.CancelledError:
-            await asyncio.wait([writing])
-            if not writing.cancelled() and writing.exception() is None:
-                self._told(writing.result(), previous, deal, options)
-            raise
-        self._told(change, previous, deal, options)
+        await _through(write(deal, **options), lambda c: self._told(c, previous, deal, options))
         return deal
+
+    async def _commit_many(self, step: CommitMany) -> tuple[Deal, ...]:
+        """Write the step's new deals in one transaction, to the end even if cancelled."""
+        writing = self._store.add_many(step.deals, **many_options(step))
+        await _through(writing, lambda c: self._tell_each(c, step, self._store._when_committed))
+        return step.deals
 
     def _told(
         self, change: Any, previous: Deal | None, deal: Deal, options: dict[str, str]
     ) -> None:
         change = logged(change, previous, deal, options)
         self._store._when_committed(lambda: self._heard(change, deal))
+
+
+async def _through(write: Awaitable[R], told: Callable[[R], None]) -> None:
+    """Await ``write`` to its end even when cancelled meanwhile; ``told`` its result."""
+    writing = asyncio.ensure_future(write)
+    try:
+        result = await asyncio.shield(writing)
+    except asyncio.CancelledError:
+        await asyncio.wait([writing])
+        if not writing.cancelled() and writing.exception() is None:
+            told(writing.result())
+        raise
+    told(result)

@@ -10,7 +10,7 @@ against this contract.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from decimal import Decimal
@@ -25,6 +25,7 @@ from salespipeline._checks import MAX_ID_LENGTH, check_id, check_text
 from salespipeline._unchecked import replace
 from salespipeline.deal import Deal, History, StageChange, to_actor
 from salespipeline.errors import (
+    DuplicateDealError,
     StorageError,
     UnknownPipelineError,
     ValidationError,
@@ -49,6 +50,7 @@ __all__ = [
     "DealStore",
     "FieldValue",
     "Query",
+    "add_options",
     "as_stored",
     "check_change_args",
     "check_consumer_name",
@@ -56,6 +58,7 @@ __all__ = [
     "check_filters",
     "check_id",
     "check_log_page",
+    "check_many",
     "check_names",
     "check_position",
     "check_query",
@@ -66,6 +69,7 @@ __all__ = [
     "definition_row",
     "matches",
     "new_entries",
+    "no_import",
     "split_history",
 ]
 
@@ -116,6 +120,33 @@ class DealStore(abc.ABC):
         (``log.derive``) and writes it with the row in one transaction; it returns
         that change, position set. A ``key`` already in the deal's log is refused.
         """
+
+    def add_many(
+        self,
+        deals: Iterable[Deal],
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        key: str | None = None,
+        imported: bool = False,
+    ) -> tuple[Change, ...]:
+        """Store new deals in one transaction, all or nothing; each deal's last change, in order.
+
+        Each deal is logged as ``add`` logs it (``imported``: as ``import`` changes,
+        ``log.imported``). A taken or repeated id is ``DuplicateDealError`` and a bad
+        deal ``ValidationError``: nothing is written. At most ``limits.MAX_BULK`` deals.
+        """
+        checked = check_many(deals)
+        if imported:
+            raise no_import(self)
+        with self.transaction():
+            return tuple(self._added(deal, actor, reason, key) for deal in checked)
+
+    def _added(self, deal: Deal, actor: str | None, reason: str | None, key: str | None) -> Change:
+        change = self.add(deal, **add_options(actor, reason, key))
+        if not isinstance(change, Change):  # a store written for part 1 returns None
+            raise StorageError(f"{type(self).__name__}.add returned no change: it keeps no log")
+        return change
 
     def last_known(self, id: str) -> Deal | None:
         """The deal ``id`` as this store last read or wrote it, or None; it may be stale.
@@ -382,6 +413,39 @@ def check_log_page(after: object, limit: object) -> tuple[int, int]:
             f"limit must be an integer from 1 to {limits.MAX_PAGE:,}, not {shown(limit)}"
         )
     return after, limit
+
+
+def add_options(actor: str | None, reason: str | None, key: str | None) -> dict[str, str]:
+    """The keywords given to ``add`` (only those set: a part 1 store takes the deal alone)."""
+    given = (("actor", actor), ("reason", reason), ("key", key))
+    return {name: value for name, value in given if value is not None}
+
+
+def no_import(store: object) -> StorageError:
+    """What a store that only has the default ``add_many`` says when asked to import."""
+    return StorageError(
+        f"{type(store).__name__} cannot import deals: implement add_many(..., imported=True) "
+        "to log their import changes (see the storage adapter guide)"
+    )
+
+
+def check_many(deals: object) -> tuple[Deal, ...]:
+    """``add_many``'s deals checked before any write: Deals, at most ``limits.MAX_BULK``,
+    no id twice (``DuplicateDealError``)."""
+    if isinstance(deals, (str, bytes, Mapping)) or not isinstance(deals, Iterable):
+        raise ValidationError(f"deals must be an iterable of Deal values, not {shown(deals)}")
+    checked: list[Deal] = []
+    ids: set[str] = set()
+    for deal in deals:
+        if len(checked) == limits.MAX_BULK:
+            raise ValidationError(
+                f"deals: one call takes at most {limits.MAX_BULK:,} deals; split the batch"
+            )
+        checked.append(check_deal(deal))
+        if deal.id in ids:
+            raise DuplicateDealError(deal.id)
+        ids.add(deal.id)
+    return tuple(checked)
 
 
 def check_deal(deal: object) -> Deal:

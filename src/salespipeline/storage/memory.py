@@ -10,7 +10,7 @@ block, and an error undoes everything the block wrote.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -37,6 +37,7 @@ from salespipeline.storage.base import (
     check_deal,
     check_id,
     check_log_page,
+    check_many,
     check_recorded,
     checked_query,
     decode_all,
@@ -85,6 +86,28 @@ class MemoryStore(DealStore):
                 raise DuplicateDealError(deal.id)
             self._set(deal.id, as_stored(deal, changes[-1]))
             return self._append(deal.id, changes)
+
+    def add_many(
+        self,
+        deals: Iterable[Deal],
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        key: str | None = None,
+        imported: bool = False,
+    ) -> tuple[Change, ...]:
+        checked = check_many(deals)
+        check_change_args(actor, reason, key)
+        logged = log.imported if imported else log.recorded
+        planned = [(deal, logged(deal, actor=actor, reason=reason, key=key)) for deal in checked]
+        with self._lock:
+            self._check_open()
+            for deal in checked:
+                if deal.id in self._deals or deal.id in self._changes:
+                    raise DuplicateDealError(deal.id)
+            for deal, changes in planned:
+                self._set(deal.id, as_stored(deal, changes[-1]))
+            return tuple(self._append(deal.id, changes) for deal, changes in planned)
 
     def _append(self, id: str, changes: tuple[Change, ...]) -> Change:
         kept = self._changes.setdefault(id, [])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import AbstractAsyncContextManager, contextmanager
 from datetime import datetime, timedelta
@@ -152,6 +152,9 @@ class BlockingView(DealStore):
 
     def add(self, deal: Deal, **options: Any) -> Change:
         return self._await(lambda: self._async.add(deal, **options))
+
+    def add_many(self, deals: Iterable[Deal], **options: Any) -> tuple[Change, ...]:
+        return self._await(lambda: self._async.add_many(deals, **options))
 
     def save(self, deal: Deal, **options: Any) -> Change:
         return self._await(lambda: self._async.save(deal, **options))

@@ -51,6 +51,7 @@ from salespipeline.storage.base import (
     check_deal,
     check_id,
     check_log_page,
+    check_many,
     check_recorded,
     checked_query,
     decode_all,
@@ -394,6 +395,80 @@ class SQLStore(DealStore):
             _refuse_row(error, deal, key)
         self._remember(as_stored(deal, changes[-1]), written)
         return changes[-1].with_position(position)
+
+    def add_many(
+        self,
+        deals: Iterable[Deal],
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        key: str | None = None,
+        imported: bool = False,
+    ) -> tuple[Change, ...]:
+        """Every deal's row, then every change row, each one batched statement (executemany)."""
+        checked = check_many(deals)
+        check_change_args(actor, reason, key)
+        if not checked:
+            return ()
+        logged = log.imported if imported else log.recorded
+        planned = [logged(deal, actor=actor, reason=reason, key=key) for deal in checked]
+        changes = [change for made in planned for change in made]
+        try:
+            with self._write() as cursor:
+                cursor.executemany(self.sql.insert_deal, [self._new_row(d) for d in checked])
+                if cursor.rowcount != len(checked):
+                    raise _Taken
+                self._lock_log(cursor)
+                positions = self._insert_logs(cursor, changes)
+        except _Taken:
+            raise DuplicateDealError(self._first_taken(checked)) from None
+        except UniqueViolation as error:
+            _refuse_row(error, checked[0], key)
+        return _last_of_each(planned, positions)
+
+    def _new_row(self, deal: Deal) -> list[Any]:
+        """A new deal's row: its own columns, then the figures its history implies."""
+        return [*self._row_values(deal), *_figures.values(_figures.of_history(deal.history))]
+
+    def _insert_logs(self, cursor: Cursor, changes: Sequence[Change]) -> list[int]:
+        """Insert the change rows in one batch; their positions, in order.
+
+        Under the log lock positions are drawn in insert order, so the new rows fill
+        one range past the highest position before; they are read back one by one only
+        when they do not.
+        """
+        cursor.execute(self.sql.q("SELECT MAX(position) FROM sp_changes"))
+        before = read_int(cursor.fetchone()[0])
+        cursor.executemany(self.sql.insert_log, [_codec.log_values(c) for c in changes])
+        cursor.execute(
+            self.sql.q(
+                "SELECT COUNT(*), MIN(position), MAX(position) FROM sp_changes WHERE position > ?"
+            ),
+            (before,),
+        )
+        count, low, high = (read_int(value) for value in cursor.fetchone())
+        if count == len(changes) and high - low + 1 == count:
+            return list(range(low, high + 1))
+        cursor.execute(
+            self.sql.q("SELECT deal_id, version, position FROM sp_changes WHERE position > ?"),
+            (before,),
+        )
+        found = {(row[0], read_int(row[1])): read_int(row[2]) for row in cursor.fetchall()}
+        return [found[(c.deal_id, c.version)] for c in changes]
+
+    def _first_taken(self, deals: Sequence[Deal]) -> str:
+        """The first of ``deals`` whose id the store already has (after a refused batch)."""
+        p = self.sql.placeholder
+        for start in range(0, len(deals), 500):
+            ids = [deal.id for deal in deals[start : start + 500]]
+            with self._read() as cursor:
+                marks = ", ".join([p] * len(ids))
+                cursor.execute(f"SELECT id FROM sp_deals WHERE id IN ({marks})", ids)
+                taken = {row[0] for row in cursor.fetchall()}
+            for id in ids:
+                if id in taken:
+                    return id
+        raise StorageError("the database refused a deal id it does not hold")
 
     def save(
         self,
@@ -961,6 +1036,22 @@ def _schema_number(value: object) -> int:
             "written by salespipeline, or it was damaged"
         )
     return int(text)
+
+
+class _Taken(Exception):
+    """A batch of new deals met an id the store already has (its write rolls back)."""
+
+
+def _last_of_each(
+    planned: Sequence[Sequence[Change]], positions: Sequence[int]
+) -> tuple[Change, ...]:
+    """Each deal's last change with its position (``positions`` follow every change in order)."""
+    last: list[Change] = []
+    index = -1
+    for made in planned:
+        index += len(made)
+        last.append(made[-1].with_position(positions[index]))
+    return tuple(last)
 
 
 def _refuse_row(error: UniqueViolation, deal: Deal, key: str | None) -> NoReturn:
