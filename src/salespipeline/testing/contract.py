@@ -4,7 +4,7 @@ Subclass it in a test module, implement ``make_store()`` (and ``reopen_store()``
 for a store that keeps its data somewhere that outlives it), and pytest runs every
 check the shipped stores pass: exact round trips, duplicate and missing deals,
 optimistic concurrency, atomic saves, ``find`` and ``count`` filters, keyset pages
-and streaming, unknown names refused, definitions,
+and streaming, unknown names refused, definitions, bulk adds (all or nothing),
 reports, the change log (one change per version, positions, keys, consumers,
 ``verify``), reopening and threads racing for one deal.
 """
@@ -894,6 +894,101 @@ class StoreContract:
         final = store.get("counter")
         assert final.amount == self.threads * rounds
         assert final.version == 1 + self.threads * rounds
+
+    # -- bulk: add_many ------------------------------------------------------------------
+
+    @pytest.fixture
+    def bulk_store(self, store: DealStore) -> DealStore:
+        if not self.transactions:  # the default add_many is one store.transaction()
+            pytest.skip("this store does not join calls into one transaction")
+        return store
+
+    def test_add_many_logs_each_deal_as_add_does_in_order(
+        self, bulk_store: DealStore, pipeline: Pipeline
+    ) -> None:
+        store = bulk_store
+        store.add(pipeline.start("first", at=T0))
+        deals = [
+            pipeline.start("b1", amount=10, owner="ann", at=T0),
+            rich_deal(pipeline, "b2"),
+            pipeline.start("b3", at=T0).evolve(amount=3, at=_later(1)),
+        ]
+        before = store.log()
+        last = store.add_many(deals, actor="importer")
+        assert [c.deal_id for c in last] == ["b1", "b2", "b3"]
+        for deal, change in zip(deals, last, strict=True):
+            expected = log.recorded(deal, actor="importer")
+            kept = store.changes(deal.id)
+            assert [attrs.evolve(c, position=None) for c in kept] == list(expected)
+            assert change == kept[-1] and change.position is not None
+            assert store.get(deal.id) == log.replay(kept)[deal.id]
+        added = store.log(after=before[-1].position or 0)
+        assert [(c.deal_id, c.version) for c in added] == [
+            (d.id, v) for d in deals for v in range(1, d.version + 1)
+        ]
+        assert store.add_many([]) == ()
+        assert store.verify() == ()
+
+    def test_add_many_writes_nothing_when_any_deal_is_refused(
+        self, bulk_store: DealStore, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        store = bulk_store
+        store.add(pipeline.start("taken", at=T0))
+        before = store.log()
+        fresh = [pipeline.start(f"n{n}", at=T0) for n in range(4)]
+        with pytest.raises(DuplicateDealError) as taken:
+            store.add_many([*fresh[:2], rich_deal(pipeline, "rich"), store.get("taken"), fresh[2]])
+        assert taken.value.deal_id == "taken"
+        with pytest.raises(DuplicateDealError) as twice:
+            store.add_many([fresh[0], fresh[1], fresh[0]])
+        assert twice.value.deal_id == "n0"
+        refusals: list[Callable[[], object]] = [
+            lambda: store.add_many([fresh[0], "not a deal", fresh[1]]),  # type: ignore[list-item]
+            lambda: store.add_many("n0"),  # type: ignore[arg-type]
+            lambda: store.add_many(fresh, actor="  "),
+            lambda: store.add_many(
+                [fresh[0], pipeline.start("a", at=T0).evolve(at=_later(1))], imported=True
+            ),
+        ]
+        for refused in refusals:
+            with pytest.raises(ValidationError):
+                refused()
+        monkeypatch.setattr(limits, "MAX_BULK", 3)
+        with pytest.raises(ValidationError, match="at most 3"):
+            store.add_many(fresh)
+        assert store.log() == before
+        assert store.count() == 1
+        assert store.verify() == ()
+
+    def test_add_many_imported_logs_import_changes_that_replay_to_the_deal(
+        self, bulk_store: DealStore, pipeline: Pipeline
+    ) -> None:
+        store = bulk_store
+        deal = pipeline.start("imp", at=T0)
+        deal = pipeline.lose(deal, "price", at=_later(1))
+        deal = pipeline.reopen(deal, "closing", at=_later(2))
+        (change,) = store.add_many([deal], actor="crm", key="row-7", imported=True)
+        kept = store.changes("imp")
+        assert [c.kind for c in kept] == ["import"] * 3
+        assert (change.version, change.key, change.actor) == (3, "row-7", "crm")
+        assert log.replay(kept) == {"imp": store.get("imp")}
+        assert store.get("imp").history[1].reason == "price"
+        assert store.verify() == ()
+
+    def test_add_many_joins_a_transaction_and_rolls_back_with_it(
+        self, bulk_store: DealStore, pipeline: Pipeline
+    ) -> None:
+        store = bulk_store
+        store.add(pipeline.start("kept", at=T0))
+        before = store.log()
+        _rolled_back(
+            store, lambda: store.add_many([pipeline.start(f"t{n}", at=T0) for n in range(3)])
+        )
+        assert store.log() == before and store.count() == 1
+        with store.transaction():
+            store.add_many([pipeline.start(f"t{n}", at=T0) for n in range(3)])
+        assert store.count() == 4
+        assert store.verify() == ()
 
     # -- transactions --------------------------------------------------------------------
 
