@@ -36,6 +36,10 @@ ATTRIBUTES: Final = (
 """The deal attributes ``open`` and ``import_deal`` take as keywords."""
 
 
+_DEFAULTED: Final = frozenset({"bant", "fields"})
+"""Attributes that ``None`` leaves at their default, as ``Pipeline.start`` does."""
+
+
 def check_items(items: object) -> tuple[Mapping[str, Any], ...]:
     """``open_many``'s items: mappings of ``open()``'s attribute keywords with ``id``, at
     most ``limits.MAX_BULK`` of them, each naming only known keywords."""
@@ -90,11 +94,12 @@ def imported_deal(
         why = reason if stage == LOST else None
         made.append(StageChange(id, before, stage, at, version, reason=why, actor=actor))
     last = made[-1]
+    given = {n: v for n, v in attributes.items() if v is not None or n not in _DEFAULTED}
     return Deal(
         id,
         pipeline.name,
         last.to_stage,
-        **attributes,
+        **given,
         lost_reason=reason if last.to_stage == LOST else None,
         created_at=made[0].at,
         stage_entered_at=last.at,
