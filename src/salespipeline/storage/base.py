@@ -70,6 +70,7 @@ __all__ = [
     "matches",
     "new_entries",
     "no_import",
+    "planned_adds",
     "split_history",
 ]
 
@@ -446,6 +447,18 @@ def check_many(deals: object) -> tuple[Deal, ...]:
             raise DuplicateDealError(deal.id)
         ids.add(deal.id)
     return tuple(checked)
+
+
+def planned_adds(
+    deals: object, actor: object, reason: object, key: object, *, imported: bool
+) -> tuple[tuple[Deal, tuple[Change, ...]], ...]:
+    """``add_many``'s arguments checked, each deal with the changes that log it: ``add``'s
+    (``log.recorded``) or, when ``imported``, ``log.imported``; before any write."""
+    checked = check_many(deals)
+    check_change_args(actor, reason, key)
+    logged = log.imported if imported else log.recorded
+    options: dict[str, Any] = {"actor": actor, "reason": reason, "key": key}
+    return tuple((deal, logged(deal, **options)) for deal in checked)
 
 
 def check_deal(deal: object) -> Deal:

@@ -37,12 +37,12 @@ from salespipeline.storage.base import (
     check_deal,
     check_id,
     check_log_page,
-    check_many,
     check_recorded,
     checked_query,
     decode_all,
     definition_row,
     new_entries,
+    planned_adds,
 )
 
 __all__ = ["MemoryStore"]
@@ -96,13 +96,10 @@ class MemoryStore(DealStore):
         key: str | None = None,
         imported: bool = False,
     ) -> tuple[Change, ...]:
-        checked = check_many(deals)
-        check_change_args(actor, reason, key)
-        logged = log.imported if imported else log.recorded
-        planned = [(deal, logged(deal, actor=actor, reason=reason, key=key)) for deal in checked]
+        planned = planned_adds(deals, actor, reason, key, imported=imported)
         with self._lock:
             self._check_open()
-            for deal in checked:
+            for deal, _ in planned:
                 if deal.id in self._deals or deal.id in self._changes:
                     raise DuplicateDealError(deal.id)
             for deal, changes in planned:

@@ -51,12 +51,12 @@ from salespipeline.storage.base import (
     check_deal,
     check_id,
     check_log_page,
-    check_many,
     check_recorded,
     checked_query,
     decode_all,
     definition_row,
     new_entries,
+    planned_adds,
 )
 from salespipeline.storage.sql import _figures
 from salespipeline.storage.sql._dialect import Dialect, Row, read_int
@@ -406,13 +406,11 @@ class SQLStore(DealStore):
         imported: bool = False,
     ) -> tuple[Change, ...]:
         """Every deal's row, then every change row, each one batched statement (executemany)."""
-        checked = check_many(deals)
-        check_change_args(actor, reason, key)
-        if not checked:
+        planned = planned_adds(deals, actor, reason, key, imported=imported)
+        if not planned:
             return ()
-        logged = log.imported if imported else log.recorded
-        planned = [logged(deal, actor=actor, reason=reason, key=key) for deal in checked]
-        changes = [change for made in planned for change in made]
+        checked = [deal for deal, _ in planned]
+        changes = [change for _, made in planned for change in made]
         try:
             with self._write() as cursor:
                 cursor.executemany(self.sql.insert_deal, [self._new_row(d) for d in checked])
@@ -424,7 +422,7 @@ class SQLStore(DealStore):
             raise DuplicateDealError(self._first_taken(checked)) from None
         except UniqueViolation as error:
             _refuse_row(error, checked[0], key)
-        return _last_of_each(planned, positions)
+        return _last_of_each([made for _, made in planned], positions)
 
     def _new_row(self, deal: Deal) -> list[Any]:
         """A new deal's row: its own columns, then the figures its history implies."""
