@@ -23,7 +23,16 @@ import attrs
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import compile_cache, consume, find_page, long_history, memory, persist, walk
+from benchmarks import (
+    bulk_add,
+    compile_cache,
+    consume,
+    find_page,
+    long_history,
+    memory,
+    persist,
+    walk,
+)
 
 
 @attrs.frozen
@@ -50,6 +59,7 @@ class Sizes:
     long_entries: int = 10_000
     long_deals: int = 20
     find_deals: int = 1_000_000
+    bulk_deals: int = 100_000
 
 
 FULL = Sizes(deals=300, rounds=5, memory_deals=100_000, definitions=1_000, persisted_moves=2_000)
@@ -63,6 +73,7 @@ QUICK = Sizes(
     long_entries=100,
     long_deals=2,
     find_deals=300,
+    bulk_deals=50,
 )
 
 
@@ -244,6 +255,20 @@ def find_rows(sizes: Sizes) -> list[Row]:
     return rows
 
 
+def bulk_rows(sizes: Sizes) -> list[Row]:
+    """``store.add_many`` against hand-written executemany inserts of the same rows."""
+    return _per_backend(
+        "8. bulk add",
+        lambda backend: bulk_add.measure(
+            backend, n_deals=sizes.bulk_deals, rounds=min(sizes.rounds, 3)
+        ),
+        ours=bulk_add.ADD_MANY,
+        reference=bulk_add.REFERENCE,
+        unit="deals",
+        bar=0.8,
+    )
+
+
 def memory_rows(sizes: Sizes) -> list[Row]:
     per_deal = memory.bytes_per_deal(sizes.memory_deals)
     verdict = _verdict(per_deal, bar=4096, goal=1536)
@@ -298,6 +323,7 @@ SECTIONS: dict[str, Callable[[Sizes], list[Row]]] = {
     "consume": consume_rows,
     "long": long_rows,
     "find": find_rows,
+    "bulk": bulk_rows,
 }
 
 

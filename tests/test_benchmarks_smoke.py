@@ -16,7 +16,7 @@ from conftest import SteppingClock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import compile_cache, find_page, memory, persist, run, walk
+from benchmarks import bulk_add, compile_cache, find_page, memory, persist, run, walk
 
 from salespipeline import Bant, Deal, StageBlockedError, StageChange, presets
 from salespipeline.stages import LOST, WON
@@ -227,3 +227,38 @@ def test_find_pages_are_timed_against_a_full_scan_on_sqlite(tmp_path: Path) -> N
 def test_find_pages_are_timed_against_a_full_scan_on_postgres(postgres_server: Any) -> None:
     result = _find_result(persist.postgres(postgres_server), 600)
     assert all(0 < s < math.inf for s in result.seconds.values())
+
+
+# -- 8. bulk add -------------------------------------------------------------------
+
+
+def test_bulk_deals_have_five_changes_each() -> None:
+    deals = bulk_add.deals(3)
+    assert [d.version for d in deals] == [bulk_add.CHANGES] * 3
+    assert all(len(d.history) == bulk_add.CHANGES for d in deals)
+
+
+def test_add_many_is_timed_against_hand_written_inserts_on_sqlite(tmp_path: Path) -> None:
+    rates = bulk_add.measure(persist.sqlite_backend(tmp_path), n_deals=40, rounds=1)
+    assert set(rates) == {bulk_add.ADD_MANY, bulk_add.REFERENCE}
+    assert all(0 < rate < math.inf for rate in rates.values())
+
+
+@pytest.mark.postgres
+def test_add_many_is_timed_against_hand_written_inserts_on_postgres(
+    postgres_server: Any,
+) -> None:
+    rates = bulk_add.measure(persist.postgres(postgres_server), n_deals=40, rounds=1)
+    assert all(0 < rate < math.inf for rate in rates.values())
+
+
+def test_the_hand_written_rows_are_the_rows_add_many_writes(tmp_path: Path) -> None:
+    deals = bulk_add.deals(4)
+    with persist.sqlite_backend(tmp_path).store(str(tmp_path / "a.sqlite")) as ours:
+        assert isinstance(ours, SQLStore)
+        ours.add_many(deals)
+        with persist.sqlite_backend(tmp_path).store(str(tmp_path / "b.sqlite")) as theirs:
+            assert isinstance(theirs, SQLStore)
+            bulk_add.hand_written(theirs, deals)
+            assert list(theirs.find()) == list(ours.find()) == deals
+            assert theirs.log() == ours.log()
