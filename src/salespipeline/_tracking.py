@@ -13,7 +13,7 @@ import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Final, Generic, TypeVar
 
 from salespipeline import _bulk, log
 from salespipeline import _checks as c
@@ -109,8 +109,17 @@ class Commands(abc.ABC, Generic[Store, Result, Many]):
         """The stored deal with its history."""
         return self._drive(_got(c.check_id(id)))
 
-    def _filters(self, pipeline: str | None, stage: str | None, open: bool | None) -> None:
+    def _filters(
+        self, pipeline: str | None, stage: str | None, open: bool | None, query: Mapping[str, Any]
+    ) -> None:
         """Refuse filters no deal could match: a typo never reads as "no deals"."""
+        unknown = sorted(set(query) - _QUERY)
+        if unknown:
+            raise ValidationError(
+                f"deals() has no filter {unknown[0]!r}; use pipeline, stage, open or "
+                f"{', '.join(sorted(_QUERY))}",
+                field=unknown[0],
+            )
         check_filters(pipeline, stage, open)
         if pipeline is not None:
             self.pipeline(pipeline)
@@ -358,6 +367,10 @@ def logged(
     if isinstance(change, log.Change):
         return change
     return log.derive(previous, deal, **options)
+
+
+_QUERY: Final = frozenset({"owner", "fields", "updated_since", "order_by", "limit", "after"})
+"""The keywords ``deals()`` passes on to ``find`` besides pipeline, stage and open."""
 
 
 def many_options(step: CommitMany) -> dict[str, Any]:

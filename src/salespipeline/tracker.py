@@ -75,7 +75,7 @@ class Tracker(Commands[DealStore, Deal, tuple[Deal, ...]]):
         ``UnknownStageError``: a typo never reads as "no deals". A name the tracker
         knows and the store has never seen has no deals.
         """
-        self._filters(pipeline, stage, open)
+        self._filters(pipeline, stage, open, query)
         try:
             return self._store.find(pipeline=pipeline, stage=stage, open=open, **query)
         except (UnknownPipelineError, UnknownStageError):

@@ -61,7 +61,7 @@ class AsyncTracker(Commands[AsyncDealStore, Awaitable[Deal], Awaitable[tuple[Dea
         **query: Any,
     ) -> AsyncIterator[Deal]:
         """The stored deals matching every given filter, streamed (see ``Tracker.deals``)."""
-        self._filters(pipeline, stage, open)
+        self._filters(pipeline, stage, open, query)
         return self._store.find(pipeline=pipeline, stage=stage, open=open, **query)
 
     async def _drive(self, steps: Steps[T]) -> T:
