@@ -35,6 +35,7 @@ __all__ = [
     "Command",
     "Commit",
     "CommitMany",
+    "Erase",
     "Finished",
     "Get",
     "Intent",
@@ -44,6 +45,7 @@ __all__ = [
     "Step",
     "Steps",
     "decide",
+    "erased",
     "keyed",
     "opened",
     "opened_many",
@@ -216,7 +218,18 @@ class CommitMany:
     imported: bool = False
 
 
-Step = Remembered | Load | Get | Changes | Commit | CommitMany
+@attrs.frozen
+class Erase:
+    """Erase the stored deal (``DealStore.erase``): the ``erase`` change it logged back."""
+
+    id: str
+    actor: str
+    reason: str
+    key: str | None
+    at: datetime
+
+
+Step = Remembered | Load | Get | Changes | Commit | CommitMany | Erase
 T = TypeVar("T")
 Steps = Generator[Step, Any, T]
 """A decision in progress: it yields the steps it needs and returns its result."""
@@ -243,8 +256,14 @@ def resume(steps: Steps[Any], outcome: Outcome) -> Step | Finished:
         return Finished(done.value)
 
 
-def read(step: Remembered | Load | Get | Changes) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
-    """The store method a read step calls, with its arguments: (name, args, keywords)."""
+def read(
+    step: Remembered | Load | Get | Changes | Erase,
+) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+    """The store method a step other than a commit calls, with its arguments: (name,
+    args, keywords)."""
+    if isinstance(step, Erase):
+        options = {"actor": step.actor, "reason": step.reason, "key": step.key, "at": step.at}
+        return "erase", (step.id,), options
     if isinstance(step, Changes) and step.key is not None:
         return "changes", (step.id,), {"key": step.key}
     return _READS[type(step)], (step.id,), {}
@@ -315,6 +334,12 @@ def _decided(
     previous: Deal = yield Load(id)
     intent, deal = decide(command, pipeline(previous.pipeline), previous, now=now)
     return previous, intent, deal, True
+
+
+def erased(step: Erase) -> Steps[log.Change]:
+    """Erase the deal as ``step`` says; the ``erase`` change (a retry with its key too)."""
+    change: log.Change = yield step
+    return change
 
 
 def opened(

@@ -20,8 +20,10 @@ from salespipeline import _checks as c
 from salespipeline._commands import (
     Command,
     CommitMany,
+    Erase,
     Get,
     Steps,
+    erased,
     opened,
     opened_many,
     run,
@@ -31,6 +33,7 @@ from salespipeline._listeners import Listener, ListenerFailure, Listeners, Unsub
 from salespipeline.deal import Bant, Deal, to_actor
 from salespipeline.errors import UnknownPipelineError, UnknownStageError, ValidationError, shown
 from salespipeline.pipeline import Clock, Pipeline, system_clock
+from salespipeline.storage._erasure import check_erasure
 from salespipeline.storage.base import check_filters
 
 __all__ = ["Commands", "Many", "Result"]
@@ -282,6 +285,14 @@ class Commands(abc.ABC, Generic[Store, Result, Many]):
             )
 
         return self._drive(opened(c.check_id(id), key, build, who, imported=True))
+
+    def _erasure(
+        self, id: str, actor: str | None, reason: str, key: str | None
+    ) -> Steps[log.Change]:
+        """The checked plan of ``erase``: an actor (the call's, else the tracker's) and a
+        non-blank reason are required, refused before any I/O."""
+        erasure = check_erasure(id, self._who(actor), reason, key, self._now())
+        return erased(Erase(*erasure))
 
     # -- listening --------------------------------------------------------------------
 

@@ -468,7 +468,8 @@ def replay(changes: Iterable[Change], *, until: datetime | None = None) -> dict[
     Changes are taken per deal in version order, whatever order they come in; each
     deal's versions must run 1..n without gaps, each change's old values must be the
     values before it, and times must not run backwards (else ``ValidationError``).
-    A deal opened after ``until``, or erased by then, is not in the result.
+    A deal opened after ``until``, or erased by then, is not in the result; nor is one
+    whose log holds only its ``erase`` change (a store deletes an erased deal's past).
     """
     limit = None if until is None else c.to_utc(until, "until")
     by_deal: dict[str, list[Change]] = {}
@@ -495,6 +496,8 @@ def _rebuilt(deal_id: str, changes: list[Change], until: datetime | None) -> Dea
     history: list[StageChange] = []
     last: Change | None = None
     for expected, change in enumerate(changes, start=1):
+        if last is None and change.kind == "erase":
+            return None  # its earlier changes were deleted with its personal data
         if change.version != expected:
             raise ValidationError(
                 f"the log has version {change.version} where version {expected} belongs",

@@ -35,6 +35,7 @@ from salespipeline._listeners import EVENTS, Listener, ListenerFailure, Unsubscr
 from salespipeline._tracking import Commands, commit_options, logged, many_options
 from salespipeline.deal import Deal
 from salespipeline.errors import SalesPipelineError, UnknownPipelineError, UnknownStageError
+from salespipeline.log import Change
 from salespipeline.pipeline import Pipeline
 from salespipeline.storage.base import DealStore
 
@@ -80,6 +81,18 @@ class Tracker(Commands[DealStore, Deal, tuple[Deal, ...]]):
             return self._store.find(pipeline=pipeline, stage=stage, open=open, **query)
         except (UnknownPipelineError, UnknownStageError):
             return iter(())
+
+    def erase(
+        self, id: str, *, reason: str, actor: str | None = None, key: str | None = None
+    ) -> Change:
+        """Erase deal ``id`` and its personal data from the store (a GDPR-style request).
+
+        Its row and every change of its log are deleted; one ``erase`` change with no
+        personal data is logged so consumers learn of it, and returned. ``actor`` (default: the
+        tracker's) and a non-blank ``reason`` are required; a retry with the same
+        ``key`` returns the same change. See the how-to "Erase a deal".
+        """
+        return self._drive(self._erasure(id, actor, reason, key))
 
     def _drive(self, steps: Steps[T]) -> T:
         outcome = STARTED

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from salespipeline.deal import Deal, StageChange
+from salespipeline.errors import StorageError
 from salespipeline.log import Change
 from salespipeline.pipeline import Pipeline
 from salespipeline.storage._blocks import Blocks
@@ -112,6 +113,18 @@ class AsyncDealStore(abc.ABC):
     @abc.abstractmethod
     async def log(self, *, after: int = 0, limit: int = 1000) -> tuple[Change, ...]:
         """All deals' changes after position ``after``, in position order."""
+
+    async def erase(
+        self,
+        id: str,
+        *,
+        actor: str,
+        reason: str,
+        key: str | None = None,
+        at: datetime | None = None,
+    ) -> Change:
+        """Delete the deal and its log, and log its ``erase`` change (``DealStore.erase``)."""
+        raise StorageError(f"{type(self).__name__} cannot erase deals: implement erase()")
 
     @abc.abstractmethod
     async def consumer_position(self, name: str) -> int:

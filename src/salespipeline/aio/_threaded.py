@@ -135,6 +135,17 @@ class ThreadedStore(AsyncDealStore):
     async def log(self, *, after: int = 0, limit: int = 1000) -> tuple[Change, ...]:
         return await self._call(self._sync.log, after=after, limit=limit)
 
+    async def erase(
+        self,
+        id: str,
+        *,
+        actor: str,
+        reason: str,
+        key: str | None = None,
+        at: datetime | None = None,
+    ) -> Change:
+        return await self._call(self._sync.erase, id, actor=actor, reason=reason, key=key, at=at)
+
     async def consumer_position(self, name: str) -> int:
         return await self._call(self._sync.consumer_position, name)
 

@@ -64,6 +64,18 @@ class AsyncTracker(Commands[AsyncDealStore, Awaitable[Deal], Awaitable[tuple[Dea
         self._filters(pipeline, stage, open, query)
         return self._store.find(pipeline=pipeline, stage=stage, open=open, **query)
 
+    async def erase(
+        self, id: str, *, reason: str, actor: str | None = None, key: str | None = None
+    ) -> Change:
+        """Erase deal ``id`` and its personal data from the store (a GDPR-style request).
+
+        Its row and every change of its log are deleted; one ``erase`` change with no
+        personal data is logged so consumers learn of it (the awaitable's result).
+        ``actor`` (default: the tracker's) and a non-blank ``reason`` are required; a
+        retry with the same ``key`` returns the same change. See "Erase a deal".
+        """
+        return await self._drive(self._erasure(id, actor, reason, key))
+
     async def _drive(self, steps: Steps[T]) -> T:
         while self._unrecorded:  # the first commands record the definitions
             pipeline = self._unrecorded.pop(0)

@@ -201,6 +201,26 @@ class DealStore(abc.ABC):
             problems.extend(_orphan_problem(deal_id, self.changes(deal_id)))
         return tuple(problems)
 
+    def erase(
+        self,
+        id: str,
+        *,
+        actor: str,
+        reason: str,
+        key: str | None = None,
+        at: datetime | None = None,
+    ) -> Change:
+        """Delete deal ``id`` and every change of its log, and log its ``erase`` change.
+
+        The change keeps no personal data (see the how-to "Erase a deal"); it is
+        returned, position set. ``actor`` and a non-blank ``reason`` are required; a
+        retry with the same ``key`` returns the same change and writes nothing.
+        """
+        raise StorageError(
+            f"{type(self).__name__} cannot erase deals: implement erase() (see the storage "
+            "adapter guide)"
+        )
+
     def consumer_position(self, name: str) -> int:
         """Consumer ``name``'s recorded position (0 when it has none)."""
         raise self._no_log()

@@ -9,6 +9,7 @@ block, and an error undoes everything the block wrote.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from salespipeline.errors import (
 from salespipeline.log import Change
 from salespipeline.pipeline import Pipeline
 from salespipeline.storage._blocks import Blocks
+from salespipeline.storage._erasure import check_erasure, erase_change, erased_by
 from salespipeline.storage.base import (
     DealStore,
     FieldValue,
@@ -54,7 +56,7 @@ class MemoryStore(DealStore):
     def __init__(self) -> None:
         self._deals: dict[str, Deal] = {}
         self._changes: dict[str, list[Change]] = {}
-        self._log: list[Change] = []
+        self._log: list[Change | None] = []  # by position; None where an erasure deleted
         self._positions: dict[str, int] = {}
         self._definitions_by_version: dict[tuple[str, int], str] = {}
         self._lock = threading.RLock()
@@ -149,6 +151,39 @@ class MemoryStore(DealStore):
             self._set(deal.id, as_stored(deal, change))
             return self._append(deal.id, (change,))
 
+    def erase(
+        self,
+        id: str,
+        *,
+        actor: str,
+        reason: str,
+        key: str | None = None,
+        at: datetime | None = None,
+    ) -> Change:
+        erasure = check_erasure(id, actor, reason, key, at)
+        with self._lock:
+            self._check_open()
+            stored = self._deals.get(erasure[0])
+            if stored is None:
+                done = erased_by(tuple(self._changes.get(erasure[0], ())), erasure[3])
+                if done is None:
+                    raise DealNotFoundError(erasure[0])
+                return done
+            self._forget(stored)
+            return self._append(
+                stored.id, (erase_change(erasure, stored.version, stored.updated_at),)
+            )
+
+    def _forget(self, deal: Deal) -> None:
+        """Drop ``deal`` and its changes (their log slots become holes), undoably in a block."""
+        if self._marks:
+            self._marks[-1].deals.setdefault(deal.id, deal)
+            self._marks[-1].erased.append(list(self._changes[deal.id]))
+        for change in self._changes.pop(deal.id):
+            assert change.position is not None
+            self._log[change.position - 1] = None
+        del self._deals[deal.id]
+
     def _set(self, id: str, deal: Deal) -> None:
         if self._marks:
             self._marks[-1].deals.setdefault(id, self._deals.get(id))
@@ -171,17 +206,22 @@ class MemoryStore(DealStore):
             if self._marks:  # the outer block undoes these too, if it fails
                 for id, before in mark.deals.items():
                     self._marks[-1].deals.setdefault(id, before)
+                self._marks[-1].erased.extend(mark.erased)
 
     def _when_committed(self, callback: Callable[[], None]) -> None:
         self._blocks.when_committed(callback)
 
     def _undo(self, mark: _Mark) -> None:
         for change in reversed(self._log[mark.log_length :]):
+            if change is None:
+                continue
             kept = self._changes[change.deal_id]
             kept.pop()
             if not kept:
                 del self._changes[change.deal_id]
         del self._log[mark.log_length :]
+        for erased in reversed(mark.erased):
+            self._restore([c for c in erased if (c.position or 0) <= mark.log_length])
         for id, before in mark.deals.items():
             if before is None:
                 self._deals.pop(id, None)
@@ -189,6 +229,14 @@ class MemoryStore(DealStore):
                 self._deals[id] = before
         self._positions = mark.positions
         self._definitions_by_version = mark.definitions
+
+    def _restore(self, changes: list[Change]) -> None:
+        """Put back the changes of a deal whose erasure a failed block undoes."""
+        if changes:
+            self._changes[changes[0].deal_id] = changes
+        for change in changes:
+            assert change.position is not None
+            self._log[change.position - 1] = change
 
     def find(
         self,
@@ -266,7 +314,8 @@ class MemoryStore(DealStore):
         after, limit = check_log_page(after, limit)
         with self._lock:
             self._check_open()
-            return tuple(self._log[after : after + limit])
+            tail = (self._log[i] for i in range(after, len(self._log)))
+            return tuple(itertools.islice(filter(None, tail), limit))
 
     def consumer_position(self, name: str) -> int:
         name = check_consumer_name(name)
@@ -311,3 +360,4 @@ class _Mark:
     positions: dict[str, int]
     definitions: dict[tuple[str, int], str]
     deals: dict[str, Deal | None] = attrs.field(factory=dict)  # as before the block's first write
+    erased: list[list[Change]] = attrs.field(factory=list)  # the changes of deals it erased

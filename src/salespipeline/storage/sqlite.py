@@ -38,7 +38,7 @@ from salespipeline.storage._process import check_process, let_go
 from salespipeline.storage.sql._dialect import AmountPart, Dialect, json_each_field_match
 from salespipeline.storage.sql._names import DEFAULT, Names, Renamed, check_names
 from salespipeline.storage.sql._schema import SQLITE_DDL
-from salespipeline.storage.sql._store import SQLStore, Statements, UniqueViolation
+from salespipeline.storage.sql._store import Cursor, SQLStore, Statements, UniqueViolation
 
 __all__ = ["SQLiteStore"]
 
@@ -156,6 +156,25 @@ class SQLiteStore(SQLStore):
             return _amount_values(deal)
         return super()._attribute_values(deal, name)
 
+    @contextmanager
+    def _deleting_securely(self, cursor: Cursor) -> Iterator[None]:
+        """Overwrite what the erase deletes with zeros (``secure_delete``), then put the
+        connection's own setting back."""
+        cursor.execute("PRAGMA secure_delete")
+        kept = int(cursor.fetchone()[0])
+        cursor.execute("PRAGMA secure_delete = 1")
+        try:
+            yield
+        finally:
+            cursor.execute(f"PRAGMA secure_delete = {kept}")
+
+    def _erased(self) -> None:
+        """Copy the zeroed pages into the database file and empty the WAL, whose frames
+        still hold the erased rows (best effort: a reader still open keeps them)."""
+        with self._statement() as cursor:
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            cursor.fetchall()
+
     def _open_connection(self) -> sqlite3.Connection:
         if self._connection is None:
             raise StorageError(f"{self!r} is closed")
@@ -242,7 +261,7 @@ def _configure(
     """Set what the store needs or was asked for; an app's connection keeps the rest."""
     pragmas = [] if timeout is None else [f"busy_timeout = {int(timeout * 1000)}"]
     if wal:
-        pragmas += ["foreign_keys = ON", "journal_mode = WAL"]
+        pragmas += ["foreign_keys = ON", "journal_mode = WAL", "secure_delete = ON"]
     if synchronous is not None:
         pragmas.append(f"synchronous = {synchronous.upper()}")
     try:

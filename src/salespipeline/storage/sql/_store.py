@@ -42,6 +42,7 @@ from salespipeline.log import Change
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
 from salespipeline.storage import _codec
+from salespipeline.storage._erasure import Erasure, check_erasure, erase_change, erased_by
 from salespipeline.storage._query import FieldValue, Query
 from salespipeline.storage.base import (
     DealStore,
@@ -388,6 +389,7 @@ class SQLStore(DealStore):
                 cursor.execute(self.sql.insert_deal, [*self._row_values(deal), *written.values])
                 if cursor.rowcount != 1:
                     raise DuplicateDealError(deal.id)
+                self._refuse_erased(cursor, deal.id)
                 self._lock_log(cursor)
                 for row in rows:
                     position = self._insert_log(cursor, row)
@@ -808,6 +810,69 @@ class SQLStore(DealStore):
             cursor.execute(self.sql.select_log, (after, limit))
             rows = cursor.fetchall()
         return tuple(map(_codec.decode_change, rows))
+
+    def erase(
+        self,
+        id: str,
+        *,
+        actor: str,
+        reason: str,
+        key: str | None = None,
+        at: datetime | None = None,
+    ) -> Change:
+        erasure = check_erasure(id, actor, reason, key, at)
+        with self._write() as cursor:
+            change = self._erase_rows(cursor, erasure)
+        self._recent.forget(erasure[0])
+        self._when_committed(self._erased)
+        return change
+
+    def _erase_rows(self, cursor: Cursor, erasure: Erasure) -> Change:
+        """Delete the deal's row and changes and log its erase change; the change."""
+        id = erasure[0]
+        cursor.execute(
+            self.sql.q("SELECT version, updated_at_us FROM sp_deals WHERE id = ?"), (id,)
+        )
+        row = cursor.fetchone()
+        if row is None:
+            return self._erased_before(cursor, erasure)
+        try:
+            change = erase_change(erasure, read_int(row[0]), _codec.from_us(read_int(row[1])))
+        except (TypeError, ValueError) as error:
+            raise CorruptRecordError(id, f"its version or time does not read: {error}") from error
+        self._lock_log(cursor)
+        with self._deleting_securely(cursor):
+            cursor.execute(self.sql.q("DELETE FROM sp_changes WHERE deal_id = ?"), (id,))
+            cursor.execute(self.sql.q("DELETE FROM sp_deals WHERE id = ?"), (id,))
+        return change.with_position(self._insert_log(cursor, _codec.log_values(change)))
+
+    def _refuse_erased(self, cursor: Cursor, id: str) -> None:
+        """An erased deal's id stays taken (its erase change is in the log under it)."""
+        cursor.execute(self.sql.q("SELECT 1 FROM sp_changes WHERE deal_id = ? LIMIT 1"), (id,))
+        if cursor.fetchone() is not None:
+            raise DuplicateDealError(id)
+
+    def _erased_before(self, cursor: Cursor, erasure: Erasure) -> Change:
+        """The erase change a retry with the same key asks for; else ``DealNotFoundError``."""
+        columns = ", ".join(_codec.LOG_COLUMNS)
+        cursor.execute(
+            self.sql.q(
+                f"SELECT {columns} FROM sp_changes WHERE deal_id = ? ORDER BY version DESC LIMIT 1"
+            ),
+            (erasure[0],),
+        )
+        row = cursor.fetchone()
+        done = erased_by((_codec.decode_change(row),) if row else (), erasure[3])
+        if done is None:
+            raise DealNotFoundError(erasure[0])
+        return done
+
+    def _deleting_securely(self, cursor: Cursor) -> AbstractContextManager[None]:
+        """Around an erase's deletes: what the backend needs so the deleted bytes are gone."""
+        return contextlib.nullcontext()
+
+    def _erased(self) -> None:
+        """Once an erase is committed: let the backend clear its files of the old copies."""
 
     def consumer_position(self, name: str) -> int:
         name = check_consumer_name(name)
