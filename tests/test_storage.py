@@ -156,6 +156,7 @@ class TestDocumentedShelfStore(StoreContract):
         self.store_class = _documented_adapter()
 
     transactions = False  # the guide's adapter leaves transaction() out
+    erasure = False  # and erase()
 
     def make_store(self) -> DealStore:
         return self.store_class(self.path)  # type: ignore[call-arg]

@@ -174,6 +174,9 @@ class BlockingView(DealStore):
     def log(self, *, after: int = 0, limit: int = 1000) -> tuple[Change, ...]:
         return self._await(lambda: self._async.log(after=after, limit=limit))
 
+    def erase(self, id: str, **options: Any) -> Change:
+        return self._await(lambda: self._async.erase(id, **options))
+
     def consumer_position(self, name: str) -> int:
         return self._await(lambda: self._async.consumer_position(name))
 

@@ -21,6 +21,7 @@ from typing import Any, Final
 import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from salespipeline import guards, limits, log, metrics
 from salespipeline.deal import Bant, Deal
@@ -1099,6 +1100,241 @@ class StoreContract:
         other.join(timeout=60)
         assert store.get("theirs").version == 2
         assert store.get("mine").version == 1
+
+    # -- erasure -------------------------------------------------------------------------
+
+    #: whether the store erases deals (``store.erase``); a store that does not must
+    #: refuse with ``StorageError``
+    erasure: bool = True
+
+    @pytest.fixture
+    def erase_store(self, store: DealStore) -> DealStore:
+        if not self.erasure:
+            with pytest.raises(StorageError):
+                store.erase("nobody", actor="dpo", reason="request")
+            pytest.skip("this store does not erase deals")
+        return store
+
+    def _personal(self, store: DealStore, pipeline: Pipeline, id: str = "erased") -> Deal:
+        """A deal carrying personal data in every place a deal can, stored with its past."""
+        deal = pipeline.start(
+            id,
+            bant=QUALIFIED,
+            fields={"email": "kim@example.com", "담당자": "김민수"},
+            owner="owner-kim",
+            next_action="call Kim at home",
+            at=T0,
+        )
+        store.add(deal, actor="agent-lee", key="open-key")
+        store.save(pipeline.advance(store.get(id), at=_later(1)), actor="agent-lee")
+        lost = pipeline.lose(store.get(id), "price", at=_later(2))
+        store.save(lost, actor="agent-park", key="lose-key")
+        return store.get(id).evolve(owner="owner-choi", at=_later(3))
+
+    def test_an_erased_deal_is_gone_and_only_its_erase_change_stays(
+        self, erase_store: DealStore, pipeline: Pipeline
+    ) -> None:
+        store = erase_store
+        deal = self._personal(store, pipeline)
+        store.save(deal, reason="handed over")
+        store.add(pipeline.start("kept", at=_later(4)))
+        change = store.erase("erased", actor="dpo", reason="request 17", at=_later(5))
+        assert (change.kind, change.version, change.at) == ("erase", 5, _later(5))
+        assert (change.actor, change.reason, dict(change.changed)) == ("dpo", "request 17", {})
+        assert change.from_stage is None and change.to_stage is None
+        assert change.position == max(c.position or 0 for c in store.log())
+        with pytest.raises(DealNotFoundError):
+            store.get("erased")
+        with pytest.raises(DealNotFoundError):
+            store.history("erased")
+        assert [d.id for d in store.find()] == ["kept"] and store.count() == 1
+        assert store.changes("erased") == (change,)
+        assert [c.deal_id for c in store.log()] == ["kept", "erased"]
+        assert log.replay(store.log()) == {"kept": store.get("kept")}
+        assert store.verify() == ()
+
+    def test_readers_positioned_before_an_erasure_skip_no_other_change(
+        self, erase_store: DealStore, pipeline: Pipeline
+    ) -> None:
+        store = erase_store
+        store.add(pipeline.start("first", at=T0))
+        self._personal(store, pipeline)
+        store.add(pipeline.start("last", at=_later(4)))
+        consumer = store.consumer("mailer")
+        assert consumer.poll(lambda change: None, limit=1) == 1
+        store.erase("erased", actor="dpo", reason="request 17")
+        seen: list[tuple[str, str]] = []
+        assert consumer.poll(lambda change: seen.append((change.deal_id, change.kind))) == 2
+        assert seen == [("last", "open"), ("erased", "erase")]
+        paged, after = [], 0
+        while page := store.log(after=after, limit=1):
+            paged.append(page[0])
+            after = page[0].position or 0
+        assert paged == list(store.log())
+        assert consumer.poll(lambda change: None) == 0
+
+    def test_an_erased_id_stays_taken(self, erase_store: DealStore, pipeline: Pipeline) -> None:
+        store = erase_store
+        self._personal(store, pipeline)
+        store.erase("erased", actor="dpo", reason="request 17")
+        before = store.log()
+        with pytest.raises(DuplicateDealError):
+            store.add(pipeline.start("erased", at=_later(9)))
+        assert store.log() == before and store.verify() == ()
+
+    @pytest.mark.parametrize(
+        "arguments",
+        [
+            {"actor": None, "reason": "request 17"},
+            {"actor": " ", "reason": "request 17"},
+            {"actor": "dpo", "reason": None},
+            {"actor": "dpo", "reason": " \t"},
+            {"actor": "dpo", "reason": "x" * 100_000},
+            {"actor": "dpo", "reason": "request 17", "key": ""},
+            {"actor": "dpo", "reason": "request 17", "at": datetime(2026, 1, 1)},
+        ],
+    )
+    def test_an_erase_without_a_proper_actor_or_reason_writes_nothing(
+        self, erase_store: DealStore, pipeline: Pipeline, arguments: dict[str, Any]
+    ) -> None:
+        store = erase_store
+        deal = self._personal(store, pipeline)
+        before = store.log()
+        with pytest.raises(ValidationError):
+            store.erase("erased", **arguments)
+        assert store.log() == before
+        assert store.get("erased").version == deal.version - 1
+
+    def test_erasing_a_deal_that_is_not_there_writes_nothing(
+        self, erase_store: DealStore, pipeline: Pipeline
+    ) -> None:
+        store = erase_store
+        self._personal(store, pipeline)
+        before = store.log()
+        with pytest.raises(DealNotFoundError) as error:
+            store.erase("nobody", actor="dpo", reason="request 17")
+        assert error.value.deal_id == "nobody"
+        with pytest.raises(ValidationError):
+            store.erase("", actor="dpo", reason="request 17")
+        assert store.log() == before
+
+    def test_an_erase_retried_with_its_key_returns_its_change_and_writes_nothing(
+        self, erase_store: DealStore, pipeline: Pipeline
+    ) -> None:
+        store = erase_store
+        self._personal(store, pipeline)
+        first = store.erase("erased", actor="dpo", reason="request 17", key="gdpr-17")
+        assert first.key == "gdpr-17"
+        assert store.erase("erased", actor="dpo", reason="request 17", key="gdpr-17") == first
+        with pytest.raises(DealNotFoundError):
+            store.erase("erased", actor="dpo", reason="request 17", key="another")
+        with pytest.raises(DealNotFoundError):
+            store.erase("erased", actor="dpo", reason="request 17")
+        assert store.changes("erased") == (first,)
+
+    def test_an_erase_is_never_earlier_than_the_deal_s_last_change(
+        self, erase_store: DealStore, pipeline: Pipeline
+    ) -> None:
+        store = erase_store
+        deal = self._personal(store, pipeline)
+        store.save(deal)
+        change = store.erase("erased", actor="dpo", reason="request 17", at=T0)
+        assert change.at == deal.updated_at
+
+    def test_an_erase_in_a_failed_transaction_is_undone(
+        self, block_store: DealStore, pipeline: Pipeline
+    ) -> None:
+        if not self.erasure:
+            pytest.skip("this store does not erase deals")
+        store = block_store
+        deal = self._personal(store, pipeline)
+        store.add(pipeline.start("kept", bant=QUALIFIED, at=_later(4)))
+        before = store.log()
+
+        def work() -> None:
+            store.erase("erased", actor="dpo", reason="request 17")
+            store.save(pipeline.advance(store.get("kept"), at=_later(5)))
+
+        _rolled_back(store, work)
+        assert store.log() == before
+        assert store.get("erased").version == deal.version - 1
+        assert store.verify() == ()
+        with store.transaction():
+            store.erase("erased", actor="dpo", reason="request 17")
+        assert [d.id for d in store.find()] == ["kept"] and store.verify() == ()
+
+    def test_tracker_erase_needs_an_actor_and_takes_the_tracker_s(
+        self, erase_store: DealStore, pipeline: Pipeline
+    ) -> None:
+        store = erase_store
+        times = iter(_later(step) for step in range(100))
+        tracker = Tracker(store, pipeline, clock=lambda: next(times))
+        tracker.open("contract", "a", owner="owner-kim")
+        tracker.open("contract", "b", owner="owner-kim")
+        with pytest.raises(ValidationError):
+            tracker.erase("a", reason="request 17")
+        assert tracker.get("a").version == 1
+        change = tracker.erase("a", reason="request 17", actor="dpo", key="k")
+        assert (change.kind, change.actor, change.key) == ("erase", "dpo", "k")
+        assert tracker.erase("a", reason="request 17", actor="dpo", key="k") == change
+        with pytest.raises(DealNotFoundError):
+            tracker.get("a")
+        keeper = Tracker(store, pipeline, actor="dpo-desk")
+        assert keeper.erase("b", reason="request 18").actor == "dpo-desk"
+        assert list(tracker.deals()) == [] and store.verify() == ()
+
+    def test_any_story_of_opens_updates_and_erasures_replays_to_the_stored_deals(
+        self, pipeline: Pipeline
+    ) -> None:
+        if not self.erasure:
+            pytest.skip("this store does not erase deals")
+        store = self.make_store()
+        counter = itertools.count()
+        try:
+
+            @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+            @given(st.lists(st.tuples(st.sampled_from("ouxe"), st.integers(0, 2)), max_size=12))
+            def story(steps: list[tuple[str, int]]) -> None:
+                run = next(counter)
+                erased: set[str] = set()
+                for what, n in steps:
+                    _apply_story_step(store, pipeline, f"s{run}-{n}", what, erased)
+                deals = {d.id: d for d in store.find() if d.id.startswith(f"s{run}-")}
+                ours = [c for c in store.log() if c.deal_id.startswith(f"s{run}-")]
+                assert log.replay(ours) == deals
+                assert {c.deal_id for c in ours if c.kind == "erase"} == erased
+                for id in erased:
+                    assert [c.kind for c in store.changes(id)] == ["erase"]
+                positions = [c.position or 0 for c in store.log()]
+                assert positions == sorted(set(positions))
+                assert store.verify() == ()
+
+            story()
+        finally:
+            store.close()
+
+
+def _apply_story_step(
+    store: DealStore, pipeline: Pipeline, id: str, what: str, erased: set[str]
+) -> None:
+    """One step of a story: ``o`` open, ``u`` update, ``x`` erase, ``e`` erase again;
+    each refused the way the contract says when the deal is not (or no longer) there."""
+    exists = any(True for _ in store.find(owner=f"owner-{id}"))
+    if what == "o":
+        if id in erased or exists:
+            with pytest.raises(DuplicateDealError):
+                store.add(pipeline.start(id, owner=f"owner-{id}", at=T0))
+        else:
+            store.add(pipeline.start(id, owner=f"owner-{id}", at=T0))
+    elif what == "u" and exists:
+        deal = store.get(id)
+        store.save(deal.evolve(amount=deal.amount + 1, at=deal.updated_at), actor=f"by-{id}")
+    elif what in "xe" and exists:
+        store.erase(id, actor="dpo", reason="request")
+        erased.add(id)
+    elif what in "xe":
+        with pytest.raises(DealNotFoundError):
+            store.erase(id, actor="dpo", reason="request")
 
 
 class _Boom(Exception):
