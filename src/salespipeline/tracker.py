@@ -51,7 +51,8 @@ class Tracker(Commands[DealStore, Deal, tuple[Deal, ...]]):
     pipeline whose guards cannot be written as data raises ``DefinitionError`` here
     unless ``record_definitions=False``. Every command (``open``, ``move``,
     ``advance``, ``win``, ``lose``, ``reopen``, ``update``, ``import_deal``, ``get``)
-    returns the deal as it left it; ``open_many`` returns the deals.
+    returns the deal as it left it; ``open_many`` returns the deals, ``erase`` its
+    ``erase`` change.
     """
 
     _stores = DealStore

@@ -44,7 +44,7 @@ class AsyncTracker(Commands[AsyncDealStore, Awaitable[Deal], Awaitable[tuple[Dea
     I/O; the pipelines' definitions are recorded in the store by the first command.
     Every command (``open``, ``move``, ``advance``, ``win``, ``lose``, ``reopen``,
     ``update``, ``import_deal``, ``get``) returns an awaitable of the deal;
-    ``open_many`` an awaitable of the deals.
+    ``open_many`` an awaitable of the deals, ``erase`` of its change.
     """
 
     _stores = AsyncDealStore

@@ -40,6 +40,7 @@ from salespipeline.storage._consumers import (
     check_recorded,
 )
 from salespipeline.storage._definitions import decode_all, decode_pipeline, definition_row
+from salespipeline.storage._erasure import check_erasure, erase_change, erased_by
 from salespipeline.storage._query import FieldValue, Query, check_names, check_query
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ __all__ = [
     "check_change_args",
     "check_consumer_name",
     "check_deal",
+    "check_erasure",
     "check_filters",
     "check_id",
     "check_log_page",
@@ -67,6 +69,8 @@ __all__ = [
     "decode_all",
     "decode_pipeline",
     "definition_row",
+    "erase_change",
+    "erased_by",
     "matches",
     "new_entries",
     "no_import",
