@@ -73,6 +73,7 @@ class PostgresStore(SQLStore):
     keeps its own pool), or an app's ``psycopg.Connection`` or ``ConnectionPool``."""
 
     sql = _STATEMENTS
+    _row_lock = " FOR UPDATE"  # an erase reads the version a concurrent save may raise
 
     def __init__(
         self,

@@ -1283,6 +1283,37 @@ class StoreContract:
         assert keeper.erase("b", reason="request 18").actor == "dpo-desk"
         assert list(tracker.deals()) == [] and store.verify() == ()
 
+    def test_an_erase_racing_saves_comes_after_every_change_they_committed(
+        self, erase_store: DealStore, pipeline: Pipeline
+    ) -> None:
+        """Whichever commits first, the erase change's version is above every saved
+        one (a consumer deduplicating on deal and version never drops it), and no
+        change of the deal outlives it."""
+        store = erase_store
+        store.add(pipeline.start("raced", at=T0))
+        store.add(pipeline.start("kept", at=T0))
+
+        def work(index: int) -> object:
+            if index == 0:
+                return store.erase("raced", actor="dpo", reason="request 17")
+            saved = []
+            for _ in range(20):
+                try:
+                    deal = store.get("raced")
+                    saved.append(store.save(deal.evolve(amount=deal.amount + 1)))
+                except (ConcurrencyError, DealNotFoundError):
+                    continue
+            return saved
+
+        results = self._race(self.threads, work)
+        erased = results[0]
+        assert isinstance(erased, log.Change) and erased.kind == "erase"
+        saved = [c for r in results[1:] for c in r if isinstance(r, list)]
+        assert all(not isinstance(r, Exception) for r in results)
+        assert all(c.version < erased.version for c in saved if c is not None)
+        assert store.changes("raced") == (erased,)
+        assert [d.id for d in store.find()] == ["kept"] and store.verify() == ()
+
     def test_any_story_of_opens_updates_and_erasures_replays_to_the_stored_deals(
         self, pipeline: Pipeline
     ) -> None:

@@ -250,6 +250,9 @@ class SQLStore(DealStore):
 
     sql: ClassVar[Statements]
     find_batch: ClassVar[int] = 500
+    _row_lock: ClassVar[str] = ""
+    """What makes a read of a deal row hold it to the transaction's end, where writers
+    are not serialised already (PostgreSQL: ``FOR UPDATE``)."""
     _names: Names = DEFAULT
     """Where the store's tables live (``prefix=``, ``schema=``); the default names."""
 
@@ -830,9 +833,8 @@ class SQLStore(DealStore):
     def _erase_rows(self, cursor: Cursor, erasure: Erasure) -> Change:
         """Delete the deal's row and changes and log its erase change; the change."""
         id = erasure[0]
-        cursor.execute(
-            self.sql.q("SELECT version, updated_at_us FROM sp_deals WHERE id = ?"), (id,)
-        )
+        read = f"SELECT version, updated_at_us FROM sp_deals WHERE id = ?{self._row_lock}"
+        cursor.execute(self.sql.q(read), (id,))
         row = cursor.fetchone()
         if row is None:
             return self._erased_before(cursor, erasure)
