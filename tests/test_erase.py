@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from _backends import Backend, RawSQL, postgres_raw
-from salespipeline import Pipeline, Stage, Tracker, ValidationError
+from salespipeline import Pipeline, Stage, StorageError, Tracker, ValidationError, log
 from salespipeline.aio import AsyncSQLiteStore, AsyncTracker
 from salespipeline.errors import DealNotFoundError
 from salespipeline.storage import DealStore, MemoryStore, PostgresStore, SQLiteStore
@@ -236,3 +236,24 @@ def test_tracker_refusals_come_before_any_io(call: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         tracker.erase("subject", **call)
     assert store.log() == before and tracker.get("subject").version == 1
+
+
+def test_replay_leaves_out_a_deal_whose_log_holds_only_its_erase_change() -> None:
+    deal = PIPELINE.start("kept", at=T0)
+    erased = log.Change("gone", 7, T0 + timedelta(hours=2), "erase", actor="dpo")
+    changes = [log.derive(None, deal), erased]
+    assert log.replay(changes) == {"kept": deal}
+    assert log.replay(changes, until=T0 + timedelta(hours=1)) == {"kept": deal}
+    assert log.replay([erased], until=T0) == {}
+
+
+def test_a_store_without_erase_refuses_it_with_storage_error() -> None:
+    class Partial(MemoryStore):
+        erase = DealStore.erase
+
+    store = Partial()
+    tracker = Tracker(store, PIPELINE, clock=_clock(), actor="dpo")
+    tracker.open("erasure", "subject")
+    with pytest.raises(StorageError, match="erase"):
+        tracker.erase("subject", reason="request 17")
+    assert tracker.get("subject").version == 1
