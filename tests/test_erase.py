@@ -257,3 +257,24 @@ def test_a_store_without_erase_refuses_it_with_storage_error() -> None:
     with pytest.raises(StorageError, match="erase"):
         tracker.erase("subject", reason="request 17")
     assert tracker.get("subject").version == 1
+
+
+def test_an_erase_inside_the_app_s_own_transaction_leaves_the_checkpoint_to_the_app(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "app.sqlite"
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA secure_delete = ON")
+    store = SQLiteStore(connection)
+    tracker = Tracker(store, PIPELINE, clock=_clock())
+    _story(tracker)
+    connection.execute("BEGIN IMMEDIATE")
+    change = tracker.erase("subject", actor="dpo", reason="request 17")
+    connection.execute("COMMIT")
+    assert change.kind == "erase" and store.verify() == ()
+    assert _found(_sqlite_rows(path)) == set()
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert _found(iter([_file_bytes(path)])) == set()
+    store.close()
+    connection.close()
