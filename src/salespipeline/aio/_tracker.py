@@ -29,6 +29,7 @@ from salespipeline._tracking import Commands, commit_options, logged, many_optio
 from salespipeline.aio._store import AsyncDealStore
 from salespipeline.deal import Deal
 from salespipeline.errors import SalesPipelineError
+from salespipeline.log import Change
 from salespipeline.pipeline import Pipeline
 
 __all__ = ["AsyncTracker"]

@@ -1180,6 +1180,10 @@ class StoreContract:
         before = store.log()
         with pytest.raises(DuplicateDealError):
             store.add(pipeline.start("erased", at=_later(9)))
+        with pytest.raises(DuplicateDealError):
+            store.add_many(
+                [pipeline.start("fresh", at=_later(9)), pipeline.start("erased", at=_later(9))]
+            )
         assert store.log() == before and store.verify() == ()
 
     @pytest.mark.parametrize(

@@ -421,6 +421,7 @@ class SQLStore(DealStore):
                 cursor.executemany(self.sql.insert_deal, [self._new_row(d) for d in checked])
                 if cursor.rowcount != len(checked):
                     raise _Taken
+                self._refuse_erased_ids(cursor, [deal.id for deal in checked])
                 self._lock_log(cursor)
                 positions = self._insert_logs(cursor, changes)
         except _Taken:
@@ -853,6 +854,19 @@ class SQLStore(DealStore):
         cursor.execute(self.sql.q("SELECT 1 FROM sp_changes WHERE deal_id = ? LIMIT 1"), (id,))
         if cursor.fetchone() is not None:
             raise DuplicateDealError(id)
+
+    def _refuse_erased_ids(self, cursor: Cursor, ids: Sequence[str], *, batch: int = 500) -> None:
+        """``_refuse_erased`` for many new ids at once, a batch of them per query."""
+        for start in range(0, len(ids), batch):
+            chunk = ids[start : start + batch]
+            marks = ", ".join("?" * len(chunk))
+            cursor.execute(
+                self.sql.q(f"SELECT deal_id FROM sp_changes WHERE deal_id IN ({marks}) LIMIT 1"),
+                chunk,
+            )
+            row = cursor.fetchone()
+            if row is not None:
+                raise DuplicateDealError(str(row[0]))
 
     def _erased_before(self, cursor: Cursor, erasure: Erasure) -> Change:
         """The erase change a retry with the same key asks for; else ``DealNotFoundError``."""
