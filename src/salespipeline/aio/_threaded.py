@@ -21,6 +21,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from salespipeline.aio._finished import finished
 from salespipeline.aio._store import AsyncDealStore
 from salespipeline.deal import Deal, StageChange
 from salespipeline.errors import StorageError
@@ -213,11 +214,11 @@ class ThreadedStore(AsyncDealStore):
                 try:
                     yield
                 except BaseException as error:
-                    await _shielded(
-                        worker, block.__exit__, type(error), error, error.__traceback__
+                    await finished(
+                        _on(worker, block.__exit__, type(error), error, error.__traceback__)
                     )
                     raise
-                await _shielded(worker, block.__exit__, None, None, None)
+                await finished(_on(worker, block.__exit__, None, None, None))
         finally:
             self._block.reset(token)
             if outer is None:
@@ -242,13 +243,12 @@ class _Block:
 async def _entered(worker: ThreadPoolExecutor, block: AbstractContextManager[None]) -> None:
     """Enter ``block`` on ``worker``'s thread; a task cancelled meanwhile leaves it again,
     so the sync store's lock is never left held."""
-    entering = asyncio.ensure_future(_on(worker, block.__enter__))
+    entered: list[object] = []
     try:
-        await asyncio.shield(entering)
+        await finished(_on(worker, block.__enter__), entered.append)
     except asyncio.CancelledError as cancelled:
-        await asyncio.wait([entering])
-        if not entering.cancelled() and entering.exception() is None:
-            await _shielded(worker, block.__exit__, type(cancelled), cancelled, None)
+        if entered:
+            await finished(_on(worker, block.__exit__, type(cancelled), cancelled, None))
         raise
 
 
@@ -268,16 +268,3 @@ async def _on(
     """``call`` run on ``worker``'s thread; cancelling the awaiting task does not stop it."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(worker, functools.partial(call, *args, **kwargs))
-
-
-async def _shielded(
-    worker: ThreadPoolExecutor, call: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
-) -> R:
-    """``call`` run on ``worker``'s thread to the end, even when the task is cancelled
-    meanwhile (the cancellation is raised once it is done)."""
-    running = asyncio.ensure_future(_on(worker, call, *args, **kwargs))
-    try:
-        return await asyncio.shield(running)
-    except asyncio.CancelledError:
-        await asyncio.wait([running])
-        raise

@@ -9,8 +9,7 @@ untouched.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 from salespipeline._commands import (
@@ -26,6 +25,7 @@ from salespipeline._commands import (
     resume,
 )
 from salespipeline._tracking import Commands, commit_options, logged, many_options
+from salespipeline.aio._finished import finished
 from salespipeline.aio._store import AsyncDealStore
 from salespipeline.deal import Deal
 from salespipeline.errors import SalesPipelineError
@@ -112,13 +112,13 @@ class AsyncTracker(Commands[AsyncDealStore, Awaitable[Deal], Awaitable[tuple[Dea
         deal, previous = step.deal, step.previous
         options = commit_options(deal, step.actor, step.key, step.reason)
         write = self._store.add if previous is None else self._store.save
-        await _through(write(deal, **options), lambda c: self._told(c, previous, deal, options))
+        await finished(write(deal, **options), lambda c: self._told(c, previous, deal, options))
         return deal
 
     async def _commit_many(self, step: CommitMany) -> tuple[Deal, ...]:
         """Write the step's new deals in one transaction, to the end even if cancelled."""
         writing = self._store.add_many(step.deals, **many_options(step))
-        await _through(writing, lambda c: self._tell_each(c, step, self._store._when_committed))
+        await finished(writing, lambda c: self._tell_each(c, step, self._store._when_committed))
         return step.deals
 
     def _told(
@@ -126,16 +126,3 @@ class AsyncTracker(Commands[AsyncDealStore, Awaitable[Deal], Awaitable[tuple[Dea
     ) -> None:
         change = logged(change, previous, deal, options)
         self._store._when_committed(lambda: self._heard(change, deal))
-
-
-async def _through(write: Awaitable[R], told: Callable[[R], None]) -> None:
-    """Await ``write`` to its end even when cancelled meanwhile; ``told`` its result."""
-    writing = asyncio.ensure_future(write)
-    try:
-        result = await asyncio.shield(writing)
-    except asyncio.CancelledError:
-        await asyncio.wait([writing])
-        if not writing.cancelled() and writing.exception() is None:
-            told(writing.result())
-        raise
-    told(result)

@@ -79,15 +79,7 @@ class MemoryStore(DealStore):
         reason: str | None = None,
         key: str | None = None,
     ) -> Change:
-        deal = check_deal(deal)
-        check_change_args(actor, reason, key)
-        changes = log.recorded(deal, actor=actor, reason=reason, key=key)
-        with self._lock:
-            self._check_open()
-            if deal.id in self._deals or deal.id in self._changes:
-                raise DuplicateDealError(deal.id)
-            self._set(deal.id, as_stored(deal, changes[-1]))
-            return self._append(deal.id, changes)
+        return self.add_many((deal,), actor=actor, reason=reason, key=key)[0]
 
     def add_many(
         self,

@@ -149,21 +149,17 @@ class PostgresStore(SQLStore):
         Inside another block, or a transaction the app has open on its connection,
         it is a savepoint, and the outer transaction decides.
         """
-        with self._blocks.entered():
-            pinned = getattr(self._pinned, "connection", None)
-            if pinned is not None:
-                with self._entered(pinned.transaction()):
-                    yield
-                return
-            with (
-                self._entered(self._borrowed()) as connection,
-                self._entered(connection.transaction()),
-            ):
-                self._pinned.connection = connection
-                try:
-                    yield
-                finally:
-                    self._pinned.connection = None
+        with (
+            self._blocks.entered(),
+            self._entered(self._borrowed()) as connection,  # an outer block's, if any
+            self._entered(connection.transaction()),  # a savepoint inside one
+        ):
+            outer = getattr(self._pinned, "connection", None)
+            self._pinned.connection = connection
+            try:
+                yield
+            finally:
+                self._pinned.connection = outer
 
     @contextmanager
     def _entered(self, block: AbstractContextManager[Any]) -> Iterator[Any]:
@@ -240,8 +236,7 @@ class PostgresStore(SQLStore):
                 yield cursor
             return
         with self._mapped(), self._open_pool().connection() as connection:
-            cursor = connection.cursor()
-            yield cursor if self._names is DEFAULT else Renamed(cursor, self._names)
+            yield self._cursor(connection)
 
     @contextmanager
     def _mapped(self) -> Iterator[None]:

@@ -189,9 +189,7 @@ class SQLiteStore(SQLStore):
     def _transaction(self, begin: str) -> Iterator[sqlite3.Cursor]:
         with self._lock:
             try:
-                cursor = self._open_connection().cursor()
-                if self._names is not DEFAULT:  # it passes the driver cursor's attributes on
-                    cursor = cast(sqlite3.Cursor, Renamed(cursor, self._names))
+                cursor = self._cursor()
                 savepoint = "sp_call" if cursor.connection.in_transaction else None
                 cursor.execute(begin if savepoint is None else f"SAVEPOINT {savepoint}")
                 try:
@@ -206,12 +204,14 @@ class SQLiteStore(SQLStore):
     @contextmanager
     def _statement(self) -> Iterator[sqlite3.Cursor]:
         with self._lock, self._errors_mapped():
-            cursor = self._open_connection().cursor()
-            yield (
-                cursor
-                if self._names is DEFAULT
-                else cast(sqlite3.Cursor, Renamed(cursor, self._names))
-            )
+            yield self._cursor()
+
+    def _cursor(self) -> sqlite3.Cursor:
+        """A cursor on the connection, its statements renamed when the tables are."""
+        cursor = self._open_connection().cursor()
+        if self._names is DEFAULT:
+            return cursor
+        return cast(sqlite3.Cursor, Renamed(cursor, self._names))  # it passes attributes on
 
     @contextmanager
     def _errors_mapped(self) -> Iterator[None]:

@@ -392,7 +392,7 @@ class SQLStore(DealStore):
                 cursor.execute(self.sql.insert_deal, [*self._row_values(deal), *written.values])
                 if cursor.rowcount != 1:
                     raise DuplicateDealError(deal.id)
-                self._refuse_erased(cursor, deal.id)
+                self._refuse_erased(cursor, [deal.id])
                 self._lock_log(cursor)
                 for row in rows:
                     position = self._insert_log(cursor, row)
@@ -421,7 +421,7 @@ class SQLStore(DealStore):
                 cursor.executemany(self.sql.insert_deal, [self._new_row(d) for d in checked])
                 if cursor.rowcount != len(checked):
                     raise _Taken
-                self._refuse_erased_ids(cursor, [deal.id for deal in checked])
+                self._refuse_erased(cursor, [deal.id for deal in checked])
                 self._lock_log(cursor)
                 positions = self._insert_logs(cursor, changes)
         except _Taken:
@@ -849,14 +849,9 @@ class SQLStore(DealStore):
             cursor.execute(self.sql.q("DELETE FROM sp_deals WHERE id = ?"), (id,))
         return change.with_position(self._insert_log(cursor, _codec.log_values(change)))
 
-    def _refuse_erased(self, cursor: Cursor, id: str) -> None:
-        """An erased deal's id stays taken (its erase change is in the log under it)."""
-        cursor.execute(self.sql.q("SELECT 1 FROM sp_changes WHERE deal_id = ? LIMIT 1"), (id,))
-        if cursor.fetchone() is not None:
-            raise DuplicateDealError(id)
-
-    def _refuse_erased_ids(self, cursor: Cursor, ids: Sequence[str], *, batch: int = 500) -> None:
-        """``_refuse_erased`` for many new ids at once, a batch of them per query."""
+    def _refuse_erased(self, cursor: Cursor, ids: Sequence[str], *, batch: int = 500) -> None:
+        """An erased deal's id stays taken (its erase change is in the log under it):
+        ``DuplicateDealError`` for the first of ``ids`` the log holds, a batch per query."""
         for start in range(0, len(ids), batch):
             chunk = ids[start : start + batch]
             marks = ", ".join("?" * len(chunk))
