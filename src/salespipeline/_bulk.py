@@ -16,7 +16,7 @@ from salespipeline import _checks as c
 from salespipeline import limits
 from salespipeline.deal import Deal, StageChange
 from salespipeline.errors import UnknownStageError, ValidationError, shown
-from salespipeline.pipeline import Pipeline
+from salespipeline.pipeline import Pipeline, check_lost_reason
 from salespipeline.stages import LOST, WON
 
 __all__ = ["ATTRIBUTES", "check_items", "imported_deal"]
@@ -171,12 +171,6 @@ def _reason(pipeline: Pipeline, id: str, reason: object, lost: bool) -> str | No
             deal_id=id,
             field="lost_reason",
         )
-    text = c.check_text(reason, "lost_reason")
-    if not text.strip():
-        raise ValidationError("lost_reason is blank", deal_id=id, field="lost_reason")
-    known = pipeline.lost_reasons
-    if known is not None and text not in known:
-        raise ValidationError(
-            f"lost_reason {text!r} is not one of {list(known)}", deal_id=id, field="lost_reason"
-        )
-    return text
+    return check_lost_reason(
+        reason, pipeline.lost_reasons, deal_id=id, field="lost_reason", label="lost_reason"
+    )

@@ -488,16 +488,9 @@ class Pipeline:
     def _lost_reason(self, deal: Deal, reason: object) -> str:
         if reason is None:
             raise ValidationError("a lost deal needs a reason", deal_id=deal.id, field="reason")
-        text = c.check_text(reason, "lost reason")
-        if not text.strip():
-            raise ValidationError("the lost reason is blank", deal_id=deal.id, field="reason")
-        if self._lost_reasons is not None and text not in self._lost_reasons:
-            raise ValidationError(
-                f"lost reason {text!r} is not one of {list(self._lost_reasons)}",
-                deal_id=deal.id,
-                field="reason",
-            )
-        return text
+        return check_lost_reason(
+            reason, self._lost_reasons, deal_id=deal.id, field="reason", label="lost reason"
+        )
 
     def _apply(
         self,
@@ -597,3 +590,18 @@ def connect_definitions(definitions: Definitions) -> None:
 
 def _definitions() -> Definitions:
     return _connected[0]
+
+
+def check_lost_reason(
+    reason: object, known: Sequence[str] | None, *, deal_id: str, field: str, label: str
+) -> str:
+    """A lost reason as text: not blank, and one of ``known`` when the pipeline lists them
+    (``field`` and ``label`` name the argument in the error)."""
+    text = c.check_text(reason, label)
+    if not text.strip():
+        raise ValidationError(f"the {label} is blank", deal_id=deal_id, field=field)
+    if known is not None and text not in known:
+        raise ValidationError(
+            f"{label} {text!r} is not one of {list(known)}", deal_id=deal_id, field=field
+        )
+    return text
