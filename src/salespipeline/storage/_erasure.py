@@ -10,6 +10,7 @@ a deal" for why, and for what the caller must keep out of the reason).
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 from salespipeline import _checks as c
 from salespipeline.deal import to_actor
@@ -18,8 +19,16 @@ from salespipeline.log import Change
 
 __all__ = ["Erasure", "check_erasure", "erase_change", "erased_by"]
 
-Erasure = tuple[str, str, str, "str | None", datetime]
-"""An erase call's arguments, checked: id, actor, reason, key and the time asked for."""
+
+class Erasure(NamedTuple):
+    """An erase call's arguments, checked."""
+
+    id: str
+    actor: str
+    reason: str
+    key: str | None
+    at: datetime
+    """The time asked for (the erase change is never earlier than the deal's last change)."""
 
 
 def check_erasure(
@@ -39,14 +48,19 @@ def check_erasure(
         )
     keyed = None if key is None else c.check_id(key, "key")
     when = c.to_utc(datetime.now(timezone.utc) if at is None else at, "at")
-    return deal_id, who, why, keyed, when
+    return Erasure(deal_id, who, why, keyed, when)
 
 
 def erase_change(erasure: Erasure, version: int, updated_at: datetime) -> Change:
     """The ``erase`` change of a deal last at ``version`` and ``updated_at`` (never earlier)."""
-    deal_id, actor, reason, key, at = erasure
     return Change(
-        deal_id, version + 1, max(at, updated_at), "erase", actor=actor, reason=reason, key=key
+        erasure.id,
+        version + 1,
+        max(erasure.at, updated_at),
+        "erase",
+        actor=erasure.actor,
+        reason=erasure.reason,
+        key=erasure.key,
     )
 
 

@@ -155,11 +155,11 @@ class MemoryStore(DealStore):
         erasure = check_erasure(id, actor, reason, key, at)
         with self._lock:
             self._check_open()
-            stored = self._deals.get(erasure[0])
+            stored = self._deals.get(erasure.id)
             if stored is None:
-                done = erased_by(tuple(self._changes.get(erasure[0], ())), erasure[3])
+                done = erased_by(tuple(self._changes.get(erasure.id, ())), erasure.key)
                 if done is None:
-                    raise DealNotFoundError(erasure[0])
+                    raise DealNotFoundError(erasure.id)
                 return done
             self._forget(stored)
             return self._append(

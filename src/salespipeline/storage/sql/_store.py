@@ -827,13 +827,13 @@ class SQLStore(DealStore):
         erasure = check_erasure(id, actor, reason, key, at)
         with self._write() as cursor:
             change = self._erase_rows(cursor, erasure)
-        self._recent.forget(erasure[0])
+        self._recent.forget(erasure.id)
         self._when_committed(self._erased)
         return change
 
     def _erase_rows(self, cursor: Cursor, erasure: Erasure) -> Change:
         """Delete the deal's row and changes and log its erase change; the change."""
-        id = erasure[0]
+        id = erasure.id
         read = f"SELECT version, updated_at_us FROM sp_deals WHERE id = ?{self._row_lock}"
         cursor.execute(self.sql.q(read), (id,))
         row = cursor.fetchone()
@@ -870,12 +870,12 @@ class SQLStore(DealStore):
             self.sql.q(
                 f"SELECT {columns} FROM sp_changes WHERE deal_id = ? ORDER BY version DESC LIMIT 1"
             ),
-            (erasure[0],),
+            (erasure.id,),
         )
         row = cursor.fetchone()
-        done = erased_by((_codec.decode_change(row),) if row else (), erasure[3])
+        done = erased_by((_codec.decode_change(row),) if row else (), erasure.key)
         if done is None:
-            raise DealNotFoundError(erasure[0])
+            raise DealNotFoundError(erasure.id)
         return done
 
     def _deleting_securely(self, cursor: Cursor) -> AbstractContextManager[None]:
