@@ -51,6 +51,7 @@ __all__ = [
     "DealStore",
     "FieldValue",
     "Query",
+    "QueryingStore",
     "add_options",
     "as_stored",
     "check_change_args",
@@ -389,6 +390,68 @@ class DealStore(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class QueryingStore(DealStore):
+    """A store whose ``find`` and ``count`` check their arguments here, once
+    (``checked_query``), and answer the checked ``Query`` in ``_selected`` and
+    ``_counted``: the shipped stores, and an adapter that wants the same checks."""
+
+    def find(
+        self,
+        *,
+        pipeline: str | None = None,
+        stage: str | None = None,
+        open: bool | None = None,
+        owner: str | None = None,
+        fields: Mapping[str, FieldValue] | None = None,
+        updated_since: datetime | None = None,
+        order_by: str = "id",
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> Iterator[Deal]:
+        query = checked_query(
+            self,
+            pipeline=pipeline,
+            stage=stage,
+            open=open,
+            owner=owner,
+            fields=fields,
+            updated_since=updated_since,
+            order_by=order_by,
+            limit=limit,
+            after=after,
+        )
+        return self._selected(query)
+
+    def count(
+        self,
+        *,
+        pipeline: str | None = None,
+        stage: str | None = None,
+        open: bool | None = None,
+        owner: str | None = None,
+        fields: Mapping[str, FieldValue] | None = None,
+        updated_since: datetime | None = None,
+    ) -> int:
+        query = checked_query(
+            self,
+            pipeline=pipeline,
+            stage=stage,
+            open=open,
+            owner=owner,
+            fields=fields,
+            updated_since=updated_since,
+        )
+        return self._counted(query)
+
+    @abc.abstractmethod
+    def _selected(self, query: Query) -> Iterator[Deal]:
+        """The deals ``query`` matches, in id order, paged as it says, streamed."""
+
+    @abc.abstractmethod
+    def _counted(self, query: Query) -> int:
+        """How many deals ``query`` matches."""
 
 
 def _replay_problem(deal: Deal, changes: Sequence[Change]) -> str | None:

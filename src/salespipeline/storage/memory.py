@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -30,9 +30,9 @@ from salespipeline.log import Change
 from salespipeline.pipeline import Pipeline
 from salespipeline.storage._blocks import Blocks
 from salespipeline.storage._erasure import check_erasure, erase_change, erased_by
+from salespipeline.storage._query import Query
 from salespipeline.storage.base import (
-    DealStore,
-    FieldValue,
+    QueryingStore,
     as_stored,
     check_change_args,
     check_consumer_name,
@@ -40,7 +40,6 @@ from salespipeline.storage.base import (
     check_id,
     check_log_page,
     check_recorded,
-    checked_query,
     decode_all,
     definition_row,
     new_entries,
@@ -50,7 +49,7 @@ from salespipeline.storage.base import (
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(DealStore):
+class MemoryStore(QueryingStore):
     """Deals held in this process's memory; gone when the store is."""
 
     def __init__(self) -> None:
@@ -230,52 +229,10 @@ class MemoryStore(DealStore):
             assert change.position is not None
             self._log[change.position - 1] = change
 
-    def find(
-        self,
-        *,
-        pipeline: str | None = None,
-        stage: str | None = None,
-        open: bool | None = None,
-        owner: str | None = None,
-        fields: Mapping[str, FieldValue] | None = None,
-        updated_since: datetime | None = None,
-        order_by: str = "id",
-        limit: int | None = None,
-        after: str | None = None,
-    ) -> Iterator[Deal]:
-        query = checked_query(
-            self,
-            pipeline=pipeline,
-            stage=stage,
-            open=open,
-            owner=owner,
-            fields=fields,
-            updated_since=updated_since,
-            order_by=order_by,
-            limit=limit,
-            after=after,
-        )
+    def _selected(self, query: Query) -> Iterator[Deal]:
         return query.select(self._snapshot())
 
-    def count(
-        self,
-        *,
-        pipeline: str | None = None,
-        stage: str | None = None,
-        open: bool | None = None,
-        owner: str | None = None,
-        fields: Mapping[str, FieldValue] | None = None,
-        updated_since: datetime | None = None,
-    ) -> int:
-        query = checked_query(
-            self,
-            pipeline=pipeline,
-            stage=stage,
-            open=open,
-            owner=owner,
-            fields=fields,
-            updated_since=updated_since,
-        )
+    def _counted(self, query: Query) -> int:
         return sum(1 for deal in self._snapshot() if query.matches(deal))
 
     def _snapshot(self) -> list[Deal]:

@@ -43,9 +43,9 @@ from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
 from salespipeline.storage import _codec
 from salespipeline.storage._erasure import Erasure, check_erasure, erase_change, erased_by
-from salespipeline.storage._query import FieldValue, Query
+from salespipeline.storage._query import Query
 from salespipeline.storage.base import (
-    DealStore,
+    QueryingStore,
     as_stored,
     check_change_args,
     check_consumer_name,
@@ -53,7 +53,6 @@ from salespipeline.storage.base import (
     check_id,
     check_log_page,
     check_recorded,
-    checked_query,
     decode_all,
     definition_row,
     new_entries,
@@ -245,7 +244,7 @@ def _update_statement(p: str, json_param: str, columns: tuple[str, ...]) -> str:
     )
 
 
-class SQLStore(DealStore):
+class SQLStore(QueryingStore):
     """A DealStore over a relational database (see ``storage._schema`` for the layout)."""
 
     sql: ClassVar[Statements]
@@ -674,52 +673,10 @@ class SQLStore(DealStore):
             rows = cursor.fetchall()
         return _codec.decode_history(id, rows)
 
-    def find(
-        self,
-        *,
-        pipeline: str | None = None,
-        stage: str | None = None,
-        open: bool | None = None,
-        owner: str | None = None,
-        fields: Mapping[str, FieldValue] | None = None,
-        updated_since: datetime | None = None,
-        order_by: str = "id",
-        limit: int | None = None,
-        after: str | None = None,
-    ) -> Iterator[Deal]:
-        query = checked_query(
-            self,
-            pipeline=pipeline,
-            stage=stage,
-            open=open,
-            owner=owner,
-            fields=fields,
-            updated_since=updated_since,
-            order_by=order_by,
-            limit=limit,
-            after=after,
-        )
+    def _selected(self, query: Query) -> Iterator[Deal]:
         return self._pages(query)
 
-    def count(
-        self,
-        *,
-        pipeline: str | None = None,
-        stage: str | None = None,
-        open: bool | None = None,
-        owner: str | None = None,
-        fields: Mapping[str, FieldValue] | None = None,
-        updated_since: datetime | None = None,
-    ) -> int:
-        query = checked_query(
-            self,
-            pipeline=pipeline,
-            stage=stage,
-            open=open,
-            owner=owner,
-            fields=fields,
-            updated_since=updated_since,
-        )
+    def _counted(self, query: Query) -> int:
         conditions, params = self._conditions(query, None)
         with self._read() as cursor:
             cursor.execute(f"SELECT COUNT(*) FROM sp_deals WHERE {conditions}", params)
