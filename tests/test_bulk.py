@@ -137,6 +137,65 @@ def test_open_many_applies_the_first_stage_s_guards(store: DealStore) -> None:
     assert store.count() == 0
 
 
+def test_open_many_with_a_key_logs_it_on_every_open(tracker: Tracker, store: DealStore) -> None:
+    tracker.open_many(NAME, [{"id": "a"}, {"id": "b"}], key="batch-1")
+    assert [(c.deal_id, c.kind, c.key) for c in store.log()] == [
+        ("a", "open", "batch-1"),
+        ("b", "open", "batch-1"),
+    ]
+
+
+def test_a_retried_open_many_with_its_key_writes_nothing_and_returns_the_same_deals(
+    tracker: Tracker, store: DealStore
+) -> None:
+    heard: list[str] = []
+    tracker.subscribe(lambda change, deal: heard.append(deal.id))
+    first = tracker.open_many(NAME, [{"id": "a", "amount": 5}, {"id": "b"}], key="batch-1")
+    tracker.update("a", amount=7)
+    before = store.log()
+    again = tracker.open_many(NAME, [{"id": "a", "amount": 5}, {"id": "b"}], key="batch-1")
+    assert again == first and again[0].amount == 5  # as the open left it, not as it is now
+    assert store.log() == before and heard == ["a", "b"]
+
+
+def test_open_many_with_a_new_key_still_refuses_a_taken_id(
+    tracker: Tracker, store: DealStore
+) -> None:
+    tracker.open_many(NAME, [{"id": "a"}], key="batch-1")
+    with pytest.raises(DuplicateDealError):
+        tracker.open_many(NAME, [{"id": "a"}], key="batch-2")
+    with pytest.raises(DuplicateDealError):
+        tracker.open_many(NAME, [{"id": "a"}])
+    assert store.count() == 1
+
+
+def test_a_batch_key_given_to_another_batch_is_refused(tracker: Tracker, store: DealStore) -> None:
+    tracker.open_many(NAME, [{"id": "a"}, {"id": "b"}], key="batch-1")
+    before = store.log()
+    with pytest.raises(ValidationError, match="give each batch its own key") as refused:
+        tracker.open_many(NAME, [{"id": "a"}, {"id": "c"}], key="batch-1")
+    assert refused.value.field == "key" and store.log() == before
+    tracker.update("a", amount=3, key="u-1")
+    with pytest.raises(ValidationError, match="not a open"):
+        tracker.open_many(NAME, [{"id": "a"}], key="u-1")
+
+
+def test_open_many_refuses_a_bad_key_before_any_write(tracker: Tracker, store: DealStore) -> None:
+    with pytest.raises(ValidationError):
+        tracker.open_many(NAME, [{"id": "a"}], key="")
+    assert store.count() == 0
+
+
+@given(ids=st.lists(st.sampled_from("abcdef"), min_size=1, max_size=4, unique=True))
+def test_open_many_with_a_key_is_idempotent_for_any_batch(ids: list[str]) -> None:
+    store = MemoryStore()
+    tracker = Tracker(store, PIPELINE, clock=SteppingClock())
+    first = tracker.open_many(NAME, [{"id": i} for i in ids], key="k")
+    log_after_first = store.log()
+    assert tracker.open_many(NAME, [{"id": i} for i in ids], key="k") == first
+    assert store.log() == log_after_first and len(log_after_first) == len(ids)
+
+
 # -- import_deal -------------------------------------------------------------------------
 
 
@@ -275,9 +334,11 @@ def test_async_open_many_and_import_deal_are_the_sync_commands(tmp_path: Path) -
             NAME, "c", history=past("proposal", LOST), lost_reason="price", key="k"
         )
         assert await tracker.import_deal(NAME, "c", history=past("proposal"), key="k") == imported
+        keyed = await tracker.open_many(NAME, [{"id": "e"}, {"id": "f"}], key="batch")
+        assert await tracker.open_many(NAME, [{"id": "e"}, {"id": "f"}], key="batch") == keyed
         with pytest.raises(DuplicateDealError):
             await tracker.open_many(NAME, [{"id": "d"}, {"id": "a"}])
-        assert heard == ["open", "open", "import"]
+        assert heard == ["open", "open", "import", "open", "open"]  # the retry told no one
         assert [c.kind for c in await store.changes("c")] == ["import", "import"]
         assert await store.verify() == ()
         return (*deals, imported)
@@ -285,4 +346,4 @@ def test_async_open_many_and_import_deal_are_the_sync_commands(tmp_path: Path) -
     deals = _async(scenario, tmp_path / "deals.sqlite")
     assert [d.id for d in deals] == ["a", "b", "c"] and deals[2].lost_reason == "price"
     with SQLiteStore(tmp_path / "deals.sqlite") as store:
-        assert store.count() == 3
+        assert store.count() == 5

@@ -47,6 +47,7 @@ __all__ = [
     "decide",
     "erased",
     "keyed",
+    "keyed_many",
     "opened",
     "opened_many",
     "read",
@@ -378,10 +379,50 @@ def _written(deal: Deal, actor: str | None, key: str | None, imported: bool) -> 
     return deals[0]
 
 
-def opened_many(deals: tuple[Deal, ...], actor: str | None) -> Steps[tuple[Deal, ...]]:
-    """Open every deal in one transaction, all or nothing; the deals as stored."""
-    committed: tuple[Deal, ...] = yield CommitMany(deals, actor)
-    return committed
+def opened_many(
+    deals: tuple[Deal, ...], actor: str | None, key: str | None = None
+) -> Steps[tuple[Deal, ...]]:
+    """Open every deal in one transaction, all or nothing; the deals as stored.
+
+    With ``key`` (logged on every deal's ``open``): a batch already opened with it is
+    returned, each deal as its ``open`` left it, and nothing is written.
+    """
+    if key is not None and deals:
+        done = yield from keyed_many(deals, key)
+        if done is not None:
+            return done
+    try:
+        committed: tuple[Deal, ...] = yield CommitMany(deals, actor, key)
+        return committed
+    except DuplicateDealError as taken:
+        if key is not None and deals:
+            done = yield from keyed_many(deals, key)
+            if done is not None:
+                return done
+        raise taken
+
+
+def keyed_many(deals: tuple[Deal, ...], key: str) -> Steps[tuple[Deal, ...] | None]:
+    """The deals as the batch opened with ``key`` left them, or None when it was not.
+
+    The batch is all or nothing, so its first deal tells; a key that opened some of
+    these deals but not all was given to another batch (``ValidationError``).
+    """
+    first = yield from keyed(deals[0].id, key, "open")
+    if first is None:
+        return None
+    found = [first]
+    for deal in deals[1:]:
+        done = yield from keyed(deal.id, key, "open")
+        if done is None:
+            raise ValidationError(
+                f"key {key!r} opened deal {deals[0].id!r} but not {deal.id!r}: "
+                "give each batch its own key",
+                deal_id=deal.id,
+                field="key",
+            )
+        found.append(done)
+    return tuple(found)
 
 
 def keyed(id: str, key: str, kind: str) -> Steps[Deal | None]:

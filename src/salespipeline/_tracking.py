@@ -236,21 +236,24 @@ class Commands(abc.ABC, Generic[Store, Result, Many]):
         items: Iterable[Mapping[str, Any]],
         *,
         actor: str | None = None,
+        key: str | None = None,
     ) -> Many:
         """New deals in the pipeline's first stage, stored in one transaction: all or nothing.
 
         Each item is a mapping of ``open()``'s keywords with ``id``; at most
         ``limits.MAX_BULK`` items. A taken or repeated id is ``DuplicateDealError`` and
-        nothing is written; listeners hear every open after the commit.
+        nothing is written; listeners hear every open after the commit. With ``key``
+        (one for the batch, logged on each deal's ``open``), a retried batch returns
+        the deals as it opened them and writes nothing.
         """
-        who = self._who(actor)
+        who, key = self._who(actor), _key(key)
         pipeline = self.pipeline(pipeline_name)
         at = self._now()
         deals = tuple(
             pipeline.start(item["id"], **_attributes(item), at=at, actor=who)
             for item in _bulk.check_items(items)
         )
-        return self._drive_many(opened_many(deals, who))
+        return self._drive_many(opened_many(deals, who, key))
 
     def import_deal(
         self,

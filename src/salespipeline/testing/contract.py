@@ -976,6 +976,19 @@ class StoreContract:
         assert store.get("imp").history[1].reason == "price"
         assert store.verify() == ()
 
+    def test_add_many_with_a_key_logs_it_on_each_deal_and_finds_each_by_it(
+        self, bulk_store: DealStore, pipeline: Pipeline
+    ) -> None:
+        store = bulk_store
+        deals = [pipeline.start(f"k{n}", at=T0) for n in range(3)]
+        last = store.add_many(deals, key="batch-1")
+        assert [c.key for c in last] == ["batch-1"] * 3
+        for deal in deals:
+            (found,) = store.changes(deal.id, key="batch-1")
+            assert (found.kind, found.version, found.deal_id) == ("open", 1, deal.id)
+        assert store.changes("k0", key="batch-2") == ()
+        assert store.verify() == ()
+
     def test_add_many_joins_a_transaction_and_rolls_back_with_it(
         self, bulk_store: DealStore, pipeline: Pipeline
     ) -> None:
