@@ -1,4 +1,4 @@
-"""The ``salespipeline`` command: ``demo``, ``report``, ``lint``, ``diagram``, ``migrate``.
+"""The ``salespipeline`` command: demo, report, lint, diagram, migrate and import.
 
 This is the edge where files, the database, the terminal and the wall clock are
 touched. Bad input (an unreadable file, an invalid definition, a missing database, a
@@ -14,17 +14,18 @@ import contextlib
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from salespipeline import __version__, presets
 from salespipeline._checks import to_utc
 from salespipeline.cli._demo import END, SimulatedClock, open_store, simulate
+from salespipeline.cli._import import add_import
 from salespipeline.cli._plugins import ENTRY_POINT_GROUP, PluginError, load_plugins, unregistered
+from salespipeline.cli._progress import Progress as _Progress
 from salespipeline.cli._report import FORMATS, checked_output, currency, rates, rendered, write
 from salespipeline.deal import Deal
 from salespipeline.definitions import load_pipeline
@@ -108,7 +109,8 @@ def _one_line(error: BaseException) -> str:
 def _parser() -> _Parser:
     parser = _Parser(
         prog="salespipeline",
-        description="Sales pipelines as state machines: simulate, report, lint, draw, migrate.",
+        description="Sales pipelines as state machines: simulate, report, lint, draw, migrate, "
+        "import.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
@@ -125,6 +127,7 @@ def _parser() -> _Parser:
     _add_lint(commands)
     _add_diagram(commands)
     _add_migrate(commands)
+    add_import(commands)
     return parser
 
 
@@ -423,34 +426,3 @@ def _instant(text: str) -> datetime:
     if value.tzinfo is None:
         raise ValidationError(f"--now {text!r} needs a timezone, for example +00:00")
     return to_utc(value, "--now")  # refuses an instant that UTC cannot hold
-
-
-class _Progress:
-    """A one-line progress bar on stderr, drawn on a terminal once work takes a moment."""
-
-    def __init__(self, label: str, total: int, *, stream: IO[str] | None = None) -> None:
-        self._label = label
-        self._total = max(total, 1)
-        self._stream = stream or sys.stderr
-        self._started = time.monotonic()
-        self._drawn = 0.0
-
-    def __enter__(self) -> _Progress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._drawn:
-            self._stream.write("\n")
-            self._stream.flush()
-
-    def update(self, done: int) -> None:
-        now = time.monotonic()
-        if not self._stream.isatty() or now - self._started < 0.5:
-            return
-        if now - self._drawn < 0.1 and done < self._total:
-            return
-        self._drawn = now
-        filled = 30 * min(done, self._total) // self._total
-        bar = "#" * filled + "." * (30 - filled)
-        self._stream.write(f"\r{self._label} [{bar}] {done:,}/{self._total:,}")
-        self._stream.flush()
