@@ -13,6 +13,7 @@ import argparse
 import os
 import platform
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from importlib import metadata
@@ -256,8 +257,9 @@ def find_rows(sizes: Sizes) -> list[Row]:
 
 
 def bulk_rows(sizes: Sizes) -> list[Row]:
-    """``store.add_many`` against hand-written executemany inserts of the same rows."""
-    return _per_backend(
+    """``store.add_many`` against hand-written executemany inserts of the same rows, and
+    ``salespipeline import`` of the same deals as a CSV file against ``add_many``."""
+    rows = _per_backend(
         "8. bulk add",
         lambda backend: bulk_add.measure(
             backend, n_deals=sizes.bulk_deals, rounds=min(sizes.rounds, 3)
@@ -266,6 +268,23 @@ def bulk_rows(sizes: Sizes) -> list[Row]:
         reference=bulk_add.REFERENCE,
         unit="deals",
         bar=0.8,
+    )
+    return [*rows, import_row(sizes)]
+
+
+def import_row(sizes: Sizes) -> Row:
+    """The time of ``salespipeline import`` of an N-row CSV as a multiple of ``add_many``'s."""
+    with tempfile.TemporaryDirectory(prefix="salespipeline-bench-") as folder:
+        seconds = bulk_add.measure_import(
+            Path(folder), n_deals=sizes.bulk_deals, rounds=min(sizes.rounds, 3)
+        )
+    ratio = seconds[bulk_add.IMPORT] / seconds[bulk_add.ADD_MANY]
+    return Row(
+        "8. bulk add",
+        f"SQLite file: {bulk_add.IMPORT} of a {sizes.bulk_deals:,}-row CSV",
+        f"{seconds[bulk_add.IMPORT]:,.2f} s",
+        f"{ratio:.2f}x of add_many",
+        _verdict(ratio, bar=4.0, goal=2.0),
     )
 
 

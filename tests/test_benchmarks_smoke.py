@@ -20,6 +20,7 @@ from benchmarks import bulk_add, compile_cache, find_page, memory, persist, run,
 
 from salespipeline import Bant, Deal, StageBlockedError, StageChange, presets
 from salespipeline.stages import LOST, WON
+from salespipeline.storage import SQLiteStore
 from salespipeline.storage.sql._store import SQLStore
 
 UNQUALIFIED = Bant(budget=True, authority=True, need=True, timeline=False)
@@ -250,6 +251,32 @@ def test_add_many_is_timed_against_hand_written_inserts_on_postgres(
 ) -> None:
     rates = bulk_add.measure(persist.postgres(postgres_server), n_deals=40, rounds=1)
     assert all(0 < rate < math.inf for rate in rates.values())
+
+
+def test_the_import_benchmark_times_the_cli_and_add_many_of_the_same_deals(
+    tmp_path: Path,
+) -> None:
+    seconds = bulk_add.measure_import(tmp_path, n_deals=6, rounds=1)
+    assert set(seconds) == {bulk_add.IMPORT, bulk_add.ADD_MANY}
+    assert all(0 < s < math.inf for s in seconds.values())
+    row = run.import_row(run.QUICK)
+    assert row.ratio.endswith("x of add_many") and row.verdict
+
+
+def test_the_exported_csv_imports_as_the_benchmark_s_deals(tmp_path: Path) -> None:
+    deals = bulk_add.deals(4)
+    source = bulk_add.export(deals, tmp_path / "export.csv")
+    path = bulk_add._recorded(str(tmp_path / "db.sqlite"))
+    bulk_add._imported(path, source)
+    with SQLiteStore(path) as store:
+        found = list(store.find())
+        assert [(d.id, d.stage, d.amount, d.bant) for d in found] == [
+            (d.id, d.stage, d.amount, d.bant) for d in deals
+        ]
+        assert [[(e.to_stage, e.at) for e in d.history] for d in found] == [
+            [(e.to_stage, e.at) for e in d.history] for d in deals
+        ]
+        assert [c.kind for c in store.changes(deals[0].id)] == ["import"] * bulk_add.CHANGES
 
 
 def test_the_hand_written_rows_are_the_rows_add_many_writes(tmp_path: Path) -> None:
