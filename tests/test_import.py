@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from _backends import Backend
-from salespipeline import Tracker, presets
+from salespipeline import Pipeline, Stage, Tracker, guards, presets
 from salespipeline.cli import _import, main
 from salespipeline.cli._cells import Cells
 from salespipeline.cli._mapping import default_map, load_map
@@ -380,6 +380,49 @@ def test_parse_options_read_european_numbers_dates_and_local_times(
         ("prospecting", at("2026-01-05T08:30")),
         (WON, at("2026-02-19T23:00")),
     ]
+
+
+@pytest.mark.parametrize(
+    ("row", "line"),
+    [
+        ("a,-5,USD,,,", "row 2: amount: amount must not be negative, got -5"),
+        ("a,5,dollars,,,", "row 2: currency: currency must be a three-letter code"),
+        ("a,5,USD,150%,,", "row 2: probability: probability must be between 0 and 1"),
+        ("a,1e5,USD,,,", "row 2: amount: '1e5' is not an amount"),
+        ("a,5,USD,,won,", "row 2: stage: the deal is in 'won' but no cell says since when"),
+        ("a,5,USD,,proposal,2026-01-01", "row 2: stage: the deal is in 'proposal' but no"),
+        ("a,5,USD,,lost,2026-01-01", "row 2: stage: the deal is in 'lost' but no"),
+        ("a,5,USD,,haggling,", "row 2: stage: 'haggling' is neither in the mapping's"),
+    ],
+)
+def test_a_row_a_deal_could_not_hold_is_rejected_naming_its_column(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], row: str, line: str
+) -> None:
+    path = tmp_path / "rows.csv"
+    path.write_text(f"id,amount,currency,probability,stage,created_at\n{row}\n", "utf-8")
+    status, _, err = imported(capsys, db, path, "--skip-bad")
+    assert status == 1 and len(err) == 1
+    assert rejected(path, err)[0].startswith(line)
+    assert stored(db) == ([], [])
+
+
+def test_a_first_stage_guard_rejects_an_opened_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    strict = Pipeline(
+        "strict",
+        [
+            Stage("lead", probability=0.1, requires=guards.requires_fields("source")),
+            Stage("closing", probability=0.5),
+        ],
+    )
+    db = tmp_path / "strict.sqlite"
+    with SQLiteStore(db) as store:
+        Tracker(store, strict)
+    path = tmp_path / "rows.csv"
+    path.write_text("id,fields.source\na,web\nb,\n", "utf-8")
+    status, _, err = run(capsys, "import", "--db", str(db), "--pipeline", "strict", str(path))
+    assert status == 1 and len(err) == 1 and "row 3:" in err[0] and "source" in err[0]
 
 
 # -- the database ------------------------------------------------------------------------

@@ -163,7 +163,7 @@ def _through(
             try:
                 batch.add(plan(cells, number, columns, now=now, actor=actor))
             except SalesPipelineError as error:
-                reject(number, columns.column(getattr(error, "field", None)), str(error))
+                reject(number, columns.column_of(error), str(error))
             if len(batch.rows) == BATCH:
                 tally.count(_written(store, batch.rows, actor, columns, reject))
                 batch = _Batch()

@@ -21,7 +21,7 @@ import attrs
 from salespipeline import _bulk
 from salespipeline.cli._mapping import ImportMap
 from salespipeline.deal import Bant, Deal
-from salespipeline.errors import ValidationError
+from salespipeline.errors import SalesPipelineError, ValidationError
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
 
@@ -44,6 +44,15 @@ class Columns:
     def column(self, key: str | None) -> str | None:
         """The column name holding attribute ``key`` (None when no column does)."""
         return self.mapping.columns[key] if key is not None and key in self.index else None
+
+    def column_of(self, error: SalesPipelineError) -> str | None:
+        """The column at fault in a refused row: the error's ``field``, else the attribute
+        a deal's own check names first (``amount must not be negative``)."""
+        field = getattr(error, "field", None)
+        if field is None:
+            words = error.message.removeprefix(f"deal {getattr(error, 'deal_id', '')!r}: ")
+            field = words.partition(" ")[0]
+        return self.column(field)
 
 
 @attrs.frozen
