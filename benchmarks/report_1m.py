@@ -41,7 +41,7 @@ from salespipeline.storage._codec import amount_parts
 from salespipeline.storage.sql._figures import COLUMNS, figure_values
 
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
-NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2027, 1, 1, tzinfo=timezone.utc)  # after every generated change
 US = 10**6
 BATCH = 10_000
 PROPOSAL = presets.seven_stage().stage_names.index("proposal")
@@ -201,9 +201,9 @@ def measure(path: Path, pipeline: Pipeline, *, rounds: int) -> dict[str, Measure
     results = {}
     with SQLiteStore(path) as store:
         contenders: dict[str, Callable[[], PipelineReport]] = {
-            "store.report (SQL)": lambda: store.report(pipeline, now=NOW),
+            "store.report (SQL)": lambda: store.report(pipeline, as_of=NOW),
             "metrics.report(store.find())": lambda: metrics.report(
-                store.find(pipeline=pipeline.name), pipeline, now=NOW
+                store.find(pipeline=pipeline.name), pipeline, as_of=NOW
             ),
         }
         for name, run in contenders.items():

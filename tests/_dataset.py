@@ -12,6 +12,8 @@ from salespipeline.stages import Stage
 T = datetime(2026, 1, 1, tzinfo=timezone.utc)
 DAY = timedelta(days=1)
 NOW = T + 6 * DAY
+AS_OF = T + 11 * DAY
+"""An instant after every change of the hand-worked datasets: reports of them as they end."""
 FULL = Bant(budget=True, authority=True, need=True, timeline=True)
 
 

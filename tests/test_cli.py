@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 import tempfile
-from datetime import datetime
+from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 
 import attrs
@@ -106,7 +107,7 @@ def test_the_report_command_repeats_the_demo_report(
 ) -> None:
     db = tmp_path / "d.sqlite"
     _, demo_out, _ = _run(capsys, "demo", "--db", str(db), "--deals", "25")
-    status, out, _ = _run(capsys, "report", "--db", str(db), "--now", NOW)
+    status, out, _ = _run(capsys, "report", "--db", str(db), "--as-of", NOW)
     assert status == 0
     assert out == _report_part(demo_out)
 
@@ -124,7 +125,7 @@ def test_report_lists_overdue_follow_ups_most_overdue_first(
             if d.next_action_at < datetime.fromisoformat(NOW)
         ]
     assert expected, "the demo plans next actions, some past due"
-    status, out, _ = _run(capsys, "report", "--db", str(demo_db), "--now", NOW)
+    status, out, _ = _run(capsys, "report", "--db", str(demo_db), "--as-of", NOW)
     assert status == 0
     assert f"overdue follow-ups       {len(expected)}" in out
     listed = [line.split(":")[0].strip() for line in out.splitlines() if "d overdue)" in line]
@@ -165,8 +166,8 @@ def test_report_one_pipeline(demo_db: Path, capsys: pytest.CaptureFixture[str]) 
     ("extra", "fragment"),
     [
         (["--pipeline", "funnel"], "unknown pipeline 'funnel' (known: seven_stage)"),
-        (["--now", "2026-06-30 00:00"], "needs a timezone"),
-        (["--now", "midsummer"], "is not an ISO 8601 date and time"),
+        (["--as-of", "2026-06-30 00:00"], "needs a timezone"),
+        (["--as-of", "midsummer"], "is not an ISO 8601 date or date and time"),
     ],
 )
 def test_report_bad_options(
@@ -344,10 +345,14 @@ def test_migrate_seven_to_five(
             d.history[-1].reason == "migrated from seven_stage v1 to five_stage v1" for d in deals
         )
         assert {p.name for p in store.pipelines()} == {"five_stage", "seven_stage"}
-    status, out, _ = _run(capsys, "report", "--db", str(demo_db), "--now", NOW)
+    status, out, _ = _run(capsys, "report", "--db", str(demo_db))
     assert status == 0
-    assert out.startswith("Pipeline five_stage as of 2026-06-30 00:00 UTC\n40 deals:")
-    assert "\n\nPipeline seven_stage as of 2026-06-30 00:00 UTC\n0 deals" in out
+    assert out.startswith("Pipeline five_stage as of ")
+    assert "\n40 deals:" in out.split("\n\nPipeline seven_stage")[0]
+    assert "\n0 deals" in out.split("\n\nPipeline seven_stage")[1]
+    _, before, _ = _run(capsys, "report", "--db", str(demo_db), "--as-of", NOW)
+    assert before.startswith("Pipeline five_stage as of 2026-06-30 00:00 UTC\n0 deals:")
+    assert "\n\nPipeline seven_stage as of 2026-06-30 00:00 UTC\n40 deals" in before
 
 
 def test_migrate_lists_every_unmapped_stage(
@@ -427,3 +432,50 @@ def test_python_dash_m_runs_the_demo(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Simulated 50 deals through seven_stage")
     assert "win rate" in done.stdout
+
+
+def test_report_as_of_a_date_is_that_day_at_midnight_utc(
+    demo_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = _run(capsys, "report", "--db", str(demo_db), "--as-of", "2026-03-01")
+    _, same, _ = _run(capsys, "report", "--db", str(demo_db), "--as-of", "2026-03-01T00:00Z")
+    assert status == 0
+    assert out.startswith("Pipeline seven_stage as of 2026-03-01 00:00 UTC")
+    assert out == same
+
+
+def test_report_as_of_matches_the_store_and_owner_filters(
+    demo_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    given_at = datetime.fromisoformat(NOW)
+    with SQLiteStore(demo_db) as store:
+        for deal in list(store.find(limit=3)):
+            store.save(deal.evolve(owner="kim", at=max(given_at, deal.updated_at)))
+        at = max(d.updated_at for d in store.find()).date() + timedelta(days=1)
+        expected = store.report(
+            "seven_stage", as_of=datetime.combine(at, time(), timezone.utc), owner="kim"
+        )
+    argv = ["report", "--db", str(demo_db), "--as-of", at.isoformat(), "--owner", "kim"]
+    status, out, _ = _run(capsys, *argv, "--format", "json")
+    assert status == 0
+    assert json.loads(out) == expected.to_dict()
+    assert expected.deals == 3
+
+
+def test_report_now_is_a_deprecated_alias_of_as_of(
+    demo_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, expected, _ = _run(capsys, "report", "--db", str(demo_db), "--as-of", NOW)
+    status, out, err = _run(capsys, "report", "--db", str(demo_db), "--now", NOW)
+    assert (status, out) == (0, expected)
+    assert "--now is deprecated: use --as-of" in err
+    status, _, err = _run(capsys, "report", "--db", str(demo_db), "--now", NOW, "--as-of", NOW)
+    _assert_one_line_error(status, err, "pass --as-of alone")
+
+
+@pytest.mark.parametrize("owner", ["", "   ", "x" * 201])
+def test_report_refuses_a_blank_or_too_long_owner(
+    demo_db: Path, capsys: pytest.CaptureFixture[str], owner: str
+) -> None:
+    status, _, err = _run(capsys, "report", "--db", str(demo_db), "--owner", owner)
+    _assert_one_line_error(status, err, "owner")

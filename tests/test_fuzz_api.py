@@ -396,7 +396,7 @@ AMOUNT_ARGUMENTS: dict[str, Callable[[Any], Any]] = {
         PIPELINE.name, "d", amount=a
     ),
     "metrics.report: rates": lambda a: metrics.report(
-        EDGE_DEALS, PIPELINE, now=T0, currency="EUR", rates={"USD": a, "KRW": a}
+        EDGE_DEALS, PIPELINE, as_of=T0, currency="EUR", rates={"USD": a, "KRW": a}
     ),
 }
 
@@ -602,12 +602,12 @@ TIME_ARGUMENTS: dict[str, Callable[[Any], Any]] = {
     "Tracker (memory): update next_action_at": lambda m: _tracked().update(
         "d", next_action="call", next_action_at=m
     ),
-    "metrics.report: now": lambda m: metrics.report([BASE], PIPELINE, now=m),
+    "metrics.report: now": lambda m: metrics.report([BASE], PIPELINE, as_of=m),
     "metrics.stalled: now": lambda m: metrics.stalled([BASE], PIPELINE, now=m),
     "metrics.bottlenecks: now": lambda m: metrics.bottlenecks([BASE], PIPELINE, now=m),
     "metrics.overdue: now": lambda m: metrics.overdue(EDGE_DEALS, now=m),
     "followups.overdue: now": lambda m: followups.overdue([BASE], now=m),
-    "MemoryStore.report: now": lambda m: MemoryStore().report(PIPELINE, now=m),
+    "MemoryStore.report: now": lambda m: MemoryStore().report(PIPELINE, as_of=m),
     "ScoreCard.score: now": lambda m: CARD.score(BASE, now=m),
     "min_score clock": lambda m: guards.min_score(CARD, 50, clock=_clocked(m))(BASE),
     "Migration.apply: at": lambda m: Migration(
@@ -618,7 +618,7 @@ TIME_ARGUMENTS: dict[str, Callable[[Any], Any]] = {
     ),
 }
 EDGE_FIGURES: dict[str, Callable[[Any], Any]] = {
-    "report": lambda m: metrics.report(EDGE_DEALS, PIPELINE, now=m),
+    "report": lambda m: metrics.report(EDGE_DEALS, PIPELINE, as_of=m),
     "stalled": lambda m: metrics.stalled(EDGE_DEALS, PIPELINE, now=m),
     "overdue": lambda m: followups.overdue(EDGE_DEALS, now=m),
     "cycle_length": lambda m: metrics.cycle_length(EDGE_DEALS),

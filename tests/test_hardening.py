@@ -519,7 +519,7 @@ def test_cli_report_at_an_instant_utc_cannot_hold_is_a_one_line_error(
     db = tmp_path / "demo.sqlite"
     assert cli.main(["demo", "--db", str(db), "--deals", "3"]) == 0
     capsys.readouterr()
-    assert cli.main(["report", "--db", str(db), "--now", now]) == 2
+    assert cli.main(["report", "--db", str(db), "--as-of", now]) == 2
     assert "years 1-9998" in capsys.readouterr().err
 
 

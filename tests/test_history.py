@@ -228,8 +228,8 @@ def test_a_lazily_loaded_deal_equals_the_deal_and_its_store_agrees(backend: Back
         ]
         assert store.verify() == ()
         now = T0 + timedelta(days=400)
-        pure = metrics.report(list(store.find(pipeline="p")), pipeline(), now=now)
-        assert store.report("p", now=now) == pure
+        pure = metrics.report(list(store.find(pipeline="p")), pipeline(), as_of=now)
+        assert store.report("p", as_of=now) == pure
 
 
 def test_older_history_rows_that_break_the_chain_are_a_corrupt_record(backend: Backend) -> None:

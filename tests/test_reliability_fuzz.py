@@ -988,8 +988,8 @@ STORE_TIMES: dict[str, Callable[[Fuzzed, Any], Any]] = {
     "Tracker clock: advance": lambda f, m: _clocked(f, m).advance("fresh"),
     "Tracker clock: lose": lambda f, m: _clocked(f, m).lose("fresh", "budget cut"),
     "Tracker.update: next_action_at": lambda f, m: f.tracker.update("updated", next_action_at=m),
-    "store.report: now": lambda f, m: f.store.report(FLOW, now=m),
-    "store.report by name: now": lambda f, m: f.store.report(PIPELINE_NAME, now=m),
+    "store.report: now": lambda f, m: f.store.report(FLOW, as_of=m),
+    "store.report by name: now": lambda f, m: f.store.report(PIPELINE_NAME, as_of=m),
     "migrate_store: at": lambda f, m: migrate_store(
         f.store, Migration(FLOW, presets.five_stage(), FIVE_STAGE_MAP), at=m
     ),
@@ -1035,7 +1035,7 @@ def test_a_report_over_deals_at_the_calendar_edges_is_typed_and_agrees(
             assert snapshot(hostile_store) == rows
         else:
             as_of = found.as_of  # ``now`` once in UTC (an odd tzinfo may answer once only)
-            assert found == metrics.report(store.find(pipeline=PIPELINE_NAME), FLOW, now=as_of)
+            assert found == metrics.report(store.find(pipeline=PIPELINE_NAME), FLOW, as_of=as_of)
     finally:
         restore(hostile_store)
 
@@ -1099,7 +1099,7 @@ def hostile_argv(draw: st.DrawFn, db: str) -> tuple[str, list[str]]:
     return draw(
         st.sampled_from(
             [
-                (TIMES, ["report", "--db", db, "--now", now]),
+                (TIMES, ["report", "--db", db, "--as-of", now]),
                 (TEXT, ["report", "--db", text]),
                 (TEXT, ["report", "--db", db, "--pipeline", text]),
                 (TEXT, ["lint", text]),

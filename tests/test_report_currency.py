@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import pickle
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -34,6 +34,8 @@ from salespipeline.storage import MemoryStore, SQLiteStore
 from salespipeline.testing import strategies as sps
 
 NOW = T + 10 * DAY
+LATE = datetime(2200, 1, 1, tzinfo=timezone.utc)
+"""After every generated change (``strategies.timestamps`` end in 2100)."""
 RATES = {"USD": EUR_PER_USD}
 MONEY = tuple(attrs.fields_dict(CurrencyFigures))
 
@@ -88,7 +90,7 @@ def money_of(report: PipelineReport) -> CurrencyFigures:
 def test_mixed_currencies_are_reported_per_currency_and_never_added(
     deals: list[Deal], p: Pipeline
 ) -> None:
-    report = metrics.report(deals, p, now=NOW)
+    report = metrics.report(deals, p, as_of=NOW)
     assert (report.currencies, report.currency) == (("EUR", "USD"), None)
     assert all(getattr(report, name) is None for name in MONEY)
     assert report.by_currency == {"EUR": EUR, "USD": USD}
@@ -99,7 +101,7 @@ def test_mixed_currencies_are_reported_per_currency_and_never_added(
 
 
 def test_currency_alone_reports_only_its_deals(deals: list[Deal], p: Pipeline) -> None:
-    report = metrics.report(deals, p, now=NOW, currency="EUR")
+    report = metrics.report(deals, p, as_of=NOW, currency="EUR")
     assert (report.currency, report.currencies, report.deals) == ("EUR", ("EUR",), 3)
     assert report.stage_counts == {"a": 1, "b": 0, "c": 0, "won": 1, "lost": 1}
     assert (report.win_rate, report.cycle_length) == (0.5, 4 * DAY)
@@ -109,7 +111,7 @@ def test_currency_alone_reports_only_its_deals(deals: list[Deal], p: Pipeline) -
 
 
 def test_currency_alone_with_no_deal_in_it_reports_nothing(deals: list[Deal], p: Pipeline) -> None:
-    report = metrics.report(deals, p, now=NOW, currency="KRW")
+    report = metrics.report(deals, p, as_of=NOW, currency="KRW")
     assert (report.currency, report.currencies, report.deals) == ("KRW", (), 0)
     zero = Decimal(0)
     assert (report.open_value, report.weighted_pipeline, report.won_value) == (zero, zero, zero)
@@ -121,7 +123,7 @@ def test_currency_alone_with_no_deal_in_it_reports_nothing(deals: list[Deal], p:
 
 
 def test_rates_convert_every_deal_into_the_currency(deals: list[Deal], p: Pipeline) -> None:
-    report = metrics.report(deals, p, now=NOW, currency="EUR", rates=RATES)
+    report = metrics.report(deals, p, as_of=NOW, currency="EUR", rates=RATES)
     assert (report.currency, report.currencies, report.deals) == ("EUR", ("EUR", "USD"), 5)
     assert money_of(report) == IN_EUR
     assert report.by_currency == {"EUR": EUR, "USD": USD}  # as recorded, not converted
@@ -130,22 +132,22 @@ def test_rates_convert_every_deal_into_the_currency(deals: list[Deal], p: Pipeli
 
 def test_a_single_currency_reports_in_it(deals: list[Deal], p: Pipeline) -> None:
     usd = [deal for deal in deals if deal.currency == "USD"]
-    report = metrics.report(usd, p, now=NOW)
+    report = metrics.report(usd, p, as_of=NOW)
     assert (report.currency, money_of(report), report.by_currency) == ("USD", USD, {"USD": USD})
-    assert report == metrics.report(deals, p, now=NOW, currency="USD")
+    assert report == metrics.report(deals, p, as_of=NOW, currency="USD")
 
 
 def test_no_deals_report_no_currency(p: Pipeline) -> None:
-    report = metrics.report([], p, now=NOW)
+    report = metrics.report([], p, as_of=NOW)
     assert (report.currency, report.by_currency, report.open_value) == (None, {}, Decimal(0))
 
 
 def test_the_report_currency_is_upper_case_and_its_own_rate_may_be_one(
     deals: list[Deal], p: Pipeline
 ) -> None:
-    expected = metrics.report(deals, p, now=NOW, currency="EUR", rates=RATES)
+    expected = metrics.report(deals, p, as_of=NOW, currency="EUR", rates=RATES)
     same = metrics.report(
-        deals, p, now=NOW, currency="eur", rates={"usd": Decimal("0.90"), "EUR": 1}
+        deals, p, as_of=NOW, currency="eur", rates={"usd": Decimal("0.90"), "EUR": 1}
     )
     assert same == expected
 
@@ -155,14 +157,14 @@ def test_conversion_is_exact_at_the_rate_limits(p: Pipeline) -> None:
     rate = Decimal("999999999999999999.999999999999")
     amount = Decimal("999999999999999999.999999")
     deals = [p.start(f"k{i}", amount=amount, currency="KRW", at=T) for i in range(3)]
-    report = metrics.report(deals, p, now=NOW, currency="EUR", rates={"KRW": rate})
+    report = metrics.report(deals, p, as_of=NOW, currency="EUR", rates={"KRW": rate})
     assert report.open_value is not None
     assert Fraction(report.open_value) == 3 * Fraction(amount) * Fraction(rate)
     assert report.by_currency["KRW"].open_value == 3 * amount
 
 
 def test_money_figures_carry_their_currency_in_the_text(deals: list[Deal], p: Pipeline) -> None:
-    text = metrics.report(deals, p, now=NOW, currency="EUR", rates=RATES).render()
+    text = metrics.report(deals, p, as_of=NOW, currency="EUR", rates=RATES).render()
     lines = text.splitlines()
     assert "Money in EUR, the other currencies converted at the rates given" in lines
     assert "open value               860.00 EUR" in lines
@@ -171,7 +173,7 @@ def test_money_figures_carry_their_currency_in_the_text(deals: list[Deal], p: Pi
 
 
 def test_mixed_text_has_a_block_per_currency_and_no_totals(deals: list[Deal], p: Pipeline) -> None:
-    lines = metrics.report(deals, p, now=NOW).render().splitlines()
+    lines = metrics.report(deals, p, as_of=NOW).render().splitlines()
     assert not any(line.startswith("open value") for line in lines)
     start = lines.index("By currency (as recorded, never added together):")
     assert lines[start + 1] == "EUR"
@@ -188,7 +190,7 @@ def test_mixed_text_has_a_block_per_currency_and_no_totals(deals: list[Deal], p:
 
 
 def test_one_currency_text_has_no_currency_blocks(deals: list[Deal], p: Pipeline) -> None:
-    text = metrics.report(deals, p, now=NOW, currency="USD").render()
+    text = metrics.report(deals, p, as_of=NOW, currency="USD").render()
     assert "By currency" not in text
     assert "open value               400.00 USD" in text.splitlines()
 
@@ -197,7 +199,7 @@ def test_one_currency_text_has_no_currency_blocks(deals: list[Deal], p: Pipeline
 
 
 def test_to_dict_is_json_with_the_hand_worked_figures(deals: list[Deal], p: Pipeline) -> None:
-    data = metrics.report(deals, p, now=NOW, currency="EUR", rates=RATES).to_dict()
+    data = metrics.report(deals, p, as_of=NOW, currency="EUR", rates=RATES).to_dict()
     assert json.loads(json.dumps(data)) == data
     assert (data["pipeline"], data["as_of"], data["currency"]) == (
         "abc",
@@ -233,12 +235,12 @@ def test_to_dict_is_json_with_the_hand_worked_figures(deals: list[Deal], p: Pipe
         "won": 2,
     }
     assert (
-        data["bottlenecks"][0]["stage"] == metrics.report(deals, p, now=NOW).bottlenecks[0].stage
+        data["bottlenecks"][0]["stage"] == metrics.report(deals, p, as_of=NOW).bottlenecks[0].stage
     )
 
 
 def test_to_dict_of_a_mixed_report_has_nulls_at_the_top(deals: list[Deal], p: Pipeline) -> None:
-    data = metrics.report(deals, p, now=NOW).to_dict()
+    data = metrics.report(deals, p, as_of=NOW).to_dict()
     assert [data[name] for name in MONEY] == [None] * len(MONEY)
     assert data["currency"] is None
     assert list(data["by_currency"]) == ["EUR", "USD"]
@@ -247,7 +249,7 @@ def test_to_dict_of_a_mixed_report_has_nulls_at_the_top(deals: list[Deal], p: Pi
 
 def test_to_dict_writes_small_decimals_without_an_exponent(p: Pipeline) -> None:
     deal = p.start("x", amount=Decimal("0.000001"), at=T)
-    data = metrics.report([deal], p, now=NOW).to_dict()
+    data = metrics.report([deal], p, as_of=NOW).to_dict()
     assert (data["open_value"], data["weighted_pipeline"]) == ("0.000001", "0.0000001")
 
 
@@ -300,38 +302,38 @@ def test_bad_currency_or_rates_are_refused_before_any_work(
     p: Pipeline, arguments: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ValidationError, match=message) as error:
-        metrics.report(untouched(), p, now=NOW, **arguments)
+        metrics.report(untouched(), p, as_of=NOW, **arguments)
     assert error.value.field == ("rates" if "rates" in arguments else "currency")
     with MemoryStore() as store, pytest.raises(ValidationError, match=message):
-        store.report(p, now=NOW, **arguments)
+        store.report(p, as_of=NOW, **arguments)
     with SQLiteStore(":memory:") as store, pytest.raises(ValidationError, match=message):
-        store.report(p, now=NOW, **arguments)
+        store.report(p, as_of=NOW, **arguments)
 
 
 def test_rates_with_trailing_zeros_past_the_places_are_exact_enough(
     deals: list[Deal], p: Pipeline
 ) -> None:
     rate = Decimal("0.900000000000000000")  # 18 places, but 0.9 exactly
-    report = metrics.report(deals, p, now=NOW, currency="EUR", rates={"USD": rate})
-    assert report == metrics.report(deals, p, now=NOW, currency="EUR", rates=RATES)
+    report = metrics.report(deals, p, as_of=NOW, currency="EUR", rates={"USD": rate})
+    assert report == metrics.report(deals, p, as_of=NOW, currency="EUR", rates=RATES)
 
 
 def test_a_currency_without_a_rate_is_named(deals: list[Deal], p: Pipeline) -> None:
     krw = p.start("k", amount=5, currency="KRW", at=T)
     with pytest.raises(ValidationError, match="no rate for KRW, USD") as error:
-        metrics.report([*deals, krw], p, now=NOW, currency="EUR", rates={})
+        metrics.report([*deals, krw], p, as_of=NOW, currency="EUR", rates={})
     assert error.value.field == "rates"
     with SQLiteStore(":memory:") as store:
         for deal in [*deals, krw]:
             store.add(deal)
         with pytest.raises(ValidationError, match="no rate for KRW"):
-            store.report(p, now=NOW, currency="EUR", rates=RATES)
+            store.report(p, as_of=NOW, currency="EUR", rates=RATES)
 
 
 def test_rates_for_currencies_no_deal_has_are_ignored(deals: list[Deal], p: Pipeline) -> None:
     more = {**RATES, "JPY": Decimal("0.0062")}
-    assert metrics.report(deals, p, now=NOW, currency="EUR", rates=more) == metrics.report(
-        deals, p, now=NOW, currency="EUR", rates=RATES
+    assert metrics.report(deals, p, as_of=NOW, currency="EUR", rates=more) == metrics.report(
+        deals, p, as_of=NOW, currency="EUR", rates=RATES
     )
 
 
@@ -360,13 +362,13 @@ def test_each_currency_block_is_the_report_of_its_deals_alone(
     dataset: tuple[Pipeline, list[Deal]],
 ) -> None:
     pipeline, deals = dataset
-    report = metrics.report(deals, pipeline, now=NOW)
+    report = metrics.report(deals, pipeline, as_of=LATE)
     found = sorted({d.currency for d in deals if d.pipeline == pipeline.name})
     assert list(report.by_currency) == found == list(report.currencies)
     for code, figures in report.by_currency.items():
-        alone = metrics.report(deals, pipeline, now=NOW, currency=code)
+        alone = metrics.report(deals, pipeline, as_of=LATE, currency=code)
         mine = [d for d in deals if d.currency == code]
-        assert alone == metrics.report(mine, pipeline, now=NOW)
+        assert alone == metrics.report(mine, pipeline, as_of=LATE)
         assert money_of(alone) == figures
         assert alone.by_currency == {code: figures}
     assert (report.currency is None) == (len(found) != 1)
@@ -378,11 +380,11 @@ def test_conversion_is_exact_and_changes_only_money(
     dataset: tuple[Pipeline, list[Deal]], data: st.DataObject
 ) -> None:
     pipeline, deals = dataset
-    plain = metrics.report(deals, pipeline, now=NOW)
+    plain = metrics.report(deals, pipeline, as_of=LATE)
     rates = {code: data.draw(RATE, label=code) for code in plain.currencies}
     into = data.draw(st.sampled_from(["EUR", "USD", "KRW", "JPY", "GBP"]), label="into")
     rates.pop(into, None)
-    report = metrics.report(deals, pipeline, now=NOW, currency=into, rates=rates)
+    report = metrics.report(deals, pipeline, as_of=LATE, currency=into, rates=rates)
 
     def converted(name: str) -> Fraction:
         blocks = plain.by_currency.items()
@@ -407,7 +409,7 @@ def test_conversion_is_exact_and_changes_only_money(
 @given(datasets())
 def test_every_report_is_json(dataset: tuple[Pipeline, list[Deal]]) -> None:
     pipeline, deals = dataset
-    report = metrics.report(deals, pipeline, now=NOW)
+    report = metrics.report(deals, pipeline, as_of=NOW)
     data = json.loads(json.dumps(report.to_dict()))
     assert data == report.to_dict()
     assert set(data) == set(attrs.fields_dict(PipelineReport))
@@ -418,11 +420,11 @@ def test_every_report_is_json(dataset: tuple[Pipeline, list[Deal]]) -> None:
 
 
 def test_a_mixed_report_is_a_hashable_picklable_value(deals: list[Deal], p: Pipeline) -> None:
-    report = metrics.report(deals, p, now=NOW)
-    again = metrics.report(list(reversed(deals)), p, now=NOW)
+    report = metrics.report(deals, p, as_of=NOW)
+    again = metrics.report(list(reversed(deals)), p, as_of=NOW)
     assert report == again
     assert hash(report) == hash(again)
     assert pickle.loads(pickle.dumps(report)) == report
-    assert report != metrics.report(deals, p, now=NOW, currency="EUR", rates=RATES)
+    assert report != metrics.report(deals, p, as_of=NOW, currency="EUR", rates=RATES)
     with pytest.raises(ValidationError):
         attrs.evolve(report, by_currency=5)

@@ -13,7 +13,7 @@ import io
 import json
 import re
 import xml.etree.ElementTree as ET
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _dataset import EUR_PER_USD, NOW, abc, hand_worked, two_currencies
+from _dataset import AS_OF, EUR_PER_USD, NOW, abc, hand_worked, two_currencies
 from salespipeline import metrics
 from salespipeline.cli import main
 from salespipeline.deal import Deal
@@ -36,25 +36,27 @@ from salespipeline.stages import LOST, WON
 from salespipeline.storage import SQLiteStore
 from salespipeline.testing import strategies as sps
 
-NOW_TEXT = NOW.isoformat()
+AS_OF_TEXT = AS_OF.isoformat()
+AFTER_ALL = datetime(2200, 1, 1, tzinfo=timezone.utc)
+"""After every generated change (``strategies.timestamps`` end in 2100)."""
 
 
 @pytest.fixture
 def single() -> PipelineReport:
     p = abc()
-    return metrics.report(hand_worked(p), p, now=NOW)
+    return metrics.report(hand_worked(p), p, as_of=AS_OF)
 
 
 @pytest.fixture
 def mixed() -> PipelineReport:
     p = abc()
-    return metrics.report(two_currencies(p), p, now=NOW)
+    return metrics.report(two_currencies(p), p, as_of=AS_OF)
 
 
 def _converted() -> PipelineReport:
     p = abc()
     return metrics.report(
-        two_currencies(p), p, now=NOW, currency="EUR", rates={"USD": EUR_PER_USD}
+        two_currencies(p), p, as_of=AS_OF, currency="EUR", rates={"USD": EUR_PER_USD}
     )
 
 
@@ -190,7 +192,7 @@ def datasets(draw: st.DrawFn) -> tuple[Pipeline, list[Deal]]:
 @given(datasets())
 def test_csv_reads_back_to_any_report(dataset: tuple[Pipeline, list[Deal]]) -> None:
     pipeline, deals = dataset
-    report = metrics.report(deals, pipeline, now=NOW)
+    report = metrics.report(deals, pipeline, as_of=AFTER_ALL)
     _assert_csv_is_the_report(metrics.render_csv(report), report)
 
 
@@ -255,7 +257,7 @@ def test_the_standalone_funnel_is_an_svg_document(single: PipelineReport) -> Non
 @given(datasets())
 def test_the_funnel_matches_any_report(dataset: tuple[Pipeline, list[Deal]]) -> None:
     pipeline, deals = dataset
-    report = metrics.report(deals, pipeline, now=NOW)
+    report = metrics.report(deals, pipeline, as_of=AFTER_ALL)
     svg = _svg(metrics.render_html(report))
     _assert_bars_match(svg, report)
     undefined = {s for s, rate in report.conversion_rates.items() if rate is None}
@@ -341,12 +343,12 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 
 def _report(db: Path, **money: Any) -> PipelineReport:
     with SQLiteStore(db) as store:
-        return store.report("abc", now=NOW, **money)
+        return store.report("abc", as_of=AS_OF, **money)
 
 
 def test_json_is_the_reports_to_dict(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, err = _run(
-        capsys, "report", "--db", str(db), "--now", NOW_TEXT, "--format", "json"
+        capsys, "report", "--db", str(db), "--as-of", AS_OF_TEXT, "--format", "json"
     )
     assert (status, err) == (0, "")
     assert json.loads(out) == _report(db).to_dict()
@@ -354,21 +356,25 @@ def test_json_is_the_reports_to_dict(db: Path, capsys: pytest.CaptureFixture[str
 
 
 def test_csv_from_the_command_line(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status, out, _ = _run(capsys, "report", "--db", str(db), "--now", NOW_TEXT, "--format", "csv")
+    status, out, _ = _run(
+        capsys, "report", "--db", str(db), "--as-of", AS_OF_TEXT, "--format", "csv"
+    )
     assert status == 0
     assert out == metrics.render_csv(_report(db))
 
 
 def test_html_from_the_command_line(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status, out, _ = _run(capsys, "report", "--db", str(db), "--now", NOW_TEXT, "--format", "html")
+    status, out, _ = _run(
+        capsys, "report", "--db", str(db), "--as-of", AS_OF_TEXT, "--format", "html"
+    )
     assert status == 0
     assert out == metrics.render_html(_report(db))
     _assert_self_contained(out)
 
 
 def test_text_stays_the_default(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _, default, _ = _run(capsys, "report", "--db", str(db), "--now", NOW_TEXT)
-    _, text, _ = _run(capsys, "report", "--db", str(db), "--now", NOW_TEXT, "--format", "text")
+    _, default, _ = _run(capsys, "report", "--db", str(db), "--as-of", AS_OF_TEXT)
+    _, text, _ = _run(capsys, "report", "--db", str(db), "--as-of", AS_OF_TEXT, "--format", "text")
     assert default == text
     assert default.startswith(_report(db).render())
     assert "overdue follow-ups" in default
@@ -380,14 +386,16 @@ def test_output_writes_the_file_and_nothing_to_stdout(
 ) -> None:
     target = tmp_path / f"report.{form}"
     target.write_text("an older report, replaced\n" * 1000)
-    _, expected, _ = _run(capsys, "report", "--db", str(db), "--now", NOW_TEXT, "--format", form)
+    _, expected, _ = _run(
+        capsys, "report", "--db", str(db), "--as-of", AS_OF_TEXT, "--format", form
+    )
     status, out, err = _run(
         capsys,
         "report",
         "--db",
         str(db),
-        "--now",
-        NOW_TEXT,
+        "--as-of",
+        AS_OF_TEXT,
         "--format",
         form,
         "--output",
@@ -400,7 +408,17 @@ def test_output_writes_the_file_and_nothing_to_stdout(
 def test_currency_alone_reports_only_its_deals(
     db: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["report", "--db", str(db), "--now", NOW_TEXT, "--format", "json", "--currency", "USD"]
+    argv = [
+        "report",
+        "--db",
+        str(db),
+        "--as-of",
+        AS_OF_TEXT,
+        "--format",
+        "json",
+        "--currency",
+        "USD",
+    ]
     status, out, _ = _run(capsys, *argv)
     assert status == 0
     data = json.loads(out)
@@ -409,7 +427,7 @@ def test_currency_alone_reports_only_its_deals(
 
 
 def test_rates_convert_every_deal(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["report", "--db", str(db), "--now", NOW_TEXT, "--format", "json"]
+    argv = ["report", "--db", str(db), "--as-of", AS_OF_TEXT, "--format", "json"]
     status, out, _ = _run(
         capsys, *argv, "--currency", "EUR", "--rate", "USD=0.9", "--rate", "GBP=1.15"
     )
@@ -427,7 +445,7 @@ def test_several_pipelines_are_one_json_line_each_and_one_csv(
     with SQLiteStore(db) as store:
         store.save_pipeline(other)
         store.add(other.start("o1", amount=5, currency="EUR", at=NOW - timedelta(days=1)))
-    base = ["report", "--db", str(db), "--now", NOW_TEXT, "--format"]
+    base = ["report", "--db", str(db), "--as-of", AS_OF_TEXT, "--format"]
     _, out, _ = _run(capsys, *base, "json")
     assert sorted(json.loads(line)["pipeline"] for line in out.splitlines()) == ["abc", "other"]
     _, out, _ = _run(capsys, *base, "csv")
@@ -466,7 +484,7 @@ def _assert_one_line_error(status: int, err: str, fragment: str) -> None:
 def test_bad_report_options_are_one_line_errors(
     db: Path, capsys: pytest.CaptureFixture[str], extra: list[str], fragment: str
 ) -> None:
-    status, out, err = _run(capsys, "report", "--db", str(db), "--now", NOW_TEXT, *extra)
+    status, out, err = _run(capsys, "report", "--db", str(db), "--as-of", AS_OF_TEXT, *extra)
     _assert_one_line_error(status, err, fragment)
     assert out == ""
 
@@ -502,7 +520,7 @@ def test_lost_stays_out_of_the_bars(single: PipelineReport) -> None:
 def test_text_takes_the_currency_and_rates_too(
     db: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["report", "--db", str(db), "--now", NOW_TEXT, "--currency", "eur"]
+    argv = ["report", "--db", str(db), "--as-of", AS_OF_TEXT, "--currency", "eur"]
     status, out, _ = _run(capsys, *argv, "--rate", "usd=0.9")
     assert status == 0
     assert out.startswith(_report(db, currency="EUR", rates={"USD": Decimal("0.9")}).render())

@@ -21,9 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from _backends import Backend
-from _dataset import DAY, EUR_PER_USD, NOW, T, abc, hand_worked, two_currencies
+from _dataset import AS_OF, DAY, EUR_PER_USD, T, abc, hand_worked, two_currencies
 from _postgres import PostgresServer, postgres_database, postgres_server  # noqa: F401
-from salespipeline import metrics
+from salespipeline import log, metrics
 from salespipeline.deal import Deal
 from salespipeline.errors import CorruptRecordError
 from salespipeline.metrics import PipelineReport
@@ -103,6 +103,15 @@ def assert_same_report(got: PipelineReport, expected: PipelineReport) -> None:
     assert got == expected
 
 
+def as_replayed(
+    store: DealStore, pipeline: Pipeline, as_of: datetime, **options: Any
+) -> PipelineReport:
+    """The pure report over ``store``'s log replayed up to ``as_of``."""
+    changes = [c for deal in store.find() for c in store.changes(deal.id)]
+    deals = log.replay(changes, until=as_of).values()
+    return metrics.report(deals, pipeline, as_of=as_of, **options)
+
+
 def fill(store: DealStore, deals: list[Deal]) -> DealStore:
     for deal in deals:
         store.add(deal)
@@ -124,7 +133,7 @@ def store(backend: Backend) -> Iterator[DealStore]:
 def test_hand_worked_dataset(store: DealStore) -> None:
     p = abc()
     deals = hand_worked(p)
-    report = fill(store, deals).report(p, now=NOW)
+    report = fill(store, deals).report(p, as_of=AS_OF)
     assert (report.win_rate, report.weighted_pipeline, report.stalled_ids) == (
         0.5,
         Decimal(1050),
@@ -132,76 +141,78 @@ def test_hand_worked_dataset(store: DealStore) -> None:
     )
     assert report.time_in_stage["b"] == timedelta(days=2, hours=8)
     assert report.sales_velocity == Decimal("230.7692307692307692307692307692308")
-    assert_same_report(report, metrics.report(deals, p, now=NOW))
+    assert_same_report(report, metrics.report(deals, p, as_of=AS_OF))
 
 
 def test_memory_store_reports_through_the_pure_path() -> None:
     p = abc()
     deals = hand_worked(p)
-    assert fill(MemoryStore(), deals).report(p, now=NOW) == metrics.report(deals, p, now=NOW)
+    assert fill(MemoryStore(), deals).report(p, as_of=AS_OF) == metrics.report(
+        deals, p, as_of=AS_OF
+    )
 
 
 def test_report_by_recorded_pipeline_name(store: DealStore) -> None:
     p = abc()
     store.save_pipeline(p)
     fill(store, hand_worked(p))
-    assert store.report("abc", now=NOW) == store.report(p, now=NOW)
+    assert store.report("abc", as_of=AS_OF) == store.report(p, as_of=AS_OF)
 
 
 def test_report_reads_the_pipeline_clock(store: DealStore) -> None:
     p = abc()
     fill(store, hand_worked(p))
-    assert store.report(p.with_clock(lambda: NOW)) == store.report(p, now=NOW)
+    assert store.report(p.with_clock(lambda: AS_OF)) == store.report(p, as_of=AS_OF)
 
 
 def test_other_pipelines_are_left_out(store: DealStore) -> None:
     p, other = abc(), Pipeline("other", [Stage("a", probability=0.5)])
     deals = hand_worked(p)
     fill(store, [*deals, other.win(other.start("o", amount=7, at=T), at=T + DAY)])
-    assert store.report(p, now=NOW) == metrics.report(deals, p, now=NOW)
+    assert store.report(p, as_of=AS_OF) == metrics.report(deals, p, as_of=AS_OF)
 
 
 def test_empty_store(store: DealStore) -> None:
-    report = store.report(abc(), now=NOW)
-    assert report == metrics.report([], abc(), now=NOW)
+    report = store.report(abc(), as_of=AS_OF)
+    assert report == metrics.report([], abc(), as_of=AS_OF)
     assert (report.deals, report.win_rate, report.cycle_length) == (0, None, None)
 
 
 def test_sql_stores_do_not_load_deals(store: DealStore, monkeypatch: pytest.MonkeyPatch) -> None:
     p = abc()
     fill(store, hand_worked(p))
-    expected = metrics.report(hand_worked(p), p, now=NOW)
+    expected = metrics.report(hand_worked(p), p, as_of=AS_OF)
 
     def refuse(*args: object, **kwargs: object) -> Iterator[Deal]:
         raise AssertionError("the SQL report must not load deals")
 
     monkeypatch.setattr(store, "find", refuse)
     monkeypatch.setattr(metrics._functions, "aggregate", refuse)
-    assert store.report(p, now=NOW) == expected
+    assert store.report(p, as_of=AS_OF) == expected
 
 
 @settings(max_examples=60)
-@given(datasets(), st.sampled_from([T, T + 3 * DAY, T + 40 * DAY]), money())
+@given(datasets(), st.sampled_from([T, T + 3 * DAY, T + 40 * DAY, T + 400 * DAY]), money())
 def test_sqlite_equals_pure(
     dataset: tuple[Pipeline, list[Deal]], now: datetime, options: dict[str, Any]
 ) -> None:
     pipeline, deals = dataset
     with SQLiteStore(":memory:") as store:
-        got = fill(store, deals).report(pipeline, now=now, **options)
-    assert_same_report(got, metrics.report(deals, pipeline, now=now, **options))
+        got = fill(store, deals).report(pipeline, as_of=now, **options)
+        assert_same_report(got, as_replayed(store, pipeline, now, **options))
 
 
 @pytest.mark.postgres
 def test_postgres_equals_pure(postgres_server: PostgresServer) -> None:  # noqa: F811
     @settings(max_examples=30, deadline=None)
-    @given(datasets(), st.sampled_from([T, T + 3 * DAY, T + 40 * DAY]), money())
+    @given(datasets(), st.sampled_from([T, T + 3 * DAY, T + 40 * DAY, T + 400 * DAY]), money())
     def check(
         dataset: tuple[Pipeline, list[Deal]], now: datetime, options: dict[str, Any]
     ) -> None:
         pipeline, deals = dataset
         with PostgresStore(postgres_server.fresh_schema(), max_connections=1) as store:
-            got = fill(store, deals).report(pipeline, now=now, **options)
-        assert_same_report(got, metrics.report(deals, pipeline, now=now, **options))
+            got = fill(store, deals).report(pipeline, as_of=now, **options)
+            assert_same_report(got, as_replayed(store, pipeline, now, **options))
 
     check()
 
@@ -214,8 +225,8 @@ def test_postgres_equals_pure(postgres_server: PostgresServer) -> None:  # noqa:
 def test_two_currencies_hand_worked(store: DealStore, options: dict[str, Any]) -> None:
     p = abc()
     deals = two_currencies(p)
-    report = fill(store, deals).report(p, now=T + 10 * DAY, **options)
-    assert_same_report(report, metrics.report(deals, p, now=T + 10 * DAY, **options))
+    report = fill(store, deals).report(p, as_of=T + 10 * DAY, **options)
+    assert_same_report(report, metrics.report(deals, p, as_of=T + 10 * DAY, **options))
     expected_open = {"": None, "EUR": Decimal(500), "USD": Decimal(400)}
     if "rates" in options:
         assert report.open_value == Decimal(860)
@@ -231,10 +242,10 @@ def test_a_currency_filter_applies_to_the_longest_stalled(store: DealStore) -> N
     p = abc()
     deals = [p.start(f"u{i:02}", at=T - DAY) for i in range(12)]
     deals += [p.start(f"e{i}", currency="EUR", at=T) for i in range(2)]
-    report = fill(store, deals).report(p, now=NOW, currency="EUR")
+    report = fill(store, deals).report(p, as_of=AS_OF, currency="EUR")
     assert (report.stalled, report.stalled_ids, report.deals) == (2, ("e0", "e1"), 2)
-    assert_same_report(report, metrics.report(deals, p, now=NOW, currency="EUR"))
-    converted = store.report(p, now=NOW, currency="EUR", rates={"USD": 1})
+    assert_same_report(report, metrics.report(deals, p, as_of=AS_OF, currency="EUR"))
+    converted = store.report(p, as_of=AS_OF, currency="EUR", rates={"USD": 1})
     assert (converted.stalled, len(converted.stalled_ids)) == (14, 10)
     assert "e0" not in converted.stalled_ids
 
@@ -249,11 +260,11 @@ def test_amount_sums_past_64_bits_stay_exact(store: DealStore) -> None:
         one.win(one.start(f"w{i}", amount=MAX_AMOUNT, at=T), at=T + DAY) for i in range(20)
     ] + [one.lose(one.start(f"l{i}", amount=MAX_AMOUNT, at=T), "x", at=T) for i in range(20)]
     deals += [one.start(f"o{i}", amount=MAX_AMOUNT, probability=1 / 3, at=T) for i in range(20)]
-    report = fill(store, deals).report(one, now=NOW)
+    report = fill(store, deals).report(one, as_of=AS_OF)
     assert report.average_deal_size == MAX_AMOUNT
     assert report.open_value == Decimal("19999999999999999999.99998")  # 20 x MAX
     assert report.win_rate_by_value == 0.5
-    assert_same_report(report, metrics.report(deals, one, now=NOW))
+    assert_same_report(report, metrics.report(deals, one, as_of=AS_OF))
 
 
 def test_duration_sums_past_64_bits_stay_exact(store: DealStore) -> None:
@@ -262,19 +273,20 @@ def test_duration_sums_past_64_bits_stay_exact(store: DealStore) -> None:
     start = datetime(1000, 1, 1, tzinfo=timezone.utc)
     end = datetime(9000, 1, 1, 0, 0, 0, 7, tzinfo=timezone.utc)
     deals = [one.win(one.start(f"w{i}", amount=1, at=start), at=end) for i in range(40)]
-    report = fill(store, deals).report(one, now=NOW)
+    later = datetime(9001, 1, 1, tzinfo=timezone.utc)
+    report = fill(store, deals).report(one, as_of=later)
     assert report.cycle_length == end - start
-    assert_same_report(report, metrics.report(deals, one, now=NOW))
+    assert_same_report(report, metrics.report(deals, one, as_of=later))
 
 
 def test_stalled_ids_sort_by_entry_then_code_point(store: DealStore) -> None:
     p = abc()
     ids = ["é", "Z", "a", "b0", "B", "가", "z", "_", "A1", "ab", "aa", "0", "~"]
     deals = [p.start(i, at=T) for i in ids] + [p.start("early", at=T - DAY)]
-    report = fill(store, deals).report(p, now=NOW)
+    report = fill(store, deals).report(p, as_of=AS_OF)
     assert report.stalled == 14
     assert report.stalled_ids == ("early", *sorted(ids)[:9])
-    assert_same_report(report, metrics.report(deals, p, now=NOW))
+    assert_same_report(report, metrics.report(deals, p, as_of=AS_OF))
 
 
 def test_history_rows_beyond_the_deal_version_are_ignored(
@@ -289,7 +301,7 @@ def test_history_rows_beyond_the_deal_version_are_ignored(
         "VALUES (?, ?, ?, ?, ?, 'move', '{}')",
         ("d4", 99, "a", "b", at_us),
     )
-    assert store.report(p, now=NOW) == metrics.report(deals, p, now=NOW)
+    assert store.report(p, as_of=AS_OF) == metrics.report(deals, p, as_of=AS_OF)
 
 
 def test_a_stored_deal_in_an_unknown_stage_is_corrupt(store: DealStore, backend: Backend) -> None:
@@ -297,13 +309,13 @@ def test_a_stored_deal_in_an_unknown_stage_is_corrupt(store: DealStore, backend:
     fill(store, hand_worked(p))
     backend.raw("UPDATE sp_deals SET stage = ? WHERE id = ?", ("zz", "d4"))
     with pytest.raises(CorruptRecordError, match=r"'d4'.*'zz'"):
-        store.report(p, now=NOW)
+        store.report(p, as_of=AS_OF)
 
 
 def test_pipeline_names_are_bound_parameters(store: DealStore) -> None:
     p = Pipeline("q-1.x", [Stage("it_s", probability=0.5)])
     deals = [p.start("x", amount=3, at=T)]
-    assert fill(store, deals).report(p, now=NOW) == metrics.report(deals, p, now=NOW)
+    assert fill(store, deals).report(p, as_of=AS_OF) == metrics.report(deals, p, as_of=AS_OF)
 
 
 def test_stalled_means_strictly_longer_than_rot_after(store: DealStore) -> None:
@@ -312,10 +324,10 @@ def test_stalled_means_strictly_longer_than_rot_after(store: DealStore) -> None:
     p = abc()
     deals = hand_worked(p)
     fill(store, deals)
-    at_limit = store.report(p, now=T + 4 * DAY)
-    just_over = store.report(p, now=T + 4 * DAY + timedelta(microseconds=1))
+    at_limit = store.report(p, as_of=T + 4 * DAY)
+    just_over = store.report(p, as_of=T + 4 * DAY + timedelta(microseconds=1))
     assert (at_limit.stalled, just_over.stalled_ids) == (0, ("d5", "d4"))
-    assert at_limit == metrics.report(deals, p, now=T + 4 * DAY)
+    assert at_limit == as_replayed(store, p, T + 4 * DAY)
 
 
 def test_the_scale_benchmark_runs_and_its_reports_agree(

@@ -364,7 +364,7 @@ def test_a_tracker_records_its_pipelines_for_report_only_readers(backend: Backen
         tracker.advance("t1")
     with backend.open() as reader:
         assert reader.pipelines() == (pipeline,)
-        report = reader.report("contract", now=T0.replace(year=2030))
+        report = reader.report("contract", as_of=T0.replace(year=2030))
         assert report.stage_counts["proposal"] == 1
 
 

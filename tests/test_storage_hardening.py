@@ -129,7 +129,7 @@ def test_deep_json_in_a_figure_column_is_a_storage_error_in_the_report(
 ) -> None:
     backend.raw(f"UPDATE sp_deals SET {column} = ? WHERE id = ?", (_nested(depth), "deal-1"))
     with pytest.raises(StorageError, match="cannot be aggregated"):
-        reported.report("contract", now=T0.replace(year=2030))
+        reported.report("contract", as_of=T0.replace(year=2030))
 
 
 @pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 100_000])
@@ -196,7 +196,7 @@ def _refuses_everything(store: DealStore) -> bool:
         lambda: store.save(pipeline.win(rich_deal(pipeline), at=T0.replace(year=2027))),
         lambda: store.pipelines(),
         lambda: store.pipeline("contract"),
-        lambda: store.report(pipeline, now=T0),
+        lambda: store.report(pipeline, as_of=T0),
     ]
     for call in calls:
         try:
@@ -403,7 +403,7 @@ def test_one_definition_is_decoded_when_another_names_an_unregistered_guard(
         registered.setitem(guards.KINDS.factories, "meddic", Meddic)
         _record(store)
     assert store.pipeline("partner") == partner()
-    assert store.report("partner", now=T0).stage_counts["intro"] == 1
+    assert store.report("partner", as_of=T0).stage_counts["intro"] == 1
     with pytest.raises(StorageError) as error:
         store.pipeline("b2b")
     message = str(error.value)

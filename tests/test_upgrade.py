@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from _backends import Backend, sqlite_raw
-from _dataset import NOW, T, abc, hand_worked
+from _dataset import AS_OF, NOW, T, abc, hand_worked
 from _postgres import PostgresServer, postgres_database, postgres_server  # noqa: F401
 from _schema_v1 import write_v1, write_v2
 from salespipeline import log
@@ -77,7 +77,7 @@ def test_an_old_database_upgrades_to_one_change_per_version(backend: Backend, ol
         moved = pipeline.lose(store.get("d4"), "price", at=NOW)
         change = store.save(moved, actor="ann")
         assert change is not None and change.version == moved.version
-        assert store.report(pipeline, now=NOW).deals == len(deals)
+        assert store.report(pipeline, as_of=AS_OF).deals == len(deals)
     tables = backend.raw(
         "SELECT COUNT(*) FROM sp_meta WHERE key = 'schema_version'", ()
     )  # the old history table is gone, the meta row is one

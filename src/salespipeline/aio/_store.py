@@ -195,11 +195,13 @@ class AsyncDealStore(abc.ABC):
         self,
         pipeline: Pipeline | str,
         *,
-        now: datetime | None = None,
+        as_of: datetime | None = None,
+        owner: str | None = None,
         currency: str | None = None,
         rates: Mapping[str, Decimal | int] | None = None,
+        now: datetime | None = None,
     ) -> PipelineReport:
-        """Every metric for ``pipeline`` over the stored deals (``DealStore.report``)."""
+        """Every metric for ``pipeline`` as it stood at ``as_of`` (``DealStore.report``)."""
 
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[None]:

@@ -189,12 +189,20 @@ class ThreadedStore(AsyncDealStore):
         self,
         pipeline: Pipeline | str,
         *,
-        now: datetime | None = None,
+        as_of: datetime | None = None,
+        owner: str | None = None,
         currency: str | None = None,
         rates: Mapping[str, Decimal | int] | None = None,
+        now: datetime | None = None,
     ) -> PipelineReport:
         return await self._call(
-            self._sync.report, pipeline, now=now, currency=currency, rates=rates
+            self._sync.report,
+            pipeline,
+            as_of=as_of,
+            owner=owner,
+            currency=currency,
+            rates=rates,
+            now=now,
         )
 
     @asynccontextmanager

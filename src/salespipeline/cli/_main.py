@@ -15,7 +15,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -37,6 +37,7 @@ from salespipeline.errors import (
 )
 from salespipeline.followups import overdue
 from salespipeline.metrics import PipelineReport
+from salespipeline.metrics._asof import check_owner
 from salespipeline.migration import Migration, migrate_store
 from salespipeline.pipeline import Pipeline
 from salespipeline.storage import DealStore, SQLiteStore
@@ -156,7 +157,14 @@ def _add_report(commands: Any) -> None:
     report = commands.add_parser("report", help="print the metrics of a database's pipelines")
     report.add_argument("--db", type=Path, required=True, help="SQLite file")
     report.add_argument("--pipeline", help="only this pipeline (default: every one recorded)")
-    report.add_argument("--now", help="ISO 8601 instant for stall checks (default: now)")
+    report.add_argument(
+        "--as-of",
+        metavar="WHEN",
+        help="report the pipeline as it stood then: an ISO 8601 date (00:00 UTC of that "
+        "day, e.g. 2026-03-01) or date and time with a timezone (default: now)",
+    )
+    report.add_argument("--now", help="deprecated: the old name of --as-of")
+    report.add_argument("--owner", help="only the deals of this owner")
     report.add_argument("--format", choices=FORMATS, default="text", help="default: text")
     report.add_argument(
         "--output", type=Path, metavar="FILE", help="write to FILE (default: stdout)"
@@ -228,13 +236,13 @@ def _simulate(args: argparse.Namespace, path: Path) -> int:
                 first_id=first,
                 progress=progress.update,
             )
-        report = store.report(pipeline, now=END)
+        report = store.report(pipeline, as_of=END)
         late = overdue(store.find(pipeline=pipeline.name, open=True), now=END)
     print(f"Simulated {args.deals:,} deals through {pipeline.name} (seed {args.seed}) in {path}")
     _print_block(report.render())
     _print_block(_follow_ups(late, now=END))
     if args.db is not None:
-        print(f"\nAgain, any time: salespipeline report --db {path} --now {END.isoformat()}")
+        print(f"\nAgain, any time: salespipeline report --db {path} --as-of {END.isoformat()}")
     else:
         print(
             "\nThe data was in a temporary file, now removed; to keep it and report on it "
@@ -245,12 +253,13 @@ def _simulate(args: argparse.Namespace, path: Path) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     """Every option checked first; the output written only once it is complete."""
-    now = _instant(args.now) if args.now else datetime.now(timezone.utc)
+    now = _as_of(args)
+    owner = check_owner(args.owner)
     code, converted = currency(args.currency), rates(args.currency, args.rate)
     output = checked_output(args.output, _database_path(args.db))
     with _existing_store(args.db) as store:
         reports = [
-            _rated(store, p, now=now, currency=code, rates=converted)
+            _rated(store, p, now=now, owner=owner, currency=code, rates=converted)
             for p in _chosen(store, args.pipeline, args.db)
         ]
         if args.format == "text":
@@ -266,16 +275,17 @@ def _rated(
     pipeline: Pipeline,
     *,
     now: datetime,
+    owner: str | None,
     currency: str | None,
     rates: dict[str, Decimal] | None,
 ) -> PipelineReport:
     """The pipeline's report; currencies found without a rate are named with the option."""
     try:
-        return store.report(pipeline, now=now, currency=currency, rates=rates)
+        return store.report(pipeline, as_of=now, owner=owner, currency=currency, rates=rates)
     except ValidationError as error:
         if error.field != "rates" or currency is None or rates is None:
             raise
-        found = store.report(pipeline, now=now).currencies
+        found = store.report(pipeline, as_of=now, owner=owner).currencies
         missing = [code for code in found if code != currency and code not in rates]
         if not missing:
             raise
@@ -418,11 +428,33 @@ def _mapping(pairs: Sequence[str]) -> dict[str, str]:
     return mapping
 
 
-def _instant(text: str) -> datetime:
+def _as_of(args: argparse.Namespace) -> datetime:
+    """The instant of ``--as-of`` (or of the deprecated ``--now``); now when neither."""
+    if args.as_of is not None and args.now is not None:
+        raise ValidationError("pass --as-of alone: --now is its deprecated old name")
+    if args.now is not None:
+        print("salespipeline: --now is deprecated: use --as-of", file=sys.stderr)
+        return _instant(args.now, "--now")
+    if args.as_of is not None:
+        return _instant(args.as_of, "--as-of")
+    return datetime.now(timezone.utc)
+
+
+def _instant(text: str, option: str = "--now") -> datetime:
+    """An ISO 8601 date (00:00 UTC of that day) or date and time with a timezone."""
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
+        return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValidationError(f"--now {text!r} is not an ISO 8601 date and time") from None
+        raise ValidationError(
+            f"{option} {text!r} is not an ISO 8601 date or date and time"
+        ) from None
     if value.tzinfo is None:
-        raise ValidationError(f"--now {text!r} needs a timezone, for example +00:00")
-    return to_utc(value, "--now")  # refuses an instant that UTC cannot hold
+        raise ValidationError(f"{option} {text!r} needs a timezone, for example +00:00")
+    return to_utc(value, option)  # refuses an instant that UTC cannot hold
+

@@ -21,6 +21,7 @@ from salespipeline import _checks as c
 from salespipeline.deal import Deal, checked_deals
 from salespipeline.errors import ValidationError
 from salespipeline.followups import overdue
+from salespipeline.metrics._asof import as_of_instant, as_they_stood, check_owner, of_owner
 from salespipeline.metrics._disqualify import (
     DisqualificationCandidate,
     disqualification_candidates,
@@ -28,6 +29,7 @@ from salespipeline.metrics._disqualify import (
 from salespipeline.metrics._facts import Outcomes
 from salespipeline.metrics._forecast import ForecastPeriod, forecast
 from salespipeline.metrics._money import to_money
+from salespipeline.metrics._owners import OwnerFigures, owner_rows
 from salespipeline.metrics._pure import aggregate
 from salespipeline.metrics._render import render_report
 from salespipeline.metrics._report import (
@@ -55,9 +57,11 @@ __all__ = [
     "CurrencyFigures",
     "DisqualificationCandidate",
     "ForecastPeriod",
+    "OwnerFigures",
     "PipelineReport",
     "average_deal_size",
     "bottlenecks",
+    "by_owner",
     "calibration",
     "conversion_rates",
     "cycle_length",
@@ -182,7 +186,11 @@ def bottlenecks(
     ``score = (1 - conversion) + time_share + stalled_share`` (see ``Bottleneck``);
     stages scoring zero are left out, ties keep pipeline order.
     """
-    return report(deals, pipeline, now=now).bottlenecks
+    now = c.to_utc(now, "now")
+    checked = checked_deals(deals, "bottlenecks()")
+    return finish(
+        aggregate(checked, _pipeline(pipeline), now=now), pipeline, as_of=now
+    ).bottlenecks
 
 
 def calibration(deals: Iterable[Deal], pipeline: Pipeline) -> tuple[Calibration, ...]:
@@ -195,18 +203,45 @@ def report(
     deals: Iterable[Deal],
     pipeline: Pipeline,
     *,
-    now: datetime | None = None,
+    as_of: datetime | None = None,
+    owner: str | None = None,
     currency: str | None = None,
     rates: Mapping[str, Decimal | int] | None = None,
+    now: datetime | None = None,
 ) -> PipelineReport:
-    """Every figure for ``pipeline`` in one pass; ``now`` (default: its clock) for stalls.
+    """Every figure for ``pipeline`` as it stood at ``as_of`` (default: its clock's now).
 
-    ``currency`` alone reports only the deals in it; with ``rates`` (currency -> value
-    of one unit in ``currency``) every deal, converted. Equal (``==``) to
-    ``store.report`` with the same arguments over the same deals.
+    ``deals`` must be as they were then (``log.replay(changes, until=as_of)``): deals
+    opened later are left out, one changed later is a ``ValidationError``. ``owner``
+    keeps that owner's deals; ``currency`` alone only the deals in it; with ``rates``
+    (currency -> value of one unit in ``currency``) every deal, converted. ``now`` is
+    the deprecated name of ``as_of``. Equal (``==``) to ``store.report`` with the same
+    arguments over the same deals.
     """
     pipeline = _pipeline(pipeline)
+    instant = as_of_instant(pipeline, as_of, now)
+    mine = of_owner(check_owner(owner))
     chosen = to_money(currency, rates)
-    as_of = c.to_utc(pipeline.clock() if now is None else now, "now")
-    checked = checked_deals(deals, "report()")
-    return finish(aggregate(checked, pipeline, now=as_of, money=chosen), pipeline, as_of=as_of)
+    own = (d for d in checked_deals(deals, "report()") if d.pipeline == pipeline.name)
+    kept = filter(mine, as_they_stood(own, instant))
+    return finish(aggregate(kept, pipeline, now=instant, money=chosen), pipeline, as_of=instant)
+
+
+def by_owner(
+    deals: Iterable[Deal],
+    pipeline: Pipeline,
+    *,
+    as_of: datetime | None = None,
+    currency: str | None = None,
+    rates: Mapping[str, Decimal | int] | None = None,
+) -> tuple[OwnerFigures, ...]:
+    """One row per owner of ``pipeline``'s deals as they stood at ``as_of``: each equal
+    to the figures of ``report(..., owner=that owner)``; the unowned deals last.
+
+    ``deals``, ``as_of``, ``currency`` and ``rates`` are taken as ``report`` takes them.
+    """
+    pipeline = _pipeline(pipeline)
+    instant = as_of_instant(pipeline, as_of, None)
+    chosen = to_money(currency, rates)
+    checked = checked_deals(deals, "by_owner()")
+    return owner_rows(checked, pipeline, as_of=instant, money=chosen)

@@ -32,7 +32,9 @@ from salespipeline.errors import (
     shown,
 )
 from salespipeline.log import Change
+from salespipeline.metrics._asof import as_of_instant
 from salespipeline.pipeline import Pipeline
+from salespipeline.storage._asof import deals_as_of
 from salespipeline.storage._consumers import (
     Consumer,
     check_consumer_name,
@@ -44,7 +46,7 @@ from salespipeline.storage._erasure import check_erasure, erase_change, erased_b
 from salespipeline.storage._query import FieldValue, Query, check_names, check_query
 
 if TYPE_CHECKING:
-    from salespipeline.metrics import PipelineReport
+    from salespipeline.metrics import OwnerFigures, PipelineReport
 
 __all__ = [
     "Consumer",
@@ -355,22 +357,40 @@ class DealStore(abc.ABC):
         self,
         pipeline: Pipeline | str,
         *,
-        now: datetime | None = None,
+        as_of: datetime | None = None,
+        owner: str | None = None,
         currency: str | None = None,
         rates: Mapping[str, Decimal | int] | None = None,
+        now: datetime | None = None,
     ) -> PipelineReport:
-        """Every metric for ``pipeline`` (a Pipeline or a recorded name) over the stored deals.
+        """Every metric for ``pipeline`` (a Pipeline or a recorded name) as it stood at
+        ``as_of`` (default: the pipeline clock's now).
 
-        Equal to ``metrics.report`` over ``find(pipeline=...)`` with the same ``now``,
-        ``currency`` and ``rates``; SQL stores may push the aggregation down into the
-        database.
+        Equal to ``metrics.report`` over the deals replayed from the log up to ``as_of``,
+        with the same ``owner``, ``currency`` and ``rates`` (``now``: the deprecated
+        name of ``as_of``); SQL stores push the aggregation down into the database.
         """
         resolved = self._resolve(pipeline)
-        try:
-            deals = self.find(pipeline=resolved.name)
-        except UnknownPipelineError:  # neither recorded nor holding deals: none to report
-            deals = iter(())
-        return metrics.report(deals, resolved, now=now, currency=currency, rates=rates)
+        instant = as_of_instant(resolved, as_of, now)
+        deals = deals_as_of(self, resolved.name, instant)
+        return metrics.report(
+            deals, resolved, as_of=instant, owner=owner, currency=currency, rates=rates
+        )
+
+    def by_owner(
+        self,
+        pipeline: Pipeline | str,
+        *,
+        as_of: datetime | None = None,
+        currency: str | None = None,
+        rates: Mapping[str, Decimal | int] | None = None,
+    ) -> tuple[OwnerFigures, ...]:
+        """``metrics.by_owner`` over ``pipeline``'s deals as they stood at ``as_of``
+        (rebuilt from the log where they changed since)."""
+        resolved = self._resolve(pipeline)
+        instant = as_of_instant(resolved, as_of, None)
+        deals = deals_as_of(self, resolved.name, instant)
+        return metrics.by_owner(deals, resolved, as_of=instant, currency=currency, rates=rates)
 
     def _resolve(self, pipeline: Pipeline | str) -> Pipeline:
         """``pipeline`` itself, or the recorded definition of that name."""

@@ -209,12 +209,16 @@ class BlockingView(DealStore):
         self,
         pipeline: Pipeline | str,
         *,
-        now: datetime | None = None,
+        as_of: datetime | None = None,
+        owner: str | None = None,
         currency: str | None = None,
         rates: Mapping[str, Decimal | int] | None = None,
+        now: datetime | None = None,
     ) -> PipelineReport:
         return self._await(
-            lambda: self._async.report(pipeline, now=now, currency=currency, rates=rates)
+            lambda: self._async.report(
+                pipeline, as_of=as_of, owner=owner, currency=currency, rates=rates, now=now
+            )
         )
 
     @contextmanager

@@ -411,8 +411,8 @@ class StoreContract:
         assert store.get(forged.id) == stored[-1]
         assert store.history(forged.id) == stored[-1].history
         now = _later(100)
-        expected = metrics.report([stored[-1]], pipeline, now=now)
-        assert store.report(pipeline, now=now) == expected
+        expected = metrics.report([stored[-1]], pipeline, as_of=now)
+        assert store.report(pipeline, as_of=now) == expected
         store.save(pipeline.lose(store.get(forged.id), "price", at=_later(50)))
 
     def test_closed_deals_keep_closing_fields(self, store: DealStore, pipeline: Pipeline) -> None:
@@ -780,12 +780,12 @@ class StoreContract:
     ) -> None:
         self._populate(store, pipeline)
         now = _later(100)
-        expected = metrics.report(list(store.find(pipeline=pipeline.name)), pipeline, now=now)
-        assert store.report(pipeline, now=now) == expected
+        expected = metrics.report(list(store.find(pipeline=pipeline.name)), pipeline, as_of=now)
+        assert store.report(pipeline, as_of=now) == expected
         store.save_pipeline(pipeline)
-        assert store.report("contract", now=now) == expected
+        assert store.report("contract", as_of=now) == expected
         with pytest.raises(UnknownPipelineError):
-            store.report("nowhere", now=now)
+            store.report("nowhere", as_of=now)
 
     def test_report_in_one_currency_equals_the_pure_report(
         self, store: DealStore, pipeline: Pipeline
@@ -804,12 +804,12 @@ class StoreContract:
         now = _later(100)
         rates = {"KRW": Decimal("0.000683"), "USD": Decimal("0.92")}
         for options in ({}, {"currency": "EUR"}, {"currency": "EUR", "rates": rates}):
-            expected = metrics.report(deals, pipeline, now=now, **options)
-            assert store.report(pipeline, now=now, **options) == expected
-        converted = store.report(pipeline, now=now, currency="eur", rates=rates)
+            expected = metrics.report(deals, pipeline, as_of=now, **options)
+            assert store.report(pipeline, as_of=now, **options) == expected
+        converted = store.report(pipeline, as_of=now, currency="eur", rates=rates)
         assert converted.open_value == Decimal("100.5") + 683 + Decimal("91.9908")
         with pytest.raises(ValidationError, match="KRW"):
-            store.report(pipeline, now=now, currency="EUR", rates={"USD": 1})
+            store.report(pipeline, as_of=now, currency="EUR", rates={"USD": 1})
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -15,26 +15,30 @@ ids are those of its deals); conversion by ``rates=`` happens in the shared ``fo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Final, TypeVar
 
 from salespipeline import _checks as c
+from salespipeline.deal import Deal
 from salespipeline.errors import CorruptRecordError
+from salespipeline.metrics._asof import as_of_instant, check_owner
 from salespipeline.metrics._facts import Facts, Stay, fold
 from salespipeline.metrics._money import to_money
+from salespipeline.metrics._pure import DealFacts
 from salespipeline.metrics._report import STALLED_SHOWN, PipelineReport, finish
 from salespipeline.metrics._time import micros, to_us
 from salespipeline.pipeline import Pipeline
 from salespipeline.storage.sql import _figures
 from salespipeline.storage.sql._dialect import Dialect, Row, read_int, read_split
 from salespipeline.storage.sql._figures import SLOTS
+from salespipeline.storage.sql._replayed import Run, Statement, changed_since
 
-__all__ = ["Query", "sql_facts", "sql_report"]
+__all__ = ["Session", "sql_facts", "sql_report"]
 
-Statement = tuple[str, Sequence[object]]
-Query = Callable[[Sequence[Statement]], list[list[Row]]]
-"""Runs parameterised statements in one read transaction, returning each one's rows."""
+Session = Callable[[], AbstractContextManager[Run]]
+"""Opens a read transaction (one snapshot) in which ``Run`` runs statements."""
 
 GroupKey = tuple[object, ...]
 _T = TypeVar("_T")
@@ -50,19 +54,29 @@ class _Statements:
     """The report's three statements, each value bound where it is used."""
 
     def __init__(
-        self, dialect: Dialect, pipeline: Pipeline, now_us: int, only: str | None
+        self,
+        dialect: Dialect,
+        pipeline: Pipeline,
+        now_us: int,
+        only: str | None,
+        owner: str | None,
     ) -> None:
         self.dialect = dialect
         self.pipeline = pipeline
         self.now_us = now_us
         self.only = only
+        self.owner = owner
 
-    def currency(self, params: list[object]) -> str:
-        """The condition keeping only the deals in ``only`` (every deal when it is None)."""
-        if self.only is None:
-            return ""
-        params.append(self.only)
-        return " AND d.currency = ?"
+    def kept(self, params: list[object]) -> str:
+        """The conditions keeping the deals unchanged since ``now_us`` (as they stood then),
+        of ``owner`` and in ``only`` (each left out when None)."""
+        params.append(self.now_us)
+        where = " AND d.updated_at_us <= CAST(? AS BIGINT)"
+        for column, value in (("owner", self.owner), ("currency", self.only)):
+            if value is not None:
+                params.append(value)
+                where += f" AND d.{column} = ?"
+        return where
 
     def stalled(self, params: list[object]) -> str:
         """True when the deal has been in its stage longer than the stage's ``rot_after``."""
@@ -82,7 +96,7 @@ class _Statements:
         params: list[object] = []
         stalled = self.stalled(params)
         params.append(self.pipeline.name)
-        currency = self.currency(params)
+        kept = self.kept(params)
         stays = ", ".join(
             f"SUM(d.stays_{j}) AS stays_{j}, {d.split_sum(f'stay_us_{j}', f'd.stay_us_{j}', _US)}"
             for j in range(1, SLOTS + 1)
@@ -93,7 +107,7 @@ class _Statements:
             f"{d.split_sum('cycle', 'd.closed_at_us - d.created_at_us', _US)}, "
             f"SUM(CASE WHEN {stalled} THEN 1 ELSE 0 END) AS stalled, "
             f"{d.amount_sum('amount', 'd')}, {stays} "
-            f"FROM sp_deals d WHERE {d.pipeline_scan} = ?{currency} GROUP BY {key}"
+            f"FROM sp_deals d WHERE {d.pipeline_scan} = ?{kept} GROUP BY {key}"
         )
         return d.q(sql), params
 
@@ -102,20 +116,20 @@ class _Statements:
         params: list[object] = [self.pipeline.name]
         sql = (
             f"SELECT {_KEY_SELECT}, d.stays_more AS stays_more FROM sp_deals d "
-            f"WHERE d.pipeline = ?{self.currency(params)} AND d.stays_more IS NOT NULL"
+            f"WHERE d.pipeline = ?{self.kept(params)} AND d.stays_more IS NOT NULL"
         )
         return self.dialect.q(sql), params
 
     def oldest(self) -> Statement:
         """The deals stalled longest (first in, then by id), with their group's ``KEY``."""
         params: list[object] = [self.pipeline.name]
-        currency = self.currency(params)
+        kept = self.kept(params)
         stalled = self.stalled(params)
         params.append(STALLED_SHOWN)
         sql = (
             f"SELECT d.id AS id, d.stage_entered_at_us AS entered_us, {_KEY_SELECT} "
             "FROM sp_deals d "
-            f"WHERE d.pipeline = ?{currency} AND {stalled} "
+            f"WHERE d.pipeline = ?{kept} AND {stalled} "
             "ORDER BY d.stage_entered_at_us, d.id LIMIT ?"
         )
         return self.dialect.q(sql), params
@@ -186,48 +200,68 @@ def _groups(deals: list[Row], more: list[Row], oldest: list[Row], dialect: Diale
 
 
 def sql_facts(
-    query: Query,
+    run: Run,
     pipeline: Pipeline,
     *,
     as_of: datetime,
     dialect: Dialect,
+    owner: str | None = None,
     only: str | None = None,
-) -> list[Facts]:
-    """What ``pipeline``'s stored deals contribute, one ``Facts`` per group, stalls at ``as_of``.
+) -> Iterator[Facts]:
+    """What ``pipeline``'s stored deals contributed at ``as_of``, stalls measured then.
 
-    ``only`` keeps the deals in that currency. A deal in a stage the pipeline does not
-    have is a ``CorruptRecordError``.
+    One ``Facts`` per group of rows unchanged since ``as_of``, then one per deal
+    rebuilt from the log (``_replayed``). ``owner`` and ``only`` keep that owner's
+    deals and those in that currency. A row in a stage the pipeline does not have is
+    a ``CorruptRecordError``.
     """
-    statements = _Statements(dialect, pipeline, to_us(as_of), only)
-    deals, more, oldest = query([statements.deals(), statements.more(), statements.oldest()])
+    statements = _Statements(dialect, pipeline, to_us(as_of), only, owner)
+    deals, more, oldest = (
+        run(s) for s in (statements.deals(), statements.more(), statements.oldest())
+    )
     for row in deals:
         if row["stage"] not in pipeline.positions:
-            raise _corrupt(query, pipeline, dialect, str(row["stage"]))
-    return _groups(deals, more, oldest, dialect)
+            raise _corrupt(run, pipeline, dialect, str(row["stage"]))
+    yield from _groups(deals, more, oldest, dialect)
+    kept = DealFacts(pipeline, as_of)
+    for deal in changed_since(run, dialect, pipeline.name, as_of):
+        if deal.pipeline == pipeline.name and _chosen(deal, owner, only):
+            yield kept(deal)
+
+
+def _chosen(deal: Deal, owner: str | None, only: str | None) -> bool:
+    return (owner is None or deal.owner == owner) and (only is None or deal.currency == only)
 
 
 def sql_report(
-    query: Query,
+    session: Session,
     pipeline: Pipeline,
     *,
-    now: datetime | None,
+    as_of: object,
+    now: object,
     dialect: Dialect,
+    owner: object = None,
     currency: object = None,
     rates: object = None,
 ) -> PipelineReport:
-    """The ``PipelineReport`` of ``pipeline``'s stored deals, aggregated in SQL.
+    """The ``PipelineReport`` of ``pipeline``'s stored deals at ``as_of``, aggregated in SQL.
 
-    ``query`` runs the statements on the store's connection; the result equals
-    ``metrics.report`` over the same deals with the same ``currency`` and ``rates``.
+    ``session`` opens the store's read transaction (one snapshot for every
+    statement); the result equals ``metrics.report`` over the deals replayed from the
+    log up to ``as_of``, with the same ``owner``, ``currency`` and ``rates``.
     """
-    chosen = to_money(currency, rates)
-    as_of = c.to_utc(pipeline.clock() if now is None else now, "now")
-    facts = sql_facts(query, pipeline, as_of=as_of, dialect=dialect, only=chosen.only)
-    return finish(fold(pipeline, facts, money=chosen), pipeline, as_of=as_of)
+    instant = as_of_instant(pipeline, as_of, now, stacklevel=4)
+    chosen, who = to_money(currency, rates), check_owner(owner)
+    with session() as run:
+        facts = sql_facts(
+            run, pipeline, as_of=instant, dialect=dialect, owner=who, only=chosen.only
+        )
+        aggregates = fold(pipeline, facts, money=chosen)
+    return finish(aggregates, pipeline, as_of=instant)
 
 
-def _corrupt(query: Query, pipeline: Pipeline, dialect: Dialect, stage: str) -> Exception:
-    [rows] = query([(dialect.q(_FIRST_IN_STAGE), [pipeline.name, stage])])
+def _corrupt(run: Run, pipeline: Pipeline, dialect: Dialect, stage: str) -> Exception:
+    rows = run((dialect.q(_FIRST_IN_STAGE), [pipeline.name, stage]))
     deal_id = str(rows[0]["id"]) if rows else "?"
     reason = f"stage {stage!r} is not a stage of pipeline {pipeline.name!r}"
     return CorruptRecordError(deal_id, reason)

@@ -931,21 +931,27 @@ class SQLStore(QueryingStore):
         self,
         pipeline: Pipeline | str,
         *,
-        now: datetime | None = None,
+        as_of: datetime | None = None,
+        owner: str | None = None,
         currency: str | None = None,
         rates: Mapping[str, Decimal | int] | None = None,
+        now: datetime | None = None,
     ) -> PipelineReport:
-        """Every metric for ``pipeline``, aggregated by the database in one snapshot.
+        """Every metric for ``pipeline`` as it stood at ``as_of``, aggregated by the
+        database in one snapshot.
 
-        Equal (``==``) to ``metrics.report`` over the same deals with the same arguments.
+        Equal (``==``) to ``metrics.report`` over the deals replayed from the log up to
+        ``as_of``, with the same arguments.
         """
         resolved = self._resolve(pipeline)
         try:
             return sql_report(
-                self._query,
+                self._session,
                 resolved,
+                as_of=as_of,
                 now=now,
                 dialect=self.sql.dialect,
+                owner=owner,
                 currency=currency,
                 rates=rates,
             )
@@ -957,15 +963,17 @@ class SQLStore(QueryingStore):
                 f"a column holds a value of the wrong kind ({type(error).__name__}: {error})"
             ) from error
 
-    def _query(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[list[Row]]:
-        """Each statement's rows by column name, all read in one transaction (one snapshot)."""
-        results: list[list[Row]] = []
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[Callable[[tuple[str, Sequence[object]]], list[Row]]]:
+        """A read transaction (one snapshot) running statements, rows by column name."""
         with self._read() as cursor:
-            for statement, params in statements:
-                cursor.execute(statement, params)
+
+            def run(statement: tuple[str, Sequence[object]]) -> list[Row]:
+                cursor.execute(*statement)
                 names = [column[0] for column in cursor.description or ()]
-                results.append([dict(zip(names, row, strict=True)) for row in cursor.fetchall()])
-        return results
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+            yield run
 
 
 class _OlderReader:

@@ -1,0 +1,70 @@
+"""The deals a report of the past cannot read from their rows, rebuilt from the log (private).
+
+A deal whose row was last changed at or before ``as_of`` stands today as it stood
+then, so the report aggregates its row in SQL. One opened by ``as_of`` and changed
+since is rebuilt from its own changes up to ``as_of`` (``log.replay``), a batch of
+deals at a time (memory stays flat in the number of deals). A deal may have been
+migrated out of the pipeline since, so those with a later ``migrate`` change are
+read too; the caller keeps the ones in its pipeline then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Final
+
+from salespipeline import log
+from salespipeline.deal import Deal
+from salespipeline.metrics._time import to_us
+from salespipeline.storage import _codec
+from salespipeline.storage.sql._dialect import Dialect, Row
+
+__all__ = ["BATCH", "Run", "changed_since"]
+
+Statement = tuple[str, Sequence[object]]
+Run = Callable[[Statement], list[Row]]
+"""Runs one parameterised statement inside the report's read transaction."""
+
+BATCH: Final = 500
+"""Deals rebuilt per round trip."""
+
+_IDS: Final = (
+    "SELECT d.id AS id FROM sp_deals d "
+    "WHERE d.created_at_us <= CAST(? AS BIGINT) AND d.updated_at_us > CAST(? AS BIGINT) "
+    "AND d.id > ? AND (d.pipeline = ? OR EXISTS (SELECT 1 FROM sp_changes m "
+    "WHERE m.deal_id = d.id AND m.kind = 'migrate' AND m.at_us > CAST(? AS BIGINT))) "
+    "ORDER BY d.id LIMIT ?"
+)
+_COLUMNS: Final = ", ".join(f"c.{name} AS {name}" for name in _codec.LOG_COLUMNS)
+
+
+def _changes(dialect: Dialect, ids: Sequence[str], as_of_us: int) -> Statement:
+    """The changes of ``ids`` up to ``as_of_us`` that belong to their deals, in version order."""
+    marks = ", ".join(["?"] * len(ids))
+    sql = (
+        f"SELECT {_COLUMNS} FROM sp_changes c JOIN sp_deals d ON d.id = c.deal_id "
+        f"WHERE c.deal_id IN ({marks}) AND c.at_us <= CAST(? AS BIGINT) "
+        "AND c.version <= d.version ORDER BY c.deal_id, c.version"
+    )
+    return dialect.q(sql), [*ids, as_of_us]
+
+
+def _decoded(row: Row) -> log.Change:
+    return _codec.decode_change([row[name] for name in _codec.LOG_COLUMNS])
+
+
+def changed_since(run: Run, dialect: Dialect, pipeline: str, as_of: datetime) -> Iterator[Deal]:
+    """The deals opened by ``as_of`` and changed since, as they stood at ``as_of``: those
+    now in ``pipeline``, and any migrated since (their pipeline then may be another)."""
+    as_of_us, after = to_us(as_of), ""
+    while True:
+        params = [as_of_us, as_of_us, after, pipeline, as_of_us, BATCH]
+        ids = [str(row["id"]) for row in run((dialect.q(_IDS), params))]
+        if not ids:
+            return
+        rows = run(_changes(dialect, ids, as_of_us))
+        yield from log.replay(map(_decoded, rows), until=as_of).values()
+        if len(ids) < BATCH:
+            return
+        after = ids[-1]
