@@ -811,6 +811,27 @@ class StoreContract:
         with pytest.raises(ValidationError, match="KRW"):
             store.report(pipeline, as_of=now, currency="EUR", rates={"USD": 1})
 
+    def test_report_as_of_describes_the_pipeline_as_it_stood_then(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        """At any instant, owner or not, equal to the pure report over the replayed log."""
+        store.add(pipeline.advance(pipeline.start("a1", bant=QUALIFIED, at=T0), at=_later(1)))
+        store.add(pipeline.start("a2", amount=50, at=_later(3)))
+        store.save(store.get("a1").evolve(owner="kim", amount=300, at=_later(4)))
+        store.save(pipeline.lose(store.get("a1"), "price", at=_later(6)))
+        changes = [change for id in ("a1", "a2") for change in store.changes(id)]
+        for at in (*map(_later, range(-1, 8)), _later(4) - timedelta(microseconds=1)):
+            stood = list(log.replay(changes, until=at).values())
+            for owner in (None, "kim"):
+                expected = metrics.report(stood, pipeline, as_of=at, owner=owner)
+                assert store.report(pipeline, as_of=at, owner=owner) == expected
+            assert store.by_owner(pipeline, as_of=at) == metrics.by_owner(
+                stood, pipeline, as_of=at
+            )
+        assert store.report(pipeline, as_of=_later(-1)).deals == 0
+        assert store.report(pipeline, as_of=_later(5), owner="kim").open_value == 300
+        assert store.report(pipeline, as_of=_later(3), owner="kim").deals == 0
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def test_a_closed_store_refuses_work(self, pipeline: Pipeline) -> None:
