@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _backends import Backend
 from _dataset import AS_OF, DAY, NOW, T, abc, hand_worked
 from _postgres import PostgresServer
 from salespipeline import log, metrics
@@ -94,19 +95,22 @@ def test_postgres_report_as_of_equals_the_replayed_log(postgres_server: Postgres
     check()
 
 
-def test_sql_rebuilds_more_deals_than_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sql_rebuilds_more_deals_than_one_batch(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages of two deals, five of them changed at one same instant (paged by id there)."""
     from salespipeline.storage.sql import _replayed
 
     monkeypatch.setattr(_replayed, "BATCH", 2)
     p = abc()
-    with SQLiteStore(":memory:") as store:
-        for deal in hand_worked(p):
+    alike = [p.advance(p.start(f"t{i}", amount=i, at=T + DAY), at=T + 8 * DAY) for i in range(5)]
+    with backend.open() as store:
+        for deal in [*hand_worked(p), *alike]:
             store.add(deal)
-        for as_of in (T + DAY, T + 3 * DAY, NOW):
-            expected = metrics.report(
-                log.replay(whole_log(store), until=as_of).values(), p, as_of=as_of
-            )
-            assert store.report(p, as_of=as_of) == expected
+        for as_of in (T + DAY, T + 3 * DAY, NOW, T + 8 * DAY):
+            stood = log.replay(whole_log(store), until=as_of).values()
+            assert store.report(p, as_of=as_of) == metrics.report(stood, p, as_of=as_of)
+        assert store.report(p, as_of=T + 3 * DAY).stage_counts["a"] == 6
 
 
 # -- hand-worked ------------------------------------------------------------------

@@ -30,12 +30,17 @@ BATCH: Final = 500
 """Deals rebuilt per round trip."""
 
 _IDS: Final = (
-    "SELECT d.id AS id FROM sp_deals d "
-    "WHERE d.created_at_us <= CAST(? AS BIGINT) AND d.updated_at_us > CAST(? AS BIGINT) "
-    "AND d.id > ? AND (d.pipeline = ? OR EXISTS (SELECT 1 FROM sp_changes m "
+    "SELECT d.id AS id, d.updated_at_us AS updated_us FROM sp_deals d "
+    "WHERE d.updated_at_us > CAST(? AS BIGINT) "
+    "AND (d.updated_at_us, d.id) > (CAST(? AS BIGINT), ?) "
+    "AND d.created_at_us <= CAST(? AS BIGINT) "
+    "AND (d.pipeline = ? OR EXISTS (SELECT 1 FROM sp_changes m "
     "WHERE m.deal_id = d.id AND m.kind = 'migrate' AND m.at_us > CAST(? AS BIGINT))) "
-    "ORDER BY d.id LIMIT ?"
+    "ORDER BY d.updated_at_us, d.id LIMIT ?"
 )
+"""A page of the deals opened by ``as_of`` and changed since, in ``(updated_at_us, id)``
+order: read from that index, so a report of today (nothing changed since) reads
+nothing."""
 _COLUMNS: Final = ", ".join(f"c.{name} AS {name}" for name in _codec.LOG_COLUMNS)
 
 
@@ -57,14 +62,16 @@ def _decoded(row: Row) -> log.Change:
 def changed_since(run: Run, dialect: Dialect, pipeline: str, as_of: datetime) -> Iterator[Deal]:
     """The deals opened by ``as_of`` and changed since, as they stood at ``as_of``: those
     now in ``pipeline``, and any migrated since (their pipeline then may be another)."""
-    as_of_us, after = to_us(as_of), ""
+    as_of_us = to_us(as_of)
+    after: tuple[object, str] = (as_of_us, "")
     while True:
-        params = [as_of_us, as_of_us, after, pipeline, as_of_us, BATCH]
-        ids = [str(row["id"]) for row in run((dialect.q(_IDS), params))]
-        if not ids:
+        params = [as_of_us, *after, as_of_us, pipeline, as_of_us, BATCH]
+        page = run((dialect.q(_IDS), params))
+        if not page:
             return
+        ids = [str(row["id"]) for row in page]
         rows = run(_changes(dialect, ids, as_of_us))
         yield from log.replay(map(_decoded, rows), until=as_of).values()
         if len(ids) < BATCH:
             return
-        after = ids[-1]
+        after = (page[-1]["updated_us"], ids[-1])

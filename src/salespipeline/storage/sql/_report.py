@@ -1,6 +1,9 @@
 """``DealStore.report`` pushed down into SQL, for SQLite and PostgreSQL (private).
 
-The report reads ``sp_deals`` only: each row carries the figures a report needs
+A report describes the deals as they stood at ``as_of``. The rows of deals unchanged
+since then (``updated_at_us <= as_of``) stand as they stood, and are aggregated here;
+the few changed since are rebuilt from the log (``_replayed``) and their ``Facts``
+folded in with the groups'. Each row carries the figures a report needs
 from its history (``_figures``: the stages it entered, its completed stays per
 stage), written with the row by every save. One pass groups the pipeline's deals by
 stage, currency, probability override and stages entered into integer counts,
@@ -9,8 +12,9 @@ stays and the longest-stalled ids, each given to its deal's group. All three run
 one read transaction (one snapshot). Each grouped row, read by column name, becomes
 the ``Facts`` the pure path makes of one deal; the shared ``fold`` and ``finish`` do
 the rest. Durations and amounts are summed in split parts so no 64-bit sum overflows.
-``currency=`` alone filters all three queries to that currency (so the longest-stalled
-ids are those of its deals); conversion by ``rates=`` happens in the shared ``fold``.
+``owner=`` and ``currency=`` alone filter all three queries to that owner and currency
+(the rebuilt deals are filtered as they stood); conversion by ``rates=`` happens in
+the shared ``fold``.
 """
 
 from __future__ import annotations
