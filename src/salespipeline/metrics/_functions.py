@@ -186,11 +186,9 @@ def bottlenecks(
     ``score = (1 - conversion) + time_share + stalled_share`` (see ``Bottleneck``);
     stages scoring zero are left out, ties keep pipeline order.
     """
-    now = c.to_utc(now, "now")
-    checked = checked_deals(deals, "bottlenecks()")
-    return finish(
-        aggregate(checked, _pipeline(pipeline), now=now), pipeline, as_of=now
-    ).bottlenecks
+    pipeline, now = _pipeline(pipeline), c.to_utc(now, "now")
+    agg = aggregate(checked_deals(deals, "bottlenecks()"), pipeline, now=now)
+    return finish(agg, pipeline, as_of=now).bottlenecks
 
 
 def calibration(deals: Iterable[Deal], pipeline: Pipeline) -> tuple[Calibration, ...]:
