@@ -766,6 +766,13 @@ _MEMORY_STATE: dict[int, dict[str, dict[Any, Any]]] = {}
 """Each seeded memory store's own mappings, copied, to put back after each example."""
 
 
+def _copied(mapping: dict[Any, Any]) -> dict[Any, Any]:
+    """``mapping`` with its list values copied (a deal's changes grow in place)."""
+    return {
+        key: list(value) if isinstance(value, list) else value for key, value in mapping.items()
+    }
+
+
 @pytest.fixture(
     scope="module",
     params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "memory"],
@@ -779,7 +786,7 @@ def hostile_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         seed(store)
         fuzzed = Fuzzed(StoreSpec("memory"), store, open_tracker(store), _memory_rows(store))
         _MEMORY_STATE[id(store)] = {
-            name: dict(value) for name, value in vars(store).items() if isinstance(value, dict)
+            name: _copied(value) for name, value in vars(store).items() if isinstance(value, dict)
         }
         yield fuzzed
 
@@ -798,7 +805,7 @@ def restore(fuzzed: Fuzzed) -> None:
     for name, saved in _MEMORY_STATE[id(fuzzed.store)].items():
         held = getattr(fuzzed.store, name)
         held.clear()
-        held.update(saved)
+        held.update(_copied(saved))
 
 
 def attempt_hostile(
