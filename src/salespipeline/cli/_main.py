@@ -457,4 +457,3 @@ def _instant(text: str, option: str = "--now") -> datetime:
     if value.tzinfo is None:
         raise ValidationError(f"{option} {text!r} needs a timezone, for example +00:00")
     return to_utc(value, option)  # refuses an instant that UTC cannot hold
-
