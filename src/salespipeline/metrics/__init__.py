@@ -39,13 +39,16 @@ from salespipeline.metrics._functions import (
 )
 from salespipeline.metrics._funnel import render_funnel
 from salespipeline.metrics._html import render_html
+from salespipeline.metrics._movement import Flow, Movement, movement
 
 __all__ = [
     "Bottleneck",
     "Calibration",
     "CurrencyFigures",
     "DisqualificationCandidate",
+    "Flow",
     "ForecastPeriod",
+    "Movement",
     "OwnerFigures",
     "PipelineReport",
     "average_deal_size",
@@ -56,6 +59,7 @@ __all__ = [
     "cycle_length",
     "disqualification_candidates",
     "forecast",
+    "movement",
     "overdue",
     "render_csv",
     "render_funnel",

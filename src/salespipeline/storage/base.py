@@ -46,7 +46,7 @@ from salespipeline.storage._erasure import check_erasure, erase_change, erased_b
 from salespipeline.storage._query import FieldValue, Query, check_names, check_query
 
 if TYPE_CHECKING:
-    from salespipeline.metrics import OwnerFigures, PipelineReport
+    from salespipeline.metrics import Movement, OwnerFigures, PipelineReport
 
 __all__ = [
     "Consumer",
@@ -391,6 +391,31 @@ class DealStore(abc.ABC):
         instant = as_of_instant(resolved, as_of, None)
         deals = deals_as_of(self, resolved.name, instant)
         return metrics.by_owner(deals, resolved, as_of=instant, currency=currency, rates=rates)
+
+    def movement(
+        self,
+        pipeline: Pipeline | str,
+        *,
+        start: datetime,
+        end: datetime,
+        rates: Mapping[str, Decimal | int] | None = None,
+        currency: str | None = None,
+    ) -> Movement:
+        """The waterfall of ``pipeline`` over ``[start, end)``: ``metrics.movement`` over the log.
+
+        Equal (``==``) to it with the same arguments; SQL stores read fewer changes.
+        """
+        resolved = self._resolve(pipeline)
+        return metrics.movement(
+            self._whole_log(), resolved, start=start, end=end, rates=rates, currency=currency
+        )
+
+    def _whole_log(self, *, page: int = 1000) -> Iterator[Change]:
+        """Every change in the log, in position order, read a page at a time."""
+        after = 0
+        while changes := self.log(after=after, limit=page):
+            yield from changes
+            after = changes[-1].position or after + len(changes)
 
     def _resolve(self, pipeline: Pipeline | str) -> Pipeline:
         """``pipeline`` itself, or the recorded definition of that name."""

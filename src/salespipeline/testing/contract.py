@@ -11,6 +11,7 @@ reports, the change log (one change per version, positions, keys, consumers,
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from collections.abc import Callable, Iterator
@@ -38,6 +39,7 @@ from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON, Stage
 from salespipeline.storage.base import DealStore
 from salespipeline.testing import strategies
+from salespipeline.testing._stories import deal_stories, windows
 from salespipeline.tracker import Tracker
 
 __all__ = ["StoreContract"]
@@ -832,6 +834,46 @@ class StoreContract:
         assert store.report(pipeline, as_of=_later(5), owner="kim").open_value == 300
         assert store.report(pipeline, as_of=_later(3), owner="kim").deals == 0
 
+    def test_movement_equals_the_pure_movement_over_the_log(self, pipeline: Pipeline) -> None:
+        """Any story's waterfall, for any window and money, as ``metrics.movement`` gives."""
+        store = self.make_store()
+        counter = itertools.count()
+        try:
+
+            @settings(max_examples=15, deadline=None)
+            @given(st.data())
+            def story(data: st.DataObject) -> None:
+                prefix = f"m{next(counter)}-"
+                _write_story(store, data.draw(deal_stories(pipeline, T0, prefix=prefix)))
+                if self.erasure and data.draw(st.booleans()):
+                    with contextlib.suppress(DealNotFoundError):
+                        store.erase(f"{prefix}0", actor="dpo", reason="request")
+                start, end = data.draw(windows(T0))
+                changes = list(_whole_log(store))
+                for money in _MOVEMENT_MONEY:
+                    pure = metrics.movement(changes, pipeline, start=start, end=end, **money)
+                    assert store.movement(pipeline, start=start, end=end, **money) == pure
+
+            story()
+        finally:
+            store.close()
+
+    def test_movement_refuses_bad_arguments_before_reading(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        store.add(pipeline.start("m", amount=5, currency="EUR", at=T0))
+        with pytest.raises(ValidationError, match="start"):
+            store.movement(pipeline, start=T0.replace(tzinfo=None), end=T0)
+        with pytest.raises(ValidationError, match="after end"):
+            store.movement(pipeline, start=_later(2), end=_later(1))
+        with pytest.raises(ValidationError, match="EUR"):
+            store.movement(pipeline, start=T0, end=_later(1), currency="USD", rates={"KRW": 2})
+        with pytest.raises(UnknownPipelineError):
+            store.movement("nowhere", start=T0, end=_later(1))
+        store.save_pipeline(pipeline)
+        moved = store.movement("contract", start=T0, end=_later(1))
+        assert (moved.created.count, moved.end.value) == (1, Decimal(5))
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def test_a_closed_store_refuses_work(self, pipeline: Pipeline) -> None:
@@ -1381,6 +1423,30 @@ class StoreContract:
             story()
         finally:
             store.close()
+
+
+_MOVEMENT_MONEY: Final[tuple[dict[str, Any], ...]] = (
+    {},
+    {"currency": "EUR"},
+    {"currency": "USD", "rates": {"EUR": Decimal("1.08"), "KRW": Decimal("0.00074")}},
+)
+
+
+def _write_story(store: DealStore, story: list[tuple[Deal | None, Deal]]) -> None:
+    """Each step of a generated story, added or saved."""
+    for before, after in story:
+        if before is None:
+            store.add(after)
+        else:
+            store.save(after)
+
+
+def _whole_log(store: DealStore) -> Iterator[log.Change]:
+    """Every change in ``store``'s log, page by page."""
+    after = 0
+    while page := store.log(after=after, limit=7):
+        yield from page
+        after = page[-1].position or 0
 
 
 def _apply_story_step(

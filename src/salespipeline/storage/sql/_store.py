@@ -60,6 +60,7 @@ from salespipeline.storage.base import (
 )
 from salespipeline.storage.sql import _figures
 from salespipeline.storage.sql._dialect import Dialect, Row, read_int
+from salespipeline.storage.sql._movement import sql_movement
 from salespipeline.storage.sql._names import DEFAULT, Names
 from salespipeline.storage.sql._recent import Recent
 from salespipeline.storage.sql._report import sql_report
@@ -77,7 +78,7 @@ _LOADED_DEAL: Final = len(_codec.DEAL_COLUMNS) + len(_figures.COLUMNS)
 """The deal row's columns in a load: its own, then its derived figures."""
 
 if TYPE_CHECKING:
-    from salespipeline.metrics import PipelineReport
+    from salespipeline.metrics import Movement, PipelineReport
 
 __all__ = ["Cursor", "SQLStore", "Statements", "UniqueViolation"]
 
@@ -962,6 +963,27 @@ class SQLStore(QueryingStore):
                 f"the stored deals of pipeline {resolved.name!r} cannot be aggregated: "
                 f"a column holds a value of the wrong kind ({type(error).__name__}: {error})"
             ) from error
+
+    def movement(
+        self,
+        pipeline: Pipeline | str,
+        *,
+        start: datetime,
+        end: datetime,
+        rates: Mapping[str, Decimal | int] | None = None,
+        currency: str | None = None,
+    ) -> Movement:
+        """The waterfall over ``[start, end)`` from only the changes it needs (``_movement``)."""
+        resolved = self._resolve(pipeline)
+        return sql_movement(
+            self._read,
+            self.sql.placeholder,
+            resolved,
+            start=start,
+            end=end,
+            rates=rates,
+            currency=currency,
+        )
 
     @contextlib.contextmanager
     def _session(self) -> Iterator[Callable[[tuple[str, Sequence[object]]], list[Row]]]:
