@@ -17,9 +17,12 @@ from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from salespipeline import metrics
 from salespipeline.deal import Deal, StageChange
 from salespipeline.errors import StorageError
 from salespipeline.log import Change
+from salespipeline.metrics._money import to_money
+from salespipeline.metrics._movement import to_window
 from salespipeline.pipeline import Pipeline
 from salespipeline.storage._blocks import Blocks
 from salespipeline.storage._consumers import check_consumer_name, check_poll, check_seek, reached
@@ -27,7 +30,7 @@ from salespipeline.storage._query import FieldValue
 from salespipeline.storage.base import add_options, check_many, no_import
 
 if TYPE_CHECKING:
-    from salespipeline.metrics import PipelineReport
+    from salespipeline.metrics import Movement, PipelineReport
 
 __all__ = ["AsyncConsumer", "AsyncDealStore"]
 
@@ -202,6 +205,31 @@ class AsyncDealStore(abc.ABC):
         now: datetime | None = None,
     ) -> PipelineReport:
         """Every metric for ``pipeline`` as it stood at ``as_of`` (``DealStore.report``)."""
+
+    async def movement(
+        self,
+        pipeline: Pipeline | str,
+        *,
+        start: datetime,
+        end: datetime,
+        rates: Mapping[str, Decimal | int] | None = None,
+        currency: str | None = None,
+    ) -> Movement:
+        """The waterfall of ``pipeline`` over ``[start, end)`` (``DealStore.movement``).
+
+        This default reads the whole log; a store may read fewer changes.
+        """
+        to_window(start, end)  # refused before any read
+        to_money(currency, rates)
+        resolved = pipeline if isinstance(pipeline, Pipeline) else await self.pipeline(pipeline)
+        changes: list[Change] = []
+        after = 0
+        while page := await self.log(after=after):
+            changes += page
+            after = page[-1].position or after + len(page)
+        return metrics.movement(
+            changes, resolved, start=start, end=end, rates=rates, currency=currency
+        )
 
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[None]:

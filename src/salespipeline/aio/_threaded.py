@@ -30,7 +30,7 @@ from salespipeline.pipeline import Pipeline
 from salespipeline.storage.base import DealStore
 
 if TYPE_CHECKING:
-    from salespipeline.metrics import PipelineReport
+    from salespipeline.metrics import Movement, PipelineReport
 
 __all__ = ["ThreadedStore"]
 
@@ -203,6 +203,19 @@ class ThreadedStore(AsyncDealStore):
             currency=currency,
             rates=rates,
             now=now,
+        )
+
+    async def movement(
+        self,
+        pipeline: Pipeline | str,
+        *,
+        start: datetime,
+        end: datetime,
+        rates: Mapping[str, Decimal | int] | None = None,
+        currency: str | None = None,
+    ) -> Movement:
+        return await self._call(
+            self._sync.movement, pipeline, start=start, end=end, rates=rates, currency=currency
         )
 
     @asynccontextmanager

@@ -29,7 +29,7 @@ from salespipeline.storage.base import DealStore
 from salespipeline.testing.contract import QUALIFIED, T0, StoreContract
 
 if TYPE_CHECKING:
-    from salespipeline.metrics import PipelineReport
+    from salespipeline.metrics import Movement, PipelineReport
 
 __all__ = ["AsyncStoreContract"]
 
@@ -218,6 +218,21 @@ class BlockingView(DealStore):
         return self._await(
             lambda: self._async.report(
                 pipeline, as_of=as_of, owner=owner, currency=currency, rates=rates, now=now
+            )
+        )
+
+    def movement(
+        self,
+        pipeline: Pipeline | str,
+        *,
+        start: datetime,
+        end: datetime,
+        rates: Mapping[str, Decimal | int] | None = None,
+        currency: str | None = None,
+    ) -> Movement:
+        return self._await(
+            lambda: self._async.movement(
+                pipeline, start=start, end=end, rates=rates, currency=currency
             )
         )
 
