@@ -124,6 +124,11 @@ def attrs_without_by_currency(m: Movement) -> tuple[object, ...]:
 
 def week() -> list[log.Change]:
     """Five deals over a week; the window is [at(24), at(24 * 7))."""
+    return changes_of(week_story())
+
+
+def week_story() -> Story:
+    """The deals of ``week``, step by step."""
     a0 = FIVE.start("a", amount=100, close_date=date(2026, 3, 5), at=at(0))
     a1 = a0.evolve(amount=150, close_date=date(2026, 3, 12), at=at(30))  # raised, slipped
     b0 = FIVE.start("b", amount=80, at=at(1))
@@ -135,11 +140,11 @@ def week() -> list[log.Change]:
     d0 = FIVE.start("d", amount=500, at=at(2))
     d1 = Migration(FIVE, elsewhere(FIVE)).apply(d0, at=at(50))  # migrated out
     e0 = FIVE.start("e", amount=7, at=at(24 * 7))  # created at the end: outside
-    steps = [
+    steps: Story = [
         (None, a0), (None, b0), (None, d0), (None, c0), (c0, c1), (c1, c2),
         (a0, a1), (b0, b1), (d0, d1), (b1, b2), (None, e0),
     ]  # fmt: skip
-    return changes_of(steps)
+    return steps
 
 
 def test_every_row_of_a_hand_made_week() -> None:
@@ -200,9 +205,14 @@ def test_an_erased_deal_is_in_no_row() -> None:
 
 
 def mixed() -> list[log.Change]:
-    e = FIVE.start("e", amount=Decimal("100.50"), currency="EUR", at=at(0))
-    u = FIVE.start("u", amount=20, at=at(2))
-    return changes_of([(None, e), (None, u)])
+    return changes_of(mixed_story())
+
+
+def mixed_story() -> Story:
+    """A EUR deal open before at(1), a USD deal opened at at(2)."""
+    eu = FIVE.start("eu", amount=Decimal("100.50"), currency="EUR", at=at(0))
+    us = FIVE.start("us", amount=20, at=at(2))
+    return [(None, eu), (None, us)]
 
 
 def test_mixed_currencies_without_a_currency_give_counts_and_each_currency() -> None:

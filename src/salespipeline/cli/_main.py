@@ -1,4 +1,5 @@
-"""The ``salespipeline`` command: demo, report, lint, diagram, migrate and import.
+"""The ``salespipeline`` command: ``demo``, ``report``, ``movement``, ``lint``, ``diagram``,
+``migrate`` and ``import``.
 
 This is the edge where files, the database, the terminal and the wall clock are
 touched. Bad input (an unreadable file, an invalid definition, a missing database, a
@@ -24,6 +25,14 @@ from salespipeline import __version__, presets
 from salespipeline._checks import to_utc
 from salespipeline.cli._demo import END, SimulatedClock, open_store, simulate
 from salespipeline.cli._import import add_import
+from salespipeline.cli._movement import (
+    add_movement,
+    add_window,
+    html_window,
+    moved,
+    movement_options,
+    shown,
+)
 from salespipeline.cli._plugins import ENTRY_POINT_GROUP, PluginError, load_plugins, unregistered
 from salespipeline.cli._progress import Progress as _Progress
 from salespipeline.cli._report import FORMATS, checked_output, currency, rates, rendered, write
@@ -36,7 +45,7 @@ from salespipeline.errors import (
     ValidationError,
 )
 from salespipeline.followups import overdue
-from salespipeline.metrics import PipelineReport
+from salespipeline.metrics import PipelineReport, render_html
 from salespipeline.metrics._asof import check_owner
 from salespipeline.migration import Migration, migrate_store
 from salespipeline.pipeline import Pipeline
@@ -125,6 +134,7 @@ def _parser() -> _Parser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_demo(commands)
     _add_report(commands)
+    add_movement(commands, _movement)
     _add_lint(commands)
     _add_diagram(commands)
     _add_migrate(commands)
@@ -178,6 +188,7 @@ def _add_report(commands: Any) -> None:
         help="with --currency: convert CODE at RATE (one CODE in the report's currency; "
         "repeatable)",
     )
+    add_window(report, required=False)
     report.set_defaults(run=_report)
 
 
@@ -257,16 +268,29 @@ def _report(args: argparse.Namespace) -> int:
     owner = check_owner(args.owner)
     code, converted = currency(args.currency), rates(args.currency, args.rate)
     output = checked_output(args.output, _database_path(args.db))
+    window = html_window(args)
     with _existing_store(args.db) as store:
+        chosen = _chosen(store, args.pipeline, args.db)
         reports = [
             _rated(store, p, now=now, owner=owner, currency=code, rates=converted)
-            for p in _chosen(store, args.pipeline, args.db)
+            for p in chosen
         ]
         if args.format == "text":
             text = _text_reports(store, reports, now=now)
+        elif window is not None:
+            text = render_html(*reports, movements=[moved(store, p, window) for p in chosen])
         else:
             text = rendered(args.format, reports)
     write(text, output)
+    return EXIT_OK
+
+
+def _movement(args: argparse.Namespace) -> int:
+    """Every option checked first; the output written only once it is complete."""
+    options = movement_options(args)
+    with _existing_store(args.db) as store:
+        movements = [moved(store, p, options) for p in _chosen(store, args.pipeline, args.db)]
+    write(shown(args.format, movements), None)
     return EXIT_OK
 
 

@@ -15,15 +15,17 @@ from typing import Final
 
 from salespipeline.errors import ValidationError, shown
 from salespipeline.metrics._funnel import render_funnel
+from salespipeline.metrics._movement import Movement
+from salespipeline.metrics._movement_render import render_waterfalls
 from salespipeline.metrics._render import human_duration
 from salespipeline.metrics._report import CurrencyFigures, PipelineReport
 
 __all__ = ["MOVEMENT_SLOT", "render_html"]
 
 MOVEMENT_SLOT: Final = (
-    "<!-- movement: the waterfall of the open pipeline goes here once metrics.movement exists -->"
+    "<!-- movement: no waterfall was asked for (render_html(..., movements=...)) -->"
 )
-"""Where the waterfall will stand; the report has no movement figures yet."""
+"""Where a report's waterfall stands when no movement of its pipeline was given."""
 
 _CSS: Final = """
 body{font-family:system-ui,sans-serif;color:#1f2933;max-width:980px;margin:2em auto;
@@ -52,12 +54,16 @@ _MONEY_ROWS: Final = (
 )
 
 
-def render_html(*reports: PipelineReport, title: str | None = None) -> str:
+def render_html(
+    *reports: PipelineReport, title: str | None = None, movements: Sequence[Movement] = ()
+) -> str:
     """One self-contained HTML page: a section per report, funnel and money per currency.
 
-    ``title`` defaults to the pipelines' names. No script and nothing fetched.
+    ``title`` defaults to the pipelines' names. A movement in ``movements`` adds its
+    SVG waterfall to the section of its pipeline. No script and nothing fetched.
     """
     checked = _reports(reports)
+    waterfalls = _movements(movements, checked)
     heading = (
         title
         if title is not None
@@ -65,7 +71,7 @@ def render_html(*reports: PipelineReport, title: str | None = None) -> str:
     )
     if not isinstance(heading, str):
         raise ValidationError(f"title must be text, not {shown(heading)}", field="title")
-    body = "\n".join(_section(r) for r in checked)
+    body = "\n".join(_section(r, waterfalls.get(r.pipeline)) for r in checked)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
@@ -86,7 +92,39 @@ def _reports(reports: Sequence[object]) -> list[PipelineReport]:
     return [r for r in reports if isinstance(r, PipelineReport)]
 
 
-def _section(report: PipelineReport) -> str:
+def _movements(movements: object, reports: Sequence[PipelineReport]) -> dict[str, Movement]:
+    """Each movement by its pipeline, which must be one of the reports'."""
+    if isinstance(movements, (str, bytes)) or not isinstance(movements, Sequence):
+        raise ValidationError(f"movements must be a sequence of Movement, not {shown(movements)}")
+    names = {r.pipeline for r in reports}
+    found: dict[str, Movement] = {}
+    for value in movements:
+        if not isinstance(value, Movement) or value.pipeline not in names:
+            raise ValidationError(
+                f"movements holds {shown(value)}, not a Movement of a reported pipeline",
+                field="movements",
+            )
+        found[value.pipeline] = value
+    return found
+
+
+def _waterfall(movement: Movement | None) -> str:
+    if movement is None:
+        return MOVEMENT_SLOT
+    since, until = (
+        f"{movement.window_start:%Y-%m-%d %H:%M}",
+        f"{movement.window_end:%Y-%m-%d %H:%M}",
+    )
+    return (
+        f"<h2>Movement, {escape(since)} to {escape(until)} UTC</h2>\n"
+        f"<figure>{render_waterfalls(movement)}<figcaption>The open pipeline at the "
+        "start, what came in (green) and went out (red), and the open pipeline at the end "
+        f"(blue), by value. Slipped: {movement.slipped.count:,}; pushed out of the window: "
+        f"{movement.pushed_out.count:,}.</figcaption></figure>"
+    )
+
+
+def _section(report: PipelineReport, movement: Movement | None = None) -> str:
     parts = [
         f'<section class="report" id="pipeline-{escape(report.pipeline)}">',
         f"<h1>{escape(report.pipeline)}</h1>",
@@ -102,7 +140,7 @@ def _section(report: PipelineReport) -> str:
         _stages(report),
         *_bottlenecks(report),
         *_stalled(report),
-        MOVEMENT_SLOT,
+        _waterfall(movement),
         "</section>",
     ]
     return "\n".join(parts)
