@@ -10,6 +10,7 @@ works. ``report`` never adds amounts across currencies: it reports per currency
 Definitions and formulas: ``docs/explanation/metrics.md``.
 """
 
+from salespipeline.metrics._accuracy import ForecastAccuracy, forecast_accuracy
 from salespipeline.metrics._csv import render_csv
 from salespipeline.metrics._functions import (
     Bottleneck,
@@ -47,6 +48,7 @@ __all__ = [
     "CurrencyFigures",
     "DisqualificationCandidate",
     "Flow",
+    "ForecastAccuracy",
     "ForecastPeriod",
     "Movement",
     "OwnerFigures",
@@ -59,6 +61,7 @@ __all__ = [
     "cycle_length",
     "disqualification_candidates",
     "forecast",
+    "forecast_accuracy",
     "movement",
     "overdue",
     "render_csv",
