@@ -144,3 +144,11 @@ def test_bad_arguments_are_validation_errors_naming_them(
     with pytest.raises(ValidationError) as refused:
         metrics.forecast_accuracy(changes_of([(None, eu)]), FIVE, **arguments)  # type: ignore[arg-type]
     assert refused.value.field == field or field in str(refused.value)
+
+
+def test_a_window_at_the_first_instant_there_is_wins_nothing() -> None:
+    first = datetime.min.replace(tzinfo=T0.tzinfo)
+    result = metrics.forecast_accuracy(
+        changes_of(quarter()), FIVE, made_at=first, start=first, end=first
+    )
+    assert (result.forecast_deals, result.won_deals, result.won) == (0, 0, 0)

@@ -194,6 +194,12 @@ def test_a_deal_won_in_the_window_leaves_at_its_amount_then() -> None:
     )
 
 
+def test_a_window_at_the_first_instant_there_is_moves_nothing() -> None:
+    first = datetime.min.replace(tzinfo=timezone.utc)
+    m = metrics.movement(week(), FIVE, start=first, end=first)
+    assert m.start == m.end == Flow(0, Decimal(0))
+
+
 def test_an_erased_deal_is_in_no_row() -> None:
     deal = FIVE.start("x", amount=10, at=at(0))
     erase = log.Change("x", 2, at(2), "erase", actor="dpo", reason="request")

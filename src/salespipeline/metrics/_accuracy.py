@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Final
 
@@ -30,6 +30,7 @@ from salespipeline.stages import WON
 __all__ = ["ForecastAccuracy", "forecast_accuracy"]
 
 _TICK: Final = timedelta(microseconds=1)
+_EARLIEST: Final = datetime.min.replace(tzinfo=timezone.utc)
 _ZERO: Final = Decimal(0)
 
 
@@ -115,7 +116,8 @@ def forecast_accuracy(
     for deal in replay(log, until=made).values():
         if _forecast(deal, pipeline, window):
             _add_forecast(sums.setdefault(deal.currency, _Sums()), deal, pipeline)
-    for deal in replay(log, until=window.end - _TICK).values():
+    ended = replay(log, until=window.end - _TICK) if window.end > _EARLIEST else {}
+    for deal in ended.values():
         if deal.pipeline == pipeline.name and deal.stage == WON and _closed_in(deal, window):
             own = sums.setdefault(deal.currency, _Sums())
             own.won_deals, own.won = own.won_deals + 1, EXACT.add(own.won, deal.amount)

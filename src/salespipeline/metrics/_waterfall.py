@@ -38,6 +38,7 @@ ROWS: Final = (
     "pushed_out",
 )
 _TICK: Final = timedelta(microseconds=1)
+_EARLIEST: Final = datetime.min.replace(tzinfo=timezone.utc)
 _ZERO: Final = Decimal(0)
 _NAMES: Final = ("pipeline", "stage", "amount", "currency", "close_date")
 
@@ -123,11 +124,7 @@ def path(changes: Sequence[Change], window: Window) -> Path | None:
     if any(change.kind == "erase" for change in changes):
         return None
     deal_id = changes[0].deal_id
-    before = (
-        window.start - _TICK if window.start > datetime.min.replace(tzinfo=timezone.utc) else None
-    )
-    first = None if before is None else _state(replay(changes, until=before).get(deal_id))
-    last = _state(replay(changes, until=window.end - _TICK).get(deal_id))
+    first, last = _stood(changes, window.start), _stood(changes, window.end)
     steps: list[State] = []
     state = first
     for change in changes:
@@ -140,6 +137,13 @@ def path(changes: Sequence[Change], window: Window) -> Path | None:
             deal_id=deal_id,
         )
     return Path(first, tuple(steps), last)
+
+
+def _stood(changes: Sequence[Change], moment: datetime) -> State | None:
+    """The deal as it stood just before ``moment`` (None: not opened by then)."""
+    if moment <= _EARLIEST:
+        return None
+    return _state(replay(changes, until=moment - _TICK).get(changes[0].deal_id))
 
 
 @attrs.frozen
