@@ -272,8 +272,7 @@ def _report(args: argparse.Namespace) -> int:
     with _existing_store(args.db) as store:
         chosen = _chosen(store, args.pipeline, args.db)
         reports = [
-            _rated(store, p, now=now, owner=owner, currency=code, rates=converted)
-            for p in chosen
+            _rated(store, p, now=now, owner=owner, currency=code, rates=converted) for p in chosen
         ]
         if args.format == "text":
             text = _text_reports(store, reports, now=now)
