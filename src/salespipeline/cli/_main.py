@@ -119,8 +119,8 @@ def _one_line(error: BaseException) -> str:
 def _parser() -> _Parser:
     parser = _Parser(
         prog="salespipeline",
-        description="Sales pipelines as state machines: simulate, report, lint, draw, migrate, "
-        "import.",
+        description="Sales pipelines as state machines: simulate, report, movement, lint, draw, "
+        "migrate, import.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
