@@ -28,6 +28,7 @@ from typing import Any
 from salespipeline import ConcurrencyError, Deal, TransitionNotAllowedError, presets
 from salespipeline.pipeline import Pipeline
 from salespipeline.storage import DealStore, PostgresStore, SQLiteStore
+from salespipeline.storage.sql._plan import Plan, Steps
 from salespipeline.storage.sql._store import Cursor, SQLStore
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
@@ -199,11 +200,11 @@ class _Hooked:
 
     def _update(
         self, columns: Sequence[str], params: Sequence[Any], change: Sequence[Any]
-    ) -> int | None:
+    ) -> Plan[int | None]:
         hold = self._holding()
         hold.on = True
         try:
-            return super()._update(columns, params, change)  # type: ignore[misc,no-any-return]
+            return (yield from super()._update(columns, params, change))  # type: ignore[misc]
         finally:
             hold.on = False
 
@@ -228,13 +229,13 @@ class UnlockedPostgresStore(HookedPostgresStore):
     positions in insert order while transactions commit in any order.
     """
 
-    def _lock_log(self, cursor: Cursor) -> None:
-        pass
+    def _lock_log(self) -> Steps[None]:
+        yield from ()
 
     def _update(
         self, columns: Sequence[str], params: Sequence[Any], change: Sequence[Any]
-    ) -> int | None:
-        return SQLStore._update(self, columns, params, change)
+    ) -> Plan[int | None]:
+        return (yield from SQLStore._update(self, columns, params, change))
 
 
 def open_hooked(kind: str, target: str, hooks: Hooks) -> DealStore:

@@ -34,6 +34,7 @@ from salespipeline.storage._options import check_count, check_timeout
 from salespipeline.storage._process import check_process, let_go
 from salespipeline.storage.sql._dialect import AmountPart, Dialect, jsonb_field_match
 from salespipeline.storage.sql._names import DEFAULT, Names, Renamed, check_names
+from salespipeline.storage.sql._plan import Plan, Statement, Steps, Within, one
 from salespipeline.storage.sql._schema import POSTGRES_DDL
 from salespipeline.storage.sql._store import Cursor, SQLStore, Statements, UniqueViolation
 
@@ -186,10 +187,10 @@ class PostgresStore(SQLStore):
         idle = self._psycopg.pq.TransactionStatus.IDLE
         return connection is not None and connection.info.transaction_status != idle
 
-    def _lock_schema(self, cursor: Cursor) -> None:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+    def _lock_schema(self) -> Steps[None]:
+        yield Statement("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
         if self._names.schema is not None:
-            cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._names.schema}"')
+            yield Statement(f'CREATE SCHEMA IF NOT EXISTS "{self._names.schema}"')
 
     def _open_pool(self) -> Any:
         if self._pool is None:
@@ -251,19 +252,19 @@ class PostgresStore(SQLStore):
 
     def _update(
         self, columns: Sequence[str], params: Sequence[Any], change: Sequence[Any]
-    ) -> int | None:
+    ) -> Plan[int | None]:
         """The deal row and its change row in one statement, so one round trip."""
-        with self._statement() as cursor:
-            cursor.execute(_moved_statement(tuple(columns)), [*params, *change[1:]])
-            row = cursor.fetchone()
+        moved = Statement(_moved_statement(tuple(columns)), [*params, *change[1:]], "one")
+        row = yield Within("statement", one(moved))
         return None if row is None else int(row[0])
 
-    def _insert_log(self, cursor: Cursor, values: Sequence[Any]) -> int:
-        cursor.execute(f"{self.sql.insert_log} RETURNING position", values)
-        return int(cursor.fetchone()[0])
+    def _insert_log(self, values: Sequence[Any]) -> Steps[int]:
+        return int(
+            (yield Statement(f"{self.sql.insert_log} RETURNING position", values, "one"))[0]
+        )
 
-    def _lock_log(self, cursor: Cursor) -> None:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_LOG_LOCK,))
+    def _lock_log(self) -> Steps[None]:
+        yield Statement("SELECT pg_advisory_xact_lock(%s)", (_LOG_LOCK,))
 
     def _read(self) -> AbstractContextManager[Cursor]:
         return self._transaction(read_only=True)

@@ -37,8 +37,9 @@ from salespipeline.storage._options import check_path, check_timeout
 from salespipeline.storage._process import check_process, let_go
 from salespipeline.storage.sql._dialect import AmountPart, Dialect, json_each_field_match
 from salespipeline.storage.sql._names import DEFAULT, Names, Renamed, check_names
+from salespipeline.storage.sql._plan import Statement, Steps
 from salespipeline.storage.sql._schema import SQLITE_DDL
-from salespipeline.storage.sql._store import Cursor, SQLStore, Statements, UniqueViolation
+from salespipeline.storage.sql._store import SQLStore, Statements, UniqueViolation
 
 __all__ = ["SQLiteStore"]
 
@@ -156,17 +157,15 @@ class SQLiteStore(SQLStore):
             return _amount_values(deal)
         return super()._attribute_values(deal, name)
 
-    @contextmanager
-    def _deleting_securely(self, cursor: Cursor) -> Iterator[None]:
+    def _deleting_securely(self, deletes: Steps[None]) -> Steps[None]:
         """Overwrite what the erase deletes with zeros (``secure_delete``), then put the
         connection's own setting back."""
-        cursor.execute("PRAGMA secure_delete")
-        kept = int(cursor.fetchone()[0])
-        cursor.execute("PRAGMA secure_delete = 1")
+        kept = int((yield Statement("PRAGMA secure_delete", (), "one"))[0])
+        yield Statement("PRAGMA secure_delete = 1")
         try:
-            yield
+            yield from deletes
         finally:
-            cursor.execute(f"PRAGMA secure_delete = {kept}")
+            yield Statement(f"PRAGMA secure_delete = {kept}")
 
     def _erased(self) -> None:
         """Copy the zeroed pages into the database file and empty the WAL, whose frames

@@ -3,7 +3,9 @@
 Subclasses supply transactions (``_read`` gives one consistent snapshot, ``_write``
 one atomic transaction that serialises with other writers, ``_statement`` single
 statements that are atomic on their own) and the dialect's SQL spelling; everything
-else (optimistic saves, streaming ``find``, decoding) is here. ``get`` is one
+else (optimistic saves, streaming ``find``, decoding) is here, written as plans
+(``sql._plan``) that do no I/O: ``_run`` drives them on the store's cursors, and
+``aio.AsyncPostgresStore`` awaits the same plans. ``get`` is one
 statement (the deal's row, then its history rows), so a load is one round trip, and a
 save compares the deal's history with the one the store last handed out for it.
 """
@@ -20,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar, Final, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NoReturn, Protocol, TypeVar
 
 import attrs
 
@@ -62,6 +64,16 @@ from salespipeline.storage.sql import _figures
 from salespipeline.storage.sql._dialect import Dialect, Row, read_int
 from salespipeline.storage.sql._movement import sql_movement
 from salespipeline.storage.sql._names import DEFAULT, Names
+from salespipeline.storage.sql._plan import (
+    Kind,
+    Plan,
+    Statement,
+    Steps,
+    Within,
+    drive,
+    one,
+    single,
+)
 from salespipeline.storage.sql._recent import Recent
 from salespipeline.storage.sql._report import sql_report
 from salespipeline.storage.sql._schema import (
@@ -81,6 +93,8 @@ if TYPE_CHECKING:
     from salespipeline.metrics import Movement, PipelineReport
 
 __all__ = ["Cursor", "SQLStore", "Statements", "UniqueViolation"]
+
+T = TypeVar("T")
 
 _SCHEMA_KEY: Final = "schema_version"
 _VERSION_TEXT: Final = re.compile(r"0|[1-9][0-9]{0,8}")
@@ -270,35 +284,50 @@ class SQLStore(QueryingStore):
     def _statement(self) -> AbstractContextManager[Cursor]:
         """A cursor outside any explicit transaction: each statement commits on its own."""
 
+    def _run(self, plan: Plan[T]) -> T:
+        """Run ``plan`` on this store's cursors (the sync driver of the plans below)."""
+        return drive(plan, self._cursor_for)
+
+    def _cursor_for(self, kind: Kind) -> AbstractContextManager[Cursor]:
+        if kind == "statement":
+            return self._statement()
+        return self._read() if kind == "read" else self._write()
+
     def _update(
         self, columns: Sequence[str], params: Sequence[Any], change: Sequence[Any]
-    ) -> int | None:
+    ) -> Plan[int | None]:
         """Write the deal row's ``columns`` (``update_columns``) and the change row
         atomically.
 
         The change's position, or None, with nothing written, when no row matched
         the stored version.
         """
-        with self._write() as cursor:
-            cursor.execute(self.sql.update_columns(columns), params)
-            if cursor.rowcount != 1:
-                return None
-            self._lock_log(cursor)
-            return self._insert_log(cursor, change)
+        position: int | None = yield Within("write", self._update_steps(columns, params, change))
+        return position
 
-    def _insert_log(self, cursor: Cursor, values: Sequence[Any]) -> int:
+    def _update_steps(
+        self, columns: Sequence[str], params: Sequence[Any], change: Sequence[Any]
+    ) -> Steps[int | None]:
+        matched = yield Statement(self.sql.update_columns(columns), params, "rowcount")
+        if matched != 1:
+            return None
+        yield from self._lock_log()
+        return (yield from self._insert_log(change))
+
+    def _insert_log(self, values: Sequence[Any]) -> Steps[int]:
         """Insert one change row; its position."""
-        cursor.execute(self.sql.insert_log, values)
-        position = getattr(cursor, "lastrowid", None)
+        position = yield Statement(self.sql.insert_log, values, "lastrowid")
         if not is_int(position):
             raise StorageError("the database did not say the position of the change it logged")
         return position
 
-    def _lock_log(self, cursor: Cursor) -> None:
-        """Make positions rise in commit order (no-op where writers are serialised already)."""
+    def _lock_log(self) -> Steps[None]:
+        """Make positions rise in commit order (none where writers are serialised already)."""
+        yield from ()
 
-    def _lock_schema(self, cursor: Cursor) -> None:
-        """Serialise schema creation between processes (no-op where writes already are)."""
+    def _lock_schema(self) -> Steps[None]:
+        """Serialise schema creation between processes (none where writes already are)."""
+        yield from ()
 
     def _row_values(self, deal: Deal) -> list[Any]:
         """The deal's own column values and the dialect's extras."""
@@ -307,37 +336,44 @@ class SQLStore(QueryingStore):
     # -- schema -----------------------------------------------------------------------
 
     def _ensure_schema(self) -> None:
+        self._run(self._schema_plan())
+
+    def _schema_plan(self) -> Plan[None]:
         """Create the tables on first use, upgrade an older layout, refuse a newer one."""
         try:
-            with self._read() as cursor:
-                if self._stored_schema_version(cursor) == SCHEMA_VERSION and self._indexed(cursor):
-                    return
+            if (yield Within("read", self._current())):
+                return
         except StorageError:
             pass  # no schema yet (or a problem the write below reports)
-        with self._write() as cursor:
-            self._lock_schema(cursor)
-            cursor.execute(self.sql.ddl[0])
-            version = self._stored_schema_version(cursor)
-            if version is None:
-                for statement in self.sql.ddl[1:]:
-                    cursor.execute(statement)
-                cursor.execute(
-                    self.sql.q("INSERT INTO sp_meta (key, value) VALUES (?, ?)"),
-                    (_SCHEMA_KEY, str(SCHEMA_VERSION)),
-                )
-            elif version < SCHEMA_VERSION:
-                self._upgrade(cursor, version)
-            for statement in FIND_INDEXES.values():
-                cursor.execute(statement)
+        yield Within("write", self._schema_steps())
 
-    def _indexed(self, cursor: Cursor) -> bool:
+    def _current(self) -> Steps[bool]:
+        """Whether the schema is this version's, with every index ``find`` seeks with."""
+        version = yield from self._stored_schema_version()
+        return version == SCHEMA_VERSION and (yield from self._indexed())
+
+    def _schema_steps(self) -> Steps[None]:
+        yield from self._lock_schema()
+        yield Statement(self.sql.ddl[0])
+        version = yield from self._stored_schema_version()
+        if version is None:
+            for statement in self.sql.ddl[1:]:
+                yield Statement(statement)
+            yield Statement(
+                self.sql.q("INSERT INTO sp_meta (key, value) VALUES (?, ?)"),
+                (_SCHEMA_KEY, str(SCHEMA_VERSION)),
+            )
+        elif version < SCHEMA_VERSION:
+            yield from self._upgrade(version)
+        for statement in FIND_INDEXES.values():
+            yield Statement(statement)
+
+    def _indexed(self) -> Steps[bool]:
         """Whether ``sp_deals`` has every index ``find`` seeks with (``FIND_INDEXES``)."""
-        cursor.execute(self.sql.dialect.index_names)
-        return {self._names.of(name) for name in FIND_INDEXES} <= {
-            row[0] for row in cursor.fetchall()
-        }
+        rows = yield Statement(self.sql.dialect.index_names, (), "all")
+        return {self._names.of(name) for name in FIND_INDEXES} <= {row[0] for row in rows}
 
-    def _upgrade(self, cursor: Cursor, version: int) -> None:
+    def _upgrade(self, version: int) -> Steps[None]:
         """Bring a database at ``version`` to ``SCHEMA_VERSION`` in the caller's transaction."""
         steps = UPGRADES[self.sql.dialect.name]
         for target in range(version + 1, SCHEMA_VERSION + 1):
@@ -347,20 +383,20 @@ class SQLStore(QueryingStore):
                     "cannot upgrade"
                 )
             for statement in steps[target]:
-                cursor.execute(statement)
-        _fill_figures(cursor, self.sql.placeholder)
+                yield Statement(statement)
+        yield from _fill_figures(self.sql.placeholder)
         if version < 3:
-            self._lock_log(cursor)
-            self._fill_log(cursor)
-            cursor.execute(f"DROP TABLE {OLD_HISTORY}")
-        cursor.execute(
+            yield from self._lock_log()
+            yield from self._fill_log()
+            yield Statement(f"DROP TABLE {OLD_HISTORY}")
+        yield Statement(
             self.sql.q("UPDATE sp_meta SET value = ? WHERE key = ?"),
             (str(SCHEMA_VERSION), _SCHEMA_KEY),
         )
 
-    def _stored_schema_version(self, cursor: Cursor) -> int | None:
-        cursor.execute(self.sql.q("SELECT value FROM sp_meta WHERE key = ?"), (_SCHEMA_KEY,))
-        row = cursor.fetchone()
+    def _stored_schema_version(self) -> Steps[int | None]:
+        select = self.sql.q("SELECT value FROM sp_meta WHERE key = ?")
+        row = yield Statement(select, (_SCHEMA_KEY,), "one")
         if row is None:
             return None
         version = _schema_number(row[0])
@@ -381,25 +417,34 @@ class SQLStore(QueryingStore):
         reason: str | None = None,
         key: str | None = None,
     ) -> Change:
+        return self._run(self._add(deal, actor, reason, key))
+
+    def _add(
+        self, deal: Deal, actor: str | None, reason: str | None, key: str | None
+    ) -> Plan[Change]:
         deal = check_deal(deal)
         check_change_args(actor, reason, key)
         changes = log.recorded(deal, actor=actor, reason=reason, key=key)
-        rows = [_codec.log_values(change) for change in changes]
         figures = _figures.of_history(deal.history)
         written = _figures.Written(figures, _figures.values(figures))
         try:
-            with self._write() as cursor:
-                cursor.execute(self.sql.insert_deal, [*self._row_values(deal), *written.values])
-                if cursor.rowcount != 1:
-                    raise DuplicateDealError(deal.id)
-                self._refuse_erased(cursor, [deal.id])
-                self._lock_log(cursor)
-                for row in rows:
-                    position = self._insert_log(cursor, row)
+            position = yield Within("write", self._add_steps(deal, changes, written.values))
         except UniqueViolation as error:
             _refuse_row(error, deal, key)
         self._remember(as_stored(deal, changes[-1]), written)
         return changes[-1].with_position(position)
+
+    def _add_steps(
+        self, deal: Deal, changes: Sequence[Change], figures: Sequence[Any]
+    ) -> Steps[int]:
+        row = [*self._row_values(deal), *figures]
+        if (yield Statement(self.sql.insert_deal, row, "rowcount")) != 1:
+            raise DuplicateDealError(deal.id)
+        yield from self._refuse_erased([deal.id])
+        yield from self._lock_log()
+        for change in changes:
+            position = yield from self._insert_log(_codec.log_values(change))
+        return position
 
     def add_many(
         self,
@@ -411,64 +456,70 @@ class SQLStore(QueryingStore):
         imported: bool = False,
     ) -> tuple[Change, ...]:
         """Every deal's row, then every change row, each one batched statement (executemany)."""
-        planned = planned_adds(deals, actor, reason, key, imported=imported)
+        return self._run(
+            self._add_many(planned_adds(deals, actor, reason, key, imported=imported), key)
+        )
+
+    def _add_many(
+        self, planned: Sequence[tuple[Deal, Sequence[Change]]], key: str | None
+    ) -> Plan[tuple[Change, ...]]:
         if not planned:
             return ()
         checked = [deal for deal, _ in planned]
         changes = [change for _, made in planned for change in made]
         try:
-            with self._write() as cursor:
-                cursor.executemany(self.sql.insert_deal, [self._new_row(d) for d in checked])
-                if cursor.rowcount != len(checked):
-                    raise _Taken
-                self._refuse_erased(cursor, [deal.id for deal in checked])
-                self._lock_log(cursor)
-                positions = self._insert_logs(cursor, changes)
+            positions = yield Within("write", self._add_many_steps(checked, changes))
         except _Taken:
-            raise DuplicateDealError(self._first_taken(checked)) from None
+            raise DuplicateDealError((yield from self._first_taken(checked))) from None
         except UniqueViolation as error:
             _refuse_row(error, checked[0], key)
         return _last_of_each([made for _, made in planned], positions)
+
+    def _add_many_steps(
+        self, deals: Sequence[Deal], changes: Sequence[Change]
+    ) -> Steps[list[int]]:
+        rows = [self._new_row(d) for d in deals]
+        if (yield Statement(self.sql.insert_deal, rows, "rowcount", many=True)) != len(deals):
+            raise _Taken
+        yield from self._refuse_erased([deal.id for deal in deals])
+        yield from self._lock_log()
+        return (yield from self._insert_logs(changes))
 
     def _new_row(self, deal: Deal) -> list[Any]:
         """A new deal's row: its own columns, then the figures its history implies."""
         return [*self._row_values(deal), *_figures.values(_figures.of_history(deal.history))]
 
-    def _insert_logs(self, cursor: Cursor, changes: Sequence[Change]) -> list[int]:
+    def _insert_logs(self, changes: Sequence[Change]) -> Steps[list[int]]:
         """Insert the change rows in one batch; their positions, in order.
 
         Under the log lock positions are drawn in insert order, so the new rows fill
         one range past the highest position before; they are read back one by one only
         when they do not.
         """
-        cursor.execute(self.sql.q("SELECT MAX(position) FROM sp_changes"))
-        before = read_int(cursor.fetchone()[0])
-        cursor.executemany(self.sql.insert_log, [_codec.log_values(c) for c in changes])
-        cursor.execute(
-            self.sql.q(
-                "SELECT COUNT(*), MIN(position), MAX(position) FROM sp_changes WHERE position > ?"
-            ),
-            (before,),
+        q = self.sql.q
+        before = read_int(
+            (yield Statement(q("SELECT MAX(position) FROM sp_changes"), (), "one"))[0]
         )
-        count, low, high = (read_int(value) for value in cursor.fetchone())
+        yield Statement(self.sql.insert_log, [_codec.log_values(c) for c in changes], many=True)
+        counted = q(
+            "SELECT COUNT(*), MIN(position), MAX(position) FROM sp_changes WHERE position > ?"
+        )
+        count, low, high = (read_int(v) for v in (yield Statement(counted, (before,), "one")))
         if count == len(changes) and high - low + 1 == count:
             return list(range(low, high + 1))
-        cursor.execute(
-            self.sql.q("SELECT deal_id, version, position FROM sp_changes WHERE position > ?"),
-            (before,),
-        )
-        found = {(row[0], read_int(row[1])): read_int(row[2]) for row in cursor.fetchall()}
+        select = q("SELECT deal_id, version, position FROM sp_changes WHERE position > ?")
+        rows = yield Statement(select, (before,), "all")
+        found = {(row[0], read_int(row[1])): read_int(row[2]) for row in rows}
         return [found[(c.deal_id, c.version)] for c in changes]
 
-    def _first_taken(self, deals: Sequence[Deal]) -> str:
+    def _first_taken(self, deals: Sequence[Deal]) -> Plan[str]:
         """The first of ``deals`` whose id the store already has (after a refused batch)."""
         p = self.sql.placeholder
         for start in range(0, len(deals), 500):
             ids = [deal.id for deal in deals[start : start + 500]]
-            with self._read() as cursor:
-                marks = ", ".join([p] * len(ids))
-                cursor.execute(f"SELECT id FROM sp_deals WHERE id IN ({marks})", ids)
-                taken = {row[0] for row in cursor.fetchall()}
+            marks = ", ".join([p] * len(ids))
+            select = Statement(f"SELECT id FROM sp_deals WHERE id IN ({marks})", ids, "all")
+            taken = {row[0] for row in (yield Within("read", one(select)))}
             for id in ids:
                 if id in taken:
                     return id
@@ -482,28 +533,41 @@ class SQLStore(QueryingStore):
         reason: str | None = None,
         key: str | None = None,
     ) -> Change:
+        return self._run(self._save(deal, actor, reason, key))
+
+    def _save(
+        self, deal: Deal, actor: str | None, reason: str | None, key: str | None
+    ) -> Plan[Change]:
         deal = check_deal(deal)
         check_change_args(actor, reason, key)
         base = deal.version - 1
-        stored, known = self._stored_at(deal.id, base)
-        new = new_entries(deal, stored.history)
+        stored, known = yield from self._stored_at(deal.id, base)
         change = log.derive(stored, deal, actor=actor, reason=reason, key=key)
-        before, stored_values = self._known_figures(stored, known)
-        columns, values = self._changed_columns(deal, change)
-        written: _figures.Written | None = None
-        if new:
-            written = self._changed_figures(columns, values, stored_values, before, new, stored)
-        elif stored_values is not None:
-            written = _figures.Written(before, stored_values)
+        columns, values, written = self._written(deal, change, stored, known)
         params = [*values, deal.id, base, _codec.to_us(deal.created_at)]
         try:
-            position = self._update(tuple(columns), params, _codec.log_values(change))
+            position = yield from self._update(tuple(columns), params, _codec.log_values(change))
         except UniqueViolation as error:
             _refuse_row(error, deal, key)
         if position is None:
-            raise self._refusal(deal, base)
+            raise (yield from self._refusal(deal, base))
         self._remember(as_stored(deal, change), written)
         return change.with_position(position)
+
+    def _written(
+        self, deal: Deal, change: Change, stored: Deal, known: object
+    ) -> tuple[list[str], list[Any], _figures.Written | None]:
+        """The columns a save writes, their values, and the figures the row will hold
+        (None: not known)."""
+        new = new_entries(deal, stored.history)
+        before, stored_values = self._known_figures(stored, known)
+        columns, values = self._changed_columns(deal, change)
+        if new:
+            written = self._changed_figures(columns, values, stored_values, before, new, stored)
+            return columns, values, written
+        if stored_values is not None:
+            return columns, values, _figures.Written(before, stored_values)
+        return columns, values, None
 
     def _changed_columns(self, deal: Deal, change: Change) -> tuple[list[str], list[Any]]:
         """The deal columns a save writes and their values: those of the attributes the
@@ -592,7 +656,7 @@ class SQLStore(QueryingStore):
                 reader.read_now()
         self._unread.clear()
 
-    def _stored_at(self, id: str, version: int) -> tuple[Deal, object]:
+    def _stored_at(self, id: str, version: int) -> Plan[tuple[Deal, object]]:
         """The stored deal ``id`` at ``version`` and what is known of its figures:
         remembered, else read back.
 
@@ -602,24 +666,21 @@ class SQLStore(QueryingStore):
         if remembered is not None:
             return remembered
         try:
-            stored, figures = self._load(id)
+            stored, figures = yield from self._load(id)
         except DealNotFoundError:
             raise ConcurrencyError(id, expected=version, actual=None) from None
         if stored.version != version:
             raise ConcurrencyError(id, expected=version, actual=stored.version)
         return stored, figures
 
-    def _refusal(self, deal: Deal, base: int) -> SalesPipelineError:
+    def _refusal(self, deal: Deal, base: int) -> Plan[SalesPipelineError]:
         """Explain why the conditional update matched no row, as the right error.
 
         Runs after the failed write: versions only rise, so a stored version still
         equal to ``base`` means the update failed on ``created_at``, not the version.
         """
-        with self._statement() as cursor:
-            cursor.execute(
-                self.sql.q("SELECT version, stage FROM sp_deals WHERE id = ?"), (deal.id,)
-            )
-            row = cursor.fetchone()
+        select = self.sql.q("SELECT version, stage FROM sp_deals WHERE id = ?")
+        row = yield Within("statement", one(Statement(select, (deal.id,), "one")))
         if row is None or row[0] != base:
             return ConcurrencyError(deal.id, expected=base, actual=None if row is None else row[0])
         return ValidationError(
@@ -629,22 +690,24 @@ class SQLStore(QueryingStore):
         )
 
     def get(self, id: str) -> Deal:
-        return self._load(check_id(id), lazy=False)[0]
+        return self._run(self._load(check_id(id), lazy=False))[0]
 
     def load(self, id: str) -> Deal:
-        return self._load(check_id(id))[0]
+        return self._run(self._load(check_id(id)))[0]
 
-    def _load(self, id: str, *, lazy: bool = True) -> tuple[Deal, tuple[Any, ...]]:
+    _lazy_loads: ClassVar[bool] = True
+    """Whether ``load`` may leave older history entries to be read when first needed
+    (not where reads must be awaited)."""
+
+    def _load(self, id: str, *, lazy: bool = True) -> Plan[tuple[Deal, tuple[Any, ...]]]:
         """Deal ``id`` and the raw values of its derived figures, both remembered.
 
         ``lazy``: only the latest ``LOAD_LATEST`` history entries are read with it,
         the older ones when first needed.
         """
-        lazy = lazy and not self._in_transaction()  # what it reads may yet be rolled back
+        lazy = lazy and self._lazy_loads and not self._in_transaction()  # it may roll back
         select = self.sql.select_latest if lazy else self.sql.select_deal
-        with self._statement() as cursor:
-            cursor.execute(select, (id, id, id))
-            rows = cursor.fetchall()
+        rows = yield Within("statement", one(Statement(select, (id, id, id), "all")))
         if not rows or rows[0][0] != 0:
             raise DealNotFoundError(id)
         head = rows[0]
@@ -657,37 +720,44 @@ class SQLStore(QueryingStore):
             raise CorruptRecordError(
                 id, f"its row counts {moves!r} history entries, not the {len(latest)} stored"
             )
-        if not older:
-            deal = _codec.decode_deal(row, latest)
-        else:
-            reader = _OlderReader(self, id, older)
-            deal = _codec.decode_deal(row, latest, older=older, fetch=reader)
-            reader.bind(deal)
-            self._unread.add(reader)
+        deal = self._decoded(id, row, latest, older)
         self._remember(deal, figures)
         return deal, figures
 
+    def _decoded(self, id: str, row: Sequence[Any], latest: list[Any], older: int) -> Deal:
+        """The deal of a loaded ``row``; ``older`` entries left unread are read when needed."""
+        if not older:
+            return _codec.decode_deal(row, latest)
+        reader = _OlderReader(self, id, older)
+        deal = _codec.decode_deal(row, latest, older=older, fetch=reader)
+        reader.bind(deal)
+        self._unread.add(reader)
+        return deal
+
     def _read_older(self, id: str, count: int) -> list[StageChange]:
         """Deal ``id``'s ``count`` oldest history entries, each checked."""
-        with self._statement() as cursor:
-            cursor.execute(self.sql.select_older, (id, count))
-            rows = cursor.fetchall()
+        select = Statement(self.sql.select_older, (id, count), "all")
+        rows = self._run(single("statement", select))
         return _codec.decode_history(id, rows)
 
     def _selected(self, query: Query) -> Iterator[Deal]:
         return self._pages(query)
 
     def _counted(self, query: Query) -> int:
+        return self._run(self._count(query))
+
+    def _count(self, query: Query) -> Plan[int]:
         conditions, params = self._conditions(query, None)
-        with self._read() as cursor:
-            cursor.execute(f"SELECT COUNT(*) FROM sp_deals WHERE {conditions}", params)
-            return read_int(cursor.fetchone()[0])
+        select = Statement(f"SELECT COUNT(*) FROM sp_deals WHERE {conditions}", params, "one")
+        return read_int((yield Within("read", one(select)))[0])
 
     def _carries(self, pipeline: str | None, stage: str | None) -> bool:
+        return self._run(self._carrying(pipeline, stage))
+
+    def _carrying(self, pipeline: str | None, stage: str | None) -> Plan[bool]:
         conditions, params = self._conditions(Query(pipeline=pipeline, stage=stage), None)
-        with self._statement() as cursor:
-            cursor.execute(f"SELECT 1 FROM sp_deals WHERE {conditions} LIMIT 1", params)
-            return cursor.fetchone() is not None
+        select = Statement(f"SELECT 1 FROM sp_deals WHERE {conditions} LIMIT 1", params, "one")
+        return (yield Within("statement", one(select))) is not None
 
     def _conditions(
         self, query: Query, after: str | None, *, prefix: str = ""
@@ -697,14 +767,17 @@ class SQLStore(QueryingStore):
 
     def _pages(self, query: Query) -> Iterator[Deal]:
         after, left = query.after, query.limit
-        while left is None or left > 0:
-            size = self.find_batch if left is None else min(left, self.find_batch)
-            page = self._page(query, after, size)
+        while (size := self._page_size(left)) > 0:
+            page = self._run(self._page(query, after, size))
             yield from page
             if len(page) < size:
                 return
             after = page[-1].id
             left = None if left is None else left - len(page)
+
+    def _page_size(self, left: int | None) -> int:
+        """How many deals the next page of ``find`` asks for, with ``left`` still wanted."""
+        return self.find_batch if left is None else min(left, self.find_batch)
 
     def _find_statement(self, query: Query, after: str | None, size: int) -> tuple[str, list[Any]]:
         """The SELECT of one page of ``find``: up to ``size`` deal rows after ``after``."""
@@ -716,62 +789,70 @@ class SQLStore(QueryingStore):
             [*params, size],
         )
 
-    def _page(self, query: Query, after: str | None, size: int) -> list[Deal]:
+    def _page(self, query: Query, after: str | None, size: int) -> Plan[list[Deal]]:
         """Up to ``size`` deals after ``after``, histories loaded in the same snapshot."""
-        statement, params = self._find_statement(query, after, size)
-        with self._read() as cursor:
-            cursor.execute(statement, params)
-            rows = cursor.fetchall()
-            if not rows:
-                return []
-            changes = self._page_changes(cursor, query, after, rows[-1][0])
+        rows, changes = yield Within("read", self._page_steps(query, after, size))
         deals = [_codec.decode_deal(row, changes.get(row[0], ())) for row in rows]
         for deal in deals:
             self._remember(deal)
         return deals
 
+    def _page_steps(
+        self, query: Query, after: str | None, size: int
+    ) -> Steps[tuple[list[Any], dict[str, list[Any]]]]:
+        statement, params = self._find_statement(query, after, size)
+        rows = yield Statement(statement, params, "all")
+        if not rows:
+            return [], {}
+        return rows, (yield from self._page_changes(query, after, rows[-1][0]))
+
     def _page_changes(
-        self, cursor: Cursor, query: Query, after: str | None, last: str
-    ) -> dict[str, list[Any]]:
+        self, query: Query, after: str | None, last: str
+    ) -> Steps[dict[str, list[Any]]]:
         conditions, params = self._conditions(query, after, prefix="d.")
         columns = ", ".join(f"c.{c}" for c in _codec.CHANGE_COLUMNS)
         p = self.sql.placeholder
-        cursor.execute(
+        rows = yield Statement(
             f"SELECT {columns} FROM sp_changes c JOIN sp_deals d ON d.id = c.deal_id "
             f"WHERE c.version <= d.version AND c.to_stage IS NOT NULL AND d.id <= {p} "
             f"AND {conditions} "
             "ORDER BY c.deal_id, c.version",
             (last, *params),
+            "all",
         )
         grouped: dict[str, list[Any]] = {}
-        for change in cursor.fetchall():
+        for change in rows:
             grouped.setdefault(change[0], []).append(change)
         return grouped
 
     # -- the change log ---------------------------------------------------------------
 
     def changes(self, id: str, *, key: str | None = None) -> tuple[Change, ...]:
+        return self._run(self._changes(id, key))
+
+    def _changes(self, id: str, key: str | None) -> Plan[tuple[Change, ...]]:
         id = check_id(id)
         check_change_args(None, None, key)
-        params = (id,) if key is None else (id, key)
-        with self._read() as cursor:
-            cursor.execute(self.sql.select_changes(keyed=key is not None), params)
-            rows = cursor.fetchall()
-            if not rows and key is not None:
-                cursor.execute(
-                    self.sql.q("SELECT 1 FROM sp_changes WHERE deal_id = ? LIMIT 1"), (id,)
-                )
-                rows = [] if cursor.fetchone() else [None]
+        rows = yield Within("read", self._changes_steps(id, key))
         if rows == [None] or (not rows and key is None):
             raise DealNotFoundError(id)
         return tuple(_codec.decode_change(row) for row in rows)
 
+    def _changes_steps(self, id: str, key: str | None) -> Steps[list[Any]]:
+        params = (id,) if key is None else (id, key)
+        rows = yield Statement(self.sql.select_changes(keyed=key is not None), params, "all")
+        if rows or key is None:
+            return list(rows)
+        select = self.sql.q("SELECT 1 FROM sp_changes WHERE deal_id = ? LIMIT 1")
+        return [] if (yield Statement(select, (id,), "one")) else [None]
+
     def log(self, *, after: int = 0, limit: int = 1000) -> tuple[Change, ...]:
+        return self._run(self._log(after, limit))
+
+    def _log(self, after: object, limit: object) -> Plan[tuple[Change, ...]]:
         after, limit = check_log_page(after, limit)
-        with self._statement() as cursor:
-            cursor.execute(self.sql.select_log, (after, limit))
-            rows = cursor.fetchall()
-        return tuple(map(_codec.decode_change, rows))
+        select = Statement(self.sql.select_log, (after, limit), "all")
+        return tuple(map(_codec.decode_change, (yield Within("statement", one(select)))))
 
     def erase(
         self,
@@ -782,72 +863,72 @@ class SQLStore(QueryingStore):
         key: str | None = None,
         at: datetime | None = None,
     ) -> Change:
-        erasure = check_erasure(id, actor, reason, key, at)
-        with self._write() as cursor:
-            change = self._erase_rows(cursor, erasure)
+        return self._run(self._erase(check_erasure(id, actor, reason, key, at)))
+
+    def _erase(self, erasure: Erasure) -> Plan[Change]:
+        change: Change = yield Within("write", self._erase_rows(erasure))
         self._recent.forget(erasure.id)
         self._when_committed(self._erased)
         return change
 
-    def _erase_rows(self, cursor: Cursor, erasure: Erasure) -> Change:
+    def _erase_rows(self, erasure: Erasure) -> Steps[Change]:
         """Delete the deal's row and changes and log its erase change; the change."""
         id = erasure.id
         read = f"SELECT version, updated_at_us FROM sp_deals WHERE id = ?{self._row_lock}"
-        cursor.execute(self.sql.q(read), (id,))
-        row = cursor.fetchone()
+        row = yield Statement(self.sql.q(read), (id,), "one")
         if row is None:
-            return self._erased_before(cursor, erasure)
+            return (yield from self._erased_before(erasure))
         try:
             change = erase_change(erasure, read_int(row[0]), _codec.from_us(read_int(row[1])))
         except (TypeError, ValueError) as error:
             raise CorruptRecordError(id, f"its version or time does not read: {error}") from error
-        self._lock_log(cursor)
-        with self._deleting_securely(cursor):
-            cursor.execute(self.sql.q("DELETE FROM sp_changes WHERE deal_id = ?"), (id,))
-            cursor.execute(self.sql.q("DELETE FROM sp_deals WHERE id = ?"), (id,))
-        return change.with_position(self._insert_log(cursor, _codec.log_values(change)))
+        yield from self._lock_log()
+        yield from self._deleting_securely(self._deletes(id))
+        return change.with_position((yield from self._insert_log(_codec.log_values(change))))
 
-    def _refuse_erased(self, cursor: Cursor, ids: Sequence[str], *, batch: int = 500) -> None:
+    def _deletes(self, id: str) -> Steps[None]:
+        yield Statement(self.sql.q("DELETE FROM sp_changes WHERE deal_id = ?"), (id,))
+        yield Statement(self.sql.q("DELETE FROM sp_deals WHERE id = ?"), (id,))
+
+    def _refuse_erased(self, ids: Sequence[str], *, batch: int = 500) -> Steps[None]:
         """An erased deal's id stays taken (its erase change is in the log under it):
         ``DuplicateDealError`` for the first of ``ids`` the log holds, a batch per query."""
         for start in range(0, len(ids), batch):
             chunk = ids[start : start + batch]
             marks = ", ".join("?" * len(chunk))
-            cursor.execute(
-                self.sql.q(f"SELECT deal_id FROM sp_changes WHERE deal_id IN ({marks}) LIMIT 1"),
-                chunk,
+            select = self.sql.q(
+                f"SELECT deal_id FROM sp_changes WHERE deal_id IN ({marks}) LIMIT 1"
             )
-            row = cursor.fetchone()
+            row = yield Statement(select, chunk, "one")
             if row is not None:
                 raise DuplicateDealError(str(row[0]))
 
-    def _erased_before(self, cursor: Cursor, erasure: Erasure) -> Change:
+    def _erased_before(self, erasure: Erasure) -> Steps[Change]:
         """The erase change a retry with the same key asks for; else ``DealNotFoundError``."""
         columns = ", ".join(_codec.LOG_COLUMNS)
-        cursor.execute(
-            self.sql.q(
-                f"SELECT {columns} FROM sp_changes WHERE deal_id = ? ORDER BY version DESC LIMIT 1"
-            ),
-            (erasure.id,),
+        select = (
+            f"SELECT {columns} FROM sp_changes WHERE deal_id = ? ORDER BY version DESC LIMIT 1"
         )
-        row = cursor.fetchone()
+        row = yield Statement(self.sql.q(select), (erasure.id,), "one")
         done = erased_by((_codec.decode_change(row),) if row else (), erasure.key)
         if done is None:
             raise DealNotFoundError(erasure.id)
         return done
 
-    def _deleting_securely(self, cursor: Cursor) -> AbstractContextManager[None]:
-        """Around an erase's deletes: what the backend needs so the deleted bytes are gone."""
-        return contextlib.nullcontext()
+    def _deleting_securely(self, deletes: Steps[None]) -> Steps[None]:
+        """An erase's deletes, with what the backend needs so the deleted bytes are gone."""
+        yield from deletes
 
     def _erased(self) -> None:
         """Once an erase is committed: let the backend clear its files of the old copies."""
 
     def consumer_position(self, name: str) -> int:
+        return self._run(self._consumer_position(name))
+
+    def _consumer_position(self, name: str) -> Plan[int]:
         name = check_consumer_name(name)
-        with self._statement() as cursor:
-            cursor.execute(self.sql.q("SELECT position FROM sp_consumers WHERE name = ?"), (name,))
-            row = cursor.fetchone()
+        select = self.sql.q("SELECT position FROM sp_consumers WHERE name = ?")
+        row = yield Within("statement", one(Statement(select, (name,), "one")))
         if row is None:
             return 0
         if not is_int(row[0]) or row[0] < 0:
@@ -857,74 +938,79 @@ class SQLStore(QueryingStore):
     def record_consumer_position(
         self, name: str, position: int, *, backwards: bool = False
     ) -> None:
+        self._run(self._record_consumer_position(name, position, backwards))
+
+    def _record_consumer_position(self, name: str, position: int, backwards: bool) -> Plan[None]:
         name, position = check_recorded(name, position, backwards)
         kept = (
             "excluded.position"
             if backwards
             else self.sql.dialect.greatest("sp_consumers.position", "excluded.position")
         )
-        with self._write() as cursor:
-            cursor.execute(
-                self.sql.q(
-                    "INSERT INTO sp_consumers (name, position) VALUES (?, ?) "
-                    f"ON CONFLICT (name) DO UPDATE SET position = {kept}"
-                ),
-                (name, position),
-            )
+        upsert = self.sql.q(
+            "INSERT INTO sp_consumers (name, position) VALUES (?, ?) "
+            f"ON CONFLICT (name) DO UPDATE SET position = {kept}"
+        )
+        yield Within("write", one(Statement(upsert, (name, position))))
 
-    def _fill_log(self, cursor: Cursor, *, batch: int = 1000) -> None:
+    def _fill_log(self, *, batch: int = 1000) -> Steps[None]:
         """Write the change log of every deal from the version 1-2 history (an upgrade)."""
         p = self.sql.placeholder
         columns = ", ".join(_codec.DEAL_COLUMNS)
         after = ""
         while True:
-            cursor.execute(
-                f"SELECT {columns} FROM sp_deals WHERE id > {p} ORDER BY id LIMIT {batch}",
-                (after,),
-            )
-            rows = cursor.fetchall()
+            select = f"SELECT {columns} FROM sp_deals WHERE id > {p} ORDER BY id LIMIT {batch}"
+            rows = yield Statement(select, (after,), "all")
             if not rows:
                 return
             last = rows[-1][0]
-            cursor.execute(
+            changes = yield Statement(
                 "SELECT c.deal_id, c.version, c.from_stage, c.to_stage, c.at_us, c.reason, NULL "
                 f"FROM {OLD_HISTORY} c JOIN sp_deals d ON d.id = c.deal_id "
                 f"WHERE c.version <= d.version AND d.id > {p} AND d.id <= {p} "
                 "ORDER BY c.deal_id, c.version",
                 (after, last),
+                "all",
             )
             histories: dict[str, list[Any]] = {}
-            for change in cursor.fetchall():
+            for change in changes:
                 histories.setdefault(change[0], []).append(change)
             for row in rows:
                 deal = _codec.decode_deal(row, histories.get(row[0], ()))
                 for change in log.recorded(deal):
-                    self._insert_log(cursor, _codec.log_values(change))
+                    yield from self._insert_log(_codec.log_values(change))
             after = last
 
     # -- pipelines --------------------------------------------------------------------
 
     def save_pipeline(self, pipeline: Pipeline) -> None:
+        self._run(self._save_pipeline(pipeline))
+
+    def _save_pipeline(self, pipeline: Pipeline) -> Plan[None]:
         row = definition_row(pipeline)
         p = self.sql.placeholder
-        with self._write() as cursor:
-            cursor.execute(
-                "INSERT INTO sp_pipelines (name, version, definition) "
-                f"VALUES ({p}, {p}, {self.sql.dialect.json_param}) ON CONFLICT (name, version) "
-                "DO UPDATE SET definition = excluded.definition",
-                row,
-            )
+        upsert = (
+            "INSERT INTO sp_pipelines (name, version, definition) "
+            f"VALUES ({p}, {p}, {self.sql.dialect.json_param}) ON CONFLICT (name, version) "
+            "DO UPDATE SET definition = excluded.definition"
+        )
+        yield Within("write", one(Statement(upsert, row)))
 
     def pipelines(self) -> tuple[Pipeline, ...]:
         return decode_all(self._definitions())
 
     def _definitions(self) -> dict[str, object]:
-        with self._read() as cursor:
-            cursor.execute(
-                "SELECT name, definition FROM sp_pipelines p WHERE version = "
-                "(SELECT MAX(version) FROM sp_pipelines q WHERE q.name = p.name)"
-            )
-            return dict(cursor.fetchall())
+        return self._run(self._recorded())
+
+    def _recorded(self) -> Plan[dict[str, object]]:
+        """Each pipeline's newest definition, as stored."""
+        select = Statement(
+            "SELECT name, definition FROM sp_pipelines p WHERE version = "
+            "(SELECT MAX(version) FROM sp_pipelines q WHERE q.name = p.name)",
+            (),
+            "all",
+        )
+        return dict((yield Within("read", one(select))))
 
     # -- report (aggregated in SQL: storage/sql/_report.py) ----------------------------
 
@@ -1053,29 +1139,28 @@ class _OlderReader:
         )
 
 
-def _fill_figures(cursor: Cursor, p: str, *, batch: int = 1000) -> None:
+def _fill_figures(p: str, *, batch: int = 1000) -> Steps[None]:
     """Write every stored deal's derived figures (``storage._figures``) from its history.
 
-    Works through the deals in id order, ``batch`` at a time, on the caller's cursor,
-    so a schema upgrade stays one transaction.
+    Works through the deals in id order, ``batch`` at a time, in the caller's
+    transaction, so a schema upgrade stays one transaction.
     """
     update = ", ".join(f"{column} = {p}" for column in _figures.COLUMNS)
     after = ""
     while True:
-        cursor.execute(
-            f"SELECT id FROM sp_deals WHERE id > {p} ORDER BY id LIMIT {batch}", (after,)
-        )
-        ids = [row[0] for row in cursor.fetchall()]
+        select = f"SELECT id FROM sp_deals WHERE id > {p} ORDER BY id LIMIT {batch}"
+        ids = [row[0] for row in (yield Statement(select, (after,), "all"))]
         if not ids:
             return
-        cursor.execute(
+        rows = yield Statement(
             f"SELECT c.deal_id, c.to_stage, c.at_us FROM {OLD_HISTORY} c "
             f"JOIN sp_deals d ON d.id = c.deal_id WHERE c.version <= d.version "
             f"AND d.id > {p} AND d.id <= {p} ORDER BY c.deal_id, c.version",
             (after, ids[-1]),
+            "all",
         )
         histories: dict[str, tuple[list[str], list[int]]] = {i: ([], []) for i in ids}
-        for deal_id, to_stage, at_us in cursor.fetchall():
+        for deal_id, to_stage, at_us in rows:
             if not isinstance(to_stage, str) or not is_int(at_us):
                 raise CorruptRecordError(
                     deal_id, "its history cannot be read to upgrade the database's schema"
@@ -1083,8 +1168,8 @@ def _fill_figures(cursor: Cursor, p: str, *, batch: int = 1000) -> None:
             stages, times = histories[deal_id]
             stages.append(to_stage)
             times.append(at_us)
-        rows = [[*_figures.figure_values(*h), i] for i, h in histories.items()]
-        cursor.executemany(f"UPDATE sp_deals SET {update} WHERE id = {p}", rows)
+        values = [[*_figures.figure_values(*h), i] for i, h in histories.items()]
+        yield Statement(f"UPDATE sp_deals SET {update} WHERE id = {p}", values, many=True)
         after = ids[-1]
 
 

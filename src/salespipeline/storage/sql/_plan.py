@@ -1,0 +1,159 @@
+"""Plans: the SQL store's work as data, which a sync or an async driver runs (private).
+
+A plan is a generator: it yields the transactions it needs (``Within``) and is sent
+what each returned, or thrown what each raised. Inside a transaction, its steps
+yield ``Statement`` values and are sent their results. Neither does I/O (the
+sans-I/O shape of h11): ``drive`` runs a plan on DB-API cursors, and the async
+stores await the same plan on async cursors, so the store's logic exists once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Generic, Literal, TypeVar
+
+import attrs
+
+__all__ = [
+    "Done",
+    "Fetch",
+    "Kind",
+    "Outcome",
+    "Plan",
+    "Statement",
+    "Steps",
+    "Within",
+    "advance",
+    "drive",
+    "execute",
+    "named",
+    "one",
+    "single",
+]
+
+T = TypeVar("T")
+S = TypeVar("S")
+
+Fetch = Literal["none", "one", "all", "rowcount", "lastrowid", "named"]
+"""What a statement's result is: nothing, its first row (or None), all its rows, the
+rows it changed, the id SQLite gave the row it inserted, or its rows by column name."""
+
+Kind = Literal["read", "write", "statement"]
+"""A transaction's kind: one snapshot, one atomic write that serialises with other
+writers, or statements each atomic on its own (see ``SQLStore._read`` and so on)."""
+
+
+@attrs.frozen
+class Statement:
+    """One SQL statement, its bound parameters, and what of its result the plan needs.
+
+    ``many``: ``params`` is a sequence of rows, run with ``executemany``.
+    """
+
+    sql: str
+    params: Any = ()
+    fetch: Fetch = "none"
+    many: bool = False
+
+
+Steps = Generator[Statement, Any, T]
+"""The statements of one transaction; its value is the transaction's result."""
+
+
+@attrs.frozen
+class Within(Generic[T]):
+    """One transaction of ``kind``, running ``steps``."""
+
+    kind: Kind
+    steps: Steps[T]
+
+
+Plan = Generator["Within[Any]", Any, T]
+"""A store call: its transactions, one after another; its value is the call's result."""
+
+
+@attrs.frozen
+class Outcome:
+    """What the driver did with the last step: its result, or the exception it raised."""
+
+    result: Any = None
+    error: BaseException | None = None
+
+    @classmethod
+    def of(cls, do: Callable[[S], object], step: S) -> Outcome:
+        """``do(step)``'s result, or what it raised (handed back to the plan)."""
+        try:
+            return cls(do(step))
+        except BaseException as error:
+            return cls(error=error)
+
+
+@attrs.frozen
+class Done(Generic[T]):
+    """The plan (or steps) ended with ``value``."""
+
+    value: T
+
+
+def advance(generator: Generator[S, Any, T], outcome: Outcome) -> S | Done[T]:
+    """Hand ``outcome`` to ``generator``: its next step, or ``Done`` with its value.
+
+    A raised outcome is thrown in, so the plan's ``try`` blocks see it as if the
+    statement had raised there; a plan that does not catch it raises it again.
+    """
+    try:
+        if outcome.error is not None:
+            return generator.throw(outcome.error)
+        return generator.send(outcome.result)
+    except StopIteration as stop:
+        return Done(stop.value)
+
+
+def one(statement: Statement) -> Steps[Any]:
+    """The steps of a transaction of one statement; its result."""
+    return (yield statement)
+
+
+def single(kind: Kind, statement: Statement) -> Plan[Any]:
+    """A plan of one statement in a transaction of ``kind``; its result."""
+    return (yield Within(kind, one(statement)))
+
+
+def execute(cursor: Any, statement: Statement) -> Any:
+    """Run ``statement`` on a DB-API cursor; what its ``fetch`` asks for."""
+    if statement.many:
+        cursor.executemany(statement.sql, statement.params)
+    else:
+        cursor.execute(statement.sql, statement.params)
+    fetch = statement.fetch
+    if fetch == "none":
+        return None
+    if fetch == "one":
+        return cursor.fetchone()
+    if fetch in ("all", "named"):
+        rows = cursor.fetchall()
+        return rows if fetch == "all" else named(cursor.description, rows)
+    return cursor.rowcount if fetch == "rowcount" else getattr(cursor, "lastrowid", None)
+
+
+def named(description: Sequence[Sequence[Any]] | None, rows: Sequence[Any]) -> list[Any]:
+    """``rows`` as mappings of column name to value."""
+    names = [column[0] for column in description or ()]
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def drive(plan: Plan[T], opened: Callable[[Kind], AbstractContextManager[Any]]) -> T:
+    """Run ``plan``, each transaction on the cursor ``opened(kind)`` gives, synchronously."""
+    outcome = Outcome()
+    while not isinstance(within := advance(plan, outcome), Done):
+        outcome = Outcome.of(lambda w: _within(w, opened), within)
+    return within.value
+
+
+def _within(within: Within[T], opened: Callable[[Kind], AbstractContextManager[Any]]) -> T:
+    with opened(within.kind) as cursor:
+        outcome = Outcome()
+        while not isinstance(statement := advance(within.steps, outcome), Done):
+            outcome = Outcome.of(lambda s: execute(cursor, s), statement)
+        return statement.value
