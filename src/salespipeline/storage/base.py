@@ -10,7 +10,7 @@ against this contract.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from decimal import Decimal
@@ -54,6 +54,7 @@ __all__ = [
     "FieldValue",
     "Query",
     "QueryingStore",
+    "Read",
     "add_options",
     "as_stored",
     "check_change_args",
@@ -65,6 +66,7 @@ __all__ = [
     "check_log_page",
     "check_many",
     "check_names",
+    "check_pipeline_name",
     "check_position",
     "check_query",
     "check_recorded",
@@ -78,7 +80,9 @@ __all__ = [
     "new_entries",
     "no_import",
     "planned_adds",
+    "recorded_pipeline",
     "split_history",
+    "verifying",
 ]
 
 
@@ -189,24 +193,20 @@ class DealStore(abc.ABC):
 
     def verify(self) -> tuple[str, ...]:
         """Problems found by replaying the log against the stored deals (empty: consistent)."""
-        problems: list[str] = []
-        seen: set[str] = set()
-        after = 0
-        while page := self.log(after=after, limit=1000):
-            for change in page:
-                if change.position is None or change.position <= after:
-                    problems.append(f"the log's positions do not rise at {change.position}")
-                after = max(after, change.position or after)
-                seen.add(change.deal_id)
-        stored = set()
-        for deal in self.find():
-            stored.add(deal.id)
-            problem = _replay_problem(deal, self.changes(deal.id))
-            if problem is not None:
-                problems.append(f"deal {deal.id!r}: {problem}")
-        for deal_id in sorted(seen - stored):
-            problems.extend(_orphan_problem(deal_id, self.changes(deal_id)))
-        return tuple(problems)
+        steps = verifying()
+        answer: Any = None
+        while True:
+            try:
+                read = steps.send(answer)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            answer = self._answer(read)
+
+    def _answer(self, read: Read) -> Any:
+        """What this store's method ``read`` names answers (``find``'s deals as a list)."""
+        name, arguments = read
+        answer = getattr(self, name)(**arguments)
+        return list(answer) if name == "find" else answer
 
     def erase(
         self,
@@ -335,11 +335,7 @@ class DealStore(abc.ABC):
         ``UnknownPipelineError`` lists the recorded names. A definition that does not
         decode (a guard kind nobody registered) is a ``StorageError`` saying why.
         """
-        name = check_text(name, "pipeline name", max_length=MAX_ID_LENGTH)
-        recorded = self._definitions()
-        if name not in recorded:
-            raise UnknownPipelineError(name, known=sorted(recorded))
-        return decode_pipeline(name, recorded[name])
+        return recorded_pipeline(check_pipeline_name(name), self._definitions())
 
     def _definitions(self) -> Mapping[str, object]:
         """Each recorded name with its highest version's definition as stored, undecoded.
@@ -499,6 +495,33 @@ class QueryingStore(DealStore):
         """How many deals ``query`` matches."""
 
 
+Read = tuple[str, dict[str, Any]]
+"""A store read a pure algorithm asks for: the method's name and its keywords."""
+
+
+def verifying() -> Generator[Read, Any, tuple[str, ...]]:
+    """``verify``'s algorithm over the reads it yields (``log`` pages, ``find``,
+    ``changes``), so a sync store and an async one answer them alike."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    after = 0
+    while page := (yield ("log", {"after": after, "limit": 1000})):
+        for change in page:
+            if change.position is None or change.position <= after:
+                problems.append(f"the log's positions do not rise at {change.position}")
+            after = max(after, change.position or after)
+            seen.add(change.deal_id)
+    stored = set()
+    for deal in (yield ("find", {})):
+        stored.add(deal.id)
+        problem = _replay_problem(deal, (yield ("changes", {"id": deal.id})))
+        if problem is not None:
+            problems.append(f"deal {deal.id!r}: {problem}")
+    for deal_id in sorted(seen - stored):
+        problems.extend(_orphan_problem(deal_id, (yield ("changes", {"id": deal_id}))))
+    return tuple(problems)
+
+
 def _replay_problem(deal: Deal, changes: Sequence[Change]) -> str | None:
     try:
         replayed = log.replay(changes).get(deal.id)
@@ -591,6 +614,18 @@ def planned_adds(
     logged = log.imported if imported else log.recorded
     options: dict[str, Any] = {"actor": actor, "reason": reason, "key": key}
     return tuple((deal, logged(deal, **options)) for deal in checked)
+
+
+def check_pipeline_name(name: object) -> str:
+    """A pipeline name to look up, checked before any read."""
+    return check_text(name, "pipeline name", max_length=MAX_ID_LENGTH)
+
+
+def recorded_pipeline(name: str, recorded: Mapping[str, object]) -> Pipeline:
+    """The definition ``recorded`` holds for ``name``, decoded; else ``UnknownPipelineError``."""
+    if name not in recorded:
+        raise UnknownPipelineError(name, known=sorted(recorded))
+    return decode_pipeline(name, recorded[name])
 
 
 def check_deal(deal: object) -> Deal:

@@ -38,7 +38,7 @@ from salespipeline.storage.sql._plan import Plan, Statement, Steps, Within, one
 from salespipeline.storage.sql._schema import POSTGRES_DDL
 from salespipeline.storage.sql._store import Cursor, SQLStore, Statements, UniqueViolation
 
-__all__ = ["PostgresStore"]
+__all__ = ["PostgresSQL", "PostgresStore", "mapped"]
 
 _DIALECT: Final = Dialect(
     name="postgres",
@@ -69,12 +69,37 @@ def _import_psycopg() -> tuple[Any, Any]:
     return psycopg, psycopg_pool
 
 
-class PostgresStore(SQLStore):
-    """Deals in a PostgreSQL database: a libpq ``conninfo`` string or URL (the store
-    keeps its own pool), or an app's ``psycopg.Connection`` or ``ConnectionPool``."""
+class PostgresSQL(SQLStore):
+    """What PostgreSQL spells its own way in the SQL store's plans, for a sync driver
+    (``PostgresStore``) and an async one (``aio.AsyncPostgresStore``) alike."""
 
     sql = _STATEMENTS
     _row_lock = " FOR UPDATE"  # an erase reads the version a concurrent save may raise
+
+    def _lock_schema(self) -> Steps[None]:
+        yield Statement("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        if self._names.schema is not None:
+            yield Statement(f'CREATE SCHEMA IF NOT EXISTS "{self._names.schema}"')
+
+    def _update(
+        self, columns: Sequence[str], params: Sequence[Any], change: Sequence[Any]
+    ) -> Plan[int | None]:
+        """The deal row and its change row in one statement, so one round trip."""
+        moved = Statement(_moved_statement(tuple(columns)), [*params, *change[1:]], "one")
+        row = yield Within("statement", one(moved))
+        return None if row is None else int(row[0])
+
+    def _insert_log(self, values: Sequence[Any]) -> Steps[int]:
+        row = yield Statement(f"{self.sql.insert_log} RETURNING position", values, "one")
+        return int(row[0])
+
+    def _lock_log(self) -> Steps[None]:
+        yield Statement("SELECT pg_advisory_xact_lock(%s)", (_LOG_LOCK,))
+
+
+class PostgresStore(PostgresSQL):
+    """Deals in a PostgreSQL database: a libpq ``conninfo`` string or URL (the store
+    keeps its own pool), or an app's ``psycopg.Connection`` or ``ConnectionPool``."""
 
     def __init__(
         self,
@@ -187,11 +212,6 @@ class PostgresStore(SQLStore):
         idle = self._psycopg.pq.TransactionStatus.IDLE
         return connection is not None and connection.info.transaction_status != idle
 
-    def _lock_schema(self) -> Steps[None]:
-        yield Statement("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-        if self._names.schema is not None:
-            yield Statement(f'CREATE SCHEMA IF NOT EXISTS "{self._names.schema}"')
-
     def _open_pool(self) -> Any:
         if self._pool is None:
             raise StorageError(f"{self!r} is closed")
@@ -239,32 +259,8 @@ class PostgresStore(SQLStore):
         with self._mapped(), self._open_pool().connection() as connection:
             yield self._cursor(connection)
 
-    @contextmanager
-    def _mapped(self) -> Iterator[None]:
-        """Raise psycopg's errors as this library's."""
-        psycopg = self._psycopg
-        try:
-            yield
-        except psycopg.errors.UniqueViolation as error:
-            raise _unique(error, self._names) from error
-        except psycopg.Error as error:
-            raise StorageError(f"PostgreSQL {self._name} failed: {error}") from error
-
-    def _update(
-        self, columns: Sequence[str], params: Sequence[Any], change: Sequence[Any]
-    ) -> Plan[int | None]:
-        """The deal row and its change row in one statement, so one round trip."""
-        moved = Statement(_moved_statement(tuple(columns)), [*params, *change[1:]], "one")
-        row = yield Within("statement", one(moved))
-        return None if row is None else int(row[0])
-
-    def _insert_log(self, values: Sequence[Any]) -> Steps[int]:
-        return int(
-            (yield Statement(f"{self.sql.insert_log} RETURNING position", values, "one"))[0]
-        )
-
-    def _lock_log(self) -> Steps[None]:
-        yield Statement("SELECT pg_advisory_xact_lock(%s)", (_LOG_LOCK,))
+    def _mapped(self) -> AbstractContextManager[None]:
+        return mapped(self._psycopg, self._names, self._name)
 
     def _read(self) -> AbstractContextManager[Cursor]:
         return self._transaction(read_only=True)
@@ -292,6 +288,17 @@ def _moved_statement(columns: tuple[str, ...]) -> str:
         f"SELECT moved.id, {', '.join(f'v.{n}' for n in names)} FROM moved, locked, "
         f"(VALUES ({row})) AS v ({', '.join(names)}) RETURNING position"
     )
+
+
+@contextmanager
+def mapped(psycopg: Any, names: Names, name: str) -> Iterator[None]:
+    """Raise psycopg's errors as this library's (``name``: where the store connects)."""
+    try:
+        yield
+    except psycopg.errors.UniqueViolation as error:
+        raise _unique(error, names) from error
+    except psycopg.Error as error:
+        raise StorageError(f"PostgreSQL {name} failed: {error}") from error
 
 
 def _unique(error: Any, names: Names = DEFAULT) -> UniqueViolation:

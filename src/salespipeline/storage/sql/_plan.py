@@ -9,13 +9,14 @@ stores await the same plan on async cursors, so the store's logic exists once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar
 
 import attrs
 
 __all__ = [
+    "ROWS",
     "Done",
     "Fetch",
     "Kind",
@@ -29,6 +30,7 @@ __all__ = [
     "execute",
     "named",
     "one",
+    "result",
     "single",
 ]
 
@@ -88,6 +90,14 @@ class Outcome:
         except BaseException as error:
             return cls(error=error)
 
+    @classmethod
+    async def awaited(cls, do: Callable[[S], Awaitable[object]], step: S) -> Outcome:
+        """``await do(step)``'s result, or what it raised (handed back to the plan)."""
+        try:
+            return cls(await do(step))
+        except BaseException as error:
+            return cls(error=error)
+
 
 @attrs.frozen
 class Done(Generic[T]):
@@ -120,21 +130,28 @@ def single(kind: Kind, statement: Statement) -> Plan[Any]:
     return (yield Within(kind, one(statement)))
 
 
+ROWS: Final = frozenset({"one", "all", "named"})
+"""The fetches that read the statement's rows."""
+
+
 def execute(cursor: Any, statement: Statement) -> Any:
     """Run ``statement`` on a DB-API cursor; what its ``fetch`` asks for."""
-    if statement.many:
-        cursor.executemany(statement.sql, statement.params)
-    else:
-        cursor.execute(statement.sql, statement.params)
+    run = cursor.executemany if statement.many else cursor.execute
+    run(statement.sql, statement.params)
+    return result(statement, cursor, cursor.fetchall() if statement.fetch in ROWS else None)
+
+
+def result(statement: Statement, cursor: Any, rows: Sequence[Any] | None) -> Any:
+    """What ``statement``'s ``fetch`` asks for, of the ``cursor`` that ran it and its
+    ``rows`` (read only for the fetches in ``ROWS``)."""
     fetch = statement.fetch
-    if fetch == "none":
-        return None
-    if fetch == "one":
-        return cursor.fetchone()
-    if fetch in ("all", "named"):
-        rows = cursor.fetchall()
-        return rows if fetch == "all" else named(cursor.description, rows)
-    return cursor.rowcount if fetch == "rowcount" else getattr(cursor, "lastrowid", None)
+    if rows is not None:
+        if fetch == "one":
+            return rows[0] if rows else None
+        return list(rows) if fetch == "all" else named(cursor.description, rows)
+    if fetch == "rowcount":
+        return cursor.rowcount
+    return getattr(cursor, "lastrowid", None) if fetch == "lastrowid" else None
 
 
 def named(description: Sequence[Sequence[Any]] | None, rows: Sequence[Any]) -> list[Any]:

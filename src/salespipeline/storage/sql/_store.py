@@ -45,7 +45,7 @@ from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
 from salespipeline.storage import _codec
 from salespipeline.storage._erasure import Erasure, check_erasure, erase_change, erased_by
-from salespipeline.storage._query import Query
+from salespipeline.storage._query import Query, check_names
 from salespipeline.storage.base import (
     QueryingStore,
     as_stored,
@@ -92,7 +92,7 @@ _LOADED_DEAL: Final = len(_codec.DEAL_COLUMNS) + len(_figures.COLUMNS)
 if TYPE_CHECKING:
     from salespipeline.metrics import Movement, PipelineReport
 
-__all__ = ["Cursor", "SQLStore", "Statements", "UniqueViolation"]
+__all__ = ["Cursor", "SQLStore", "Statements", "UniqueViolation", "Window"]
 
 T = TypeVar("T")
 
@@ -766,18 +766,26 @@ class SQLStore(QueryingStore):
         return _where(self.sql.dialect, query, after, prefix)
 
     def _pages(self, query: Query) -> Iterator[Deal]:
-        after, left = query.after, query.limit
-        while (size := self._page_size(left)) > 0:
-            page = self._run(self._page(query, after, size))
+        window = Window.first(query, self.find_batch)
+        while window is not None:
+            page = self._run(self._page(query, window.after, window.size))
             yield from page
-            if len(page) < size:
-                return
-            after = page[-1].id
-            left = None if left is None else left - len(page)
+            window = window.next(page)
 
-    def _page_size(self, left: int | None) -> int:
-        """How many deals the next page of ``find`` asks for, with ``left`` still wanted."""
-        return self.find_batch if left is None else min(left, self.find_batch)
+    def _named(self, query: Query) -> Plan[Query]:
+        """``query`` once its pipeline and stage names are checked against what the
+        store knows (``check_names``): the plan of ``checked_query``'s check."""
+        if query.pipeline is None and query.stage is None:
+            return query
+        definitions = yield from self._recorded()
+        asked = {(query.pipeline, query.stage)} | (
+            {(query.pipeline, None)} if query.pipeline else set()
+        )
+        carried: dict[tuple[str | None, str | None], bool] = {}
+        for pipeline, stage in asked:
+            carried[pipeline, stage] = yield from self._carrying(pipeline, stage)
+        check_names(query, definitions, lambda pipeline, stage: carried[pipeline, stage])
+        return query
 
     def _find_statement(self, query: Query, after: str | None, size: int) -> tuple[str, list[Any]]:
         """The SELECT of one page of ``find``: up to ``size`` deal rows after ``after``."""
@@ -1031,9 +1039,33 @@ class SQLStore(QueryingStore):
         ``as_of``, with the same arguments.
         """
         resolved = self._resolve(pipeline)
+        return self._reported(
+            self._session,
+            resolved,
+            as_of=as_of,
+            now=now,
+            owner=owner,
+            currency=currency,
+            rates=rates,
+        )
+
+    def _reported(
+        self,
+        session: Callable[
+            [], AbstractContextManager[Callable[[tuple[str, Sequence[object]]], list[Row]]]
+        ],
+        resolved: Pipeline,
+        *,
+        as_of: datetime | None,
+        now: datetime | None,
+        owner: str | None,
+        currency: str | None,
+        rates: Mapping[str, Decimal | int] | None,
+    ) -> PipelineReport:
+        """``sql_report`` of ``resolved`` run in ``session``; junk in a column is a StorageError."""
         try:
             return sql_report(
-                self._session,
+                session,
                 resolved,
                 as_of=as_of,
                 now=now,
@@ -1082,6 +1114,16 @@ class SQLStore(QueryingStore):
                 return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
             yield run
+
+    def _query(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[list[Row]]:
+        """Each statement's rows by column name, all read in one transaction (one snapshot)."""
+        return self._run(self._queried(statements))
+
+    def _queried(
+        self, statements: Sequence[tuple[str, Sequence[object]]]
+    ) -> Plan[list[list[Row]]]:
+        results: list[list[Row]] = yield Within("read", _named_rows(statements))
+        return results
 
 
 class _OlderReader:
@@ -1171,6 +1213,39 @@ def _fill_figures(p: str, *, batch: int = 1000) -> Steps[None]:
         values = [[*_figures.figure_values(*h), i] for i, h in histories.items()]
         yield Statement(f"UPDATE sp_deals SET {update} WHERE id = {p}", values, many=True)
         after = ids[-1]
+
+
+def _named_rows(statements: Sequence[tuple[str, Sequence[object]]]) -> Steps[list[list[Row]]]:
+    results: list[list[Row]] = []
+    for sql, params in statements:
+        results.append((yield Statement(sql, params, "named")))
+    return results
+
+
+@attrs.frozen
+class Window:
+    """Where the next page of a ``find`` starts (``after``) and how many deals it asks for."""
+
+    after: str | None
+    size: int
+    left: int | None
+    batch: int
+
+    @classmethod
+    def first(cls, query: Query, batch: int) -> Window | None:
+        return cls._of(query.after, query.limit, batch)
+
+    @classmethod
+    def _of(cls, after: str | None, left: int | None, batch: int) -> Window | None:
+        size = batch if left is None else min(left, batch)
+        return cls(after, size, left, batch) if size > 0 else None
+
+    def next(self, page: Sequence[Deal]) -> Window | None:
+        """The window after ``page`` (None: that was the last)."""
+        if len(page) < self.size:
+            return None
+        left = None if self.left is None else self.left - len(page)
+        return self._of(page[-1].id, left, self.batch)
 
 
 def _schema_number(value: object) -> int:
