@@ -16,7 +16,7 @@ from conftest import SteppingClock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import bulk_add, compile_cache, find_page, memory, persist, run, walk
+from benchmarks import async_pg, bulk_add, compile_cache, find_page, memory, persist, run, walk
 
 from salespipeline import Bant, Deal, StageBlockedError, StageChange, presets
 from salespipeline.stages import LOST, WON
@@ -289,3 +289,19 @@ def test_the_hand_written_rows_are_the_rows_add_many_writes(tmp_path: Path) -> N
             bulk_add.hand_written(theirs, deals)
             assert list(theirs.find()) == list(ours.find()) == deals
             assert theirs.log() == ours.log()
+
+
+@pytest.mark.postgres
+def test_each_async_contender_walks_its_deals_to_closing(postgres_server: Any) -> None:
+    import asyncio
+
+    backend = persist.postgres(postgres_server)
+    deal_ids = persist.ids(3)
+    for contender in (async_pg._async_tracker, async_pg._hand_written):
+        target = persist.setup(backend, 3)
+        asyncio.run(contender(target, deal_ids))
+        with backend.store(target) as store:
+            assert [store.get(i).stage for i in deal_ids] == ["closing"] * 3
+    rates = async_pg.measure(backend, moves=12, rounds=1)
+    assert set(rates) == {async_pg.ASYNC, async_pg.SYNC, async_pg.HAND}
+    assert all(0 < rate < math.inf for rate in rates.values())
