@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import pytest
@@ -21,6 +22,7 @@ psycopg_pool = pytest.importorskip("psycopg_pool")
 
 R = TypeVar("R")
 QUALIFIED = Bant(budget=True, authority=True, need=True, timeline=True)
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 
 
 @pytest.mark.postgres
@@ -202,5 +204,36 @@ def test_an_exception_after_win_in_the_app_s_own_transaction_leaves_the_deal_ope
                 assert [c.to_stage for c in await store.changes("a")][-1] == "closing"
         finally:
             await connection.close()
+
+    run(scenario)
+
+
+async def cancelled_after(work: Awaitable[Any], steps: int) -> None:
+    """Start ``work``, let the loop run ``steps`` times, cancel it and wait for its end."""
+    task = asyncio.ensure_future(work)
+    for _ in range(steps):
+        await asyncio.sleep(0)
+    task.cancel()
+    await asyncio.wait([task])
+
+
+@pytest.mark.postgres
+def test_a_save_cancelled_at_any_point_leaves_the_deal_saved_or_untouched(conninfo: str) -> None:
+    async def scenario() -> None:
+        async with AsyncPostgresStore(conninfo) as store:
+            await store.add(presets.four_stage().start("a", bant=QUALIFIED, at=T0))
+            for steps in range(16):
+                stored = await store.get("a")
+                changed = stored.evolve(
+                    amount=stored.amount + 1, at=stored.updated_at + timedelta(minutes=1)
+                )
+                await cancelled_after(store.save(changed), steps)
+                after = await store.get("a")
+                assert after.version in (stored.version, changed.version)
+                expected = changed if after.version > stored.version else stored
+                assert after.amount == expected.amount
+            versions = [change.version for change in await store.changes("a")]
+            assert versions == list(range(1, (await store.get("a")).version + 1))
+            assert await store.verify() == ()
 
     run(scenario)
