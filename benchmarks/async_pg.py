@@ -54,6 +54,7 @@ async def _async_tracker(conninfo: str, deal_ids: list[str]) -> float:
             for stage in persist.STAGES[1:]:
                 await tracker.move(deal_id, stage)
 
+        await asyncio.gather(*(store.count() for _ in range(TASKS)))  # the pool grown, as theirs
         started = time.perf_counter()
         await _in_tasks(walk, deal_ids)
         return time.perf_counter() - started
@@ -83,6 +84,7 @@ async def _hand_written(conninfo: str, deal_ids: list[str]) -> float:
     async with AsyncConnectionPool(
         conninfo, min_size=CONNECTIONS, max_size=CONNECTIONS, kwargs={"autocommit": True}
     ) as pool:
+        await pool.wait()
 
         async def walk(deal_id: str) -> None:
             stage, version = persist.STAGES[0], 1
