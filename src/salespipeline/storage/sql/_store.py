@@ -1062,7 +1062,7 @@ class SQLStore(QueryingStore):
         currency: str | None,
         rates: Mapping[str, Decimal | int] | None,
     ) -> PipelineReport:
-        """``sql_report`` of ``resolved`` run in ``session``; junk in a column is a StorageError."""
+        """``sql_report`` of ``resolved`` in ``session``; junk in a column is a StorageError."""
         try:
             return sql_report(
                 session,
