@@ -38,7 +38,7 @@ from salespipeline.errors import (
 from salespipeline.pipeline import Pipeline
 from salespipeline.storage import DealStore, SQLiteStore
 
-__all__ = ["BATCH", "add_import", "clock", "run"]
+__all__ = ["BATCH", "add_import", "clock", "named_file", "run"]
 
 BATCH: Final = 1000
 """Rows written per ``add_many`` call (all inside the one transaction of the import)."""
@@ -98,8 +98,8 @@ class Source:
 def run(args: argparse.Namespace) -> int:
     """Check the options and the file, import, and print what was done; 1 if any row failed."""
     actor = to_actor(args.actor) or "import"
-    source = scan(_named_file(args.file, "FILE"))
-    mapping = None if args.mapping is None else _named_file(args.mapping, "--map")
+    source = scan(named_file(args.file, "FILE"))
+    mapping = None if args.mapping is None else named_file(args.mapping, "--map")
     with _existing(args.db) as store:
         pipeline = _recorded(store, args.pipeline)
         loaded = None if mapping is None else load_map(mapping, pipeline)
@@ -289,7 +289,7 @@ def _summary(tally: Tally, path: Path, pipeline: str, *, dry_run: bool) -> str:
     return f"{path}: imported {good:,} deal(s) into {pipeline} ({parts}){skipped}"
 
 
-def _named_file(path: Path, option: str) -> Path:
+def named_file(path: Path, option: str) -> Path:
     """``path`` if the file system can name it (no NUL, no lone surrogate), else refused."""
     try:
         encoded = os.fsencode(path)
@@ -302,7 +302,7 @@ def _named_file(path: Path, option: str) -> Path:
 
 def _existing(path: Path) -> SQLiteStore:
     """The store in ``path``; a missing file is an error, not a new empty database."""
-    if not _named_file(path, "--db").is_file():
+    if not named_file(path, "--db").is_file():
         raise ValidationError(f"no database at {path}")
     return SQLiteStore(path)
 

@@ -24,7 +24,7 @@ from typing import Any, NoReturn, TypeVar
 from salespipeline import __version__, presets
 from salespipeline._checks import to_utc
 from salespipeline.cli._demo import END, SimulatedClock, open_store, simulate
-from salespipeline.cli._import import add_import
+from salespipeline.cli._import import add_import, named_file
 from salespipeline.cli._movement import (
     add_movement,
     add_window,
@@ -387,13 +387,7 @@ def _existing_store(path: Path) -> SQLiteStore:
 
 def _database_path(path: Path) -> Path:
     """``path`` if the file system can name it (no NUL, no lone surrogate), else refused."""
-    try:
-        encoded = os.fsencode(path)
-    except UnicodeEncodeError:
-        encoded = b"\x00"
-    if b"\x00" in encoded:
-        raise ValidationError(f"--db {str(path)!r} cannot name a file")
-    return path
+    return named_file(path, "--db")
 
 
 def _chosen(store: DealStore, name: str | None, db: Path) -> list[Pipeline]:
