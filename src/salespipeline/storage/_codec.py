@@ -136,6 +136,24 @@ _encode: Final = json.JSONEncoder(
 ).encode
 
 
+def _acyclic_encoder() -> Callable[[object], str]:
+    """``_encode`` for data that cannot hold a cycle, without its cost per call.
+
+    ``JSONEncoder.encode`` builds its C encoder anew on every call; a change's
+    ``changed`` is encoded on every save, from a checked deal whose values nest at
+    most ``MAX_DEPTH`` deep, so one encoder without the cycle check serves them all.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the C accelerator
+        return _encode
+    basestring = json.encoder.encode_basestring
+    chunks = make(None, _plain, basestring, None, ":", ",", False, False, False)
+    return lambda data: "".join(chunks(data, 0))
+
+
+_encode_acyclic: Final = _acyclic_encoder()
+
+
 def dumps(data: object) -> str:
     """Compact JSON that keeps non-ASCII text as it is (Korean labels stay readable);
     read-only maps and tuples are written as objects and arrays.
@@ -143,7 +161,10 @@ def dumps(data: object) -> str:
     Text no database can encode (a lone surrogate) is a ``ValidationError`` here,
     before any write, whatever part of a deal or definition it came from.
     """
-    text = _encode(data)
+    return _checked_text(_encode(data))
+
+
+def _checked_text(text: str) -> str:
     if not text.isascii() and not is_encodable(text):
         raise ValidationError("the data holds text that is not valid Unicode (a lone surrogate)")
     return text
@@ -229,7 +250,7 @@ def log_values(change: Change) -> tuple[Any, ...]:
         change.key,
         change.from_stage,
         change.to_stage,
-        dumps(change.changed),
+        _checked_text(_encode_acyclic(change.changed)),
     )
 
 

@@ -184,21 +184,8 @@ class SQLiteStore(SQLStore):
         check_process(self, self._pid)
         return self._connection
 
-    @contextmanager
-    def _transaction(self, begin: str) -> Iterator[sqlite3.Cursor]:
-        with self._lock:
-            try:
-                cursor = self._cursor()
-                savepoint = "sp_call" if cursor.connection.in_transaction else None
-                cursor.execute(begin if savepoint is None else f"SAVEPOINT {savepoint}")
-                try:
-                    yield cursor
-                    cursor.execute("COMMIT" if savepoint is None else f"RELEASE {savepoint}")
-                except BaseException:
-                    _undo(cursor, savepoint)
-                    raise
-            except sqlite3.Error as error:
-                raise _mapped(error, self._path, self._names) from error
+    def _transaction(self, begin: str) -> _Transaction:
+        return _Transaction(self, begin)
 
     @contextmanager
     def _statement(self) -> Iterator[sqlite3.Cursor]:
@@ -288,6 +275,51 @@ def _adopted(connection: sqlite3.Connection) -> str:
     except sqlite3.Error as error:
         raise StorageError(f"the sqlite3.Connection failed: {error}") from error
     return next((str(row[2]) for row in rows if row[1] == "main"), "")
+
+
+class _Transaction:
+    """A cursor in a transaction begun with ``begin`` (a savepoint inside one already
+    open) under the store's lock: committed when the block ends, rolled back when it
+    raises, SQLite's errors raised as this library's. A class, not a generator context
+    manager: a save opens one on every move."""
+
+    __slots__ = ("_begin", "_cursor", "_savepoint", "_store")
+
+    def __init__(self, store: SQLiteStore, begin: str) -> None:
+        self._store, self._begin = store, begin
+
+    def __enter__(self) -> sqlite3.Cursor:
+        store = self._store
+        store._lock.acquire()
+        try:
+            cursor = store._cursor()
+            savepoint = "sp_call" if cursor.connection.in_transaction else None
+            cursor.execute(self._begin if savepoint is None else f"SAVEPOINT {savepoint}")
+        except BaseException as error:
+            store._lock.release()
+            if isinstance(error, sqlite3.Error):
+                raise _mapped(error, store._path, store._names) from error
+            raise
+        self._cursor, self._savepoint = cursor, savepoint
+        return cursor
+
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        store, cursor, savepoint = self._store, self._cursor, self._savepoint
+        try:
+            if error is None:
+                try:
+                    cursor.execute("COMMIT" if savepoint is None else f"RELEASE {savepoint}")
+                except BaseException:
+                    _undo(cursor, savepoint)
+                    raise
+            else:
+                _undo(cursor, savepoint)
+        except sqlite3.Error as failure:
+            raise _mapped(failure, store._path, store._names) from failure
+        finally:
+            store._lock.release()
+        if isinstance(error, sqlite3.Error):
+            raise _mapped(error, store._path, store._names) from error
 
 
 def _undo(cursor: sqlite3.Cursor, savepoint: str | None) -> None:

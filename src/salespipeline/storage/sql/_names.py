@@ -69,7 +69,8 @@ def check_names(prefix: object, schema: object, *, schemas: bool) -> Names:
             f"schema must be an identifier (letters, digits and underscores, not starting "
             f"with a digit, at most 63 characters), not {shown(schema)}"
         )
-    return Names(prefix, schema)
+    names = Names(prefix, schema)
+    return DEFAULT if names == DEFAULT else names  # the default runs statements unrenamed
 
 
 class Renamed:

@@ -161,16 +161,37 @@ def named(description: Sequence[Sequence[Any]] | None, rows: Sequence[Any]) -> l
 
 
 def drive(plan: Plan[T], opened: Callable[[Kind], AbstractContextManager[Any]]) -> T:
-    """Run ``plan``, each transaction on the cursor ``opened(kind)`` gives, synchronously."""
-    outcome = Outcome()
-    while not isinstance(within := advance(plan, outcome), Done):
-        outcome = Outcome.of(lambda w: _within(w, opened), within)
-    return within.value
+    """Run ``plan``, each transaction on the cursor ``opened(kind)`` gives, synchronously.
+
+    What a transaction raised is thrown into the plan, as ``advance`` does for the
+    async driver; written as a plain loop because a save runs it on every move.
+    """
+    try:
+        within = next(plan)
+        while True:
+            try:
+                value = _within(within, opened)
+            except BaseException as error:
+                within = plan.throw(error)
+            else:
+                within = plan.send(value)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
 
 
 def _within(within: Within[T], opened: Callable[[Kind], AbstractContextManager[Any]]) -> T:
+    steps = within.steps
     with opened(within.kind) as cursor:
-        outcome = Outcome()
-        while not isinstance(statement := advance(within.steps, outcome), Done):
-            outcome = Outcome.of(lambda s: execute(cursor, s), statement)
-        return statement.value
+        try:
+            statement = next(steps)
+            while True:
+                try:
+                    value = execute(cursor, statement)
+                except BaseException as error:
+                    statement = steps.throw(error)
+                else:
+                    statement = steps.send(value)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result

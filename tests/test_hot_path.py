@@ -1,0 +1,56 @@
+"""The shortcuts a save takes on every move do what the general code does."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from salespipeline._checks import FrozenMap
+from salespipeline.storage import SQLiteStore, _codec
+from salespipeline.storage.sql._names import DEFAULT, check_names
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        | st.dictionaries(st.text(max_size=8), inner, max_size=4).map(FrozenMap)
+    ),
+    max_leaves=20,
+)
+
+
+@given(json_values)
+def test_the_change_encoder_writes_what_the_general_one_writes(value: object) -> None:
+    assert _codec._encode_acyclic(value) == _codec._encode(value)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_the_change_encoder_refuses_what_json_cannot_hold(value: float) -> None:
+    with pytest.raises(ValueError, match="JSON"):
+        _codec._encode_acyclic({"probability": value})
+
+
+def test_the_default_names_are_the_default_itself() -> None:
+    # A store compares its names with DEFAULT by identity to skip renaming each
+    # statement; equal names that were not DEFAULT made every statement go through
+    # the renaming wrapper.
+    assert check_names("sp_", None, schemas=False) is DEFAULT
+    assert check_names("crm_", None, schemas=False) is not DEFAULT
+
+
+def test_a_store_with_the_default_names_uses_the_driver_cursor(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "deals.sqlite")
+    try:
+        assert type(store._cursor()) is sqlite3.Cursor
+    finally:
+        store.close()
