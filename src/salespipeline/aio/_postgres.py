@@ -174,11 +174,10 @@ class AsyncPostgresStore(AsyncDealStore):
         return value
 
     async def _within(self, within: Within[T]) -> T:
+        if within.kind == "statement" and self._owned and self._pin() is None:
+            return await self._alone(within)
         with self._mapped():
             async with self._borrowed() as connection:
-                alone = within.kind == "statement" and self._owned and self._pin() is None
-                if alone:  # autocommit: the statement is atomic on its own
-                    return await self._steps(self._cursor(connection), within)
                 first = connection.info.transaction_status == self._idle
                 async with connection.transaction():
                     cursor = self._cursor(connection)
@@ -187,6 +186,15 @@ class AsyncPostgresStore(AsyncDealStore):
                             "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
                         )
                     return await self._steps(cursor, within)
+
+    async def _alone(self, within: Within[T]) -> T:
+        """Statements each atomic on their own (autocommit), on a connection of the
+        store's pool: the move's path, with no layer it does not need."""
+        if not self._open:
+            raise StorageError(f"{self!r} is not open: use `async with` or `await store.open()`")
+        with self._mapped():
+            async with self._pool.connection() as connection:
+                return await self._steps(connection.cursor(), within)
 
     async def _steps(self, cursor: Any, within: Within[T]) -> T:
         outcome = Outcome()
