@@ -29,6 +29,7 @@ from salespipeline.definitions._durations import format_duration
 from salespipeline.errors import ValidationError
 from salespipeline.metrics import CurrencyFigures, PipelineReport
 from salespipeline.metrics._encode import duration_text
+from salespipeline.metrics._report import CATEGORIES, CategoryFigures
 from salespipeline.pipeline import Pipeline
 from salespipeline.storage import MemoryStore, SQLiteStore
 from salespipeline.testing import strategies as sps
@@ -37,7 +38,15 @@ NOW = T + 10 * DAY
 LATE = datetime(2200, 1, 1, tzinfo=timezone.utc)
 """After every generated change (``strategies.timestamps`` end in 2100)."""
 RATES = {"USD": EUR_PER_USD}
-MONEY = tuple(attrs.fields_dict(CurrencyFigures))
+MONEY = tuple(name for name in attrs.fields_dict(CurrencyFigures) if name != "by_category")
+"""The report's own money fields (``by_category`` keeps its counts when mixed)."""
+
+
+def open_in_pipeline(deals: int, value: int) -> dict[str, CategoryFigures]:
+    """``by_category`` when every open deal is in ``pipeline`` (below 0.4, no category)."""
+    figures = {name: CategoryFigures(deals=0, value=Decimal(0)) for name in CATEGORIES}
+    return figures | {"pipeline": CategoryFigures(deals=deals, value=Decimal(value))}
+
 
 EUR = CurrencyFigures(
     open_value=Decimal(500),  # e3
@@ -47,6 +56,7 @@ EUR = CurrencyFigures(
     average_deal_size=Decimal(1000),
     sales_velocity=Decimal(125),  # 1 open x 1000 x 1/2 won / 4 days
     win_rate_by_value=1 / 3,  # 1000 / 3000
+    by_category=open_in_pipeline(1, 500),  # e3 in a (10 %)
 )
 USD = CurrencyFigures(
     open_value=Decimal(400),  # u2
@@ -56,6 +66,7 @@ USD = CurrencyFigures(
     average_deal_size=Decimal(3000),
     sales_velocity=Decimal(375),  # 1 open x 3000 x 1/1 won / 8 days
     win_rate_by_value=1.0,
+    by_category=open_in_pipeline(1, 400),  # u2 in b at its own 25 %
 )
 IN_EUR = CurrencyFigures(
     open_value=Decimal(860),  # 500 + 400 x 0.9
@@ -66,6 +77,7 @@ IN_EUR = CurrencyFigures(
     # 2 open x 1850 x 2/3 won / 6 days (mean cycle of 4 and 8)
     sales_velocity=Decimal("411.1111111111111111111111111111111"),
     win_rate_by_value=37 / 57,  # 3700 / 5700
+    by_category=open_in_pipeline(2, 860),  # 500 + 400 x 0.9
 )
 
 
@@ -81,7 +93,8 @@ def deals(p: Pipeline) -> list[Deal]:
 
 def money_of(report: PipelineReport) -> CurrencyFigures:
     """The report's own money figures, gathered as one currency's are."""
-    return CurrencyFigures(**{name: getattr(report, name) for name in MONEY})
+    figures = {name: getattr(report, name) for name in MONEY}
+    return CurrencyFigures(**figures, by_category=report.by_category)
 
 
 # -- hand-worked --------------------------------------------------------------------------
@@ -226,7 +239,15 @@ def test_to_dict_is_json_with_the_hand_worked_figures(deals: list[Deal], p: Pipe
         "average_deal_size": "3000",
         "sales_velocity": "375",
         "win_rate_by_value": 1.0,
+        "by_category": {
+            "pipeline": {"deals": 1, "value": "400"},
+            "best_case": {"deals": 0, "value": "0"},
+            "commit": {"deals": 0, "value": "0"},
+            "omitted": {"deals": 0, "value": "0"},
+        },
     }
+    assert list(data["by_category"]) == ["pipeline", "best_case", "commit", "omitted"]
+    assert data["by_category"]["pipeline"] == {"deals": 2, "value": "860"}
     assert data["calibration"][0] == {
         "stage": "a",
         "probability": 0.1,
@@ -243,6 +264,7 @@ def test_to_dict_of_a_mixed_report_has_nulls_at_the_top(deals: list[Deal], p: Pi
     data = metrics.report(deals, p, as_of=NOW).to_dict()
     assert [data[name] for name in MONEY] == [None] * len(MONEY)
     assert data["currency"] is None
+    assert data["by_category"]["pipeline"] == {"deals": 2, "value": None}
     assert list(data["by_currency"]) == ["EUR", "USD"]
     assert data["by_currency"]["EUR"]["win_rate_by_value"] == 1 / 3
 
@@ -399,7 +421,14 @@ def test_conversion_is_exact_and_changes_only_money(
         1, 10**32
     )
     assert report.by_currency == plain.by_currency
-    unchanged = {"currency", "by_currency", *MONEY}
+    for category, figures in report.by_category.items():
+        assert figures.deals == plain.by_category[category].deals
+        assert figures.value is not None
+        assert Fraction(figures.value) == sum(
+            Fraction(rates.get(code, 1)) * Fraction(f.by_category[category].value or 0)
+            for code, f in plain.by_currency.items()
+        )
+    unchanged = {"currency", "by_currency", "by_category", *MONEY}
     for field in attrs.fields(PipelineReport):
         if field.name not in unchanged:
             assert getattr(report, field.name) == getattr(plain, field.name), field.name
@@ -409,7 +438,7 @@ def test_conversion_is_exact_and_changes_only_money(
 @given(datasets())
 def test_every_report_is_json(dataset: tuple[Pipeline, list[Deal]]) -> None:
     pipeline, deals = dataset
-    report = metrics.report(deals, pipeline, as_of=NOW)
+    report = metrics.report(deals, pipeline, as_of=LATE)  # after every generated change
     data = json.loads(json.dumps(report.to_dict()))
     assert data == report.to_dict()
     assert set(data) == set(attrs.fields_dict(PipelineReport))

@@ -87,7 +87,7 @@ def _figures_from_csv(rows: list[dict[str, str]], report: PipelineReport) -> dic
     """The report's fields, rebuilt from the CSV rows of one pipeline."""
     mine = [r for r in rows if r["pipeline"] == report.pipeline]
     assert {r["as_of"] for r in mine} == {report.as_of.isoformat()}
-    out: dict[str, Any] = {"by_currency": {}, "stage": {}}
+    out: dict[str, Any] = {"by_currency": {}, "stage": {}, "category": {}}
     for row in mine:
         if row["section"] == "pipeline":
             out[row["figure"]] = _value(row)
@@ -95,6 +95,13 @@ def _figures_from_csv(rows: list[dict[str, str]], report: PipelineReport) -> dic
                 assert row["currency"] == (report.currency or "")
         elif row["section"] == "stage":
             out["stage"].setdefault(row["stage"], {})[row["figure"]] = _value(row)
+        elif row["section"] == "category":
+            out["category"].setdefault(row["stage"], {})[row["figure"]] = _value(row)
+        elif row["section"] == "currency_category":
+            figures = out["by_currency"].setdefault(row["currency"], {})
+            figures.setdefault("by_category", {}).setdefault(row["stage"], {})[row["figure"]] = (
+                _value(row)
+            )
         else:
             assert row["section"] == "currency"
             out["by_currency"].setdefault(row["currency"], {})[row["figure"]] = _value(row)
@@ -107,7 +114,12 @@ def _assert_csv_is_the_report(text: str, report: PipelineReport) -> None:
         assert got[name] == getattr(report, name)
     for name in ("overall_conversion", "cycle_length", *metrics.CurrencyFigures.__attrs_attrs__):
         field = name if isinstance(name, str) else name.name
-        assert got[field] == getattr(report, field), field
+        if field != "by_category":
+            assert got[field] == getattr(report, field), field
+    assert got["category"] == {
+        name: {"deals": figures.deals, "value": figures.value}
+        for name, figures in report.by_category.items()
+    }
     stages = got["stage"]
     assert list(stages) == list(report.stage_counts)
     calibration = {c.stage: c for c in report.calibration}
@@ -121,6 +133,12 @@ def _assert_csv_is_the_report(text: str, report: PipelineReport) -> None:
             assert stages[stage]["empirical_win_rate"] == calibration[stage].empirical
         else:
             assert set(stages[stage]) == {"deals"}
+    for code, figures in report.by_currency.items():
+        categories = got["by_currency"][code].pop("by_category")
+        assert categories == {
+            name: {"deals": item.deals, "value": item.value}
+            for name, item in figures.by_category.items()
+        }
     assert got["by_currency"] == {
         code: {f: getattr(figures, f) for f in got["by_currency"][code]}
         for code, figures in report.by_currency.items()

@@ -28,7 +28,7 @@ from salespipeline.deal import Deal
 from salespipeline.errors import CorruptRecordError
 from salespipeline.metrics import PipelineReport
 from salespipeline.pipeline import Pipeline
-from salespipeline.stages import LOST, Stage
+from salespipeline.stages import LOST, STAGE_CATEGORIES, Stage
 from salespipeline.storage import DealStore, MemoryStore, PostgresStore, SQLiteStore
 
 MAX_AMOUNT = Decimal("999999999999999999.999999")  # limits: 18 digits, 6 places
@@ -36,7 +36,8 @@ TWO_RATES = {"USD": EUR_PER_USD}
 
 
 def random_deals(pipeline: Pipeline, seed: int, count: int) -> list[Deal]:
-    """``count`` deals moved at random along legal moves, with varied amounts and currencies."""
+    """``count`` deals moved at random along legal moves, with varied amounts, currencies
+    and forecast categories (their own, set at the start and changed along the way)."""
     rng = random.Random(seed)
     deals = []
     for i in range(count):
@@ -49,6 +50,7 @@ def random_deals(pipeline: Pipeline, seed: int, count: int) -> list[Deal]:
             amount=amount,
             currency=rng.choice(["USD", "KRW", "EUR"]),
             probability=rng.choice([None, None, 0.0, 0.3, 1 / 3]),
+            forecast_category=rng.choice([None, None, *STAGE_CATEGORIES]),
             at=at,
         )
         for _ in range(rng.randrange(9)):
@@ -56,6 +58,10 @@ def random_deals(pipeline: Pipeline, seed: int, count: int) -> list[Deal]:
             if not moves:
                 break
             at += timedelta(seconds=rng.randrange(10**6), microseconds=rng.randrange(10**6))
+            if rng.randrange(4) == 0:
+                category = rng.choice([None, *STAGE_CATEGORIES])
+                deal = deal.evolve(forecast_category=category, at=at)
+                continue
             to = rng.choice(moves)
             deal = pipeline.move(deal, to, at=at, reason="gone" if to == LOST else None)
         deals.append(deal)
@@ -70,6 +76,7 @@ def datasets(draw: st.DrawFn) -> tuple[Pipeline, list[Deal]]:
             f"s{i}",
             probability=draw(st.sampled_from([0.0, 0.1, 0.35, 0.9])),
             rot_after=draw(st.sampled_from([None, DAY, 5 * DAY])),
+            forecast_category=draw(st.sampled_from([None, None, *STAGE_CATEGORIES])),
         )
         for i in range(size)
     ]

@@ -23,7 +23,7 @@ from salespipeline.errors import (
     shown,
 )
 from salespipeline.guards import Violation, evaluate
-from salespipeline.stages import LOST, WON, Stage
+from salespipeline.stages import LOST, TERMINAL, WON, Stage, category_of
 
 if TYPE_CHECKING:
     from salespipeline.definitions import Finding
@@ -285,17 +285,8 @@ class Pipeline:
         below 0.7 ``best_case``, else ``commit``.
         """
         index = self._source(deal)
-        if deal.stage == WON:
-            return "closed"
-        if deal.stage == LOST:
-            return "omitted"
-        if deal.forecast_category is not None:
-            return deal.forecast_category
-        stage = self._stages[index].forecast_category
-        if stage is not None:
-            return stage
-        probability = self.probability(deal)
-        return "pipeline" if probability < 0.4 else "best_case" if probability < 0.7 else "commit"
+        stage = deal.stage if deal.stage in TERMINAL else self._stages[index]
+        return category_of(stage, probability=deal.probability, override=deal.forecast_category)
 
     # -- queries -----------------------------------------------------------------
 

@@ -102,3 +102,22 @@ class Stage:
     def guard_names(self) -> tuple[str, ...]:
         """The names of the guards on this stage, in order."""
         return tuple(g.name for g in self.requires)
+
+
+def category_of(stage: Stage | str, *, probability: float | None, override: str | None) -> str:
+    """The forecast category of a deal in ``stage`` (a ``Stage``, or WON or LOST) with its
+    own ``probability`` and ``override`` (None each when it has none): the one definition
+    ``Pipeline.forecast_category`` and both report paths use.
+
+    WON is ``closed`` and LOST ``omitted``; else the override, else the stage's
+    category, else the win probability's: below 0.4 ``pipeline``, below 0.7
+    ``best_case``, else ``commit``.
+    """
+    if not isinstance(stage, Stage):
+        return "closed" if stage == WON else "omitted"
+    if override is not None:
+        return override
+    if stage.forecast_category is not None:
+        return stage.forecast_category
+    p = stage.probability if probability is None else probability
+    return "pipeline" if p < 0.4 else "best_case" if p < 0.7 else "commit"

@@ -15,6 +15,7 @@ from salespipeline.metrics._csv import render_csv
 from salespipeline.metrics._functions import (
     Bottleneck,
     Calibration,
+    CategoryFigures,
     CurrencyFigures,
     DisqualificationCandidate,
     ForecastPeriod,
@@ -45,6 +46,7 @@ from salespipeline.metrics._movement import Flow, Movement, movement
 __all__ = [
     "Bottleneck",
     "Calibration",
+    "CategoryFigures",
     "CurrencyFigures",
     "DisqualificationCandidate",
     "Flow",

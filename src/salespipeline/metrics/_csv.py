@@ -4,13 +4,15 @@ Long ("tidy") rows, so that a spreadsheet filters, pivots and appends reports wi
 reshaping: each row names its pipeline, instant, section, stage and currency, then the
 figure, its value and its unit. Values are plain numbers a spreadsheet reads (shares
 in [0, 1], durations in days, amounts as exact decimals) and empty when undefined.
+Forecast categories sit in the ``stage`` column of the ``category`` rows (the
+report's) and ``currency_category`` rows (each currency's).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from decimal import Context, Decimal
 from typing import Final
@@ -18,7 +20,7 @@ from typing import Final
 import attrs
 
 from salespipeline.errors import ValidationError, shown
-from salespipeline.metrics._report import CurrencyFigures, PipelineReport
+from salespipeline.metrics._report import CategoryFigures, CurrencyFigures, PipelineReport
 
 __all__ = ["COLUMNS", "days_text", "render_csv"]
 
@@ -29,7 +31,7 @@ _US_PER_DAY: Final = Decimal(86_400 * 10**6)
 _DAY_PLACES: Final = Decimal("1e-11")
 """Eleven places of a day are finer than half a microsecond: the text converts back exactly."""
 _DAYS: Final = Context(prec=40)
-_MONEY_NAMES: Final = tuple(attrs.fields_dict(CurrencyFigures))
+_MONEY_NAMES: Final = tuple(n for n in attrs.fields_dict(CurrencyFigures) if n != "by_category")
 _MONEY_UNITS: Final = {"win_rate_by_value": "share", "sales_velocity": "money/day"}
 
 
@@ -60,8 +62,19 @@ def _report(value: object, number: int) -> PipelineReport:
 def _rows(report: PipelineReport) -> Iterator[tuple[str, ...]]:
     yield from _headline(report)
     yield from _stages(report)
+    yield from _categories("category", report.currency or "", report.by_category)
     for code, figures in report.by_currency.items():
         yield from _money("currency", code, figures)
+    for code, figures in report.by_currency.items():
+        yield from _categories("currency_category", code, figures.by_category)
+
+
+def _categories(
+    section: str, currency: str, figures: Mapping[str, CategoryFigures]
+) -> Iterator[tuple[str, ...]]:
+    for category, item in figures.items():
+        yield _row(section, category, currency, "deals", item.deals, "deals")
+        yield _row(section, category, currency, "value", item.value, "money")
 
 
 def _headline(report: PipelineReport) -> Iterator[tuple[str, ...]]:

@@ -22,7 +22,7 @@ from salespipeline.metrics._money import Money, combined
 from salespipeline.metrics._report import EXACT, STALLED_SHOWN, Aggregates, MoneySums, at_least
 from salespipeline.metrics._time import ONE_US, micros
 from salespipeline.pipeline import Pipeline
-from salespipeline.stages import LOST, WON
+from salespipeline.stages import LOST, WON, category_of
 
 __all__ = [
     "Change",
@@ -90,8 +90,8 @@ def cycle_us(deal: Deal) -> int:
 
 
 class Facts(NamedTuple):
-    """What a group of ``deals`` deals, alike in stage, currency, override and stages entered,
-    contributes to a report.
+    """What a group of ``deals`` deals, alike in stage, currency, overrides (probability and
+    forecast category) and stages entered, contributes to a report.
 
     Sums run over the group: ``amount`` exactly, ``cycle_us`` over its closed
     deals; ``stays`` lists their completed stays (a stage may repeat, and any
@@ -111,6 +111,7 @@ class Facts(NamedTuple):
     stalled: int
     deals: int = 1
     stalled_since: tuple[tuple[int, str], ...] = ()
+    forecast_category: str | None = None
 
 
 class Outcomes:
@@ -147,18 +148,23 @@ class Outcomes:
 class Purse:
     """The running money sums of one currency's deals, in that currency."""
 
-    __slots__ = ("open_amounts", "outcomes")
+    __slots__ = ("categories", "open_amounts", "outcomes")
 
     def __init__(self) -> None:
         self.outcomes = Outcomes()
         self.open_amounts: dict[float, Decimal] = {}
+        self.categories: dict[str, tuple[int, Decimal]] = {}
 
-    def add(self, f: Facts, weight: float | None) -> None:
+    def add(self, f: Facts, weight: float | None, category: str | None) -> None:
         """Count ``f``; ``weight``, its win probability, weighs its amount while open
-        (None once closed). Call inside an ``EXACT`` decimal context."""
+        and ``category`` is its forecast category then (both None once closed). Call
+        inside an ``EXACT`` decimal context."""
         self.outcomes.add(f.stage, f.deals, f.amount, f.cycle_us)
         if weight is not None:
             self.open_amounts[weight] = self.open_amounts.get(weight, _ZERO) + f.amount
+        if category is not None:
+            count, amount = self.categories.get(category, (0, _ZERO))
+            self.categories[category] = (count + f.deals, amount + f.amount)
 
     def result(self) -> MoneySums:
         o = self.outcomes
@@ -170,6 +176,7 @@ class Purse:
             won_amount=o.won_amount,
             lost_amount=o.lost_amount,
             open_amounts=tuple(sorted(self.open_amounts.items())),
+            categories=tuple((name, n, a) for name, (n, a) in sorted(self.categories.items())),
         )
 
 
@@ -203,11 +210,12 @@ class _Sums:
         self.stalled_since: list[tuple[int, str]] = []
         self.purses: dict[str, Purse] = {}
         self.furthest: dict[frozenset[str], int | None] = {}
+        self.categories: dict[tuple[int, float | None, str | None], str] = {}
 
     def add(self, f: Facts) -> None:
         i, n = self.positions[f.stage], self.n
         self.counts[i] += f.deals
-        self._purse(f.currency).add(f, self._weight(f, i))
+        self._purse(f.currency).add(f, self._weight(f, i), self._category(f, i))
         reach = self.furthest.get(f.entered, -1)
         if reach == -1:  # entered stages not seen before
             reach = self.furthest[f.entered] = furthest(f.entered, self.pipeline)
@@ -233,6 +241,19 @@ class _Sums:
         if i >= self.n:
             return None
         return self.probabilities[i] if f.probability is None else f.probability
+
+    def _category(self, f: Facts, i: int) -> str | None:
+        """The forecast category of ``f``'s open deals (``stages.category_of``); None if closed."""
+        if i >= self.n:
+            return None
+        key = (i, f.probability, f.forecast_category)
+        found = self.categories.get(key)
+        if found is None:
+            stage = self.pipeline.stages[i]
+            found = self.categories[key] = category_of(
+                stage, probability=f.probability, override=f.forecast_category
+            )
+        return found
 
     def _stalled(self, f: Facts, i: int) -> None:
         self.stalled[i] += f.stalled

@@ -36,6 +36,7 @@ from salespipeline.metrics._report import (
     Aggregates,
     Bottleneck,
     Calibration,
+    CategoryFigures,
     CurrencyFigures,
     PipelineReport,
     average_amount,
@@ -54,6 +55,7 @@ from salespipeline.pipeline import Pipeline
 __all__ = [
     "Bottleneck",
     "Calibration",
+    "CategoryFigures",
     "CurrencyFigures",
     "DisqualificationCandidate",
     "ForecastPeriod",

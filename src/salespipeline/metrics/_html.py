@@ -136,6 +136,8 @@ def _section(report: PipelineReport, movement: Movement | None = None) -> str:
         "stage which went on to the next.</figcaption></figure>",
         "<h2>Money</h2>",
         *_money(report),
+        "<h2>Forecast categories</h2>",
+        _categories(report),
         "<h2>Stages</h2>",
         _stages(report),
         *_bottlenecks(report),
@@ -195,6 +197,20 @@ def _money_columns(
     if report.currency is None or converted:
         for code, figures in report.by_currency.items():
             yield f"{code} deals, in {code}", code, figures
+
+
+def _categories(report: PipelineReport) -> str:
+    """The open deals per forecast category: deals and value in each money column."""
+    columns = list(_money_columns(report))
+    head = "".join(f"<th>{escape(name)}</th>" for name, _, _ in columns)
+    rows = [f"<tr><th>category</th><th>open deals</th>{head}</tr>"]
+    for name, item in report.by_category.items():
+        cells = "".join(
+            f"<td>{escape(_amount(figures.by_category[name].value, code))}</td>"
+            for _, code, figures in columns
+        )
+        rows.append(f"<tr><td>{escape(name)}</td><td>{item.deals:,}</td>{cells}</tr>")
+    return f'<table class="categories">{"".join(rows)}</table>'
 
 
 def _money_note(report: PipelineReport) -> str:

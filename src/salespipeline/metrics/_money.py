@@ -74,6 +74,7 @@ def _at(sums: MoneySums, rate: Decimal) -> MoneySums:
         won_amount=convert(sums.won_amount, rate),
         lost_amount=convert(sums.lost_amount, rate),
         open_amounts=tuple((weight, convert(a, rate)) for weight, a in sums.open_amounts),
+        categories=tuple((name, n, convert(a, rate)) for name, n, a in sums.categories),
     )
 
 
@@ -83,6 +84,11 @@ def _total(parts: Sequence[MoneySums]) -> MoneySums:
     for part in parts:
         for weight, amount in part.open_amounts:
             open_amounts[weight] = EXACT.add(open_amounts.get(weight, _ZERO), amount)
+    categories: dict[str, tuple[int, Decimal]] = {}
+    for part in parts:
+        for name, count, amount in part.categories:
+            before = categories.get(name, (0, _ZERO))
+            categories[name] = (before[0] + count, EXACT.add(before[1], amount))
     return MoneySums(
         open=sum(p.open for p in parts),
         won=sum(p.won for p in parts),
@@ -91,6 +97,7 @@ def _total(parts: Sequence[MoneySums]) -> MoneySums:
         won_amount=exact_sum(p.won_amount for p in parts),
         lost_amount=exact_sum(p.lost_amount for p in parts),
         open_amounts=tuple(sorted(open_amounts.items())),
+        categories=tuple((name, n, a) for name, (n, a) in sorted(categories.items())),
     )
 
 

@@ -51,6 +51,7 @@ class DealFacts:
             int(stalled),
             1,
             ((to_us(deal.stage_entered_at), deal.id),) if stalled else (),
+            deal.forecast_category,
         )
 
 

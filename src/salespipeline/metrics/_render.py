@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from salespipeline.metrics._report import PipelineReport
+    from salespipeline.metrics._report import CategoryFigures, PipelineReport
 
 __all__ = ["human_duration", "render_report"]
 
@@ -112,6 +113,30 @@ def _currency_blocks(report: PipelineReport) -> list[str]:
     return lines
 
 
+def _category_rows(
+    categories: Mapping[str, CategoryFigures], currency: str | None, indent: str = ""
+) -> list[str]:
+    """One line per forecast category: its open deals and, when known, their value."""
+    lines = []
+    for name, item in categories.items():
+        noun = "deal" if item.deals == 1 else "deals"
+        value = "" if item.value is None else f"  {_money(item.value, currency)}"
+        lines.append(f"{indent}{name:<{24 - len(indent)}} {item.deals:>8,} {noun:<5}{value}")
+    return lines
+
+
+def _category_blocks(report: PipelineReport) -> list[str]:
+    """The open deals per forecast category; per currency too when there are several."""
+    lines = ["", "Open deals by forecast category:"]
+    lines += _category_rows(report.by_category, report.currency)
+    if len(report.by_currency) < 2:
+        return lines
+    lines.append("By forecast category, per currency:")
+    for code, figures in report.by_currency.items():
+        lines += [code, *_category_rows(figures.by_category, code, "  ")]
+    return lines
+
+
 def _header(report: PipelineReport) -> list[str]:
     currencies = ", ".join(report.currencies) or "-"
     lines = [
@@ -138,6 +163,7 @@ def render_report(report: PipelineReport) -> str:
     if report.stalled_ids:
         lines.append(f"{'longest stalled':<24} {', '.join(report.stalled_ids)}")
     lines += _currency_blocks(report)
+    lines += _category_blocks(report)
     if report.bottlenecks:
         lines += ["", "Bottlenecks (highest score first):"]
         for rank, b in enumerate(report.bottlenecks, 1):

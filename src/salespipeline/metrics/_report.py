@@ -22,12 +22,15 @@ from salespipeline.metrics._encode import report_dict
 from salespipeline.metrics._render import human_duration, render_report
 from salespipeline.metrics._time import micros
 from salespipeline.pipeline import Pipeline
+from salespipeline.stages import STAGE_CATEGORIES
 
 __all__ = [
+    "CATEGORIES",
     "STALLED_SHOWN",
     "Aggregates",
     "Bottleneck",
     "Calibration",
+    "CategoryFigures",
     "CurrencyFigures",
     "MoneySums",
     "PipelineReport",
@@ -37,6 +40,10 @@ __all__ = [
 
 STALLED_SHOWN: Final = 10
 """How many of the longest-stalled deal ids a report lists."""
+
+CATEGORIES: Final = STAGE_CATEGORIES
+"""The keys of ``by_category``, in this order: the categories an open deal can be in
+(won deals are ``closed``: the report's ``won`` and ``won_value``)."""
 
 US_PER_DAY: Final = 86_400 * 10**6
 RESULT: Final = Context(prec=34, rounding=ROUND_HALF_EVEN)
@@ -123,6 +130,20 @@ class MoneySums:
     won_amount: Decimal
     lost_amount: Decimal
     open_amounts: tuple[tuple[float, Decimal], ...]
+    categories: tuple[tuple[str, int, Decimal], ...] = ()
+    """(category, open deals, their summed amount) for each category with open deals."""
+
+
+@attrs.frozen(kw_only=True)
+class CategoryFigures:
+    """The open deals in one forecast category: how many, and their summed amount.
+
+    ``value`` is None in a report's own ``by_category`` when its deals are in several
+    currencies and no currency was asked for (``by_currency`` has each one's).
+    """
+
+    deals: int
+    value: Decimal | None
 
 
 @attrs.frozen(kw_only=True)
@@ -139,6 +160,9 @@ class CurrencyFigures:
     average_deal_size: Decimal | None
     sales_velocity: Decimal | None
     win_rate_by_value: float | None
+    by_category: Mapping[str, CategoryFigures] = attrs.field(
+        default=FrozenMap(), converter=_frozen
+    )
 
 
 def exact_sum(amounts: Iterable[Decimal]) -> Decimal:
@@ -160,7 +184,21 @@ def money_figures(sums: MoneySums) -> CurrencyFigures:
         average_deal_size=average_amount(sums.won_amount, won),
         sales_velocity=velocity(sums.open, won, closed, sums.won_amount, sums.cycle_us),
         win_rate_by_value=decimal_ratio(sums.won_amount, sums.won_amount + sums.lost_amount),
+        by_category=categories(sums, priced=True),
     )
+
+
+def categories(sums: MoneySums, *, priced: bool) -> dict[str, CategoryFigures]:
+    """Every category of ``CATEGORIES`` with its open deals in ``sums`` (zero when none);
+    the values left None unless ``priced``."""
+    found = {name: (count, amount) for name, count, amount in sums.categories}
+    return {
+        name: CategoryFigures(
+            deals=found.get(name, (0, Decimal(0)))[0],
+            value=canonical(found.get(name, (0, Decimal(0)))[1]) if priced else None,
+        )
+        for name in CATEGORIES
+    }
 
 
 @attrs.frozen(kw_only=True)
@@ -267,6 +305,11 @@ class PipelineReport:
     by_currency: Mapping[str, CurrencyFigures] = attrs.field(
         default=FrozenMap(), converter=_frozen
     )
+    by_category: Mapping[str, CategoryFigures] = attrs.field(
+        default=FrozenMap(), converter=_frozen
+    )
+    """The open deals per forecast category, every one of ``CATEGORIES`` in that order:
+    counts always, values in ``currency`` (None each when the money figures are None)."""
 
     def render(self) -> str:
         """The report as a plain-text table."""
@@ -323,6 +366,7 @@ def finish(agg: Aggregates, pipeline: Pipeline, *, as_of: datetime) -> PipelineR
         calibration=calibrate(pipeline, won, agg.lost_reached),
         currency=currency,
         by_currency={code: money_figures(sums) for code, sums in agg.by_currency},
+        by_category=categories(agg.money, priced=not mixed),
         **_money_fields(None if mixed else money_figures(agg.money)),
     )
 
@@ -336,7 +380,7 @@ def report_currency(agg: Aggregates) -> str | None:
 
 def _money_fields(figures: CurrencyFigures | None) -> dict[str, Any]:
     """The report's money fields: those of ``figures``, or None each when there are none."""
-    names = attrs.fields_dict(CurrencyFigures)
+    names = [name for name in attrs.fields_dict(CurrencyFigures) if name != "by_category"]
     return {name: None if figures is None else getattr(figures, name) for name in names}
 
 

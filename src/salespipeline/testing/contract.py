@@ -813,6 +813,27 @@ class StoreContract:
         with pytest.raises(ValidationError, match="KRW"):
             store.report(pipeline, as_of=now, currency="EUR", rates={"USD": 1})
 
+    def test_report_by_category_equals_the_pure_one(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        """Open deals per forecast category, own categories and their changes included."""
+        store.add(pipeline.start("c1", amount=100, forecast_category="commit", at=T0))
+        store.add(pipeline.start("c2", amount=40, probability=0.9, at=T0))
+        store.add(pipeline.start("c3", amount=7, currency="EUR", at=T0))
+        store.save(store.get("c1").evolve(forecast_category="omitted", at=_later(2)))
+        changes = [change for id in ("c1", "c2", "c3") for change in store.changes(id)]
+        rates = {"EUR": Decimal("1.08")}
+        for at in (_later(1), _later(3)):
+            stood = list(log.replay(changes, until=at).values())
+            for options in ({}, {"currency": "USD"}, {"currency": "USD", "rates": rates}):
+                expected = metrics.report(stood, pipeline, as_of=at, **options)
+                got = store.report(pipeline, as_of=at, **options)
+                assert got.by_category == expected.by_category
+                assert got.by_currency == expected.by_currency
+        assert store.report(pipeline, as_of=_later(3), currency="USD").by_category[
+            "omitted"
+        ] == metrics.CategoryFigures(deals=1, value=Decimal(100))
+
     def test_report_as_of_describes_the_pipeline_as_it_stood_then(
         self, store: DealStore, pipeline: Pipeline
     ) -> None:

@@ -6,8 +6,8 @@ the few changed since are rebuilt from the log (``_replayed``) and their ``Facts
 folded in with the groups'. Each row carries the figures a report needs
 from its history (``_figures``: the stages it entered, its completed stays per
 stage), written with the row by every save. One pass groups the pipeline's deals by
-stage, currency, probability override and stages entered into integer counts,
-exact amount sums and integer microseconds; two small queries find the rare extra
+stage, currency, probability and forecast category overrides and stages entered into
+integer counts, exact amount sums and integer microseconds; two small queries find the rare extra
 stays and the longest-stalled ids, each given to its deal's group. All three run in
 one read transaction (one snapshot). Each grouped row, read by column name, becomes
 the ``Facts`` the pure path makes of one deal; the shared ``fold`` and ``finish`` do
@@ -34,6 +34,7 @@ from salespipeline.metrics._pure import DealFacts
 from salespipeline.metrics._report import STALLED_SHOWN, PipelineReport, finish
 from salespipeline.metrics._time import micros, to_us
 from salespipeline.pipeline import Pipeline
+from salespipeline.stages import STAGE_CATEGORIES
 from salespipeline.storage.sql import _figures
 from salespipeline.storage.sql._dialect import Dialect, Row, read_int, read_split
 from salespipeline.storage.sql._figures import SLOTS
@@ -47,7 +48,7 @@ Session = Callable[[], AbstractContextManager[Run]]
 GroupKey = tuple[object, ...]
 _T = TypeVar("_T")
 
-KEY: Final = ("stage", "currency", "probability", "entered_stages")
+KEY: Final = ("stage", "currency", "probability", "forecast_category", "entered_stages")
 """The ``sp_deals`` columns a group of deals shares, selected under their own names."""
 _KEY_SELECT: Final = ", ".join(f"d.{column} AS {column}" for column in KEY)
 _US: Final = 10**6
@@ -175,6 +176,12 @@ def _probability(value: object) -> float | None:
     raise ValueError(f"expected a probability, found {value!r}")
 
 
+def _category(value: object) -> str | None:
+    if value is None or (isinstance(value, str) and value in STAGE_CATEGORIES):
+        return value
+    raise ValueError(f"expected a forecast category, found {value!r}")
+
+
 def _group_facts(
     row: Row, dialect: Dialect, more: Sequence[Stay], stalled_since: Sequence[tuple[int, str]]
 ) -> Facts:
@@ -191,6 +198,7 @@ def _group_facts(
         cycle_us=read_split(row, "cycle", _US),
         stalled=read_int(row["stalled"]),
         stalled_since=tuple(stalled_since),
+        forecast_category=_category(row["forecast_category"]),
     )
 
 
