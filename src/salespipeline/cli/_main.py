@@ -1,5 +1,5 @@
-"""The ``salespipeline`` command: ``demo``, ``report``, ``movement``, ``lint``, ``diagram``,
-``migrate`` and ``import``.
+"""The ``salespipeline`` command: ``demo``, ``report``, ``movement``, ``accuracy``, ``lint``,
+``diagram``, ``migrate`` and ``import``.
 
 This is the edge where files, the database, the terminal and the wall clock are
 touched. Bad input (an unreadable file, an invalid definition, a missing database, a
@@ -23,6 +23,7 @@ from typing import Any, NoReturn, TypeVar
 
 from salespipeline import __version__, presets
 from salespipeline._checks import to_utc
+from salespipeline.cli import _accuracy
 from salespipeline.cli._demo import END, SimulatedClock, open_store, simulate
 from salespipeline.cli._import import add_import, named_file
 from salespipeline.cli._movement import (
@@ -135,6 +136,7 @@ def _parser() -> _Parser:
     _add_demo(commands)
     _add_report(commands)
     add_movement(commands, _movement)
+    _accuracy.add_accuracy(commands, _forecast_accuracy)
     _add_lint(commands)
     _add_diagram(commands)
     _add_migrate(commands)
@@ -290,6 +292,16 @@ def _movement(args: argparse.Namespace) -> int:
     with _existing_store(args.db) as store:
         movements = [moved(store, p, options) for p in _chosen(store, args.pipeline, args.db)]
     write(shown(args.format, movements), None)
+    return EXIT_OK
+
+
+def _forecast_accuracy(args: argparse.Namespace) -> int:
+    """Every option checked first; the output written only once it is complete."""
+    options = _accuracy.accuracy_options(args)
+    with _existing_store(args.db) as store:
+        chosen = _chosen(store, args.pipeline, args.db)
+        results = [_accuracy.measured(store, p, options) for p in chosen]
+    write(_accuracy.shown(args.format, results), None)
     return EXIT_OK
 
 

@@ -46,7 +46,7 @@ from salespipeline.storage._erasure import check_erasure, erase_change, erased_b
 from salespipeline.storage._query import FieldValue, Query, check_names, check_query
 
 if TYPE_CHECKING:
-    from salespipeline.metrics import Movement, OwnerFigures, PipelineReport
+    from salespipeline.metrics import ForecastAccuracy, Movement, OwnerFigures, PipelineReport
 
 __all__ = [
     "Consumer",
@@ -404,6 +404,29 @@ class DealStore(abc.ABC):
         resolved = self._resolve(pipeline)
         return metrics.movement(
             self._whole_log(), resolved, start=start, end=end, rates=rates, currency=currency
+        )
+
+    def forecast_accuracy(
+        self,
+        pipeline: Pipeline | str,
+        *,
+        made_at: datetime,
+        start: datetime,
+        end: datetime,
+        currency: str | None = None,
+        rates: Mapping[str, Decimal | int] | None = None,
+    ) -> ForecastAccuracy:
+        """The forecast for ``[start, end)`` as it stood at ``made_at``, against what was
+        won: ``metrics.forecast_accuracy`` over the store's log, equal (``==``) to it."""
+        resolved = self._resolve(pipeline)
+        return metrics.forecast_accuracy(
+            self._whole_log(),
+            resolved,
+            made_at=made_at,
+            start=start,
+            end=end,
+            currency=currency,
+            rates=rates,
         )
 
     def _whole_log(self, *, page: int = 1000) -> Iterator[Change]:

@@ -895,6 +895,56 @@ class StoreContract:
         moved = store.movement("contract", start=T0, end=_later(1))
         assert (moved.created.count, moved.end.value) == (1, Decimal(5))
 
+    def test_forecast_accuracy_equals_the_pure_one_over_the_log(self, pipeline: Pipeline) -> None:
+        """Any story's forecast accuracy, for any window and instant, as ``metrics`` gives."""
+        store = self.make_store()
+        counter = itertools.count()
+        try:
+
+            @settings(max_examples=10, deadline=None)
+            @given(st.data())
+            def story(data: st.DataObject) -> None:
+                prefix = f"f{next(counter)}-"
+                _write_story(store, data.draw(deal_stories(pipeline, T0, prefix=prefix)))
+                start, end = data.draw(windows(T0))
+                made_at = start - timedelta(days=data.draw(st.integers(-2, 5)))
+                changes = list(_whole_log(store))
+                for money in _MOVEMENT_MONEY:
+                    pure = metrics.forecast_accuracy(
+                        changes, pipeline, made_at=made_at, start=start, end=end, **money
+                    )
+                    got = store.forecast_accuracy(
+                        pipeline, made_at=made_at, start=start, end=end, **money
+                    )
+                    assert got == pure
+
+            story()
+        finally:
+            store.close()
+
+    def test_forecast_accuracy_refuses_bad_arguments(
+        self, store: DealStore, pipeline: Pipeline
+    ) -> None:
+        closing = (T0 + timedelta(days=1)).date()
+        store.add(pipeline.start("f", amount=5, currency="EUR", close_date=closing, at=T0))
+        end = T0 + timedelta(days=7)
+        with pytest.raises(ValidationError, match="made_at"):
+            store.forecast_accuracy(pipeline, made_at=T0.replace(tzinfo=None), start=T0, end=end)
+        with pytest.raises(ValidationError, match="after end"):
+            store.forecast_accuracy(pipeline, made_at=T0, start=_later(2), end=_later(1))
+        with pytest.raises(ValidationError, match="EUR"):
+            store.forecast_accuracy(
+                pipeline, made_at=T0, start=T0, end=end, currency="USD", rates={"KRW": 2}
+            )
+        with pytest.raises(UnknownPipelineError):
+            store.forecast_accuracy("nowhere", made_at=T0, start=T0, end=end)
+        store.save_pipeline(pipeline)
+        result = store.forecast_accuracy("contract", made_at=T0, start=T0, end=end)
+        assert result.forecast_deals == 1
+        assert result == metrics.forecast_accuracy(
+            list(_whole_log(store)), pipeline, made_at=T0, start=T0, end=end
+        )
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def test_a_closed_store_refuses_work(self, pipeline: Pipeline) -> None:
