@@ -125,3 +125,40 @@ def test_the_split_follows_each_deals_category_and_adds_up(
     assert sum(item.deals for item in report.by_category.values()) == report.open_deals
     if report.open_value is not None:
         assert sum(item.value or 0 for item in report.by_category.values()) == report.open_value
+
+
+def test_text_shows_each_category_with_its_currency(abc: Pipeline, deals: list[Deal]) -> None:
+    lines = metrics.report(deals, abc, as_of=T).render().splitlines()
+    start = lines.index("Open deals by forecast category:")
+    assert lines[start + 1 : start + 5] == [
+        "pipeline                        1 deal   100.00 USD",
+        "best_case                       1 deal   200.00 USD",
+        "commit                          2 deals  800.00 USD",
+        "omitted                         1 deal   400.00 USD",
+    ]
+
+
+def test_text_of_mixed_currencies_splits_values_per_currency(abc: Pipeline) -> None:
+    deals = [
+        abc.start("e", amount=100, currency="EUR", at=T),
+        abc.start("u", amount=70, currency="USD", at=T),
+    ]
+    lines = metrics.report(deals, abc, as_of=T).render().splitlines()
+    assert "pipeline                        2 deals" in lines
+    assert "  pipeline                      1 deal   100.00 EUR" in lines
+    assert "  pipeline                      1 deal   70.00 USD" in lines
+
+
+def test_csv_and_html_carry_the_categories(abc: Pipeline, deals: list[Deal]) -> None:
+    report = metrics.report(deals, abc, as_of=T)
+    rows = [r.split(",") for r in metrics.render_csv(report).splitlines()]
+    mine = {(r[2], r[3], r[5]): r[6] for r in rows[1:] if r[2] == "category"}
+    assert (mine[("category", "commit", "deals")], mine[("category", "commit", "value")]) == (
+        "2",
+        "800",
+    )
+    html = metrics.render_html(report)
+    table = html[html.index('<table class="categories">') :]
+    table = table[: table.index("</table>")]
+    assert "<tr><td>commit</td><td>2</td><td>800.00 USD</td></tr>" in table
+    assert "<script" not in html
