@@ -192,13 +192,11 @@ def categories(sums: MoneySums, *, priced: bool) -> dict[str, CategoryFigures]:
     """Every category of ``CATEGORIES`` with its open deals in ``sums`` (zero when none);
     the values left None unless ``priced``."""
     found = {name: (count, amount) for name, count, amount in sums.categories}
-    return {
-        name: CategoryFigures(
-            deals=found.get(name, (0, Decimal(0)))[0],
-            value=canonical(found.get(name, (0, Decimal(0)))[1]) if priced else None,
-        )
-        for name in CATEGORIES
-    }
+    figures = {}
+    for name in CATEGORIES:
+        count, amount = found.get(name, (0, Decimal(0)))
+        figures[name] = CategoryFigures(deals=count, value=canonical(amount) if priced else None)
+    return figures
 
 
 @attrs.frozen(kw_only=True)
