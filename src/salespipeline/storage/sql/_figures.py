@@ -123,7 +123,7 @@ def _add_stays(stays: dict[str, tuple[int, int]], history: Sequence[Change]) -> 
 
 def values(figures: Figures) -> list[Any]:
     """The ``COLUMNS`` values of ``figures``, the stays laid out in slots."""
-    entered, slots = _layout(tuple(sorted(figures.entered)))
+    entered, slots = _layout(figures.entered)
     summed = figures.stays
     kept = [summed[stage] for stage in slots[:SLOTS]]
     more = {stage: list(summed[stage]) for stage in slots[SLOTS:]}
@@ -140,10 +140,11 @@ def values(figures: Figures) -> list[Any]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _layout(entered: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
-    """A sorted set of stages entered as stored, and the stages of its slots (few sets
-    recur, and a save writes one on every move)."""
-    return _json(entered), tuple(open_stages(entered))
+def _layout(entered: frozenset[str]) -> tuple[str, tuple[str, ...]]:
+    """A set of stages entered as stored (sorted), and the stages of its slots (few sets
+    recur, and a save writes one on every move; a frozenset keeps its hash)."""
+    ordered = sorted(entered)
+    return _json(ordered), tuple(open_stages(ordered))
 
 
 def read(row: Sequence[Any]) -> Figures:

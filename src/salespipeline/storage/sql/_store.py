@@ -594,12 +594,14 @@ class SQLStore(QueryingStore):
         row holds is not known); the figures as the row will hold them."""
         figures = _figures.extended(before, stored.history[-1], new)
         now = _figures.values(figures)
-        for column, was, value in zip(
-            _figures.COLUMNS, stored_values or [_UNKNOWN] * len(now), now, strict=True
-        ):
-            if was is _UNKNOWN or was != value:
-                columns.append(column)
-                values.append(value)
+        if stored_values is None:
+            columns += _figures.COLUMNS
+            values += now
+        else:
+            for column, was, value in zip(_figures.COLUMNS, stored_values, now, strict=True):
+                if was != value:
+                    columns.append(column)
+                    values.append(value)
         return _figures.Written(figures, now)
 
     def _attribute_values(self, deal: Deal, name: str) -> tuple[Any, ...]:
