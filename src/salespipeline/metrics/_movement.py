@@ -21,7 +21,7 @@ from salespipeline.log import Change
 from salespipeline.metrics._encode import encoded
 from salespipeline.metrics._money import Money, convert, to_money
 from salespipeline.metrics._movement_render import render_movement
-from salespipeline.metrics._report import canonical
+from salespipeline.metrics._report import EXACT, canonical
 from salespipeline.metrics._waterfall import ROWS, State, Tally, View, Window, path, tally_deal
 from salespipeline.pipeline import Pipeline
 
@@ -167,6 +167,24 @@ class Waterfall:
         if self._money.rates is not None:
             tally_deal(self._rated, View(self.name, None, self._converted), deal, self.window)
 
+    def add_unchanged(self, currency: str, count: int, value: Decimal) -> None:
+        """Add ``count`` open deals in ``currency`` worth ``value`` that no change touched
+        from the window's start on: each is in ``start`` and ``end`` at the same amount.
+
+        A SQL store sums these in the database; the result is the one ``add`` of each
+        deal's changes would give.
+        """
+        if count <= 0:
+            return
+        for tally in (self._all, self._currencies.setdefault(currency, Tally())):
+            _unchanged(tally, count, value)
+        if self._money.rates is not None:
+            rate = self._money.rate(currency)
+            if rate is None:
+                self._unrated.add(currency)
+            else:
+                _unchanged(self._rated, count, convert(value, rate))
+
     def _converted(self, state: State) -> Decimal | None:
         rate = self._money.rate(state.currency)
         if rate is None:
@@ -223,6 +241,13 @@ class Waterfall:
             by_currency=by_currency or {},
             **flows,
         )
+
+
+def _unchanged(tally: Tally, count: int, value: Decimal) -> None:
+    """``count`` deals worth ``value`` in all, open at the window's start and at its end."""
+    for row in ("start", "end"):
+        tally.counts[row] += count
+        tally.values[row] = EXACT.add(tally.values[row], value)
 
 
 def _only(by_currency: Mapping[str, Movement], code: str) -> dict[str, Movement]:

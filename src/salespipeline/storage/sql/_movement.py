@@ -1,9 +1,17 @@
-"""``store.movement`` on a SQL store: only the changes the waterfall needs, streamed (private).
+"""``store.movement`` on a SQL store: the quiet deals summed in SQL, the rest streamed (private).
 
-A deal can be in a pipeline's waterfall only if it is in the pipeline now or was ever
-migrated (``pipeline`` changes only by migration), and only its changes before the
-window's end count. Rows come deal by deal (``deal_id``, ``version``) in batches, so
-Python holds one deal's changes at a time; the shared ``Waterfall`` sorts them.
+A deal no change touched from the window's start on (``updated_at_us < start``) stands
+at ``start`` and at ``end`` as its row does now: if its row is open in the pipeline,
+it adds one to ``start`` and to ``end`` at its amount and to no other row. Those are
+counted and their amounts summed exactly in the database, per currency (``UNCHANGED``).
+
+Every other deal the waterfall may hold (changed since ``start``, and now in the
+pipeline or ever migrated, since ``pipeline`` changes only by migration) is streamed:
+its changes before the window's end, deal by deal (``deal_id``, ``version``) in
+batches, so Python holds one deal's changes at a time, and the shared ``Waterfall``
+sorts them. Streaming stays for these because the rows they fall into follow from
+the order of their changes, which the log stores as JSON old/new pairs; both
+statements run in one read transaction (one snapshot).
 """
 
 from __future__ import annotations
@@ -20,35 +28,53 @@ from salespipeline.metrics._money import to_money
 from salespipeline.metrics._movement import Movement, Waterfall, to_window
 from salespipeline.metrics._time import to_us
 from salespipeline.pipeline import Pipeline
+from salespipeline.stages import LOST, WON
 from salespipeline.storage import _codec
+from salespipeline.storage.sql._dialect import Dialect, read_int
 
-__all__ = ["sql_movement"]
+__all__ = ["sql_movement", "statement", "unchanged"]
 
 BATCH: Final = 1000
 _DEAL: Final = _codec.LOG_COLUMNS.index("deal_id")
 
 
 class _Cursor(Protocol):
+    @property
+    def description(self) -> Any: ...
+
     def execute(self, sql: str, params: Sequence[Any] = ..., /) -> object: ...
+
+    def fetchall(self) -> list[Any]: ...
 
     def fetchmany(self, size: int = ..., /) -> list[Any]: ...
 
 
+def unchanged(dialect: Dialect) -> str:
+    """Per currency, the open deals of a pipeline unchanged since an instant: how many,
+    and their amounts' exact sum (``Dialect.amount_sum``)."""
+    return dialect.q(
+        f"SELECT d.currency AS currency, COUNT(*) AS deals, {dialect.amount_sum('amount', 'd')} "
+        "FROM sp_deals d WHERE d.pipeline = ? AND d.stage NOT IN (?, ?) "
+        "AND d.updated_at_us < CAST(? AS BIGINT) GROUP BY d.currency"
+    )
+
+
 def statement(placeholder: str) -> str:
-    """The changes before an instant of the deals a pipeline's waterfall may hold."""
+    """The changes before an instant of the deals changed since another that a
+    pipeline's waterfall may hold."""
     columns = ", ".join(f"c.{name}" for name in _codec.LOG_COLUMNS)
     p = placeholder
     return (
         f"SELECT {columns} FROM sp_changes c WHERE c.at_us < {p} AND c.deal_id IN "
-        f"(SELECT id FROM sp_deals WHERE pipeline = {p} "
-        "UNION SELECT deal_id FROM sp_changes WHERE kind = 'migrate') "
+        f"(SELECT id FROM sp_deals WHERE updated_at_us >= {p} AND (pipeline = {p} "
+        "OR id IN (SELECT deal_id FROM sp_changes WHERE kind = 'migrate'))) "
         "ORDER BY c.deal_id, c.version"
     )
 
 
 def sql_movement(
     read: Callable[[], AbstractContextManager[Any]],
-    placeholder: str,
+    dialect: Dialect,
     pipeline: Pipeline,
     *,
     start: datetime,
@@ -62,11 +88,25 @@ def sql_movement(
     """
     window = to_window(start, end)
     waterfall = Waterfall(pipeline.name, window, to_money(currency, rates))
+    start_us = to_us(window.start)
     with read() as cursor:
-        cursor.execute(statement(placeholder), (to_us(window.end), pipeline.name))
+        cursor.execute(unchanged(dialect), (pipeline.name, WON, LOST, start_us))
+        _add_unchanged(waterfall, cursor, dialect)
+        params = (to_us(window.end), start_us, pipeline.name)
+        cursor.execute(statement(dialect.placeholder), params)
         for changes in _per_deal(cursor):
             waterfall.add(changes)
     return waterfall.result()
+
+
+def _add_unchanged(waterfall: Waterfall, cursor: _Cursor, dialect: Dialect) -> None:
+    """Give ``waterfall`` each currency's unchanged open deals, read by column name."""
+    names = [column[0] for column in cursor.description or ()]
+    for values in cursor.fetchall():
+        row = dict(zip(names, values, strict=True))
+        waterfall.add_unchanged(
+            str(row["currency"]), read_int(row["deals"]), dialect.read_amount(row, "amount")
+        )
 
 
 def _per_deal(cursor: _Cursor) -> Iterator[list[Change]]:

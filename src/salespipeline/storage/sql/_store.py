@@ -1093,11 +1093,12 @@ class SQLStore(QueryingStore):
         rates: Mapping[str, Decimal | int] | None = None,
         currency: str | None = None,
     ) -> Movement:
-        """The waterfall over ``[start, end)`` from only the changes it needs (``_movement``)."""
+        """The waterfall over ``[start, end)``: quiet deals summed in SQL, the rest streamed
+        (``_movement``)."""
         resolved = self._resolve(pipeline)
         return sql_movement(
             self._read,
-            self.sql.placeholder,
+            self.sql.dialect,
             resolved,
             start=start,
             end=end,
