@@ -3,11 +3,21 @@
     python benchmarks/report_1m.py                  # 1,000,000 deals (several minutes)
     python benchmarks/report_1m.py --deals 2000     # the CI smoke size (seconds)
     python benchmarks/report_1m.py --db big.sqlite --reuse   # measure a file made before
+    python benchmarks/report_1m.py --deals 50000 --log     # also as_of and movement
 
 Generates deals walking the seven-stage preset along legal moves (about five
 history rows each), bulk-inserts them straight into the store's schema, then times
 both report paths and measures each one's peak Python heap (tracemalloc) in a
 separate run, since tracing slows Python down. Both reports must be equal.
+
+``--log`` makes a realistic change log instead (``log_story``): each deal's versions
+are made by the library's own operations (moves, amounts raised and cut, close dates
+pushed, won, lost, reopened) and written by the store itself (``add``/``save`` in
+batched transactions), so every change row, ``changed`` old/new pairs included, is
+what a store writes. It then also times ``report(as_of=a month back)`` and
+``movement(over a quarter)`` on SQL against the pure path over the same data (the
+store's log replayed), and measures the SQL paths' peak heap at a second, quarter
+size (``--heap-deals``) to show whether it is flat in the number of deals.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,8 +41,9 @@ import attrs
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from salespipeline import metrics, presets
-from salespipeline.metrics import PipelineReport
+from salespipeline import Bant, log, metrics, presets
+from salespipeline.deal import Deal
+from salespipeline.metrics import Movement, PipelineReport
 from salespipeline.metrics._time import EPOCH
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
@@ -153,6 +164,87 @@ def generate(path: Path, pipeline: Pipeline, n_deals: int, *, seed: int = 5) -> 
     return history
 
 
+QUALIFIED = Bant(budget=True, authority=True, need=True, timeline=True)
+AS_OF = datetime(2025, 12, 1, tzinfo=timezone.utc)  # a month before the log's busy end
+QUARTER = (datetime(2025, 9, 1, tzinfo=timezone.utc), AS_OF)
+STORY_BATCH = 2_000
+
+
+def log_story(i: int, rng: random.Random, pipeline: Pipeline) -> list[Deal]:
+    """One deal's versions, each made by a library operation, oldest first.
+
+    Opened in the first 300 days with a close date 30-90 days out; then, a few days
+    apart each: advanced (half the time), amount raised or cut, close date pushed,
+    lost (a tenth reopened), left open; won from the last open stage.
+    """
+    at = START + timedelta(seconds=rng.randrange(300 * 86_400))
+    amount = Decimal(rng.randrange(1_000, 250_000_00)).scaleb(-2)
+    deal = pipeline.start(
+        f"deal-{i:07d}",
+        amount=amount,
+        bant=QUALIFIED,
+        owner=f"rep-{rng.randrange(40)}",
+        close_date=(at + timedelta(days=rng.randrange(30, 90))).date(),
+        at=at,
+    )
+    versions = [deal]
+    last_open = len(pipeline.stage_names) - 3
+    for _ in range(12):
+        at += timedelta(seconds=rng.randrange(3_600, 20 * 86_400))
+        deal, done = _step(deal, rng, pipeline, at, last_open)
+        if deal is not versions[-1]:
+            versions.append(deal)
+        if done:
+            break
+    return versions
+
+
+def _step(
+    deal: Deal, rng: random.Random, pipeline: Pipeline, at: datetime, last_open: int
+) -> tuple[Deal, bool]:
+    """The deal after one more operation at ``at``, and whether its story ends there."""
+    if deal.stage == LOST:
+        return pipeline.reopen(deal, at=at), False
+    roll = rng.random()
+    if roll < 0.08:
+        return pipeline.lose(deal, "no budget", at=at), rng.random() >= 0.1
+    if roll < 0.18:
+        factor = Decimal(rng.choice(("1.25", "1.1", "0.9", "0.5")))
+        return deal.evolve(amount=(deal.amount * factor).quantize(Decimal("0.01")), at=at), False
+    if roll < 0.28:
+        pushed = (deal.close_date or at.date()) + timedelta(days=rng.randrange(7, 45))
+        return deal.evolve(close_date=min(pushed, date(9998, 1, 1)), at=at), False
+    if roll < 0.36:
+        return deal, True
+    if pipeline.stage_names.index(deal.stage) >= last_open:
+        return pipeline.win(deal, at=at), True
+    return pipeline.advance(deal, at=at), False
+
+
+def generate_log(path: Path, pipeline: Pipeline, n_deals: int, *, seed: int = 5) -> int:
+    """Write ``n_deals`` deals' stories through the store itself; returns the changes."""
+    rng = random.Random(seed)
+    changes = 0
+    with SQLiteStore(path, synchronous="normal") as store:
+        store.save_pipeline(pipeline)
+        for start in range(0, n_deals, STORY_BATCH):
+            with store.transaction():
+                for i in range(start, min(start + STORY_BATCH, n_deals)):
+                    versions = log_story(i, rng, pipeline)
+                    store.add(versions[0])
+                    for version in versions[1:]:
+                        store.save(version)
+                    changes += len(versions)
+            _progress(min(start + STORY_BATCH, n_deals), n_deals)
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute("ANALYZE")
+    finally:
+        connection.close()
+        print(file=sys.stderr)
+    return changes
+
+
 def _sizes(path: Path) -> tuple[int, int]:
     """How many deals and history rows a file made by ``generate`` holds."""
     connection = sqlite3.connect(path)
@@ -173,10 +265,12 @@ class Measured:
 
     seconds: float
     peak_bytes: int
-    report: PipelineReport
+    report: PipelineReport | Movement
 
 
-def _timed(run: Callable[[], PipelineReport], rounds: int) -> tuple[float, PipelineReport]:
+def _timed(
+    run: Callable[[], PipelineReport | Movement], rounds: int
+) -> tuple[float, PipelineReport | Movement]:
     best, result = float("inf"), None
     for _ in range(rounds):
         gc.collect()
@@ -187,7 +281,7 @@ def _timed(run: Callable[[], PipelineReport], rounds: int) -> tuple[float, Pipel
     return best, result
 
 
-def _peak(run: Callable[[], PipelineReport]) -> int:
+def _peak(run: Callable[[], object]) -> int:
     gc.collect()
     tracemalloc.start()
     try:
@@ -230,15 +324,128 @@ def table(n_deals: int, history: int, results: dict[str, Measured]) -> Iterator[
     yield f"SQL speed-up: {pure.seconds / sql.seconds:.1f}x (target >= 10x)"
 
 
+def whole_log(store: SQLiteStore) -> Iterator[log.Change]:
+    """Every change in the store's log, page by page (what the pure path reads)."""
+    after = 0
+    while page := store.log(after=after, limit=10_000):
+        yield from page
+        after = page[-1].position or after
+
+
+Contenders = dict[str, Callable[[], PipelineReport | Movement]]
+
+
+def log_contenders(store: SQLiteStore, pipeline: Pipeline) -> dict[str, Contenders]:
+    """Per question, its SQL path then its pure path over the replayed log."""
+    start, end = QUARTER
+    return {
+        "report (now)": {
+            "store.report (SQL)": lambda: store.report(pipeline, as_of=NOW),
+            "metrics.report(store.find())": lambda: metrics.report(
+                store.find(pipeline=pipeline.name), pipeline, as_of=NOW
+            ),
+        },
+        "report as_of a month back": {
+            "store.report(as_of=) (SQL)": lambda: store.report(pipeline, as_of=AS_OF),
+            "metrics.report(log.replay(log, until=))": lambda: metrics.report(
+                log.replay(whole_log(store), until=AS_OF).values(), pipeline, as_of=AS_OF
+            ),
+        },
+        "movement over a quarter": {
+            "store.movement (SQL)": lambda: store.movement(pipeline, start=start, end=end),
+            "metrics.movement(log)": lambda: metrics.movement(
+                whole_log(store), pipeline, start=start, end=end
+            ),
+        },
+    }
+
+
+def measure_log(path: Path, pipeline: Pipeline, *, rounds: int) -> dict[str, dict[str, Measured]]:
+    """Every question's two paths timed (best of ``rounds``) and traced, on one file."""
+    results: dict[str, dict[str, Measured]] = {}
+    with SQLiteStore(path) as store:
+        for question, contenders in log_contenders(store, pipeline).items():
+            results[question] = {}
+            for name, run in contenders.items():
+                print(f"  timing {name} ...", file=sys.stderr)
+                seconds, result = _timed(run, rounds)
+                print(f"  tracing memory of {name} ...", file=sys.stderr)
+                results[question][name] = Measured(seconds, _peak(run), result)
+    return results
+
+
+def sql_peaks(path: Path, pipeline: Pipeline) -> dict[str, int]:
+    """The peak traced heap of each question's SQL path on another file."""
+    with SQLiteStore(path) as store:
+        return {
+            question: _peak(next(iter(contenders.values())))
+            for question, contenders in log_contenders(store, pipeline).items()
+        }
+
+
+def log_table(
+    sizes: tuple[int, int],
+    results: dict[str, dict[str, Measured]],
+    small: tuple[int, dict[str, int]] | None,
+) -> Iterator[str]:
+    deals, changes = sizes
+    yield f"{deals:,} deals, {changes:,} changes (seven-stage preset, realistic log, SQLite file)"
+    yield f"as_of {AS_OF.date()}, movement [{QUARTER[0].date()}, {QUARTER[1].date()})"
+    yield ""
+    yield "| question | path | time | peak Python heap | pure / SQL (time) | equal |"
+    yield "|---|---|---|---|---|---|"
+    for question, paths in results.items():
+        sql, pure = paths.values()
+        equal = "yes" if sql.report == pure.report else "NO"
+        for name, m in paths.items():
+            yield (
+                f"| {question} | {name} | {m.seconds:.2f} s | {m.peak_bytes / 2**20:.2f} MiB "
+                f"| {m.seconds / sql.seconds:.1f}x | {equal} |"
+            )
+    if small is not None:
+        n, peaks = small
+        yield ""
+        yield f"| SQL path | peak heap at {n:,} deals | at {deals:,} deals |"
+        yield "|---|---|---|"
+        for question, paths in results.items():
+            sql = next(iter(paths.values()))
+            yield (
+                f"| {question} | {peaks[question] / 2**20:.2f} MiB "
+                f"| {sql.peak_bytes / 2**20:.2f} MiB |"
+            )
+
+
+def main_log(args: argparse.Namespace, pipeline: Pipeline, tmp: Path) -> int:
+    """``--log``: the realistic log, the three questions, the heap at two sizes."""
+    path = args.db or tmp / "log.sqlite"
+    if args.reuse and path.exists():
+        sizes = _sizes(path)
+    else:
+        sizes = (args.deals, generate_log(path, pipeline, args.deals))
+    results = measure_log(path, pipeline, rounds=args.rounds)
+    small = None
+    if args.heap_deals:
+        other = tmp / "log-small.sqlite"
+        generate_log(other, pipeline, args.heap_deals)
+        small = (args.heap_deals, sql_peaks(other, pipeline))
+    print("\n".join(log_table(sizes, results, small)))
+    equal = all(sql.report == pure.report for sql, pure in (p.values() for p in results.values()))
+    return 0 if equal else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deals", type=int, default=1_000_000, help="deals to generate")
     parser.add_argument("--rounds", type=int, default=1, help="timing rounds (best counts)")
     parser.add_argument("--db", type=Path, help="SQLite file to create (default: temporary)")
     parser.add_argument("--reuse", action="store_true", help="measure --db as it is")
+    parser.add_argument("--log", action="store_true", help="realistic log: as_of, movement")
+    parser.add_argument("--heap-deals", type=int, default=0, help="--log: a 2nd size for heap")
     args = parser.parse_args(argv)
     pipeline = presets.seven_stage()
     with tempfile.TemporaryDirectory(prefix="sp-report-") as tmp:
+        if args.log:
+            return main_log(args, pipeline, Path(tmp))
         path = args.db or Path(tmp) / "deals.sqlite"
         if args.reuse and path.exists():
             deals, history = _sizes(path)

@@ -9,9 +9,11 @@ summed part.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -121,3 +123,23 @@ def test_quiet_deals_convert_at_their_rate_and_need_one() -> None:
         assert m.end.value == Decimal("200.500002") + 1_000_000
         with pytest.raises(ValidationError, match="KRW"):
             store.movement(FIVE, start=start, end=end, currency="USD", rates={"EUR": 2})
+
+
+def test_the_log_benchmark_runs_and_its_paths_agree(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the smoke size of benchmarks/report_1m.py --log: it exits 0 only if every pair agrees
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "report_1m.py"
+    spec = importlib.util.spec_from_file_location("report_1m_log", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = ["--log", "--deals", "120", "--heap-deals", "30", "--db", str(tmp_path / "l.sqlite")]
+    assert module.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "120 deals" in out and "| NO |" not in out
+    assert out.count("| yes |") == 6
+    with SQLiteStore(tmp_path / "l.sqlite") as store:
+        kinds = {change.kind for change in store.log(limit=10_000)}
+        assert store.verify() == ()
+    assert {"open", "move", "update"} <= kinds
