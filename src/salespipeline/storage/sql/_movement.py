@@ -66,8 +66,8 @@ def statement(placeholder: str) -> str:
     p = placeholder
     return (
         f"SELECT {columns} FROM sp_changes c WHERE c.at_us < {p} AND c.deal_id IN "
-        f"(SELECT id FROM sp_deals WHERE updated_at_us >= {p} AND (pipeline = {p} "
-        "OR id IN (SELECT deal_id FROM sp_changes WHERE kind = 'migrate'))) "
+        f"(SELECT d.id FROM sp_deals d WHERE d.updated_at_us >= {p} AND (d.pipeline = {p} "
+        "OR EXISTS (SELECT 1 FROM sp_changes m WHERE m.deal_id = d.id AND m.kind = 'migrate'))) "
         "ORDER BY c.deal_id, c.version"
     )
 
