@@ -62,7 +62,7 @@ def _assert_bars_match(svg: ET.Element, movement: Movement) -> None:
 
 def test_the_waterfall_bars_match_a_hand_made_week() -> None:
     movement = metrics.movement(week(), FIVE, start=_START, end=_END)
-    report = metrics.report([], FIVE, now=_END)
+    report = metrics.report([], FIVE, as_of=_END)
     html = metrics.render_html(report, movements=[movement])
     [svg] = _waterfalls(html)
     _assert_bars_match(svg, movement)
@@ -80,7 +80,7 @@ def test_the_waterfall_matches_any_movement(
 ) -> None:
     start, end = window
     movement = metrics.movement(changes_of(story), FIVE, start=start, end=end)
-    html = metrics.render_html(metrics.report([], FIVE, now=end), movements=[movement])
+    html = metrics.render_html(metrics.report([], FIVE, as_of=end), movements=[movement])
     shown = _waterfalls(html)
     if movement.currency is None and movement.by_currency:
         assert len(shown) == len(movement.by_currency)  # never added across currencies
@@ -93,7 +93,7 @@ def test_the_waterfall_matches_any_movement(
 
 def test_a_movement_of_another_pipeline_is_refused() -> None:
     movement = metrics.movement(week(), FIVE, start=_START, end=_END)
-    other = metrics.report([], Pipeline("other", FIVE.stages), now=_END)
+    other = metrics.report([], Pipeline("other", FIVE.stages), as_of=_END)
     with pytest.raises(ValidationError, match="movements"):
         metrics.render_html(other, movements=[movement])
     with pytest.raises(ValidationError, match="movements"):
