@@ -226,7 +226,8 @@ def derive(
         raise ValidationError(
             "time runs backwards: updated_at is before the last change", deal_id=after.id
         )
-    new = after.history[len(before.history) :]
+    added = len(after.history) - len(before.history)
+    new = (after.history[-1],) if added == 1 else after.history[len(before.history) :]
     changed = _difference(before, after)
     if not new:
         touched = sorted(_LIFECYCLE.intersection(changed))
@@ -293,14 +294,21 @@ def _change(
         deal.version,
         deal.updated_at,
         kind,
-        to_actor(actor),
-        _reason(reason),
-        _key(key),
+        None if actor is None else to_actor(actor),
+        None if reason is None else _reason(reason),
+        None if key is None else _key(key),
         None if entry is None else entry.from_stage,
         None if entry is None else entry.to_stage,
-        c.FrozenMap({name: _frozen(name, pair) for name, pair in changed.items()}),
+        c.FrozenMap(_frozen_pairs(changed)),
         None,
     )
+
+
+def _frozen_pairs(changed: Mapping[str, tuple[Any, Any]]) -> Mapping[str, tuple[Any, Any]]:
+    """``changed`` with its pairs read-only (only BANT and fields encode as dicts)."""
+    if "bant" not in changed and "fields" not in changed:
+        return changed
+    return {name: _frozen(name, pair) for name, pair in changed.items()}
 
 
 def _frozen(name: str, pair: tuple[Any, Any]) -> tuple[Any, Any]:
