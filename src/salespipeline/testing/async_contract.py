@@ -23,6 +23,7 @@ import pytest
 
 from salespipeline.aio import AsyncDealStore, AsyncTracker
 from salespipeline.deal import Deal, StageChange
+from salespipeline.errors import ValidationError
 from salespipeline.log import Change
 from salespipeline.pipeline import Pipeline
 from salespipeline.storage.base import DealStore
@@ -95,6 +96,50 @@ class AsyncStoreContract(StoreContract):
                 assert deal.stage == ("proposal" if deal.version == 2 else "lead")
                 assert heard[-1] == deal.version  # the listeners heard what was committed
             assert await store.verify() == ()
+
+        self._run(scenario)
+
+    def test_open_many_retried_with_its_key_returns_the_same_deals_and_writes_nothing(
+        self, pipeline: Pipeline
+    ) -> None:
+        async def scenario(store: AsyncDealStore) -> None:
+            tracker = AsyncTracker(store, pipeline, clock=_ticking())
+            items = [{"id": f"batch-{n}", "amount": n} for n in range(3)]
+            first = await tracker.open_many("contract", items, key="batch-1")
+            before = await store.log()
+            assert [c.key for c in before] == ["batch-1"] * 3
+            again = await tracker.open_many("contract", items, key="batch-1")
+            assert again == first and await store.log() == before
+            assert [await store.get(d.id) for d in first] == list(first)
+            assert await store.verify() == ()
+
+        self._run(scenario)
+
+    def test_open_many_with_a_key_another_batch_opened_in_part_is_refused(
+        self, pipeline: Pipeline
+    ) -> None:
+        async def scenario(store: AsyncDealStore) -> None:
+            tracker = AsyncTracker(store, pipeline, clock=_ticking())
+            await tracker.open_many("contract", [{"id": "a"}], key="batch-1")
+            before = await store.log()
+            with pytest.raises(ValidationError) as refused:
+                await tracker.open_many("contract", [{"id": "a"}, {"id": "b"}], key="batch-1")
+            assert (refused.value.deal_id, refused.value.field) == ("b", "key")
+            assert await store.log() == before and await store.count() == 1
+
+        self._run(scenario)
+
+    def test_add_many_with_a_key_logs_it_on_each_open_for_async_callers(
+        self, pipeline: Pipeline
+    ) -> None:
+        async def scenario(store: AsyncDealStore) -> None:
+            deals = [pipeline.start(f"k{n}", at=T0) for n in range(3)]
+            last = await store.add_many(deals, key="batch-1", actor="sync")
+            assert [(c.key, c.actor, c.kind) for c in last] == [("batch-1", "sync", "open")] * 3
+            for deal in deals:
+                (found,) = await store.changes(deal.id, key="batch-1")
+                assert (found.version, found.deal_id) == (1, deal.id)
+            assert await store.changes("k0", key="batch-2") == ()
 
         self._run(scenario)
 
