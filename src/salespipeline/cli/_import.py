@@ -3,7 +3,8 @@
 ``salespipeline import --db PATH --pipeline NAME FILE.csv [--map MAP.toml] [--dry-run]
 [--skip-bad]``. The file is checked to be UTF-8 (a BOM is fine) and its delimiter
 (``,`` or ``;``) is read from the header before anything else; then rows stream
-through the mapping (``_mapping``, ``_rows``) and are written a batch at a time
+through the mapping (``_mapping``, ``_rows``; a record too long or not CSV is one
+rejected row, ``_records``) and are written a batch at a time
 (``store.add_many``) inside one transaction, so memory stays flat and nothing is
 ever half imported. Each rejected row is one line on stderr (row number, column,
 reason); with any, the exit status is 1 and the transaction is rolled back, unless
@@ -27,6 +28,7 @@ import attrs
 from salespipeline.cli._mapping import ImportMap, default_map, load_map
 from salespipeline.cli._plugins import unregistered
 from salespipeline.cli._progress import Progress
+from salespipeline.cli._records import Broken, records
 from salespipeline.cli._rows import Columns, Planned, bind, plan
 from salespipeline.deal import to_actor
 from salespipeline.errors import (
@@ -154,10 +156,16 @@ def _through(
     header = next(rows, None)
     if header is None:
         raise ValidationError(f"{source.path} is empty: it needs a header row")
-    columns = _bound(mapping, header[1], pipeline)
+    names = header[1]
+    if isinstance(names, Broken):
+        raise ValidationError(f"{source.path}: the header row: {names.reason}")
+    columns = _bound(mapping, names, pipeline)
     now, batch = clock(), _Batch()
     with Progress(f"importing {source.path.name}", source.lines - 1) as progress:
         for number, cells in rows:
+            if isinstance(cells, Broken):
+                reject(number, None, cells.reason)
+                continue
             if not cells:
                 continue
             try:
@@ -253,22 +261,22 @@ def _not_utf8(path: Path, at: int, line: int) -> ValidationError:
 def _delimiter(head: str) -> str:
     """``;`` when it splits the header into more cells than ``,`` does, else ``,``."""
     line = head.partition("\n")[0]
-    counts = {d: len(next(csv.reader([line], delimiter=d), [])) for d in (";", ",")}
+    try:
+        counts = {d: len(next(csv.reader([line], delimiter=d), [])) for d in (";", ",")}
+    except csv.Error:  # a header cell past csv's limit: reading the header says so
+        return ","
     return ";" if counts[";"] > counts[","] else ","
 
 
-def _rows(source: Source) -> Iterator[tuple[int, list[str]]]:
+def _rows(source: Source) -> Iterator[tuple[int, list[str] | Broken]]:
     """Each record of the file with its number (the header is row 1), streamed."""
     with source.path.open(encoding="utf-8-sig", newline="") as file:
-        reader = csv.reader(file, delimiter=source.delimiter)
-        number = 0
         try:
-            for number, cells in enumerate(reader, start=1):
-                yield number, cells
-        except csv.Error as error:
-            raise ValidationError(f"{source.path}: row {number + 1}: {error}") from None
+            yield from records(file, source.delimiter)
         except UnicodeDecodeError:
-            raise _not_utf8(source.path, 0, reader.line_num) from None
+            raise ValidationError(
+                f"{source.path} changed while read: it is no longer UTF-8"
+            ) from None
 
 
 def _summary(tally: Tally, path: Path, pipeline: str, *, dry_run: bool) -> str:
