@@ -22,10 +22,11 @@ from hypothesis import strategies as st
 from _backends import Backend
 from salespipeline import Pipeline, Stage, Tracker, guards, presets
 from salespipeline.cli import _import, main
-from salespipeline.cli._cells import Cells
+from salespipeline.cli._cells import Cells, Money
 from salespipeline.cli._mapping import default_map, load_map
 from salespipeline.cli._rows import bind, plan
 from salespipeline.errors import UnknownStageError, ValidationError
+from salespipeline.limits import MAX_AMOUNT_DIGITS, MAX_AMOUNT_PLACES
 from salespipeline.stages import LOST, WON
 from salespipeline.storage import MemoryStore, SQLiteStore
 
@@ -370,12 +371,12 @@ def test_parse_options_read_european_numbers_dates_and_local_times(
         '[columns]\nid = "Nr"\nstage = "Phase"\namount = "Betrag"\ncreated_at = "Angelegt"\n'
         'closed_at = "Abschluss"\n[stages]\nGewonnen = "won"\n'
         '[parse]\ndecimal = ","\ntime_format = "%d.%m.%Y %H:%M"\ndate_format = "%d.%m.%Y"\n'
-        'timezone = "Europe/Berlin"\n',
+        'timezone = "Europe/Berlin"\nsymbols = { "€" = "EUR" }\n',
         encoding="utf-8",
     )
     assert imported(capsys, db, path, "--map", str(mapping))[0] == 0
     (deal,) = stored(db)[0]
-    assert deal.amount == Decimal("1234.50")
+    assert (deal.amount, deal.currency) == (Decimal("1234.50"), "EUR")
     assert [(e.to_stage, e.at) for e in deal.history] == [
         ("prospecting", at("2026-01-05T08:30")),
         (WON, at("2026-02-19T23:00")),
@@ -510,19 +511,82 @@ def test_a_dry_run_on_any_store_leaves_it_as_it_was(backend: Backend) -> None:
 # -- cells and pasts, for any value -------------------------------------------------------
 
 
-@given(st.decimals(min_value=0, max_value=10**12, places=2), st.sampled_from(["$", "€", ""]))
-def test_any_grouped_amount_reads_back(amount: Decimal, symbol: str) -> None:
-    english = f"{symbol}{amount:,.2f}"
-    german = f"{amount:,.2f}".replace(",", "_").replace(".", ",").replace("_", ".") + f" {symbol}"
-    assert Cells().amount(english) == amount
-    assert Cells(decimal=",").amount(german.strip()) == amount
-    assert Cells().amount(f"{amount:.2f}") == amount
+SYMBOLS = {"$": "USD", "€": "EUR", "US$": "USD", "£": "GBP", "kr": "SEK"}
 
 
-@pytest.mark.parametrize("text", ["12,34,5", "1.2.3", "abc", "", "$", "1,0000", "1.5.", "12a"])
-def test_text_that_is_no_amount_is_refused(text: str) -> None:
-    with pytest.raises(ValidationError):
-        Cells().amount(text)
+@st.composite
+def amount_cells(draw: st.DrawFn) -> tuple[str, Cells, Decimal, str | None]:
+    """A Decimal within the published limits, written in one of the supported shapes."""
+    places = draw(st.integers(0, MAX_AMOUNT_PLACES))
+    amount = draw(
+        st.decimals(
+            min_value=-(10**MAX_AMOUNT_DIGITS) + 1,
+            max_value=10**MAX_AMOUNT_DIGITS - 1,
+            places=places,
+        )
+    )
+    mark = draw(st.sampled_from([".", ","]))
+    group = draw(st.sampled_from(["", "'", " ", "\u00a0", "\u202f", "," if mark == "." else "."]))
+    number = f"{abs(amount):,f}".replace(",", "_").replace(".", mark).replace("_", group)
+    unit = draw(st.sampled_from([None, "EUR", "USD", "JPY", "usd", *SYMBOLS]))
+    space = draw(st.sampled_from(["", " ", "\u00a0"]))
+    written = (
+        number
+        if unit is None
+        else draw(st.sampled_from([f"{unit}{space}{number}", f"{number}{space}{unit}"]))
+    )
+    sign = "-" if amount < 0 else ""
+    code = None if unit is None else SYMBOLS.get(unit, unit.upper())
+    return f"{sign}{written}", Cells(decimal=mark, symbols=SYMBOLS), amount, code
+
+
+@given(amount_cells())
+def test_any_amount_in_any_shape_reads_back_with_its_currency(
+    case: tuple[str, Cells, Decimal, str | None],
+) -> None:
+    text, cells, amount, code = case
+    assert cells.money(text) == Money(amount, code)
+
+
+@pytest.mark.parametrize(
+    ("text", "decimal", "read"),
+    [
+        ("EUR 12,000.00", ".", Money(Decimal("12000.00"), "EUR")),
+        ("12.000,00 €", ",", Money(Decimal("12000.00"), "EUR")),
+        ("$1,200.50", ".", Money(Decimal("1200.50"), "USD")),
+        ("1200 USD", ".", Money(Decimal("1200"), "USD")),
+        ("USD1200", ".", Money(Decimal("1200"), "USD")),
+        ("1 234,5 sek", ",", Money(Decimal("1234.5"), "SEK")),
+        ("-$5", ".", Money(Decimal("-5"), "USD")),
+        ("$ -5", ".", Money(Decimal("-5"), "USD")),
+        ("1,234", ".", Money(Decimal("1234"), None)),
+    ],
+)
+def test_each_shape_of_amount_cell_reads(text: str, decimal: str, read: Money) -> None:
+    assert Cells(decimal=decimal, symbols={"$": "USD", "€": "EUR"}).money(text) == read
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("12,34,5", "is not an amount"),
+        ("1.2.3", "is not an amount"),
+        ("abc", "is not an amount"),
+        ("", "is not an amount"),
+        ("$", "is not an amount"),
+        ("1,0000", "is not an amount"),
+        ("1.5.", "is not an amount"),
+        ("EUR 5 USD", "is not an amount"),
+        ("-$-5", "is not an amount"),
+        ("12 XYZ", "currency 'XYZ' is not an ISO 4217 currency code"),
+        ("£12", "'£' is neither an ISO 4217 code nor a symbol the mapping names; add"),
+        ("12a", "'a' is neither an ISO 4217 code"),
+    ],
+)
+def test_text_that_is_no_amount_is_refused(text: str, fragment: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        Cells(symbols={"$": "USD"}).money(text)
+    assert fragment in str(refused.value)
 
 
 @given(
@@ -548,3 +612,98 @@ def test_any_row_s_past_runs_forward_and_ends_in_its_stage(
     assert history[-1] == (stages[current], times[current])
     assert [at for _, at in history] == sorted(at for _, at in history)
     assert planned.imported and planned.deal.stage == stages[current]
+
+
+# -- currencies in amount cells -----------------------------------------------------------
+
+
+def money_map(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "money.toml"
+    path.write_text(
+        '[columns]\nid = "Id"\namount = "Amount"\ncurrency = "Currency"\n'
+        f'[parse.symbols]\n"$" = "USD"\n"€" = "EUR"\n{extra}',
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_the_currency_in_an_amount_cell_is_the_deal_s(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "money.csv"
+    path.write_text(
+        "Id,Amount,Currency\n"
+        'a,"EUR 12,000.00",\n'
+        "b,$1200.50,USD\n"
+        "c,1200 JPY,jpy\n"
+        "d,700,GBP\n"
+        "e,€5,\n",
+        encoding="utf-8",
+    )
+    status, _, err = imported(capsys, db, path, "--map", str(money_map(tmp_path)))
+    assert (status, err) == (0, [])
+    assert [(d.id, d.amount, d.currency) for d in stored(db)[0]] == [
+        ("a", Decimal("12000.00"), "EUR"),
+        ("b", Decimal("1200.50"), "USD"),
+        ("c", Decimal("1200"), "JPY"),
+        ("d", Decimal("700"), "GBP"),
+        ("e", Decimal("5"), "EUR"),
+    ]
+
+
+def test_an_amount_cell_s_currency_must_agree_with_the_currency_column_and_default(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "money.csv"
+    path.write_text("Id,Amount,Currency\na,EUR 5,USD\nb,$5,\nc,5 EUR,\nd,5,\n", encoding="utf-8")
+    mapping = money_map(tmp_path, '[defaults]\ncurrency = "EUR"\n')
+    status, _, err = imported(capsys, db, path, "--map", str(mapping), "--skip-bad")
+    assert status == 1
+    assert rejected(path, err) == [
+        "row 2: Amount: the amount is in EUR but column 'Currency' says 'USD'",
+        "row 3: Amount: the amount is in USD but defaults.currency says 'EUR'",
+    ]
+    assert [(d.id, d.currency) for d in stored(db)[0]] == [("c", "EUR"), ("d", "EUR")]
+
+
+def test_an_unknown_code_or_unmapped_symbol_rejects_its_row_with_the_fix(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "money.csv"
+    path.write_text("Id,Amount,Currency\na,12 XYZ,\nb,£12,\nc,12 GBP,\n", encoding="utf-8")
+    status, _, err = imported(capsys, db, path, "--map", str(money_map(tmp_path)), "--skip-bad")
+    assert status == 1
+    assert rejected(path, err) == [
+        "row 2: Amount: '12 XYZ': currency 'XYZ' is not an ISO 4217 currency code",
+        "row 3: Amount: '£12': '£' is neither an ISO 4217 code nor a symbol the mapping "
+        'names; add "£" = "<code>" to [parse.symbols] (say "£" = "USD")',
+    ]
+    assert [d.id for d in stored(db)[0]] == ["c"]
+
+
+def test_without_a_map_a_symbol_is_rejected_and_a_code_is_read(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "own.csv"
+    path.write_text("id,amount\na,$5\nb,5 CHF\n", encoding="utf-8")
+    status, _, err = imported(capsys, db, path, "--skip-bad")
+    assert status == 1 and len(err) == 1 and "row 2: amount: '$5': '$' is neither" in err[0]
+    assert [(d.id, d.currency) for d in stored(db)[0]] == [("b", "CHF")]
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ('"1$" = "USD"\n', "parse.symbols.'1$': a symbol has no digits"),
+        ('"$" = "dollars"\n', "parse.symbols.'$': currency must be a three-letter code"),
+        ('"$" = "XYZ"\n', "parse.symbols.'$': currency 'XYZ' is not an ISO 4217"),
+    ],
+)
+def test_a_bad_symbol_in_the_mapping_is_refused_naming_it(
+    tmp_path: Path, extra: str, fragment: str
+) -> None:
+    path = tmp_path / "money.toml"
+    path.write_text(f'[columns]\nid = "Id"\n[parse.symbols]\n{extra}', encoding="utf-8")
+    with pytest.raises(ValidationError) as refused:
+        load_map(path, PIPELINE)
+    assert fragment in str(refused.value) and str(path) in str(refused.value)

@@ -9,22 +9,39 @@ raises ``ValidationError`` saying what is wrong with it; nothing here does I/O.
 from __future__ import annotations
 
 import re
-import unicodedata
+from collections.abc import Mapping
 from datetime import date, datetime, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
 import attrs
 
+from salespipeline.deal import _to_currency
 from salespipeline.errors import ValidationError
 
-__all__ = ["Cells"]
+__all__ = ["UNIT", "Cells", "Money"]
 
 _GROUPING: Final = frozenset(" '\u00a0\u202f,.")
 """Characters a number may group its thousands with (the decimal mark is taken out)."""
 _DIGITS: Final = re.compile(r"[0-9]+")
+_UNIT: Final = r"[^\d\s.,'+\-]+"
+"""A currency code or symbol: no digits, spaces, signs or separators."""
+_SHAPE: Final = re.compile(
+    rf"\s*(?P<sign>-?)\s*(?:(?P<before>{_UNIT})\s*(?P<inner>-?)\s*)?"
+    rf"(?P<number>[0-9](?:[0-9\s.,']*[0-9])?)\s*(?P<after>{_UNIT})?\s*"
+)
+"""An amount cell: a sign, a unit before or after, the number between."""
+UNIT: Final = re.compile(_UNIT)
 _YES: Final = frozenset({"true", "yes", "y", "1", "x"})
 _NO: Final = frozenset({"false", "no", "n", "0"})
+
+
+@attrs.frozen
+class Money:
+    """An amount cell read: the number, and the currency the cell names (None: none)."""
+
+    amount: Decimal
+    currency: str | None
 
 
 @attrs.frozen
@@ -33,30 +50,60 @@ class Cells:
 
     ``date_format``/``time_format`` are ``strptime`` formats (None: ISO 8601); a time
     without an offset is in ``zone``, and a date alone where a time is expected is
-    its midnight there.
+    its midnight there. ``symbols`` maps currency symbols (``$``) to ISO 4217 codes.
     """
 
     decimal: str = "."
     date_format: str | None = None
     time_format: str | None = None
     zone: tzinfo = timezone.utc
+    symbols: Mapping[str, str] = attrs.field(factory=dict)
 
-    def amount(self, text: str) -> Decimal:
-        """An amount, currency symbols and thousands separators left out: ``$1,234.50``."""
-        kept = "".join(ch for ch in text if unicodedata.category(ch) != "Sc").strip()
-        sign = "-" if kept.startswith("-") else ""
-        whole, mark, fraction = kept.removeprefix(sign).strip().partition(self.decimal)
+    def money(self, text: str) -> Money:
+        """An amount and the currency the cell names, if it does: ``EUR 12,000.00``,
+        ``12.000,00 €``, ``$1,200.50``, ``1200 USD`` (a symbol only through ``symbols``)."""
+        shape = _SHAPE.fullmatch(text)
+        if (
+            shape is None
+            or (shape["before"] and shape["after"])
+            or (shape["sign"] and shape["inner"])
+        ):
+            raise ValidationError(f"{text!r} is not an amount (decimal mark {self.decimal!r})")
+        amount = self._number(shape["number"], text)
+        unit = shape["before"] or shape["after"]
+        sign = -1 if shape["sign"] or shape["inner"] else 1
+        return Money(sign * amount, None if unit is None else self._currency(unit, text))
+
+    def _number(self, number: str, text: str) -> Decimal:
+        """Digits grouped by threes (any of ``_GROUPING`` but the mark), then the fraction."""
+        whole, mark, fraction = number.partition(self.decimal)
         groups = re.split(f"[{re.escape(''.join(_GROUPING - {self.decimal}))}]", whole)
         grouped = len(groups) == 1 or (
             1 <= len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:])
         )
         digits = "".join(groups)
-        if not grouped or not _DIGITS.fullmatch(digits) or (mark and not fraction.isdigit()):
+        if (
+            not grouped
+            or not _DIGITS.fullmatch(digits)
+            or (mark and not _DIGITS.fullmatch(fraction))
+        ):
             raise ValidationError(f"{text!r} is not an amount (decimal mark {self.decimal!r})")
-        try:
-            return Decimal(f"{sign}{digits}.{fraction}" if mark else f"{sign}{digits}")
-        except InvalidOperation:  # pragma: no cover - the text is digits by now
-            raise ValidationError(f"{text!r} is not an amount") from None
+        return Decimal(f"{digits}.{fraction}" if mark else digits)
+
+    def _currency(self, unit: str, text: str) -> str:
+        """The code ``unit`` stands for: a symbol of ``symbols``, else an ISO 4217 code."""
+        mapped = self.symbols.get(unit)
+        if mapped is not None:
+            return mapped
+        if len(unit) == 3 and unit.isascii() and unit.isalpha():
+            try:
+                return _to_currency(unit)
+            except ValidationError as error:
+                raise ValidationError(f"{text!r}: {error.message}") from None
+        raise ValidationError(
+            f"{text!r}: {unit!r} is neither an ISO 4217 code nor a symbol the mapping names; "
+            f'add "{unit}" = "<code>" to [parse.symbols] (say "{unit}" = "USD")'
+        )
 
     def probability(self, text: str) -> float:
         """A share: ``0.4``, or a percentage, ``40%``."""

@@ -9,7 +9,8 @@ four tables, every one optional:
 - ``[stages]``: the other system's stage name → one of the pipeline's stages;
 - ``[defaults]``: attribute → the cell text used where its column is absent or empty;
 - ``[parse]``: ``decimal`` (``"."`` or ``","``), ``date_format`` and ``time_format``
-  (``strptime``), ``timezone`` (of times written without an offset; default UTC).
+  (``strptime``), ``timezone`` (of times written without an offset; default UTC),
+  ``symbols`` (currency symbol → ISO 4217 code, for amount cells like ``$1,200``).
 
 Everything is checked against the pipeline before a row is read: a key that names
 no attribute or stage is refused, naming the key.
@@ -24,8 +25,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
-from salespipeline.cli._cells import Cells
-from salespipeline.deal import BANT_CRITERIA
+from salespipeline.cli._cells import UNIT, Cells
+from salespipeline.deal import BANT_CRITERIA, _to_currency
 from salespipeline.definitions import _data
 from salespipeline.errors import (
     DefinitionError,
@@ -57,7 +58,7 @@ KEYS: Final = (
 """The attributes a column may hold, besides ``fields.*``, ``entered.*`` and ``bant.*``."""
 
 _TABLES: Final = ("columns", "stages", "defaults", "parse")
-_PARSE: Final = ("decimal", "date_format", "time_format", "timezone")
+_PARSE: Final = ("decimal", "date_format", "time_format", "timezone", "symbols")
 E = TypeVar("E", bound=SalesPipelineError)
 
 
@@ -192,7 +193,26 @@ def _cells(parse: Mapping[str, Any]) -> Cells:
     for name, form in zip(("date_format", "time_format"), formats, strict=True):
         if form is not None and (not isinstance(form, str) or "%" not in form):
             raise ValidationError(f"parse.{name} must be a strptime format, not {shown(form)}")
-    return Cells(decimal, formats[0], formats[1], _zone(parse.get("timezone", "UTC")))
+    zone = _zone(parse.get("timezone", "UTC"))
+    return Cells(decimal, formats[0], formats[1], zone, _symbols(parse.get("symbols", {})))
+
+
+def _symbols(table: object) -> dict[str, str]:
+    """``[parse.symbols]``: each currency symbol an export writes, and its ISO 4217 code."""
+    if not isinstance(table, Mapping):
+        raise ValidationError(f"parse.symbols must be a table, not {shown(table)}")
+    symbols: dict[str, str] = {}
+    for symbol, code in table.items():
+        where = f"parse.symbols.{symbol!r}"
+        if not UNIT.fullmatch(symbol):
+            raise ValidationError(
+                f"{where}: a symbol has no digits, spaces, signs or separators", field=where
+            )
+        try:
+            symbols[symbol] = _to_currency(code)
+        except ValidationError as error:
+            raise ValidationError(f"{where}: {error.message}", field=where) from None
+    return symbols
 
 
 def _zone(name: object) -> ZoneInfo:

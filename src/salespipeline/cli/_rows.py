@@ -19,6 +19,7 @@ from typing import Any, Final
 import attrs
 
 from salespipeline import _bulk
+from salespipeline.cli._cells import Money
 from salespipeline.cli._mapping import ImportMap
 from salespipeline.deal import Bant, Deal
 from salespipeline.errors import SalesPipelineError, ValidationError
@@ -95,6 +96,7 @@ def plan(
     id = values.pop("id", None)
     if id is None:
         raise ValidationError("the deal id is empty", field="id")
+    _priced(values, cells, columns)
     attributes = _attributes(values)
     pipeline = columns.pipeline
     history = _history(values, pipeline)
@@ -125,6 +127,29 @@ def _values(cells: Sequence[str], columns: Columns) -> dict[str, Any]:
     return values
 
 
+def _priced(values: dict[str, Any], cells: Sequence[str], columns: Columns) -> None:
+    """The amount cell's currency, when it names one, is the deal's; a currency cell (or
+    the default currency) saying another rejects the row."""
+    money: Money | None = values.get("amount")
+    if money is None:
+        return
+    values["amount"] = money.amount
+    if money.currency is None:
+        return
+    stated: str | None = values.get("currency")
+    if stated is not None and stated.upper() != money.currency:
+        where = columns.column("currency")
+        said = (
+            f"column {where!r}"
+            if where is not None and cells[columns.index["currency"]].strip()
+            else "defaults.currency"
+        )
+        raise ValidationError(
+            f"the amount is in {money.currency} but {said} says {stated!r}", field="amount"
+        )
+    values["currency"] = money.currency
+
+
 def _read(key: str, text: str, columns: Columns) -> Any:
     """One cell as the value of attribute ``key``; a refusal names the key."""
     try:
@@ -136,7 +161,7 @@ def _read(key: str, text: str, columns: Columns) -> Any:
 def _reader(key: str, columns: Columns) -> Callable[[str], Any]:
     cells = columns.mapping.cells
     if key == "amount":
-        return cells.amount
+        return cells.money
     if key == "close_date":
         return cells.date
     if key in _TIMES or key.startswith("entered."):
