@@ -18,19 +18,22 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from salespipeline import metrics
+from salespipeline._checks import to_utc
 from salespipeline.deal import Deal, StageChange
 from salespipeline.errors import StorageError
 from salespipeline.log import Change
+from salespipeline.metrics._asof import as_of_instant
 from salespipeline.metrics._money import to_money
 from salespipeline.metrics._movement import to_window
 from salespipeline.pipeline import Pipeline
+from salespipeline.storage._asof import changed_since, standing
 from salespipeline.storage._blocks import Blocks
 from salespipeline.storage._consumers import check_consumer_name, check_poll, check_seek, reached
 from salespipeline.storage._query import FieldValue
 from salespipeline.storage.base import add_options, check_many, no_import
 
 if TYPE_CHECKING:
-    from salespipeline.metrics import Movement, PipelineReport
+    from salespipeline.metrics import ForecastAccuracy, Movement, OwnerFigures, PipelineReport
 
 __all__ = ["AsyncConsumer", "AsyncDealStore"]
 
@@ -221,15 +224,71 @@ class AsyncDealStore(abc.ABC):
         """
         to_window(start, end)  # refused before any read
         to_money(currency, rates)
-        resolved = pipeline if isinstance(pipeline, Pipeline) else await self.pipeline(pipeline)
+        resolved = await self._resolved(pipeline)
+        return metrics.movement(
+            await self._whole_log(), resolved, start=start, end=end, rates=rates, currency=currency
+        )
+
+    async def by_owner(
+        self,
+        pipeline: Pipeline | str,
+        *,
+        as_of: datetime | None = None,
+        currency: str | None = None,
+        rates: Mapping[str, Decimal | int] | None = None,
+    ) -> tuple[OwnerFigures, ...]:
+        """One row of figures per owner of ``pipeline``'s deals as they stood at ``as_of``
+        (``DealStore.by_owner``). This default reads every deal, and the changes of
+        those changed since ``as_of``."""
+        to_money(currency, rates)  # refused before any read
+        resolved = await self._resolved(pipeline)
+        instant = as_of_instant(resolved, as_of, None)
+        found = [deal async for deal in self.find()]
+        deals = []
+        for deal in found:
+            changes = await self.changes(deal.id) if changed_since(deal, instant) else ()
+            stood = standing(deal, resolved.name, instant, changes)
+            if stood is not None:
+                deals.append(stood)
+        return metrics.by_owner(deals, resolved, as_of=instant, currency=currency, rates=rates)
+
+    async def forecast_accuracy(
+        self,
+        pipeline: Pipeline | str,
+        *,
+        made_at: datetime,
+        start: datetime,
+        end: datetime,
+        currency: str | None = None,
+        rates: Mapping[str, Decimal | int] | None = None,
+    ) -> ForecastAccuracy:
+        """The forecast for ``[start, end)`` as it stood at ``made_at``, against what was
+        won (``DealStore.forecast_accuracy``); this default reads the whole log."""
+        to_utc(made_at, "made_at")  # refused before any read
+        to_window(start, end)
+        to_money(currency, rates)
+        resolved = await self._resolved(pipeline)
+        return metrics.forecast_accuracy(
+            await self._whole_log(),
+            resolved,
+            made_at=made_at,
+            start=start,
+            end=end,
+            currency=currency,
+            rates=rates,
+        )
+
+    async def _resolved(self, pipeline: Pipeline | str) -> Pipeline:
+        return pipeline if isinstance(pipeline, Pipeline) else await self.pipeline(pipeline)
+
+    async def _whole_log(self) -> list[Change]:
+        """Every change in the log, in position order, read a page at a time."""
         changes: list[Change] = []
         after = 0
         while page := await self.log(after=after):
             changes += page
             after = page[-1].position or after + len(page)
-        return metrics.movement(
-            changes, resolved, start=start, end=end, rates=rates, currency=currency
-        )
+        return changes
 
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[None]:

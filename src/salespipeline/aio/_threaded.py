@@ -30,7 +30,7 @@ from salespipeline.pipeline import Pipeline
 from salespipeline.storage.base import DealStore
 
 if TYPE_CHECKING:
-    from salespipeline.metrics import Movement, PipelineReport
+    from salespipeline.metrics import ForecastAccuracy, Movement, OwnerFigures, PipelineReport
 
 __all__ = ["ThreadedStore"]
 
@@ -216,6 +216,38 @@ class ThreadedStore(AsyncDealStore):
     ) -> Movement:
         return await self._call(
             self._sync.movement, pipeline, start=start, end=end, rates=rates, currency=currency
+        )
+
+    async def by_owner(
+        self,
+        pipeline: Pipeline | str,
+        *,
+        as_of: datetime | None = None,
+        currency: str | None = None,
+        rates: Mapping[str, Decimal | int] | None = None,
+    ) -> tuple[OwnerFigures, ...]:
+        return await self._call(
+            self._sync.by_owner, pipeline, as_of=as_of, currency=currency, rates=rates
+        )
+
+    async def forecast_accuracy(
+        self,
+        pipeline: Pipeline | str,
+        *,
+        made_at: datetime,
+        start: datetime,
+        end: datetime,
+        currency: str | None = None,
+        rates: Mapping[str, Decimal | int] | None = None,
+    ) -> ForecastAccuracy:
+        return await self._call(
+            self._sync.forecast_accuracy,
+            pipeline,
+            made_at=made_at,
+            start=start,
+            end=end,
+            currency=currency,
+            rates=rates,
         )
 
     @asynccontextmanager

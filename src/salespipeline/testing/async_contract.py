@@ -30,7 +30,7 @@ from salespipeline.storage.base import DealStore
 from salespipeline.testing.contract import QUALIFIED, T0, StoreContract
 
 if TYPE_CHECKING:
-    from salespipeline.metrics import Movement, PipelineReport
+    from salespipeline.metrics import ForecastAccuracy, Movement, OwnerFigures, PipelineReport
 
 __all__ = ["AsyncStoreContract"]
 
@@ -278,6 +278,34 @@ class BlockingView(DealStore):
         return self._await(
             lambda: self._async.movement(
                 pipeline, start=start, end=end, rates=rates, currency=currency
+            )
+        )
+
+    def by_owner(
+        self,
+        pipeline: Pipeline | str,
+        *,
+        as_of: datetime | None = None,
+        currency: str | None = None,
+        rates: Mapping[str, Decimal | int] | None = None,
+    ) -> tuple[OwnerFigures, ...]:
+        return self._await(
+            lambda: self._async.by_owner(pipeline, as_of=as_of, currency=currency, rates=rates)
+        )
+
+    def forecast_accuracy(
+        self,
+        pipeline: Pipeline | str,
+        *,
+        made_at: datetime,
+        start: datetime,
+        end: datetime,
+        currency: str | None = None,
+        rates: Mapping[str, Decimal | int] | None = None,
+    ) -> ForecastAccuracy:
+        return self._await(
+            lambda: self._async.forecast_accuracy(
+                pipeline, made_at=made_at, start=start, end=end, currency=currency, rates=rates
             )
         )
 
