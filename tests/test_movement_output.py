@@ -14,13 +14,14 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import given, settings
 
 from salespipeline import Pipeline, metrics
 from salespipeline.cli import main
 from salespipeline.errors import ValidationError
-from salespipeline.metrics import Movement
+from salespipeline.metrics import Flow, Movement
 from salespipeline.metrics._html import MOVEMENT_SLOT
 from salespipeline.metrics._movement_render import BALANCE, PLOT_HEIGHT
 from salespipeline.storage import SQLiteStore
@@ -51,12 +52,17 @@ def _assert_bars_match(svg: ET.Element, movement: Movement) -> None:
         levels.append((value, low, high))
         level = high
     top = max(max(low, high) for _, low, high in levels)
-    axis = max(float(b.get("y", "nan")) + float(b.get("height", "nan")) for b in bars)
+    floor = min(Decimal(0), *(min(low, high) for _, low, high in levels))
+    plot_bottom = max(float(b.get("y", "nan")) + float(b.get("height", "nan")) for b in bars)
+    plot_top = min(float(b.get("y", "nan")) for b in bars)
+    scale = 0 if top == floor else PLOT_HEIGHT / float(top - floor)
+    if top != floor:  # every bar inside the plot, the highest reaching its top
+        assert plot_bottom - plot_top == pytest.approx(PLOT_HEIGHT, abs=1e-3)
     for bar, (value, low, high), (name, _) in zip(bars, levels, BALANCE, strict=True):
-        scale = 0 if top == 0 else PLOT_HEIGHT / float(top)
         assert float(bar.get("height", "nan")) == pytest.approx(float(value) * scale, abs=1e-3)
         bottom = float(bar.get("y", "nan")) + float(bar.get("height", "nan"))
-        assert axis - bottom == pytest.approx(float(min(low, high)) * scale, abs=1e-3)
+        above_floor = float(min(low, high) - floor) * scale
+        assert plot_bottom - bottom == pytest.approx(above_floor, abs=1e-3)
         assert bar.get("data-count") == str(getattr(movement, name).count)
 
 
@@ -71,6 +77,25 @@ def test_the_waterfall_bars_match_a_hand_made_week() -> None:
     assert heights["migrated_out"] == pytest.approx(PLOT_HEIGHT * 500 / 770)
     assert MOVEMENT_SLOT not in html
     assert "<script" not in html.lower()
+
+
+def test_a_level_below_zero_keeps_every_bar_inside_the_plot() -> None:
+    # Found by the property below: a deal created, lost, reopened and lost again in
+    # the window counts as lost twice, so the running level dips below zero; the
+    # plot's floor follows it instead of the bars running off the bottom.
+    empty = metrics.movement([], FIVE, start=_START, end=_END)
+    movement = attrs.evolve(
+        empty,
+        created=Flow(2, Decimal(1)),
+        lost=Flow(2, Decimal(2)),
+        reopened=Flow(1, Decimal(1)),
+        migrated_out=Flow(1, Decimal(0)),
+    )
+    html = metrics.render_html(metrics.report([], FIVE, as_of=_END), movements=[movement])
+    [svg] = _waterfalls(html)
+    _assert_bars_match(svg, movement)
+    lost = next(b for b in _bars(svg) if b.get("data-row") == "lost")
+    assert float(lost.get("height", "nan")) == pytest.approx(PLOT_HEIGHT)  # from 1 to -1
 
 
 @settings(max_examples=40, deadline=None)

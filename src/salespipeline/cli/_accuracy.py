@@ -18,8 +18,13 @@ from typing import Any
 
 import attrs
 
-from salespipeline.cli._movement import MovementOptions, add_window, moment, movement_options
-from salespipeline.errors import ValidationError
+from salespipeline.cli._movement import (
+    MovementOptions,
+    add_window,
+    moment,
+    movement_options,
+    rates_named,
+)
 from salespipeline.metrics import ForecastAccuracy
 from salespipeline.pipeline import Pipeline
 from salespipeline.storage import DealStore
@@ -67,23 +72,19 @@ def accuracy_options(args: argparse.Namespace) -> AccuracyOptions:
 
 def measured(store: DealStore, pipeline: Pipeline, options: AccuracyOptions) -> ForecastAccuracy:
     """The pipeline's forecast accuracy; a currency without a rate is named with ``--rate``."""
-    w, made_at = options.window, options.made_at
-    try:
-        return store.forecast_accuracy(
-            pipeline, made_at=made_at, start=w.start, end=w.end, currency=w.currency, rates=w.rates
-        )
-    except ValidationError as error:
-        if error.field != "rates" or w.currency is None or w.rates is None:
-            raise
-        found = store.forecast_accuracy(
-            pipeline, made_at=made_at, start=w.start, end=w.end
-        ).by_currency
-        missing = [c for c in found if c != w.currency and c not in w.rates]
-        raise ValidationError(
-            f"--currency {w.currency}: pipeline {pipeline.name} has forecast or won deals in "
-            f"{', '.join(missing)} without a --rate: add --rate {missing[0]}=RATE "
-            f"(the value of one {missing[0]} in {w.currency}) for each"
-        ) from None
+    w = options.window
+    return rates_named(
+        lambda currency, rates: store.forecast_accuracy(
+            pipeline,
+            made_at=options.made_at,
+            start=w.start,
+            end=w.end,
+            currency=currency,
+            rates=rates,
+        ),
+        w,
+        f"pipeline {pipeline.name} has forecast or won deals",
+    )
 
 
 def shown(form: str, results: Sequence[ForecastAccuracy]) -> str:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, time, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
@@ -109,18 +109,39 @@ def html_window(args: argparse.Namespace) -> MovementOptions | None:
 
 def moved(store: DealStore, pipeline: Pipeline, options: MovementOptions) -> Movement:
     """The pipeline's movement; currencies found without a rate are named with the option."""
-    start, end = options.start, options.end
+    return rates_named(
+        lambda currency, rates: store.movement(
+            pipeline, start=options.start, end=options.end, currency=currency, rates=rates
+        ),
+        options,
+        f"pipeline {pipeline.name} has deals",
+    )
+
+
+class _PerCurrency(Protocol):
+    @property
+    def by_currency(self) -> Mapping[str, object]: ...
+
+
+Result = TypeVar("Result", bound=_PerCurrency)
+
+
+def rates_named(
+    compute: Callable[[str | None, Mapping[str, Decimal] | None], Result],
+    options: MovementOptions,
+    holding: str,
+) -> Result:
+    """``compute(currency, rates)`` with the options' money; when a currency it found
+    has no rate, the error says which ``--rate`` to add (``holding``: what has them)."""
     try:
-        return store.movement(
-            pipeline, start=start, end=end, currency=options.currency, rates=options.rates
-        )
+        return compute(options.currency, options.rates)
     except ValidationError as error:
         if error.field != "rates" or options.currency is None or options.rates is None:
             raise
-        found = store.movement(pipeline, start=start, end=end).by_currency
+        found = compute(None, None).by_currency
         missing = [c for c in found if c != options.currency and c not in options.rates]
         raise ValidationError(
-            f"--currency {options.currency}: pipeline {pipeline.name} has deals in "
+            f"--currency {options.currency}: {holding} in "
             f"{', '.join(missing)} without a --rate: add --rate {missing[0]}=RATE "
             f"(the value of one {missing[0]} in {options.currency}) for each"
         ) from None

@@ -104,20 +104,26 @@ def _levels(movement: Movement) -> list[tuple[str, int, Decimal, Decimal, Decima
 def _svg(movement: Movement, caption: str) -> str:
     bars = _levels(movement)
     top = max(max(low, high) for _, _, _, low, high in bars)
+    floor = min(Decimal(0), *(min(low, high) for _, _, _, low, high in bars))
     width = _LEFT * 2 + _COLUMN * len(bars)
     height = _TOP + PLOT_HEIGHT + _LABELS
     parts = [f"<title>Waterfall of pipeline {escape(caption)}</title>"]
     for index, (name, sign, value, low, high) in enumerate(bars):
-        parts += _column(movement, index, name, sign, value, (low, high), top)
+        parts += _column(movement, index, name, sign, value, (low, high), (floor, top))
     return (
         f'<svg class="waterfall" role="img" width="{width:.0f}" height="{height:.0f}" '
         f'viewBox="0 0 {width:.0f} {height:.0f}" {_FONT}>' + "".join(parts) + "</svg>"
     )
 
 
-def _y(level: Decimal, top: Decimal) -> float:
-    """The SVG y of ``level`` (the axis is at the bottom of the plot)."""
-    share = 0.0 if top == 0 else float(level / top)
+def _y(level: Decimal, scale: tuple[Decimal, Decimal]) -> float:
+    """The SVG y of ``level`` on a plot from ``scale``'s floor (its bottom) to its top.
+
+    The floor is 0 unless the running level dips below it (a deal lost, reopened and
+    lost again in the window counts as lost twice), so no bar runs off the plot.
+    """
+    floor, top = scale
+    share = 0.0 if top == floor else float((level - floor) / (top - floor))
     return _TOP + PLOT_HEIGHT * (1 - share)
 
 
@@ -128,10 +134,10 @@ def _column(
     sign: int,
     value: Decimal,
     span: tuple[Decimal, Decimal],
-    top: Decimal,
+    scale: tuple[Decimal, Decimal],
 ) -> list[str]:
     x = _LEFT + index * _COLUMN + (_COLUMN - _BAR) / 2
-    upper, lower = _y(max(span), top), _y(min(span), top)
+    upper, lower = _y(max(span), scale), _y(min(span), scale)
     flow = getattr(movement, name)
     shown = _money(flow.value, movement.currency)
     middle = x + _BAR / 2
