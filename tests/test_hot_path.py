@@ -54,3 +54,26 @@ def test_a_store_with_the_default_names_uses_the_driver_cursor(tmp_path: Path) -
         assert type(store._cursor()) is sqlite3.Cursor
     finally:
         store.close()
+
+
+def test_a_bulk_add_keeps_the_rows_of_every_change_and_the_last_change_of_each_deal() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from salespipeline import Bant, log, presets
+    from salespipeline.storage.sql._store import encoded_adds
+
+    pipeline = presets.seven_stage()
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    qualified = Bant(budget=True, authority=True, need=True, timeline=True)
+    deals = []
+    for i in range(3):
+        deal = pipeline.start(f"d{i}", amount=100 * i, bant=qualified, at=at)
+        for step in range(i):
+            deal = pipeline.advance(deal, at=at + timedelta(hours=step + 1))
+        deals.append(deal)
+    encoded = encoded_adds(deals, "ana", None, None, False)
+    for deal, add in zip(deals, encoded, strict=True):
+        made = log.recorded(deal, actor="ana")
+        assert add.deal is deal
+        assert add.changes == tuple(_codec.log_values(change) for change in made)
+        assert add.last == made[-1]

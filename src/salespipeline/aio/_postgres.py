@@ -33,7 +33,6 @@ from salespipeline.storage.base import (
     check_pipeline_name,
     check_query,
     decode_all,
-    planned_adds,
     recorded_pipeline,
     verifying,
 )
@@ -58,7 +57,7 @@ from salespipeline.storage.sql._plan import (
     advance,
     result,
 )
-from salespipeline.storage.sql._store import Window
+from salespipeline.storage.sql._store import Window, encoded_adds
 
 if TYPE_CHECKING:
     from salespipeline.metrics import PipelineReport
@@ -302,7 +301,7 @@ class AsyncPostgresStore(AsyncDealStore):
         key: str | None = None,
         imported: bool = False,
     ) -> tuple[Change, ...]:
-        planned = planned_adds(deals, actor, reason, key, imported=imported)
+        planned = encoded_adds(deals, actor, reason, key, imported)
         return await self._run(self._plans._add_many(planned, key))
 
     async def save(

@@ -74,6 +74,7 @@ __all__ = [
     "decode_all",
     "decode_pipeline",
     "definition_row",
+    "each_planned_add",
     "erase_change",
     "erased_by",
     "matches",
@@ -632,11 +633,19 @@ def planned_adds(
 ) -> tuple[tuple[Deal, tuple[Change, ...]], ...]:
     """``add_many``'s arguments checked, each deal with the changes that log it: ``add``'s
     (``log.recorded``) or, when ``imported``, ``log.imported``; before any write."""
+    return tuple(each_planned_add(deals, actor, reason, key, imported=imported))
+
+
+def each_planned_add(
+    deals: object, actor: object, reason: object, key: object, *, imported: bool
+) -> Iterator[tuple[Deal, tuple[Change, ...]]]:
+    """``planned_adds`` one deal at a time (the arguments and the batch checked first),
+    for a store that keeps less of each than all its changes."""
     checked = check_many(deals)
     check_change_args(actor, reason, key)
     logged = log.imported if imported else log.recorded
     options: dict[str, Any] = {"actor": actor, "reason": reason, "key": key}
-    return tuple((deal, logged(deal, **options)) for deal in checked)
+    return ((deal, logged(deal, **options)) for deal in checked)
 
 
 def check_pipeline_name(name: object) -> str:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar, Final, NoReturn, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, NoReturn, Protocol, TypeVar
 
 import attrs
 
@@ -57,8 +57,8 @@ from salespipeline.storage.base import (
     check_recorded,
     decode_all,
     definition_row,
+    each_planned_add,
     new_entries,
-    planned_adds,
 )
 from salespipeline.storage.sql import _figures
 from salespipeline.storage.sql._dialect import Dialect, Row, read_int
@@ -456,27 +456,25 @@ class SQLStore(QueryingStore):
         imported: bool = False,
     ) -> tuple[Change, ...]:
         """Every deal's row, then every change row, each one batched statement (executemany)."""
-        return self._run(
-            self._add_many(planned_adds(deals, actor, reason, key, imported=imported), key)
-        )
+        return self._run(self._add_many(encoded_adds(deals, actor, reason, key, imported), key))
 
     def _add_many(
-        self, planned: Sequence[tuple[Deal, Sequence[Change]]], key: str | None
+        self, planned: Sequence[EncodedAdd], key: str | None
     ) -> Plan[tuple[Change, ...]]:
         if not planned:
             return ()
-        checked = [deal for deal, _ in planned]
-        changes = [change for _, made in planned for change in made]
+        checked = [add.deal for add in planned]
+        changes = [row for add in planned for row in add.changes]
         try:
             positions = yield Within("write", self._add_many_steps(checked, changes))
         except _Taken:
             raise DuplicateDealError((yield from self._first_taken(checked))) from None
         except UniqueViolation as error:
             _refuse_row(error, checked[0], key)
-        return _last_of_each([made for _, made in planned], positions)
+        return _last_of_each(planned, positions)
 
     def _add_many_steps(
-        self, deals: Sequence[Deal], changes: Sequence[Change]
+        self, deals: Sequence[Deal], changes: Sequence[Sequence[Any]]
     ) -> Steps[list[int]]:
         rows = [self._new_row(d) for d in deals]
         if (yield Statement(self.sql.insert_deal, rows, "rowcount", many=True)) != len(deals):
@@ -485,12 +483,14 @@ class SQLStore(QueryingStore):
         yield from self._lock_log()
         return (yield from self._insert_logs(changes))
 
-    def _new_row(self, deal: Deal) -> list[Any]:
-        """A new deal's row: its own columns, then the figures its history implies."""
-        return [*self._row_values(deal), *_figures.values(_figures.of_history(deal.history))]
+    def _new_row(self, deal: Deal) -> tuple[Any, ...]:
+        """A new deal's row: its own columns, then the figures its history implies (a
+        tuple of plain values, which the cyclic collector stops tracking)."""
+        return (*self._row_values(deal), *_figures.values(_figures.of_history(deal.history)))
 
-    def _insert_logs(self, changes: Sequence[Change]) -> Steps[list[int]]:
-        """Insert the change rows in one batch; their positions, in order.
+    def _insert_logs(self, changes: Sequence[Sequence[Any]]) -> Steps[list[int]]:
+        """Insert the change rows (``_codec.log_values``) in one batch; their positions,
+        in order.
 
         Under the log lock positions are drawn in insert order, so the new rows fill
         one range past the highest position before; they are read back one by one only
@@ -500,7 +500,7 @@ class SQLStore(QueryingStore):
         before = read_int(
             (yield Statement(q("SELECT MAX(position) FROM sp_changes"), (), "one"))[0]
         )
-        yield Statement(self.sql.insert_log, [_codec.log_values(c) for c in changes], many=True)
+        yield Statement(self.sql.insert_log, changes, many=True)
         counted = q(
             "SELECT COUNT(*), MIN(position), MAX(position) FROM sp_changes WHERE position > ?"
         )
@@ -510,7 +510,7 @@ class SQLStore(QueryingStore):
         select = q("SELECT deal_id, version, position FROM sp_changes WHERE position > ?")
         rows = yield Statement(select, (before,), "all")
         found = {(row[0], read_int(row[1])): read_int(row[2]) for row in rows}
-        return [found[(c.deal_id, c.version)] for c in changes]
+        return [found[(row[_DEAL_ID], row[_VERSION])] for row in changes]
 
     def _first_taken(self, deals: Sequence[Deal]) -> Plan[str]:
         """The first of ``deals`` whose id the store already has (after a refused batch)."""
@@ -1266,15 +1266,39 @@ class _Taken(Exception):
     """A batch of new deals met an id the store already has (its write rolls back)."""
 
 
-def _last_of_each(
-    planned: Sequence[Sequence[Change]], positions: Sequence[int]
-) -> tuple[Change, ...]:
+_WRITTEN: Final = _codec.LOG_COLUMNS[1:]  # a change row as written: all but the position
+_DEAL_ID: Final = _WRITTEN.index("deal_id")
+_VERSION: Final = _WRITTEN.index("version")
+
+
+class EncodedAdd(NamedTuple):
+    """A new deal as ``add_many`` writes it: the deal, its change rows
+    (``_codec.log_values``) and its last change, the one returned. The other changes
+    are let go once encoded: a batch of 100,000 deals kept half a million ``Change``
+    values alive, and the cyclic collector walked them all again and again."""
+
+    deal: Deal
+    changes: tuple[tuple[Any, ...], ...]
+    last: Change
+
+
+def encoded_adds(
+    deals: object, actor: object, reason: object, key: object, imported: bool
+) -> list[EncodedAdd]:
+    """``add_many``'s arguments checked (``each_planned_add``) and encoded, before any write."""
+    return [
+        EncodedAdd(deal, tuple(_codec.log_values(change) for change in made), made[-1])
+        for deal, made in each_planned_add(deals, actor, reason, key, imported=imported)
+    ]
+
+
+def _last_of_each(planned: Sequence[EncodedAdd], positions: Sequence[int]) -> tuple[Change, ...]:
     """Each deal's last change with its position (``positions`` follow every change in order)."""
     last: list[Change] = []
     index = -1
-    for made in planned:
-        index += len(made)
-        last.append(made[-1].with_position(positions[index]))
+    for add in planned:
+        index += len(add.changes)
+        last.append(add.last.with_position(positions[index]))
     return tuple(last)
 
 
