@@ -161,37 +161,28 @@ def named(description: Sequence[Sequence[Any]] | None, rows: Sequence[Any]) -> l
 
 
 def drive(plan: Plan[T], opened: Callable[[Kind], AbstractContextManager[Any]]) -> T:
-    """Run ``plan``, each transaction on the cursor ``opened(kind)`` gives, synchronously.
-
-    What a transaction raised is thrown into the plan, as ``advance`` does for the
-    async driver; written as a plain loop because a save runs it on every move.
-    """
-    try:
-        within = next(plan)
-        while True:
-            try:
-                value = _within(within, opened)
-            except BaseException as error:
-                within = plan.throw(error)
-            else:
-                within = plan.send(value)
-    except StopIteration as stop:
-        result: T = stop.value
-        return result
+    """Run ``plan``, each transaction on the cursor ``opened(kind)`` gives, synchronously."""
+    return _ran(plan, lambda within: _within(within, opened))
 
 
 def _within(within: Within[T], opened: Callable[[Kind], AbstractContextManager[Any]]) -> T:
-    steps = within.steps
     with opened(within.kind) as cursor:
-        try:
-            statement = next(steps)
-            while True:
-                try:
-                    value = execute(cursor, statement)
-                except BaseException as error:
-                    statement = steps.throw(error)
-                else:
-                    statement = steps.send(value)
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
+        return _ran(within.steps, lambda statement: execute(cursor, statement))
+
+
+def _ran(generator: Generator[S, Any, T], do: Callable[[S], object]) -> T:
+    """Send ``generator`` what ``do`` makes of each step it yields, or throw in what
+    ``do`` raised (as ``advance`` does for the async driver); its value. A plain loop,
+    without an ``Outcome`` per step: a save runs it on every move."""
+    try:
+        step = next(generator)
+        while True:
+            try:
+                value = do(step)
+            except BaseException as error:
+                step = generator.throw(error)
+            else:
+                step = generator.send(value)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
