@@ -187,6 +187,15 @@ _DEFERRED: Final[dict[str, Callable[[Any, Any], None]]] = {
 _positioned: Final[Callable[..., Change]] = generate(
     Change, "positioned", "A copy of a Change with its position set.", given=("position",)
 )
+_set_position: Final[Callable[[Any, Any], None]] = Change.position.__set__  # type: ignore[union-attr]
+
+
+def committed_at(change: Change, position: int) -> Change:
+    """``change``, which a store has just derived and not yet handed to anyone, given the
+    ``position`` it was committed at in place (a save's hot path; ``with_position``
+    copies a change others may hold)."""
+    _set_position(change, _position(position))
+    return change
 
 
 def derive(

@@ -25,9 +25,9 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Final, cast
+from typing import Any, ClassVar, Final, cast
 
 from salespipeline.deal import Deal
 from salespipeline.errors import StorageError, ValidationError, shown
@@ -64,10 +64,20 @@ _STATEMENTS: Final = Statements(
 )
 
 
+def _amount_values(deal: Deal) -> tuple[str, int, int]:
+    """The amount as exact text, then its integer parts (``amount_whole``, ``amount_frac``),
+    which SQL sums exactly."""
+    return (str(deal.amount), *_codec.amount_parts(deal.amount))
+
+
 class SQLiteStore(SQLStore):
     """Deals in a SQLite file (or ``":memory:"``), safe for threads and processes."""
 
     sql = _STATEMENTS
+    _encoders: ClassVar[Mapping[str, Callable[[Deal], tuple[Any, ...]]]] = {
+        **_codec.ENCODERS,
+        "amount": _amount_values,
+    }
 
     def __init__(
         self,
@@ -152,11 +162,6 @@ class SQLiteStore(SQLStore):
         row["amount"], *parts = _amount_values(deal)
         return [*row.values(), *parts]
 
-    def _attribute_values(self, deal: Deal, name: str) -> tuple[Any, ...]:
-        if name == "amount":
-            return _amount_values(deal)
-        return super()._attribute_values(deal, name)
-
     def _deleting_securely(self, deletes: Steps[None]) -> Steps[None]:
         """Overwrite what the erase deletes with zeros (``secure_delete``), then put the
         connection's own setting back."""
@@ -223,12 +228,6 @@ def check_options(path: object, timeout: object, synchronous: object) -> float |
     ):
         raise ValidationError(f"synchronous must be 'full' or 'normal', not {shown(synchronous)}")
     return None if timeout is None else check_timeout(timeout, zero=True)
-
-
-def _amount_values(deal: Deal) -> tuple[str, int, int]:
-    """The amount as exact text, then its integer parts (``amount_whole``, ``amount_frac``),
-    which SQL sums exactly."""
-    return (str(deal.amount), *_codec.amount_parts(deal.amount))
 
 
 def _connect(path: str, timeout: float) -> sqlite3.Connection:

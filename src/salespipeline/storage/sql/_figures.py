@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
@@ -102,15 +102,19 @@ def extended(figures: Figures, last: Change, new: Sequence[Change]) -> Figures:
     """The figures of a history ending in ``last`` once ``new`` entries follow it.
 
     The same as ``of_history`` of the longer history (a property test holds them
-    equal), in time proportional to ``new`` alone.
+    equal), in time proportional to ``new`` alone. A move into a stage entered
+    before keeps the same ``entered`` set (so its layout stays cached).
     """
     if not new:
         return figures
     stays = dict(figures.stays)
-    for stage in open_stages([change.to_stage for change in new]):
-        stays.setdefault(stage, (0, 0))
-    _add_stays(stays, [last, *new])
-    entered = figures.entered.union(change.to_stage for change in new)
+    entered = figures.entered
+    adding = [change.to_stage for change in new if change.to_stage not in entered]
+    if adding:
+        entered = entered.union(adding)
+        for stage in open_stages(adding):
+            stays.setdefault(stage, (0, 0))
+    _add_stays(stays, (last, *new))
     return Figures(entered, stays, figures.moves + len(new))
 
 
@@ -123,28 +127,35 @@ def _add_stays(stays: dict[str, tuple[int, int]], history: Sequence[Change]) -> 
 
 def values(figures: Figures) -> list[Any]:
     """The ``COLUMNS`` values of ``figures``, the stays laid out in slots."""
-    entered, slots = _layout(figures.entered)
+    entered, slots, more, padding = _layout(figures.entered)
     summed = figures.stays
-    kept = [summed[stage] for stage in slots[:SLOTS]]
-    more = {stage: list(summed[stage]) for stage in slots[SLOTS:]}
-    padding = [0] * (SLOTS - len(kept))
+    kept = [summed[stage] for stage in slots]
     return [
         entered,
-        _json(more) if more else None,
-        *(count for count, _ in kept),
+        _json({stage: list(summed[stage]) for stage in more}) if more else None,
+        *[count for count, _ in kept],
         *padding,
-        *(total for _, total in kept),
+        *[total for _, total in kept],
         *padding,
         figures.moves,
     ]
 
 
 @functools.lru_cache(maxsize=1024)
-def _layout(entered: frozenset[str]) -> tuple[str, tuple[str, ...]]:
-    """A set of stages entered as stored (sorted), and the stages of its slots (few sets
+def _layout(
+    entered: frozenset[str],
+) -> tuple[str, tuple[str, ...], tuple[str, ...], tuple[int, ...]]:
+    """A set of stages entered as stored (sorted), the stages of its slots, those beyond
+    the slots (in ``stays_more``), and the zeros that pad the slots unused (few sets
     recur, and a save writes one on every move; a frozenset keeps its hash)."""
     ordered = sorted(entered)
-    return _json(ordered), tuple(open_stages(ordered))
+    stages = open_stages(ordered)
+    return (
+        _json(ordered),
+        tuple(stages[:SLOTS]),
+        tuple(stages[SLOTS:]),
+        (0,) * (SLOTS - len(stages[:SLOTS])),
+    )
 
 
 def read(row: Sequence[Any]) -> Figures:
@@ -173,9 +184,9 @@ def figure_values(stages: Sequence[str], at_us: Sequence[int]) -> list[Any]:
     return values(of_history(history))
 
 
-def open_stages(entered: Sequence[str]) -> list[str]:
-    """The stages that own stay slots, in slot order: ``entered`` without WON and LOST."""
-    return stay_stages(entered)
+open_stages: Final[Callable[[Iterable[str]], list[str]]] = stay_stages
+"""The stages that own stay slots, in slot order: ``entered`` without WON and LOST
+(``metrics``' own ``stay_stages``, under the name the row's layout gives them)."""
 
 
 def slot_stays(entered: Sequence[str], counts: Sequence[int], totals: Sequence[int]) -> list[Stay]:

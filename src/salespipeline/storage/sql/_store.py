@@ -265,6 +265,9 @@ class SQLStore(QueryingStore):
     sql: ClassVar[Statements]
     find_batch: ClassVar[int] = 500
     _row_lock: ClassVar[str] = ""
+    _encoders: ClassVar[Mapping[str, Callable[[Deal], tuple[Any, ...]]]] = _codec.ENCODERS
+    """Per deal attribute, the values of ``sql.columns_of[name]`` (a dialect may store one
+    attribute in more columns: SQLite's amount)."""
     """What makes a read of a deal row hold it to the transaction's end, where writers
     are not serialised already (PostgreSQL: ``FOR UPDATE``)."""
     _names: Names = DEFAULT
@@ -552,7 +555,7 @@ class SQLStore(QueryingStore):
         if position is None:
             raise (yield from self._refusal(deal, base))
         self._remember(as_stored(deal, change), written)
-        return change.with_position(position)
+        return log.committed_at(change, position)
 
     def _written(
         self, deal: Deal, change: Change, stored: Deal, known: object
@@ -574,9 +577,10 @@ class SQLStore(QueryingStore):
         change altered, then the version and the time."""
         columns: list[str] = []
         values: list[Any] = []
+        columns_of, encoders = self.sql.columns_of, self._encoders
         for name in change.changed:
-            columns += self.sql.columns_of[name]
-            values += self._attribute_values(deal, name)
+            columns += columns_of[name]
+            values += encoders[name](deal)
         columns += ("version", "updated_at_us")
         values += (deal.version, _codec.to_us(deal.updated_at))
         return columns, values
@@ -603,10 +607,6 @@ class SQLStore(QueryingStore):
                     columns.append(column)
                     values.append(value)
         return _figures.Written(figures, now)
-
-    def _attribute_values(self, deal: Deal, name: str) -> tuple[Any, ...]:
-        """The values of ``sql.columns_of[name]``."""
-        return _codec.ENCODERS[name](deal)
 
     @staticmethod
     def _known_figures(
