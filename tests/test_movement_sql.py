@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -20,14 +20,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _backends import Backend
 from _postgres import PostgresServer
-from salespipeline import log, metrics, presets
+from salespipeline import Bant, log, metrics, presets
 from salespipeline.errors import ValidationError
+from salespipeline.metrics import Flow
+from salespipeline.metrics._waterfall import ROWS, State, Tally, View, slipped, step
 from salespipeline.storage import DealStore, PostgresStore, SQLiteStore
+from salespipeline.storage.sql._moved import RULES
 from salespipeline.testing._stories import Story, deal_stories
 
 FIVE = presets.five_stage()
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+QUALIFIED = Bant(budget=True, authority=True, need=True, timeline=True)
 MONEY: tuple[dict[str, Any], ...] = (
     {},
     {"currency": "EUR"},
@@ -143,3 +148,122 @@ def test_the_log_benchmark_runs_and_its_paths_agree(
         kinds = {change.kind for change in store.log(limit=10_000)}
         assert store.verify() == ()
     assert {"open", "move", "update"} <= kinds
+
+
+# -- hand-worked: the part sorted in SQL, and what it leaves to the stream ----------
+
+DAY = timedelta(days=1)
+WEEK = (T0 + DAY, T0 + 8 * DAY)  # 2026-03-03 09:00 to 03-10 09:00: days 03-04 .. 03-10 inside
+
+
+def walked(store: DealStore, deal: Any, *stages: str, at: datetime) -> Any:
+    """``deal`` moved through ``stages`` an hour apart from ``at``, each move saved."""
+    for n, stage in enumerate(stages):
+        deal = FIVE.move(deal, stage, at=at + n * timedelta(hours=1))
+        store.save(deal)
+    return deal
+
+
+def week_store(store: DealStore) -> DealStore:
+    """One deal of each edge around the window ``WEEK`` (its figures in the test below)."""
+    qualified = {"bant": QUALIFIED}
+    won = FIVE.start("w", amount=100, close_date=date(2026, 3, 5), at=T0, **qualified)
+    store.add(won)
+    won = won.evolve(amount=120, at=T0 + 2 * DAY)
+    store.save(won)
+    stages = ("qualification", "initial_contact", "proposal", "closing", "won")
+    walked(store, won, *stages, at=T0 + 3 * DAY)
+    lost = FIVE.start("c", amount=40, at=T0 + 2 * DAY)  # created and lost inside
+    store.add(lost)
+    store.save(FIVE.lose(lost, "price", at=T0 + 4 * DAY))
+    back = FIVE.start("r", amount=80, at=T0)
+    store.add(back)
+    back = FIVE.lose(back, "price", at=T0 + 2 * DAY)
+    store.save(back)
+    store.save(FIVE.move(back, "prospecting", at=T0 + 3 * DAY))
+    euro = FIVE.start("x", amount=50, at=T0)
+    store.add(euro)
+    store.save(euro.evolve(currency="EUR", at=T0 + 2 * DAY))  # streamed
+    old = FIVE.start("i", amount=30, at=T0, **qualified)
+    store.add_many([FIVE.move(old, "qualification", at=T0 + 2 * DAY)], imported=True)
+    gone = FIVE.start("e", amount=999, at=T0)
+    store.add(gone)
+    store.erase("e", actor="dpo", reason="asked", at=T0 + 9 * DAY)
+    late = FIVE.start("s", amount=10, close_date=date(2026, 3, 4), at=T0)
+    store.add(late)
+    store.save(late.evolve(close_date=date(2026, 3, 20), at=T0 + 2 * DAY))
+    store.add(FIVE.start("t", amount=Decimal("0.000001"), at=T0 + DAY))
+    store.add(FIVE.start("after", amount=5, at=T0 + 8 * DAY))
+    quiet = FIVE.start("q", amount=60, at=T0)  # changed only after the window
+    store.add(quiet)
+    store.save(quiet.evolve(amount=70, at=T0 + 9 * DAY))
+    twice = FIVE.start("s2", amount=20, close_date=date(2026, 3, 4), at=T0)
+    store.add(twice)
+    twice = twice.evolve(close_date=date(2026, 3, 6), at=T0 + 2 * DAY)
+    store.save(twice)
+    store.save(twice.evolve(amount=25, close_date=date(2026, 3, 8), at=T0 + 3 * DAY))
+    return store
+
+
+def test_a_week_of_edges_sorted_in_sql_equals_the_worked_figures(backend: Backend) -> None:
+    with week_store(backend.open()) as store:
+        m = store.movement(FIVE, start=WEEK[0], end=WEEK[1])
+        changes = list(whole_log(store))
+        assert m == metrics.movement(changes, FIVE, start=WEEK[0], end=WEEK[1])
+        for money in MONEY[1:]:
+            pure = metrics.movement(changes, FIVE, start=WEEK[0], end=WEEK[1], **money)
+            assert store.movement(FIVE, start=WEEK[0], end=WEEK[1], **money) == pure
+    usd, eur = m.by_currency["USD"], m.by_currency["EUR"]
+    tiny = Decimal("0.000001")
+    assert usd.start == Flow(7, Decimal(350))  # w 100, r 80, x 50, i 30, s 10, q 60, s2 20
+    assert usd.created == Flow(2, 40 + tiny)  # c, t
+    assert (usd.increased, usd.decreased) == (Flow(2, Decimal(25)), Flow(0, Decimal(0)))
+    assert (usd.won, usd.lost) == (Flow(1, Decimal(120)), Flow(2, Decimal(120)))
+    assert (usd.reopened, usd.migrated_out) == (Flow(1, Decimal(80)), Flow(1, Decimal(50)))
+    assert usd.end == Flow(6, 205 + tiny)  # r 80, i 30, s 10, t, q 60, s2 25
+    assert usd.slipped == Flow(2, Decimal(35))  # s 10, s2 25 (after its last slip)
+    assert usd.pushed_out == Flow(1, Decimal(10))  # s: due 03-04, then 03-20
+    assert (eur.created, eur.end) == (Flow(1, Decimal(50)), Flow(1, Decimal(50)))
+    assert m.start.count == 7 and m.end.count == 7 and m.currency is None
+
+
+def kind_of(state: State | None) -> int:
+    """The code in ``_moved.KINDS`` of the kind ``state`` is of, for the view of ``p``."""
+    if state is None:
+        return 0
+    if state.pipeline != "p":
+        return 1
+    return {"won": 2, "lost": 3}.get(state.stage, 4)
+
+
+STATES = st.builds(
+    State,
+    st.sampled_from(["p", "q"]),
+    st.sampled_from(["won", "lost", "prospecting", "closing"]),
+    st.sampled_from([Decimal(0), Decimal(1), Decimal("2.5")]),
+    st.sampled_from(["USD", "EUR"]),
+    st.none() | st.dates(date(2026, 3, 1), date(2026, 3, 3)),
+)
+
+
+@given(st.none() | STATES, STATES)
+def test_the_rules_sql_looks_up_are_the_waterfalls_own_for_any_states(
+    before: State | None, after: State
+) -> None:
+    # the table holds for every state, not only the one of each kind it was made from
+    view = View("p", None, lambda state: state.amount)
+    tally = Tally()
+    net = step(tally, view, before, after)
+    pair = (kind_of(before), kind_of(after))
+    [*rows] = (row for row in ROWS if tally.counts[row])
+    assert rows == ([RULES.events[pair]] if pair in RULES.events else [])
+    counts = pair in RULES.deltas
+    assert before is None or net == (after.amount - before.amount if counts else 0)
+    assert (kind_of(after) in RULES.member) == view.member(after)
+    moved_later = (
+        before is not None
+        and before.close_date is not None
+        and after.close_date is not None
+        and after.close_date > before.close_date
+    )
+    assert slipped(view, before, after) == (pair in RULES.slips and moved_later)

@@ -176,14 +176,26 @@ class Waterfall:
         """
         if count <= 0:
             return
-        for tally in (self._all, self._currencies.setdefault(currency, Tally())):
-            _unchanged(tally, count, value)
+        tally = Tally()
+        for row in ("start", "end"):
+            tally.counts[row], tally.values[row] = count, value
+        self.add_tallied(currency, tally)
+
+    def add_tallied(self, currency: str, tally: Tally) -> None:
+        """Add the rows of deals that stood in ``currency`` in every state of theirs that
+        ``add`` reads, tallied elsewhere (a SQL store sorts them in the database).
+
+        For such a deal every view ``add`` tallies it in gives the same rows, so adding
+        their sums per currency gives the result ``add`` of each would.
+        """
+        for target in (self._all, self._currencies.setdefault(currency, Tally())):
+            _merge(target, tally, None)
         if self._money.rates is not None:
             rate = self._money.rate(currency)
             if rate is None:
                 self._unrated.add(currency)
             else:
-                _unchanged(self._rated, count, convert(value, rate))
+                _merge(self._rated, tally, rate)
 
     def _converted(self, state: State) -> Decimal | None:
         rate = self._money.rate(state.currency)
@@ -243,11 +255,12 @@ class Waterfall:
         )
 
 
-def _unchanged(tally: Tally, count: int, value: Decimal) -> None:
-    """``count`` deals worth ``value`` in all, open at the window's start and at its end."""
-    for row in ("start", "end"):
-        tally.counts[row] += count
-        tally.values[row] = EXACT.add(tally.values[row], value)
+def _merge(target: Tally, tally: Tally, rate: Decimal | None) -> None:
+    """Add ``tally`` into ``target``, its values converted at ``rate`` (None: as they are)."""
+    for row in ROWS:
+        value = tally.values[row] if rate is None else convert(tally.values[row], rate)
+        target.counts[row] += tally.counts[row]
+        target.values[row] = EXACT.add(target.values[row], value)
 
 
 def _only(by_currency: Mapping[str, Movement], code: str) -> dict[str, Movement]:

@@ -22,7 +22,19 @@ from salespipeline.log import Change, replay
 from salespipeline.metrics._report import EXACT
 from salespipeline.stages import LOST, WON
 
-__all__ = ["ROWS", "Path", "State", "Tally", "View", "Window", "path", "tally_deal"]
+__all__ = [
+    "ROWS",
+    "Path",
+    "State",
+    "Tally",
+    "View",
+    "Window",
+    "path",
+    "pushed_out",
+    "slipped",
+    "step",
+    "tally_deal",
+]
 
 ROWS: Final = (
     "start",
@@ -54,17 +66,36 @@ class Window:
         """Whether ``at`` is inside the window."""
         return self.start <= at < self.end
 
+    def days(self) -> tuple[date | None, date | None]:
+        """The first day that begins (at 00:00 UTC) at or after ``start``, and the first
+        at or after ``end`` (None: none does before ``date.max`` ends).
+
+        ``holds_day`` and ``after_end`` compare a day with these two only, so a store
+        can compare its ISO date text with theirs in SQL.
+        """
+        return _first_day(self.start), _first_day(self.end)
+
     def holds_day(self, day: date | None) -> bool:
         """Whether ``day`` begins (at 00:00 UTC) inside the window."""
-        return day is not None and self.holds(_midnight(day))
+        first, after = self.days()
+        return day is not None and first is not None and first <= day and _before(day, after)
 
     def after_end(self, day: date | None) -> bool:
         """Whether ``day`` begins (at 00:00 UTC) at or after ``end``."""
-        return day is not None and _midnight(day) >= self.end
+        after = self.days()[1]
+        return day is not None and not _before(day, after)
 
 
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=timezone.utc)
+def _first_day(moment: datetime) -> date | None:
+    """The first day beginning (00:00 UTC) at or after the aware ``moment``."""
+    day = moment.astimezone(timezone.utc).date()
+    if datetime.combine(day, time(), tzinfo=timezone.utc) >= moment:
+        return day
+    return None if day == date.max else day + timedelta(days=1)
+
+
+def _before(day: date, bound: date | None) -> bool:
+    return bound is None or day < bound
 
 
 @attrs.frozen
@@ -191,25 +222,25 @@ def tally_deal(tally: Tally, view: View, deal: Path, window: Window) -> None:
     if view.member(deal.first):
         assert deal.first is not None
         tally.add("start", view.value(deal.first))
-    net, slipped = _ZERO, None
+    net, slip = _ZERO, None
     before = deal.first
     for state in deal.steps:
-        net = EXACT.add(net, _step(tally, view, before, state))
-        if _slipped(view, before, state):
-            slipped = view.value(state)
+        net = EXACT.add(net, step(tally, view, before, state))
+        if slipped(view, before, state):
+            slip = view.value(state)
         before = state
     if view.member(deal.last):
         assert deal.last is not None
         tally.add("end", view.value(deal.last))
-        if _pushed_out(view, deal, window):
+        if pushed_out(view, deal, window):
             tally.add("pushed_out", view.value(deal.last))
     if net:
         tally.add("increased" if net > 0 else "decreased", abs(net))
-    if slipped is not None:
-        tally.add("slipped", slipped)
+    if slip is not None:
+        tally.add("slipped", slip)
 
 
-def _step(tally: Tally, view: View, before: State | None, after: State) -> Decimal:
+def step(tally: Tally, view: View, before: State | None, after: State) -> Decimal:
     """Tally a change that enters or leaves the view; the amount change it makes inside."""
     was, now = view.member(before), view.member(after)
     if now and not was:
@@ -234,7 +265,8 @@ def _exit(view: View, after: State) -> str:
     return "migrated_out"
 
 
-def _slipped(view: View, before: State | None, after: State) -> bool:
+def slipped(view: View, before: State | None, after: State) -> bool:
+    """Whether a change moved an open deal's close date to a later day."""
     return (
         view.member(before)
         and view.member(after)
@@ -245,7 +277,8 @@ def _slipped(view: View, before: State | None, after: State) -> bool:
     )
 
 
-def _pushed_out(view: View, deal: Path, window: Window) -> bool:
+def pushed_out(view: View, deal: Path, window: Window) -> bool:
+    """Whether a deal open at start, due inside the window then, is due at or after its end."""
     first, last = deal.first, deal.last
     return (
         view.member(first)

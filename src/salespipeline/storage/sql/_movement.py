@@ -1,17 +1,17 @@
-"""``store.movement`` on a SQL store: the quiet deals summed in SQL, the rest streamed (private).
+"""``store.movement`` on a SQL store: every deal's rows sorted and summed in SQL (private).
 
 A deal no change touched from the window's start on (``updated_at_us < start``) stands
 at ``start`` and at ``end`` as its row does now: if its row is open in the pipeline,
 it adds one to ``start`` and to ``end`` at its amount and to no other row. Those are
-counted and their amounts summed exactly in the database, per currency (``UNCHANGED``).
+counted and their amounts summed exactly in the database, per currency (``unchanged``).
 
 Every other deal the waterfall may hold (changed since ``start``, and now in the
-pipeline or ever migrated, since ``pipeline`` changes only by migration) is streamed:
-its changes before the window's end, deal by deal (``deal_id``, ``version``) in
-batches, so Python holds one deal's changes at a time, and the shared ``Waterfall``
-sorts them. Streaming stays for these because the rows they fall into follow from
-the order of their changes, which the log stores as JSON old/new pairs; both
-statements run in one read transaction (one snapshot).
+pipeline or ever migrated, since ``pipeline`` changes only by migration) has its
+states rebuilt from its row and its changes and sorted into rows in the database,
+per currency (``_moved``). The few that statement leaves out (``_moved.ODD``: a
+currency changed since ``start``) are streamed: their changes before the window's
+end, deal by deal, so Python holds one deal's changes at a time, and the shared
+``Waterfall`` sorts them. The statements run in one read transaction (one snapshot).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from salespipeline.metrics._time import to_us
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
 from salespipeline.storage import _codec
+from salespipeline.storage.sql import _moved
 from salespipeline.storage.sql._dialect import Dialect, read_int
 
 __all__ = ["sql_movement", "statement", "unchanged"]
@@ -59,15 +60,16 @@ def unchanged(dialect: Dialect) -> str:
     )
 
 
-def statement(placeholder: str) -> str:
+def statement(dialect: Dialect) -> str:
     """The changes before an instant of the deals changed since another that a
-    pipeline's waterfall may hold."""
+    pipeline's waterfall may hold and ``_moved`` leaves out (``_moved.ODD``)."""
     columns = ", ".join(f"c.{name}" for name in _codec.LOG_COLUMNS)
-    p = placeholder
-    return (
-        f"SELECT {columns} FROM sp_changes c WHERE c.at_us < {p} AND c.deal_id IN "
-        f"(SELECT d.id FROM sp_deals d WHERE d.updated_at_us >= {p} AND (d.pipeline = {p} "
-        "OR EXISTS (SELECT 1 FROM sp_changes m WHERE m.deal_id = d.id AND m.kind = 'migrate'))) "
+    odd = _moved.odd(_moved.amounts(dialect)).replace(":start", "?")
+    return dialect.q(
+        f"SELECT {columns} FROM sp_changes c WHERE c.at_us < CAST(? AS BIGINT) AND c.deal_id IN "
+        "(SELECT d.id FROM sp_deals d WHERE d.updated_at_us >= CAST(? AS BIGINT) "
+        "AND (d.pipeline = ? OR EXISTS (SELECT 1 FROM sp_changes m "
+        f"WHERE m.deal_id = d.id AND m.kind = 'migrate')) AND {odd}) "
         "ORDER BY c.deal_id, c.version"
     )
 
@@ -92,18 +94,25 @@ def sql_movement(
     with read() as cursor:
         cursor.execute(unchanged(dialect), (pipeline.name, WON, LOST, start_us))
         _add_unchanged(waterfall, cursor, dialect)
-        params = (to_us(window.end), start_us, pipeline.name)
-        cursor.execute(statement(dialect.placeholder), params)
+        cursor.execute(*_moved.moved(dialect, pipeline.name, window))
+        for code, tally in _moved.read_tallies(_named(cursor), dialect):
+            waterfall.add_tallied(code, tally)
+        params = (to_us(window.end), start_us, pipeline.name, start_us)
+        cursor.execute(statement(dialect), params)
         for changes in _per_deal(cursor):
             waterfall.add(changes)
     return waterfall.result()
 
 
+def _named(cursor: _Cursor) -> list[dict[str, Any]]:
+    """The rows of the statement run last, each by column name."""
+    names = [column[0] for column in cursor.description or ()]
+    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+
+
 def _add_unchanged(waterfall: Waterfall, cursor: _Cursor, dialect: Dialect) -> None:
     """Give ``waterfall`` each currency's unchanged open deals, read by column name."""
-    names = [column[0] for column in cursor.description or ()]
-    for values in cursor.fetchall():
-        row = dict(zip(names, values, strict=True))
+    for row in _named(cursor):
         waterfall.add_unchanged(
             str(row["currency"]), read_int(row["deals"]), dialect.read_amount(row, "amount")
         )
