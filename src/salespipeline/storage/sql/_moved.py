@@ -24,6 +24,7 @@ the streamed path (``ODD``).
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -31,6 +32,7 @@ from typing import Final
 
 import attrs
 
+from salespipeline import limits
 from salespipeline.metrics._report import EXACT
 from salespipeline.metrics._time import to_us
 from salespipeline.metrics._waterfall import (
@@ -47,7 +49,17 @@ from salespipeline.metrics._waterfall import (
 from salespipeline.stages import LOST, WON
 from salespipeline.storage.sql._dialect import Dialect, Row, read_int, read_split
 
-__all__ = ["KINDS", "ODD", "RULES", "Rules", "moved", "read_tallies"]
+__all__ = [
+    "KINDS",
+    "ODD",
+    "RULES",
+    "Rules",
+    "Spelling",
+    "moved",
+    "odd",
+    "read_tallies",
+    "spelling",
+]
 
 _HERE, _ELSEWHERE, _OPEN = "p", "q", "open"
 KINDS: Final = (
@@ -135,18 +147,25 @@ RULES: Final = rules()
 
 
 @attrs.frozen
-class Amounts:
-    """How one database holds an exact amount in SQL: as parts counting units of
-    ``10 ** exponent`` (summed as quotient and remainder by ``split`` when set)."""
+class Spelling:
+    """What one database spells its own way here: an exact amount as parts counting
+    units of ``10 ** exponent`` (summed as quotient and remainder by ``split`` when
+    set), a version as fixed-width text, a key of ``changed``."""
 
     exponents: tuple[int, ...]
     splits: tuple[int | None, ...]
-    row: tuple[str, ...]
-    """The deal row's amount (table ``d``), part by part."""
+    row_amount: str
+    """The deal row's amount (table ``d``) as decimal text."""
     patterns: tuple[str, ...]
     """The parts of a decimal text ``{t}``."""
-    odd: str
-    """Whether the text ``{t}`` is not one the parts read (streamed instead)."""
+    padded: str
+    """The version ``{v}`` as text of ten digits (versions are below 2**31)."""
+    pair: str
+    """The ``[old, new]`` pair of key ``{k}`` of the change ``c``, NULL when absent."""
+    old: str
+    """The old value of the pair ``{j}`` as SQL text (NULL for JSON null)."""
+    materialized: str
+    """Written after ``AS`` of a common table whose rows are read many times over."""
     collate: str
     """Appended to a text so it compares by code point."""
 
@@ -159,115 +178,125 @@ _WHOLE: Final = "CAST(substr({t}, 1, instr({t} || '.', '.') - 1) AS INTEGER)"
 _FRACTION: Final = (
     "CAST(substr(substr({t}, instr({t} || '.', '.') + 1) || '000000000000', 1, 12) AS INTEGER)"
 )
-SQLITE: Final = Amounts(
+SQLITE: Final = Spelling(
     exponents=(9, 0, -12),
     splits=(None, None, 10**6),
-    row=("d.amount_whole / 1000000000", "d.amount_whole % 1000000000", "d.amount_frac"),
+    row_amount="d.amount",
     patterns=(f"{_WHOLE} / 1000000000", f"{_WHOLE} % 1000000000", _FRACTION),
-    odd="{t} GLOB '*[^0-9.]*'",
+    padded="printf('%010d', {v})",
+    pair="CASE WHEN instr(c.changed, '\"{k}\":[') > 0 THEN json_extract(c.changed, '$.{k}') END",
+    old="json_extract({j}, '$[0]')",
+    materialized="MATERIALIZED " if sqlite3.sqlite_version_info >= (3, 35) else "",
     collate="",
 )
 """SQLite: integer parts of 10**9, 1 and 10**-12 (amounts are below 10**18 with at
-most 12 places), so a deal's net change of many steps cannot overflow 64 bits."""
-POSTGRES: Final = Amounts(
+most 12 places), so a deal's net change of many steps cannot overflow 64 bits. Its
+JSON is text, parsed on every read: a key is looked for as text first (a key of the
+change itself holds an array; a match elsewhere is only parsed for nothing)."""
+POSTGRES: Final = Spelling(
     exponents=(0,),
     splits=(None,),
-    row=("d.amount",),
+    row_amount="CAST(d.amount AS TEXT)",
     patterns=("CAST({t} AS NUMERIC)",),
-    odd="FALSE",
+    padded="lpad(CAST({v} AS TEXT), 10, '0')",
+    pair="c.changed -> '{k}'",
+    old="{j} ->> 0",
+    materialized="MATERIALIZED ",
     collate=' COLLATE "C"',
 )
 
+if limits.MAX_AMOUNT_PLACES > 6 or limits.MAX_AMOUNT_DIGITS > 18:  # pragma: no cover
+    raise ImportError("the SQL amount parts read at most 18 digits and 6 places")
+"""``str`` of an amount of at most 6 places writes no exponent, so the parts read
+every amount a log holds as text."""
 
-def amounts(dialect: Dialect) -> Amounts:
-    """The ``Amounts`` of ``dialect``'s database."""
+
+def spelling(dialect: Dialect) -> Spelling:
+    """The ``Spelling`` of ``dialect``'s database."""
     return SQLITE if dialect.name == "sqlite" else POSTGRES
 
 
-def _names(prefix: str, money: Amounts) -> list[str]:
-    return [f"{prefix}{k}" for k in range(len(money.exponents))]
-
-
-def _old(attribute: str) -> str:
-    return f"c.changed -> '{attribute}' ->> 0"
-
-
 ODD: Final = (
-    "EXISTS (SELECT 1 FROM sp_changes x WHERE x.deal_id = d.id "
-    "AND x.at_us >= CAST(:start AS BIGINT) AND x.version <= d.version "
-    "AND (x.changed -> 'currency' ->> 0 IS NOT NULL OR {odd}))"
+    "EXISTS (SELECT 1 FROM sp_changes c WHERE c.deal_id = d.id "
+    "AND c.at_us >= CAST(:start AS BIGINT) AND c.version <= d.version "
+    "AND {currency} IS NOT NULL)"
 )
-"""A deal changed from ``start`` on whose currency changed then (or whose amounts the
-SQL cannot read): the streamed path sorts it."""
+"""A deal changed from ``start`` on whose currency changed then: the streamed path
+sorts it."""
 
 
-def odd(money: Amounts) -> str:
-    """``ODD`` for the deal ``d`` in ``money``'s database."""
-    return ODD.replace("{odd}", money.odd.replace("{t}", "x.changed -> 'amount' ->> 0"))
+def odd(spelt: Spelling) -> str:
+    """``ODD`` for the deal ``d`` in ``spelt``'s database."""
+    pair = f"({spelt.pair.replace('{k}', 'currency')})"
+    return ODD.replace("{currency}", spelt.old.replace("{j}", pair))
 
 
-def _candidates(money: Amounts) -> str:
-    rows = ", ".join(f"{part} AS r_a{k}" for k, part in enumerate(money.row))
+def _candidates(spelt: Spelling) -> str:
     return (
         "SELECT d.id AS id, d.version AS dv, d.currency AS cur, d.pipeline AS r_p, "
-        f"d.stage AS r_s, d.close_date AS r_c, {rows} FROM sp_deals d "
+        f"d.stage AS r_s, d.close_date AS r_c, {spelt.row_amount} AS r_a FROM sp_deals d "
         "WHERE d.updated_at_us >= CAST(:start AS BIGINT) AND (d.pipeline = :pipeline "
         "OR EXISTS (SELECT 1 FROM sp_changes m WHERE m.deal_id = d.id AND m.kind = 'migrate')) "
-        f"AND NOT {odd(money)}"
+        f"AND NOT {odd(spelt)}"
     )
 
 
 _ATTRIBUTES: Final = {"p": "pipeline", "s": "stage", "c": "close_date", "a": "amount"}
 
 
-def _changes(money: Amounts) -> str:
-    """Each change from ``start`` on of a candidate, with what it altered and the old values."""
-    touched = ", ".join(
-        f"CASE WHEN c.changed -> '{name}' IS NULL THEN 0 ELSE 1 END AS t_{key}"
-        for key, name in _ATTRIBUTES.items()
+def _changes(spelt: Spelling) -> str:
+    """Each change from ``start`` on of a candidate, with the pairs of what it altered."""
+    pairs = ", ".join(
+        f"{spelt.pair.replace('{k}', name)} AS j_{key}" for key, name in _ATTRIBUTES.items()
     )
-    olds = [f"{_old(name)} AS o_{key}" for key, name in _ATTRIBUTES.items() if key != "a"]
-    parts = money.parts(_old("amount"))
-    olds += [f"{part} AS o_a{k}" for k, part in enumerate(parts)]
     return (
-        f"SELECT r.*, c.version AS v, c.at_us AS at_us, {touched}, {', '.join(olds)} "
+        f"SELECT r.*, c.version AS v, c.at_us AS at_us, {pairs} "
         "FROM sp_changes c JOIN cand r ON r.id = c.deal_id "
         "WHERE c.at_us >= CAST(:start AS BIGINT) AND c.version <= r.dv"
     )
 
 
-def _groups() -> str:
-    """Per attribute, the changes up to the next one that alters it share a group."""
-    earlier = "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING"
-    groups = ", ".join(
-        f"COALESCE(SUM(t_{key}) OVER (PARTITION BY id ORDER BY v {earlier}), 0) AS g_{key}"
-        for key in _ATTRIBUTES
-    )
-    return f"SELECT ch.*, {groups} FROM ch"
-
-
-def _before(money: Amounts) -> str:
-    """Each change with the state before it: its group's altering change's old values."""
-    columns = [(key, f"o_{key}", f"r_{key}") for key in "psc"]
-    columns += [("a", f"o_a{k}", f"r_a{k}") for k in range(len(money.exponents))]
-    values = []
-    for key, old, row in columns:
-        group = f"OVER (PARTITION BY id, g_{key})"
-        values.append(
-            f"CASE WHEN MAX(t_{key}) {group} = 1 THEN MAX(CASE WHEN t_{key} = 1 THEN {old} END) "
-            f"{group} ELSE {row} END AS b_{old[2:]}"
-        )
-    return f"SELECT g.*, {', '.join(values)} FROM g"
-
-
-def _after(money: Amounts) -> str:
-    """Each change with the state after it (the next change's before, or the row's)."""
-    keys = ["p", "s", "c", *(f"a{k}" for k in range(len(money.exponents)))]
-    values = ", ".join(f"LEAD(b_{key}, 1, r_{key}) OVER w AS a_{key}" for key in keys)
+def _keyed(spelt: Spelling, key: str) -> str:
+    """Where a change altered the attribute: its version then its old value (``1`` before
+    a value, ``0`` for none), so the least key of a range is its first such change's."""
+    old = spelt.old.replace("{j}", f"j_{key}")
+    padded = spelt.padded.replace("{v}", "v")
     return (
-        f"SELECT b.*, {values}, ROW_NUMBER() OVER w AS rn, LEAD(at_us) OVER w AS next_at "
-        "FROM b WINDOW w AS (PARTITION BY id ORDER BY v)"
+        f"CASE WHEN j_{key} IS NOT NULL THEN {padded} || COALESCE('1' || ({old}), '0') END"
+        f"{spelt.collate}"
     )
+
+
+def _states() -> str:
+    """Per change and attribute, the least key from it on (the value before it) and
+    after it (the value after it), in one pass over each deal's changes, last first."""
+    frames = {"b": "CURRENT ROW", "a": "1 PRECEDING"}
+    keys = ", ".join(
+        f"MIN(k_{key}) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND {bound}) AS {side}k_{key}"
+        for key in _ATTRIBUTES
+        for side, bound in frames.items()
+    )
+    return (
+        f"SELECT id, cur, v, at_us, r_p, r_s, r_c, r_a, {keys}, "
+        "LAG(at_us) OVER w AS next_at, CASE WHEN LEAD(v) OVER w IS NULL THEN 1 ELSE 0 END "
+        "AS is_first FROM keyed WINDOW w AS (PARTITION BY id ORDER BY v DESC)"
+    )
+
+
+def _keys(spelt: Spelling) -> str:
+    keys = ", ".join(f"{_keyed(spelt, key)} AS k_{key}" for key in _ATTRIBUTES)
+    return f"SELECT ch.*, {keys} FROM ch"
+
+
+def _decoded() -> str:
+    """The states before and after each change: a key's value, or the row's without one."""
+    values = ", ".join(
+        f"CASE WHEN {side}k_{key} IS NULL THEN r_{key} WHEN substr({side}k_{key}, 11, 1) = '0' "
+        f"THEN NULL ELSE substr({side}k_{key}, 12) END AS {side}_{key}"
+        for key in _ATTRIBUTES
+        for side in "ba"
+    )
+    return f"SELECT id, cur, v, at_us, next_at, is_first, {values} FROM st"
 
 
 def _kind(side: str) -> str:
@@ -278,15 +307,26 @@ def _kind(side: str) -> str:
     )
 
 
-def _kinds() -> str:
-    """Each change's kinds of state, whether it is inside the window (a step), and
-    whether the state at ``end`` is read from it (``last``)."""
+def _parts(spelt: Spelling, side: str) -> list[str]:
+    """The columns that hold the parts of the amount of state ``side``."""
+    return [f"{side}_a{k}" for k in range(len(spelt.exponents))]
+
+
+def _kinds(spelt: Spelling) -> str:
+    """Each change's kinds of state, the parts of its amounts, whether it is inside the
+    window (a step), and whether the state at ``end`` is read from it (``is_last``)."""
+    parts = ", ".join(
+        f"{part} AS {name}"
+        for side in "ba"
+        for part, name in zip(spelt.parts(f"{side}_a"), _parts(spelt, side), strict=True)
+    )
     return (
         f"SELECT s.*, CASE WHEN v = 1 THEN 0 ELSE {_kind('b')} END AS kb, {_kind('a')} AS ka, "
+        f"{parts}, "
         "CASE WHEN at_us < CAST(:end AS BIGINT) THEN 1 ELSE 0 END AS step, "
         "CASE WHEN at_us < CAST(:end AS BIGINT) AND (next_at IS NULL "
         "OR next_at >= CAST(:end AS BIGINT)) THEN 1 "
-        "WHEN rn = 1 AND at_us >= CAST(:end AS BIGINT) THEN 1 ELSE 0 END AS is_last FROM s"
+        "WHEN is_first = 1 AND at_us >= CAST(:end AS BIGINT) THEN 1 ELSE 0 END AS is_last FROM s"
     )
 
 
@@ -307,29 +347,25 @@ def _member(kind: str) -> str:
     return f"{kind} IN ({', '.join(map(str, sorted(RULES.member)))})"
 
 
-def _rowed(money: Amounts) -> str:
+def _rowed(spelt: Spelling) -> str:
     """Each step's row (``RULES.events``), whether its amount change counts in the net
-    change, whether it slipped; the state at ``end`` of the ``last`` change."""
-    n = len(money.exponents)
+    change, whether it slipped; the state at ``end`` of the ``is_last`` change."""
+    c = spelt.collate
     later = (
-        f"{_within(RULES.slips)} = 1 AND b_c IS NOT NULL AND a_c IS NOT NULL "
-        f"AND a_c{money.collate} > b_c{money.collate}"
+        f"{_within(RULES.slips)} = 1 AND b_c IS NOT NULL AND a_c IS NOT NULL AND a_c{c} > b_c{c}"
     )
-    ends = ", ".join(f"CASE WHEN step = 1 THEN a_a{k} ELSE b_a{k} END AS l_a{k}" for k in range(n))
     events = _case({pair: f"'{row}'" for pair, row in RULES.events.items()}, "NULL")
+    ends = ", ".join(
+        f"CASE WHEN step = 1 THEN {a} ELSE {b} END AS {a.replace('a_', 'l_', 1)}"
+        for a, b in zip(_parts(spelt, "a"), _parts(spelt, "b"), strict=True)
+    )
     return (
         f"SELECT k.*, CASE WHEN step = 1 THEN {events} END AS ev, "
         f"CASE WHEN step = 1 AND {_within(RULES.deltas)} = 1 THEN 1 ELSE 0 END AS dl, "
         f"CASE WHEN step = 1 AND {later} THEN 1 ELSE 0 END AS slip, "
         "CASE WHEN step = 1 THEN ka ELSE kb END AS kl, "
-        f"CASE WHEN step = 1 THEN a_c ELSE b_c END AS l_c, {ends} FROM k"
-    )
-
-
-def _last_slips() -> str:
-    return (
-        "SELECT e.*, COALESCE(SUM(slip) OVER (PARTITION BY id ORDER BY v "
-        "ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0) AS later_slips FROM e"
+        "CASE WHEN step = 1 THEN a_c ELSE b_c END AS l_c, "
+        f"{ends} FROM k"
     )
 
 
@@ -337,50 +373,52 @@ def _flag(condition: str) -> str:
     return f"MAX(CASE WHEN {condition} THEN 1 ELSE 0 END)"
 
 
-def _sums(name: str, condition: str, value: str, n: int) -> list[str]:
-    """The parts of ``value`` (``{k}`` for the part) summed where ``condition`` holds."""
+def _sums(name: str, condition: str, parts: Sequence[str]) -> list[str]:
+    """The exact ``parts`` of an amount summed where ``condition`` holds."""
     return [
-        f"SUM(CASE WHEN {condition} THEN {value.format(k=k)} ELSE 0 END) AS {name}{k}"
-        for k in range(n)
+        f"SUM(CASE WHEN {condition} THEN {part} ELSE 0 END) AS {name}{k}"
+        for k, part in enumerate(parts)
     ]
 
 
-def _per_deal(money: Amounts) -> str:
-    """Each deal's rows: flags and exact value parts, the net change's parts, and
-    whether any state of its path is in the open pipeline (``touched``)."""
-    n, c = len(money.exponents), money.collate
-    opened, ended = f"rn = 1 AND {_member('kb')}", f"is_last = 1 AND {_member('kl')}"
-    final, entered = "slip = 1 AND later_slips = 0", f"step = 1 AND {_member('ka')}"
+def _per_deal(spelt: Spelling) -> str:
+    """Each deal's rows: flags and exact value parts, the net change's parts, its last
+    slip (version and amount, as a key), and whether any state of its path is in the
+    open pipeline (``touched``)."""
+    c, after = spelt.collate, _parts(spelt, "a")
+    opened, ended = f"is_first = 1 AND {_member('kb')}", f"is_last = 1 AND {_member('kl')}"
+    entered = f"step = 1 AND {_member('ka')}"
+    slip_key = f"{spelt.padded.replace('{v}', 'v')} || a_a"
+    net = [f"{a} - {b}" for a, b in zip(after, _parts(spelt, "b"), strict=True)]
     columns = [
         "id",
         "MAX(cur) AS cur",
         f"{_flag(opened)} AS n_start",
-        *_sums("v_start", opened, "b_a{k}", n),
+        *_sums("v_start", opened, _parts(spelt, "b")),
         f"{_flag(ended)} AS n_end",
-        *_sums("v_end", ended, "l_a{k}", n),
-        f"{_flag(f'rn = 1 AND b_c{c} >= :first_day AND b_c{c} < :after_day')} AS due",
+        *_sums("v_end", ended, _parts(spelt, "l")),
+        f"{_flag(f'is_first = 1 AND b_c{c} >= :first_day AND b_c{c} < :after_day')} AS due",
         f"{_flag(f'is_last = 1 AND l_c{c} >= :after_day')} AS late",
-        "MAX(CASE WHEN rn = 1 THEN kb END) AS kf",
+        "MAX(CASE WHEN is_first = 1 THEN kb END) AS kf",
         "MAX(CASE WHEN is_last = 1 THEN kl END) AS kt",
-        *_sums("net", "dl = 1", "a_a{k} - b_a{k}", n),
-        f"{_flag(final)} AS n_slipped",
-        *_sums("v_slipped", final, "a_a{k}", n),
+        *_sums("net", "dl = 1", net),
+        f"MAX(CASE WHEN slip = 1 THEN {slip_key} END){c} AS slip_key",
         f"{_flag(f'({opened}) OR ({entered})')} AS touched",
     ]
     for row in _EVENTS:
         columns.append(f"SUM(CASE WHEN ev = '{row}' THEN 1 ELSE 0 END) AS n_{row}")
-        columns += _sums(f"v_{row}", f"ev = '{row}'", "a_a{k}", n)
-    return f"SELECT {', '.join(columns)} FROM f GROUP BY id"
+        columns += _sums(f"v_{row}", f"ev = '{row}'", after)
+    return f"SELECT {', '.join(columns)} FROM e GROUP BY id"
 
 
-def _sign(money: Amounts) -> str:
+def _sign(spelt: Spelling) -> str:
     """The sign of a deal's net change (as an expression with that sign) from its parts:
     each part's carry moved up, so every remainder is smaller than a unit above it and
     the first part that is not zero, from the top, has the sign of the whole."""
-    names = [f"net{k}" for k in range(len(money.exponents))]
+    names = [f"net{k}" for k in range(len(spelt.exponents))]
     carried, remainders = names[-1], []
     for k in range(len(names) - 1, 0, -1):
-        unit = 10 ** (money.exponents[k - 1] - money.exponents[k])
+        unit = 10 ** (spelt.exponents[k - 1] - spelt.exponents[k])
         remainders.append(f"(({carried}) % {unit})")
         carried = f"({names[k - 1]} + ({carried}) / {unit})"
     ordered = [carried, *reversed(remainders)]
@@ -388,35 +426,40 @@ def _sign(money: Amounts) -> str:
     return f"CASE {whens} ELSE {ordered[-1]} END" if whens else ordered[0]
 
 
-def _signed(money: Amounts) -> str:
+def _signed(spelt: Spelling) -> str:
+    """Each touched deal with its net change's sign, whether it was pushed out, and the
+    amount after its last slip."""
     pushed = f"CASE WHEN due = 1 AND late = 1 AND {_within(RULES.pushes, ('kf', 'kt'))} = 1 "
+    slip = spelt.parts("substr(slip_key, 11)")
+    slips = ", ".join(
+        f"CASE WHEN slip_key IS NULL THEN 0 ELSE {part} END AS v_slipped{k}"
+        for k, part in enumerate(slip)
+    )
     return (
-        f"SELECT deal.*, {_sign(money)} AS net_sign, {pushed}THEN 1 ELSE 0 END AS pushed "
+        f"SELECT deal.*, {_sign(spelt)} AS net_sign, {pushed}THEN 1 ELSE 0 END AS pushed, "
+        f"CASE WHEN slip_key IS NULL THEN 0 ELSE 1 END AS n_slipped, {slips} "
         "FROM deal WHERE touched = 1"
     )
 
 
-def _row_sums(money: Amounts) -> dict[str, tuple[str, str]]:
+def _row_sums() -> dict[str, tuple[str, str]]:
     """Per waterfall row, the count and the value part (``{k}``) a deal adds to it."""
     per = {row: (f"n_{row}", f"v_{row}{{k}}") for row in ("start", "end", "slipped", *_EVENTS)}
-    per["increased"] = (
-        "CASE WHEN net_sign > 0 THEN 1 ELSE 0 END",
-        "CASE WHEN net_sign > 0 THEN net{k} ELSE 0 END",
-    )
-    per["decreased"] = (
-        "CASE WHEN net_sign < 0 THEN 1 ELSE 0 END",
-        "CASE WHEN net_sign < 0 THEN -net{k} ELSE 0 END",
-    )
+    for row, test, value in (("increased", ">", "net{k}"), ("decreased", "<", "-net{k}")):
+        per[row] = (
+            f"CASE WHEN net_sign {test} 0 THEN 1 ELSE 0 END",
+            f"CASE WHEN net_sign {test} 0 THEN {value} ELSE 0 END",
+        )
     per["pushed_out"] = ("pushed", "CASE WHEN pushed = 1 THEN v_end{k} ELSE 0 END")
     return per
 
 
-def _totals(money: Amounts, dialect: Dialect) -> str:
+def _totals(spelt: Spelling, dialect: Dialect) -> str:
     """Per currency, each row's count and exact value parts."""
     columns = ["cur AS currency"]
-    for row, (count, value) in _row_sums(money).items():
+    for row, (count, value) in _row_sums().items():
         columns.append(f"SUM({count}) AS {row}_n")
-        for k, split in enumerate(money.splits):
+        for k, split in enumerate(spelt.splits):
             part = value.format(k=k)
             if split is None:
                 columns.append(f"SUM({part}) AS {row}_{k}")
@@ -430,22 +473,24 @@ _MARK: Final = re.compile(r":(\w+)")
 
 def moved(dialect: Dialect, pipeline: str, window: Window) -> tuple[str, list[object]]:
     """The statement whose rows ``read_tallies`` reads, and its parameters."""
-    money = amounts(dialect)
+    spelt = spelling(dialect)
     first_day, after_day = (_NO_DAY if day is None else day.isoformat() for day in window.days())
     ctes = {
-        "cand": _candidates(money),
-        "ch": _changes(money),
-        "g": _groups(),
-        "b": _before(money),
-        "s": _after(money),
-        "k": _kinds(),
-        "e": _rowed(money),
-        "f": _last_slips(),
-        "deal": _per_deal(money),
-        "signed": _signed(money),
+        "cand": _candidates(spelt),
+        "ch": _changes(spelt),
+        "keyed": _keys(spelt),
+        "st": _states(),
+        "s": _decoded(),
+        "k": _kinds(spelt),
+        "e": _rowed(spelt),
+        "deal": _per_deal(spelt),
+        "signed": _signed(spelt),
     }
-    sql = "WITH " + ", ".join(f"{name} AS ({body})" for name, body in ctes.items())
-    sql += " " + _totals(money, dialect)
+    sql = "WITH " + ", ".join(
+        f"{name} AS {spelt.materialized if name == 'k' else ''}({body})"
+        for name, body in ctes.items()
+    )
+    sql += " " + _totals(spelt, dialect)
     values: dict[str, object] = {
         "start": to_us(window.start),
         "end": to_us(window.end),
@@ -461,20 +506,20 @@ def moved(dialect: Dialect, pipeline: str, window: Window) -> tuple[str, list[ob
 
 def read_tallies(rows: Sequence[Row], dialect: Dialect) -> list[tuple[str, Tally]]:
     """Each currency's tally from the rows of ``moved``, read by column name."""
-    money = amounts(dialect)
+    spelt = spelling(dialect)
     tallies = []
     for row in rows:
         tally = Tally()
         for name in ROWS:
             tally.counts[name] = read_int(row[f"{name}_n"])
-            tally.values[name] = _value(row, name, money)
+            tally.values[name] = _value(row, name, spelt)
         tallies.append((str(row["currency"]), tally))
     return tallies
 
 
-def _value(row: Row, name: str, money: Amounts) -> Decimal:
+def _value(row: Row, name: str, spelt: Spelling) -> Decimal:
     total = Decimal(0)
-    for k, (exponent, split) in enumerate(zip(money.exponents, money.splits, strict=True)):
+    for k, (exponent, split) in enumerate(zip(spelt.exponents, spelt.splits, strict=True)):
         alias = f"{name}_{k}"
         part = Decimal(read_split(row, alias, split)) if split else _decimal(row[alias])
         total = EXACT.add(total, EXACT.scaleb(part, exponent))

@@ -64,7 +64,7 @@ def statement(dialect: Dialect) -> str:
     """The changes before an instant of the deals changed since another that a
     pipeline's waterfall may hold and ``_moved`` leaves out (``_moved.ODD``)."""
     columns = ", ".join(f"c.{name}" for name in _codec.LOG_COLUMNS)
-    odd = _moved.odd(_moved.amounts(dialect)).replace(":start", "?")
+    odd = _moved.odd(_moved.spelling(dialect)).replace(":start", "?")
     return dialect.q(
         f"SELECT {columns} FROM sp_changes c WHERE c.at_us < CAST(? AS BIGINT) AND c.deal_id IN "
         "(SELECT d.id FROM sp_deals d WHERE d.updated_at_us >= CAST(? AS BIGINT) "
