@@ -150,6 +150,25 @@ def test_the_log_benchmark_runs_and_its_paths_agree(
     assert {"open", "move", "update"} <= kinds
 
 
+@pytest.mark.postgres
+def test_the_postgres_movement_benchmark_runs_and_its_paths_agree(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # benchmarks/movement_pg.py copies a --log file into PostgreSQL: exit 0 only if equal
+    folder = Path(__file__).resolve().parent.parent / "benchmarks"
+    modules = {}
+    for name in ("report_1m", "movement_pg"):
+        spec = importlib.util.spec_from_file_location(f"{name}_smoke", folder / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(modules[name])
+    path = tmp_path / "l.sqlite"
+    modules["report_1m"].generate_log(path, presets.seven_stage(), 120)
+    assert modules["movement_pg"].main(["--db", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| yes |") == 2
+
+
 # -- hand-worked: the part sorted in SQL, and what it leaves to the stream ----------
 
 DAY = timedelta(days=1)
