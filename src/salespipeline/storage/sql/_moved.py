@@ -17,8 +17,12 @@ summed per currency in the database: one row per currency comes back.
 
 Only deals that kept one currency from ``start`` on are sorted so (for them every
 view of the waterfall gives the same rows, ``Waterfall.add_tallied``); one whose
-currency changed, or (SQLite) with an amount written in exponent form, is left to
-the streamed path (``ODD``).
+currency changed since is left to the streamed path (``ODD``).
+
+The per-attribute search is one pass: each change that altered an attribute is keyed
+by its version (ten digits) and old value, so the least key over the changes from
+one on (a running ``MIN`` over each deal's changes, last first) is the first such
+change's, and its old value the attribute's value before that one.
 """
 
 from __future__ import annotations
@@ -205,10 +209,10 @@ POSTGRES: Final = Spelling(
     collate=' COLLATE "C"',
 )
 
+# ``str`` of an amount of at most 6 places writes no exponent, so the parts read every
+# amount a log holds as text; more places or digits would need another reading.
 if limits.MAX_AMOUNT_PLACES > 6 or limits.MAX_AMOUNT_DIGITS > 18:  # pragma: no cover
     raise ImportError("the SQL amount parts read at most 18 digits and 6 places")
-"""``str`` of an amount of at most 6 places writes no exponent, so the parts read
-every amount a log holds as text."""
 
 
 def spelling(dialect: Dialect) -> Spelling:
