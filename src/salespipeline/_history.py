@@ -170,6 +170,10 @@ class History(Sequence["StageChange"]):
     def __getitem__(self, index: slice) -> tuple[StageChange, ...]: ...
 
     def __getitem__(self, index: int | slice) -> StageChange | tuple[StageChange, ...]:
+        if index == -1:  # the last entry, which every move and save reads: always in memory
+            last = self._length - 1 - (0 if self._head is None else self._head.count)
+            if last >= 0:
+                return self._entries[last]
         if isinstance(index, slice):
             begin, end, step = index.indices(self._length)
             start = 0 if self._head is None else self._head.count

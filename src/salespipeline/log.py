@@ -13,6 +13,8 @@ import math
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from itertools import compress
+from operator import is_not
 from typing import Any, Final
 
 import attrs
@@ -41,6 +43,7 @@ They are the ``update`` changes of versions without a history entry; their
 was written (the stage path comes from the history, which was always kept)."""
 
 _state: Final = operator.attrgetter(*STATE)
+_INDEXES: Final = range(len(STATE))
 _STAGE_KINDS: Final = frozenset({"open", "move", "migrate", "import"})
 _STAGE_FACTS: Final = ("stage", "stage_entered_at", "closed_at", "lost_reason")
 _LIFECYCLE: Final = frozenset({"pipeline", "created_at", *_STAGE_FACTS})
@@ -257,13 +260,22 @@ def derive(
 
 
 def _difference(before: Deal, after: Deal) -> dict[str, tuple[Any, Any]]:
-    """Each attribute whose encoded value differs, as its encoded (old, new) pair."""
+    """Each attribute whose encoded value differs, as its encoded (old, new) pair.
+
+    Attributes a derived deal shares with ``before`` are skipped by identity, in one
+    pass in C; text encodes as itself, so two texts are compared as they are.
+    """
+    olds, news = _state(before), _state(after)
     changed: dict[str, tuple[Any, Any]] = {}
-    for name, old, new in zip(STATE, _state(before), _state(after), strict=True):
-        if old is not new:
-            pair = (encode_value(name, old), encode_value(name, new))
-            if _differ(*pair):
-                changed[name] = pair
+    for index in compress(_INDEXES, map(is_not, olds, news)):
+        name, old, new = STATE[index], olds[index], news[index]
+        if type(old) is str and type(new) is str:
+            if old != new:
+                changed[name] = (old, new)
+            continue
+        pair = (encode_value(name, old), encode_value(name, new))
+        if _differ(*pair):
+            changed[name] = pair
     return changed
 
 

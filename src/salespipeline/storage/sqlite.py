@@ -192,10 +192,8 @@ class SQLiteStore(SQLStore):
     def _transaction(self, begin: str) -> _Transaction:
         return _Transaction(self, begin)
 
-    @contextmanager
-    def _statement(self) -> Iterator[sqlite3.Cursor]:
-        with self._lock, self._errors_mapped():
-            yield self._cursor()
+    def _statement(self) -> AbstractContextManager[sqlite3.Cursor]:
+        return _Statements(self)
 
     def _cursor(self) -> sqlite3.Cursor:
         """A cursor on the connection, its statements renamed when the tables are."""
@@ -274,6 +272,34 @@ def _adopted(connection: sqlite3.Connection) -> str:
     except sqlite3.Error as error:
         raise StorageError(f"the sqlite3.Connection failed: {error}") from error
     return next((str(row[2]) for row in rows if row[1] == "main"), "")
+
+
+class _Statements:
+    """A cursor whose statements each commit on their own, under the store's lock,
+    SQLite's errors raised as this library's. A class, not a generator context
+    manager: a load opens one for every deal it reads."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> sqlite3.Cursor:
+        store = self._store
+        store._lock.acquire()
+        try:
+            return store._cursor()
+        except BaseException as error:
+            store._lock.release()
+            if isinstance(error, sqlite3.Error):
+                raise _mapped(error, store._path, store._names) from error
+            raise
+
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        store = self._store
+        store._lock.release()
+        if isinstance(error, sqlite3.Error):
+            raise _mapped(error, store._path, store._names) from error
 
 
 class _Transaction:
