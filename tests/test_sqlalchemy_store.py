@@ -12,7 +12,7 @@ import pytest
 sqlalchemy = pytest.importorskip("sqlalchemy", reason="the sqlalchemy extra is not installed")
 
 from _postgres import sqlalchemy_url  # noqa: E402
-from salespipeline import Bant, Tracker, ValidationError, presets  # noqa: E402
+from salespipeline import Bant, ConcurrencyError, Tracker, ValidationError, presets  # noqa: E402
 from salespipeline.storage import DealStore, SQLAlchemyStore  # noqa: E402
 from salespipeline.testing import StoreContract  # noqa: E402
 
@@ -156,3 +156,74 @@ def test_what_the_store_cannot_speak_is_refused_at_once(engine: Any) -> None:
     connection.close()
     with pytest.raises(ValidationError, match="closed"):
         SQLAlchemyStore(connection)
+
+
+# -- PostgreSQL on an engine: statements atomic on their own run in autocommit ----------
+
+
+@pytest.fixture
+def pg_engine(postgres_database: str) -> Iterator[Any]:
+    engine = sqlalchemy.create_engine(sqlalchemy_url(postgres_database))
+    yield engine
+    engine.dispose()
+
+
+def _traced(engine: Any, tmp_path: Path, work: Any) -> str:
+    """What the driver sent while ``work()`` ran (libpq's trace of the pooled connection)."""
+    trace = tmp_path / "libpq.trace"
+    with trace.open("w") as out:
+        with engine.connect() as connection:
+            connection.connection.dbapi_connection.pgconn.trace(out.fileno())
+        try:
+            work()
+        finally:
+            with engine.connect() as connection:
+                connection.connection.dbapi_connection.pgconn.untrace()
+    return trace.read_text()
+
+
+@pytest.mark.postgres
+def test_a_move_on_a_postgres_engine_is_one_statement_without_begin_or_commit(
+    pg_engine: Any, tmp_path: Path
+) -> None:
+    store = SQLAlchemyStore(pg_engine)
+    tracker = _tracker(store)
+    sent = _traced(pg_engine, tmp_path, lambda: tracker.win("d1"))
+    assert "WITH moved AS (UPDATE" in sent
+    assert '"BEGIN"' not in sent and '"COMMIT"' not in sent
+    assert SQLAlchemyStore(pg_engine).get("d1").stage == "won"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("level", [None, "AUTOCOMMIT", "SERIALIZABLE"])
+def test_the_engine_s_connections_are_left_as_the_app_configured_them(
+    postgres_database: str, level: str | None
+) -> None:
+    options = {} if level is None else {"isolation_level": level}
+    engine = sqlalchemy.create_engine(sqlalchemy_url(postgres_database), **options)
+    try:
+        with engine.connect() as connection:
+            before = connection.get_isolation_level()
+        tracker = _tracker(SQLAlchemyStore(engine))
+        tracker.win("d1")
+        with engine.connect() as connection:
+            driver = connection.connection.dbapi_connection
+            assert connection.get_isolation_level() == before
+            assert driver.autocommit is (level == "AUTOCOMMIT")
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_refused_save_on_an_engine_leaves_no_transaction_open(pg_engine: Any) -> None:
+    store = SQLAlchemyStore(pg_engine)
+    tracker = _tracker(store)
+    stale = store.get("d1")
+    tracker.win("d1")
+    with pytest.raises(ConcurrencyError):
+        store.save(presets.four_stage().win(stale))
+    with pg_engine.connect() as connection:
+        driver = connection.connection.dbapi_connection
+        assert driver.info.transaction_status == driver.info.transaction_status.IDLE
+        assert driver.autocommit is False
+    assert store.get("d1").stage == "won"
