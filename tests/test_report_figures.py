@@ -31,6 +31,7 @@ from salespipeline.metrics._pure import DealFacts
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON, Stage
 from salespipeline.storage import DealStore, SQLiteStore
+from salespipeline.storage.sql import _plan
 from salespipeline.storage.sql._figures import SLOTS
 from salespipeline.storage.sql._report import sql_facts
 from salespipeline.storage.sql._store import SQLStore
@@ -194,8 +195,14 @@ def normalised(facts: Facts) -> Facts:
 
 def stored_facts(store: DealStore, pipeline: Pipeline, now: datetime) -> list[Facts]:
     assert isinstance(store, SQLStore)
-    with store._session() as run:
-        return list(sql_facts(run, pipeline, as_of=now, dialect=store.sql.dialect))
+    facts: list[Facts] = []
+    steps = sql_facts(pipeline, as_of=now, dialect=store.sql.dialect, take=facts.extend)
+    store._run(_read(steps))
+    return facts
+
+
+def _read(steps: _plan.Steps[None]) -> _plan.Plan[None]:
+    yield _plan.Within("read", steps)
 
 
 def one_deal_each() -> list[tuple[Pipeline, Deal]]:

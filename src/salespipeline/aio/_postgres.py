@@ -10,10 +10,9 @@ connection and one transaction; tasks started inside the block join it.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import functools
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -45,7 +44,6 @@ from salespipeline.storage.postgres import (
     _parsed,
     mapped,
 )
-from salespipeline.storage.sql._dialect import Row
 from salespipeline.storage.sql._names import DEFAULT, Names, check_names
 from salespipeline.storage.sql._plan import (
     ROWS,
@@ -422,27 +420,13 @@ class AsyncPostgresStore(AsyncDealStore):
         rates: Mapping[str, Decimal | int] | None = None,
         now: datetime | None = None,
     ) -> PipelineReport:
-        """``PostgresStore.report``: the same statements, each awaited as it is asked
-        for, then the report made again with every answer known (it is a pure function
-        of them). The statements are read in more than one transaction."""
+        """``PostgresStore.report``: the same plan, its statements awaited in one read
+        transaction (one snapshot)."""
         resolved = pipeline if isinstance(pipeline, Pipeline) else await self.pipeline(pipeline)
-        if as_of is None and now is None:
-            as_of = resolved.clock()  # one instant for every round
-        answers: dict[str, list[Row]] = {}
-        while True:
-            try:
-                return self._plans._reported(
-                    functools.partial(_answering, answers),
-                    resolved,
-                    as_of=as_of,
-                    now=now,
-                    owner=owner,
-                    currency=currency,
-                    rates=rates,
-                )
-            except _Unanswered as asked:
-                (rows,) = await self._run(self._plans._queried([asked.statement]))
-                answers[asked.key] = rows
+        plan = self._plans._reported(
+            resolved, as_of=as_of, now=now, owner=owner, currency=currency, rates=rates
+        )
+        return await self._run(plan)
 
 
 class _Pin:
@@ -496,29 +480,6 @@ class _Plans(PostgresSQL):
 
     def _selected(self, query: Any) -> Iterator[Deal]:
         self._driven()
-
-
-class _Unanswered(Exception):
-    """The report asked for rows not read yet (the async store reads them, then asks again)."""
-
-    def __init__(self, key: str, statement: tuple[str, Sequence[object]]) -> None:
-        super().__init__(key)
-        self.key, self.statement = key, statement
-
-
-@contextlib.contextmanager
-def _answering(
-    answers: dict[str, list[Row]],
-) -> Iterator[Callable[[tuple[str, Sequence[object]]], list[Row]]]:
-    """A report session answering from ``answers``; an unread statement is _Unanswered."""
-
-    def run(statement: tuple[str, Sequence[object]]) -> list[Row]:
-        key = repr(statement)
-        if key not in answers:
-            raise _Unanswered(key, statement)
-        return answers[key]
-
-    yield run
 
 
 async def _configured(connection: Any) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "completed_stays",
     "cycle_us",
     "fold",
+    "folding",
     "furthest",
     "stay_stages",
 ]
@@ -186,11 +187,15 @@ def fold(pipeline: Pipeline, facts: Iterable[Facts], *, money: Money = NO_MONEY)
     Amounts are summed per currency; the report's own sums are those sums converted
     as ``money`` says (``_money.combined``).
     """
-    summed = _Sums(pipeline)
-    with localcontext(EXACT):
-        for item in facts:
-            summed.add(item)
+    summed = folding(pipeline)
+    summed.add_all(facts)
     return summed.result(money)
+
+
+def folding(pipeline: Pipeline) -> _Sums:
+    """Running sums that ``fold`` makes in one go, for facts that come in batches (a SQL
+    report's rebuilt deals): ``add_all`` each batch, then take ``result``."""
+    return _Sums(pipeline)
 
 
 class _Sums:
@@ -211,6 +216,12 @@ class _Sums:
         self.purses: dict[str, Purse] = {}
         self.furthest: dict[frozenset[str], int | None] = {}
         self.categories: dict[tuple[int, float | None, str | None], str] = {}
+
+    def add_all(self, facts: Iterable[Facts]) -> None:
+        """Add every one of ``facts``, amounts summed exactly."""
+        with localcontext(EXACT):
+            for item in facts:
+                self.add(item)
 
     def add(self, f: Facts) -> None:
         i, n = self.positions[f.stage], self.n

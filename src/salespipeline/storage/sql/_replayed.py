@@ -5,12 +5,13 @@ then, so the report aggregates its row in SQL. One opened by ``as_of`` and chang
 since is rebuilt from its own changes up to ``as_of`` (``log.replay``), a batch of
 deals at a time (memory stays flat in the number of deals). A deal may have been
 migrated out of the pipeline since, so those with a later ``migrate`` change are
-read too; the caller keeps the ones in its pipeline then.
+read too; the caller keeps the ones in its pipeline then. The reads are steps of the
+report's one read transaction (``sql._plan``): they do no I/O themselves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Final
 
@@ -19,12 +20,9 @@ from salespipeline.deal import Deal
 from salespipeline.metrics._time import to_us
 from salespipeline.storage import _codec
 from salespipeline.storage.sql._dialect import Dialect, Row
+from salespipeline.storage.sql._plan import Statement, Steps
 
-__all__ = ["BATCH", "Run", "changed_since"]
-
-Statement = tuple[str, Sequence[object]]
-Run = Callable[[Statement], list[Row]]
-"""Runs one parameterised statement inside the report's read transaction."""
+__all__ = ["BATCH", "changed_since", "named"]
 
 BATCH: Final = 500
 """Deals rebuilt per round trip."""
@@ -44,6 +42,11 @@ nothing."""
 _COLUMNS: Final = ", ".join(f"c.{name} AS {name}" for name in _codec.LOG_COLUMNS)
 
 
+def named(dialect: Dialect, sql: str, params: Sequence[object]) -> Statement:
+    """A statement of the report's (``?`` placeholders) whose rows it reads by column name."""
+    return Statement(dialect.q(sql), params, "named")
+
+
 def _changes(dialect: Dialect, ids: Sequence[str], as_of_us: int) -> Statement:
     """The changes of ``ids`` up to ``as_of_us`` that belong to their deals, in version order."""
     marks = ", ".join(["?"] * len(ids))
@@ -52,26 +55,29 @@ def _changes(dialect: Dialect, ids: Sequence[str], as_of_us: int) -> Statement:
         f"WHERE c.deal_id IN ({marks}) AND c.at_us <= CAST(? AS BIGINT) "
         "AND c.version <= d.version ORDER BY c.deal_id, c.version"
     )
-    return dialect.q(sql), [*ids, as_of_us]
+    return named(dialect, sql, [*ids, as_of_us])
 
 
 def _decoded(row: Row) -> log.Change:
     return _codec.decode_change([row[name] for name in _codec.LOG_COLUMNS])
 
 
-def changed_since(run: Run, dialect: Dialect, pipeline: str, as_of: datetime) -> Iterator[Deal]:
-    """The deals opened by ``as_of`` and changed since, as they stood at ``as_of``: those
-    now in ``pipeline``, and any migrated since (their pipeline then may be another)."""
+def changed_since(
+    dialect: Dialect, pipeline: str, as_of: datetime, take: Callable[[Iterable[Deal]], None]
+) -> Steps[None]:
+    """The steps that hand ``take`` the deals opened by ``as_of`` and changed since, as
+    they stood at ``as_of``, a batch at a time: those now in ``pipeline``, and any
+    migrated since (their pipeline then may be another)."""
     as_of_us = to_us(as_of)
     after: tuple[object, str] = (as_of_us, "")
     while True:
         params = [as_of_us, *after, as_of_us, pipeline, as_of_us, BATCH]
-        page = run((dialect.q(_IDS), params))
+        page: list[Row] = yield named(dialect, _IDS, params)
         if not page:
             return
         ids = [str(row["id"]) for row in page]
-        rows = run(_changes(dialect, ids, as_of_us))
-        yield from log.replay(map(_decoded, rows), until=as_of).values()
+        rows: list[Row] = yield _changes(dialect, ids, as_of_us)
+        take(log.replay(map(_decoded, rows), until=as_of).values())
         if len(ids) < BATCH:
             return
         after = (page[-1]["updated_us"], ids[-1])

@@ -3,24 +3,24 @@
 A report describes the deals as they stood at ``as_of``. The rows of deals unchanged
 since then (``updated_at_us <= as_of``) stand as they stood, and are aggregated here;
 the few changed since are rebuilt from the log (``_replayed``) and their ``Facts``
-folded in with the groups'. Each row carries the figures a report needs
-from its history (``_figures``: the stages it entered, its completed stays per
-stage), written with the row by every save. One pass groups the pipeline's deals by
-stage, currency, probability and forecast category overrides and stages entered into
-integer counts, exact amount sums and integer microseconds; two small queries find the rare extra
-stays and the longest-stalled ids, each given to its deal's group. All three run in
-one read transaction (one snapshot). Each grouped row, read by column name, becomes
-the ``Facts`` the pure path makes of one deal; the shared ``fold`` and ``finish`` do
-the rest. Durations and amounts are summed in split parts so no 64-bit sum overflows.
-``owner=`` and ``currency=`` alone filter all three queries to that owner and currency
-(the rebuilt deals are filtered as they stood); conversion by ``rates=`` happens in
-the shared ``fold``.
+folded in with the groups'. Each row carries the figures a report needs from its
+history (``_figures``: the stages it entered, its completed stays per stage), written
+with the row by every save. One pass groups the pipeline's deals by stage, currency,
+probability and forecast category overrides and stages entered into integer counts,
+exact amount sums and integer microseconds; two small queries find the rare extra
+stays and the longest-stalled ids, each given to its deal's group. All of them, the
+log's reads included, are the steps of one read transaction (one snapshot): a plan
+(``sql._plan``) that the sync and async stores drive alike. Each grouped row, read by
+column name, becomes the ``Facts`` the pure path makes of one deal; the shared
+``fold`` and ``finish`` do the rest. Durations and amounts are summed in split parts
+so no 64-bit sum overflows. ``owner=`` and ``currency=`` alone filter all three
+queries to that owner and currency (the rebuilt deals are filtered as they stood);
+conversion by ``rates=`` happens in the shared ``fold``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Final, TypeVar
 
@@ -28,8 +28,8 @@ from salespipeline import _checks as c
 from salespipeline.deal import Deal
 from salespipeline.errors import CorruptRecordError
 from salespipeline.metrics._asof import as_of_instant, check_owner
-from salespipeline.metrics._facts import Facts, Stay, fold
-from salespipeline.metrics._money import to_money
+from salespipeline.metrics._facts import Facts, Stay, folding
+from salespipeline.metrics._money import Money, to_money
 from salespipeline.metrics._pure import DealFacts
 from salespipeline.metrics._report import STALLED_SHOWN, PipelineReport, finish
 from salespipeline.metrics._time import micros, to_us
@@ -38,12 +38,10 @@ from salespipeline.stages import STAGE_CATEGORIES
 from salespipeline.storage.sql import _figures
 from salespipeline.storage.sql._dialect import Dialect, Row, read_int, read_split
 from salespipeline.storage.sql._figures import SLOTS
-from salespipeline.storage.sql._replayed import Run, Statement, changed_since
+from salespipeline.storage.sql._plan import Plan, Statement, Steps, Within
+from salespipeline.storage.sql._replayed import changed_since, named
 
-__all__ = ["Session", "sql_facts", "sql_report"]
-
-Session = Callable[[], AbstractContextManager[Run]]
-"""Opens a read transaction (one snapshot) in which ``Run`` runs statements."""
+__all__ = ["sql_facts", "sql_report"]
 
 GroupKey = tuple[object, ...]
 _T = TypeVar("_T")
@@ -114,7 +112,7 @@ class _Statements:
             f"{d.amount_sum('amount', 'd')}, {stays} "
             f"FROM sp_deals d WHERE {d.pipeline_scan} = ?{kept} GROUP BY {key}"
         )
-        return d.q(sql), params
+        return named(d, sql, params)
 
     def more(self) -> Statement:
         """The extra stays of deals that entered more open stages than there are slots."""
@@ -123,7 +121,7 @@ class _Statements:
             f"SELECT {_KEY_SELECT}, d.stays_more AS stays_more FROM sp_deals d "
             f"WHERE d.pipeline = ?{self.kept(params)} AND d.stays_more IS NOT NULL"
         )
-        return self.dialect.q(sql), params
+        return named(self.dialect, sql, params)
 
     def oldest(self) -> Statement:
         """The deals stalled longest (first in, then by id), with their group's ``KEY``."""
@@ -137,7 +135,7 @@ class _Statements:
             f"WHERE d.pipeline = ?{kept} AND {stalled} "
             "ORDER BY d.stage_entered_at_us, d.id LIMIT ?"
         )
-        return self.dialect.q(sql), params
+        return named(self.dialect, sql, params)
 
 
 def _key(row: Row) -> GroupKey:
@@ -212,33 +210,36 @@ def _groups(deals: list[Row], more: list[Row], oldest: list[Row], dialect: Diale
 
 
 def sql_facts(
-    run: Run,
     pipeline: Pipeline,
     *,
     as_of: datetime,
     dialect: Dialect,
+    take: Callable[[Iterable[Facts]], None],
     owner: str | None = None,
     only: str | None = None,
-) -> Iterator[Facts]:
-    """What ``pipeline``'s stored deals contributed at ``as_of``, stalls measured then.
+) -> Steps[None]:
+    """The steps that hand ``take`` what ``pipeline``'s stored deals contributed at
+    ``as_of``, stalls measured then.
 
     One ``Facts`` per group of rows unchanged since ``as_of``, then one per deal
-    rebuilt from the log (``_replayed``). ``owner`` and ``only`` keep that owner's
-    deals and those in that currency. A row in a stage the pipeline does not have is
-    a ``CorruptRecordError``.
+    rebuilt from the log (``_replayed``), a batch at a time. ``owner`` and ``only``
+    keep that owner's deals and those in that currency. A row in a stage the pipeline
+    does not have is a ``CorruptRecordError``.
     """
     statements = _Statements(dialect, pipeline, to_us(as_of), only, owner)
-    deals, more, oldest = (
-        run(s) for s in (statements.deals(), statements.more(), statements.oldest())
-    )
+    deals: list[Row] = yield statements.deals()
+    more: list[Row] = yield statements.more()
+    oldest: list[Row] = yield statements.oldest()
     for row in deals:
         if row["stage"] not in pipeline.positions:
-            raise _corrupt(run, pipeline, dialect, str(row["stage"]))
-    yield from _groups(deals, more, oldest, dialect)
+            raise (yield from _corrupt(pipeline, dialect, str(row["stage"])))
+    take(_groups(deals, more, oldest, dialect))
     kept = DealFacts(pipeline, as_of)
-    for deal in changed_since(run, dialect, pipeline.name, as_of):
-        if deal.pipeline == pipeline.name and _chosen(deal, owner, only):
-            yield kept(deal)
+
+    def take_chosen(rebuilt: Iterable[Deal]) -> None:
+        take(kept(d) for d in rebuilt if d.pipeline == pipeline.name and _chosen(d, owner, only))
+
+    yield from changed_since(dialect, pipeline.name, as_of, take_chosen)
 
 
 def _chosen(deal: Deal, owner: str | None, only: str | None) -> bool:
@@ -246,7 +247,6 @@ def _chosen(deal: Deal, owner: str | None, only: str | None) -> bool:
 
 
 def sql_report(
-    session: Session,
     pipeline: Pipeline,
     *,
     as_of: object,
@@ -255,25 +255,32 @@ def sql_report(
     owner: object = None,
     currency: object = None,
     rates: object = None,
-) -> PipelineReport:
-    """The ``PipelineReport`` of ``pipeline``'s stored deals at ``as_of``, aggregated in SQL.
+) -> Plan[PipelineReport]:
+    """The plan of the ``PipelineReport`` of ``pipeline``'s stored deals at ``as_of``,
+    aggregated in SQL; the arguments are checked now, before any read.
 
-    ``session`` opens the store's read transaction (one snapshot for every
-    statement); the result equals ``metrics.report`` over the deals replayed from the
-    log up to ``as_of``, with the same ``owner``, ``currency`` and ``rates``.
+    Every statement is a step of one read transaction (one snapshot); the result
+    equals ``metrics.report`` over the deals replayed from the log up to ``as_of``,
+    with the same ``owner``, ``currency`` and ``rates``.
     """
     instant = as_of_instant(pipeline, as_of, now, stacklevel=4)
     chosen, who = to_money(currency, rates), check_owner(owner)
-    with session() as run:
-        facts = sql_facts(
-            run, pipeline, as_of=instant, dialect=dialect, owner=who, only=chosen.only
-        )
-        aggregates = fold(pipeline, facts, money=chosen)
-    return finish(aggregates, pipeline, as_of=instant)
+    return _reported(pipeline, instant, dialect, who, chosen)
 
 
-def _corrupt(run: Run, pipeline: Pipeline, dialect: Dialect, stage: str) -> Exception:
-    rows = run((dialect.q(_FIRST_IN_STAGE), [pipeline.name, stage]))
+def _reported(
+    pipeline: Pipeline, instant: datetime, dialect: Dialect, owner: str | None, money: Money
+) -> Plan[PipelineReport]:
+    sums = folding(pipeline)
+    facts = sql_facts(
+        pipeline, as_of=instant, dialect=dialect, take=sums.add_all, owner=owner, only=money.only
+    )
+    yield Within("read", facts)
+    return finish(sums.result(money), pipeline, as_of=instant)
+
+
+def _corrupt(pipeline: Pipeline, dialect: Dialect, stage: str) -> Steps[Exception]:
+    rows: list[Row] = yield named(dialect, _FIRST_IN_STAGE, [pipeline.name, stage])
     deal_id = str(rows[0]["id"]) if rows else "?"
     reason = f"stage {stage!r} is not a stage of pipeline {pipeline.name!r}"
     return CorruptRecordError(deal_id, reason)

@@ -61,7 +61,7 @@ from salespipeline.storage.base import (
     new_entries,
 )
 from salespipeline.storage.sql import _figures
-from salespipeline.storage.sql._dialect import Dialect, Row, read_int
+from salespipeline.storage.sql._dialect import Dialect, read_int
 from salespipeline.storage.sql._movement import sql_movement
 from salespipeline.storage.sql._names import DEFAULT, Names
 from salespipeline.storage.sql._plan import (
@@ -1041,21 +1041,14 @@ class SQLStore(QueryingStore):
         ``as_of``, with the same arguments.
         """
         resolved = self._resolve(pipeline)
-        return self._reported(
-            self._session,
-            resolved,
-            as_of=as_of,
-            now=now,
-            owner=owner,
-            currency=currency,
-            rates=rates,
+        return self._run(
+            self._reported(
+                resolved, as_of=as_of, now=now, owner=owner, currency=currency, rates=rates
+            )
         )
 
     def _reported(
         self,
-        session: Callable[
-            [], AbstractContextManager[Callable[[tuple[str, Sequence[object]]], list[Row]]]
-        ],
         resolved: Pipeline,
         *,
         as_of: datetime | None,
@@ -1063,26 +1056,19 @@ class SQLStore(QueryingStore):
         owner: str | None,
         currency: str | None,
         rates: Mapping[str, Decimal | int] | None,
-    ) -> PipelineReport:
-        """``sql_report`` of ``resolved`` in ``session``; junk in a column is a StorageError."""
-        try:
-            return sql_report(
-                session,
-                resolved,
-                as_of=as_of,
-                now=now,
-                dialect=self.sql.dialect,
-                owner=owner,
-                currency=currency,
-                rates=rates,
-            )
-        except SalesPipelineError:
-            raise
-        except (ValueError, TypeError, ArithmeticError) as error:  # junk in a stored column
-            raise StorageError(
-                f"the stored deals of pipeline {resolved.name!r} cannot be aggregated: "
-                f"a column holds a value of the wrong kind ({type(error).__name__}: {error})"
-            ) from error
+    ) -> Plan[PipelineReport]:
+        """The plan of ``sql_report`` of ``resolved`` (one read transaction), its arguments
+        checked now; junk in a column is a StorageError."""
+        plan = sql_report(
+            resolved,
+            as_of=as_of,
+            now=now,
+            dialect=self.sql.dialect,
+            owner=owner,
+            currency=currency,
+            rates=rates,
+        )
+        return _aggregated(resolved, plan)
 
     def movement(
         self,
@@ -1106,27 +1092,18 @@ class SQLStore(QueryingStore):
             currency=currency,
         )
 
-    @contextlib.contextmanager
-    def _session(self) -> Iterator[Callable[[tuple[str, Sequence[object]]], list[Row]]]:
-        """A read transaction (one snapshot) running statements, rows by column name."""
-        with self._read() as cursor:
 
-            def run(statement: tuple[str, Sequence[object]]) -> list[Row]:
-                cursor.execute(*statement)
-                names = [column[0] for column in cursor.description or ()]
-                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-            yield run
-
-    def _query(self, statements: Sequence[tuple[str, Sequence[object]]]) -> list[list[Row]]:
-        """Each statement's rows by column name, all read in one transaction (one snapshot)."""
-        return self._run(self._queried(statements))
-
-    def _queried(
-        self, statements: Sequence[tuple[str, Sequence[object]]]
-    ) -> Plan[list[list[Row]]]:
-        results: list[list[Row]] = yield Within("read", _named_rows(statements))
-        return results
+def _aggregated(resolved: Pipeline, plan: Plan[PipelineReport]) -> Plan[PipelineReport]:
+    """``plan``, with junk in a stored column (a value of the wrong kind) a StorageError."""
+    try:
+        return (yield from plan)
+    except SalesPipelineError:
+        raise
+    except (ValueError, TypeError, ArithmeticError) as error:  # junk in a stored column
+        raise StorageError(
+            f"the stored deals of pipeline {resolved.name!r} cannot be aggregated: "
+            f"a column holds a value of the wrong kind ({type(error).__name__}: {error})"
+        ) from error
 
 
 class _OlderReader:
@@ -1216,13 +1193,6 @@ def _fill_figures(p: str, *, batch: int = 1000) -> Steps[None]:
         values = [[*_figures.figure_values(*h), i] for i, h in histories.items()]
         yield Statement(f"UPDATE sp_deals SET {update} WHERE id = {p}", values, many=True)
         after = ids[-1]
-
-
-def _named_rows(statements: Sequence[tuple[str, Sequence[object]]]) -> Steps[list[list[Row]]]:
-    results: list[list[Row]] = []
-    for sql, params in statements:
-        results.append((yield Statement(sql, params, "named")))
-    return results
 
 
 @attrs.frozen
