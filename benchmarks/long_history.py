@@ -8,11 +8,14 @@ alike. Three measurements, each the long deal's cost as a multiple of the short'
 - the Tracker on a deal its store remembers (the usual case: the store read or
   wrote it last), which reads nothing before it writes;
 - the Tracker on deals its store has never seen (a fresh store per round), which
-  loads each deal first: the row and its latest history entries only.
+  loads each deal first: the row and its latest history entries only;
+- where the backend has an async store (PostgreSQL), the ``AsyncTracker`` on deals
+  a fresh async store has never seen, which loads them as the sync one does.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -20,11 +23,13 @@ from typing import Any
 from benchmarks._timing import best_times
 from benchmarks.persist import Backend
 from salespipeline import LOST, Deal, Pipeline, Stage, Tracker
+from salespipeline.aio import AsyncTracker
 
 SHORT = 7
 PURE = "pure lose/reopen"
 WARM = "Tracker, deal remembered by its store"
 COLD = "Tracker, deal loaded by a fresh store"
+ASYNC_COLD = "AsyncTracker, deal loaded by a fresh async store"
 
 _T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 
@@ -118,7 +123,43 @@ def tracked(
     cold_times = best_times({"short": cold("short"), "long": cold("long")}, rounds=rounds)
     for tracker in opened:
         tracker.store.close()
-    return {
+    measured = {
         WARM: {name: seconds / warm_moves for name, seconds in warm_times.items()},
         COLD: {name: seconds / deals for name, seconds in cold_times.items()},
     }
+    if backend.async_store is not None:
+        measured[ASYNC_COLD] = _async_cold(backend.async_store, target, ids, stages, rounds)
+    return measured
+
+
+def _async_cold(
+    make: Callable[[str], Any],
+    target: str,
+    ids: Callable[[str], list[str]],
+    stages: dict[str, str],
+    rounds: int,
+) -> dict[str, float]:
+    """Seconds per ``AsyncTracker`` move on deals a fresh async store loads first."""
+    loop = asyncio.new_event_loop()
+    opened: list[Any] = []
+
+    def cold(name: str) -> tuple[Callable[[], Any], Callable[[Any], None]]:
+        def prepare() -> AsyncTracker:
+            opened.append(make(target))
+            loop.run_until_complete(opened[-1].open())
+            return AsyncTracker(opened[-1], pipeline(), record_definitions=False)
+
+        async def moves(tracker: AsyncTracker) -> None:
+            for id in ids(name):
+                flip = tracker.reopen(id) if stages[id] == LOST else tracker.lose(id, "x")
+                stages[id] = (await flip).stage
+
+        return prepare, lambda tracker: loop.run_until_complete(moves(tracker))
+
+    try:
+        times = best_times({"short": cold("short"), "long": cold("long")}, rounds=rounds)
+        for store in opened:
+            loop.run_until_complete(store.close())
+    finally:
+        loop.close()
+    return {name: seconds / len(ids(name)) for name, seconds in times.items()}

@@ -55,6 +55,7 @@ class Backend:
     begin: str | None  # the statement that opens a write transaction, None: driver's own
     json_param: str = "?"  # how a JSON value is bound
     sqlalchemy_url: Callable[[str], str] | None = None  # the database as a SQLAlchemy URL
+    async_store: Callable[[str], Any] | None = None  # an async store of the database, if any
 
 
 def ids(n_deals: int) -> list[str]:
@@ -277,7 +278,14 @@ def postgres(server: Any) -> Backend:
         begin=None,
         json_param="CAST(%s AS JSONB)",
         sqlalchemy_url=_with_sqlalchemy(_load_test_server().sqlalchemy_url),
+        async_store=_async_postgres_store,
     )
+
+
+def _async_postgres_store(conninfo: str) -> Any:
+    from salespipeline.aio import AsyncPostgresStore
+
+    return AsyncPostgresStore(conninfo)
 
 
 def _postgres_store(conninfo: str) -> DealStore:

@@ -1,4 +1,5 @@
-"""What AsyncPostgresStore reads: a report in one snapshot."""
+"""What AsyncPostgresStore reads: a report in one snapshot, and a move's load no more
+rows than the sync store's, whatever the deal's history."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from salespipeline import Bant, Tracker, presets
 from salespipeline.aio import AsyncPostgresStore, AsyncTracker
 from salespipeline.storage import PostgresStore
 from salespipeline.storage.sql._plan import Statement
+from salespipeline.storage.sql._store import LOAD_LATEST
 
 pytest.importorskip("psycopg")
 pytest.importorskip("psycopg_pool")
@@ -93,3 +95,102 @@ def test_the_async_report_equals_the_sync_one(postgres_database: str) -> None:
         assert run(scenario) == [sync.report(PIPELINE, as_of=t) for t in as_ofs]
     finally:
         sync.close()
+
+
+# -- a move's load: the latest history entries, however long the history ----------------
+
+
+def _opened_with_history(conninfo: str, entries: dict[str, int]) -> None:
+    """Deals with ``entries[id]`` history entries each (lost and reopened in turn)."""
+    pipeline = presets.four_stage()
+    with PostgresStore(conninfo) as store:
+        tracker = Tracker(store, pipeline)
+        for id, count in entries.items():
+            tracker.open("four_stage", id, bant=QUALIFIED)
+            for i in range(count - 1):
+                (tracker.reopen(id) if i % 2 else tracker.lose(id, "no budget"))
+
+
+@pytest.mark.postgres
+def test_a_cold_move_reads_as_many_history_rows_whatever_the_history(
+    postgres_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _opened_with_history(postgres_database, {"short": 7, "long": 601})
+    read: dict[str, int] = {}
+    moving: list[str] = []
+
+    def count_rows(statement: Statement, result: Any) -> None:
+        if moving and statement.fetch == "all":
+            read[moving[0]] = read.get(moving[0], 0) + len(result)
+
+    _after_each_statement(monkeypatch, count_rows)
+
+    async def scenario() -> list[Any]:
+        moved = []
+        for id in ("short", "long"):
+            async with AsyncPostgresStore(postgres_database) as store:  # a fresh store: cold
+                moving[:] = [id]
+                deal = await AsyncTracker(store, PIPELINE, record_definitions=False).lose(
+                    id, "no budget"
+                )
+                moving.clear()
+                moved.append((deal, await store.get(id)))
+        return moved
+
+    (short, short_stored), (long, long_stored) = run(scenario)
+    assert read == {"short": 1 + 7, "long": 1 + LOAD_LATEST}  # the row, its latest entries
+    assert tuple(long.history) == tuple(long_stored.history)  # the older ones read when needed
+    assert len(long.history) == 602 and long == long_stored
+    assert tuple(short.history) == tuple(short_stored.history)
+
+
+@pytest.mark.postgres
+def test_an_older_history_left_unread_is_read_before_the_store_closes(
+    postgres_database: str,
+) -> None:
+    _opened_with_history(postgres_database, {"long": 101})
+
+    async def scenario() -> Any:
+        async with AsyncPostgresStore(postgres_database) as store:
+            return await store.load("long")
+
+    deal = run(scenario)
+    assert [entry.version for entry in deal.history] == list(range(1, 102))
+
+
+@pytest.mark.postgres
+def test_on_an_app_s_pool_the_older_history_is_read_when_first_needed(
+    postgres_database: str,
+) -> None:
+    import psycopg_pool
+
+    _opened_with_history(postgres_database, {"long": 41})
+
+    async def scenario() -> Any:
+        pool = psycopg_pool.AsyncConnectionPool(postgres_database, min_size=1, open=False)
+        async with pool, AsyncPostgresStore(pool) as store:
+            deal = await store.load("long")
+            assert not deal.history.loaded  # the older entries are not read yet
+            assert [e.version for e in deal.history] == list(range(1, 42))
+            return deal, await store.get("long")
+
+    loaded, stored = run(scenario)
+    assert loaded == stored
+
+
+@pytest.mark.postgres
+def test_on_an_app_s_connection_a_load_reads_the_whole_history(postgres_database: str) -> None:
+    import psycopg
+
+    _opened_with_history(postgres_database, {"long": 41})
+
+    async def scenario() -> Any:
+        connection = await psycopg.AsyncConnection.connect(postgres_database)
+        try:
+            async with AsyncPostgresStore(connection) as store:
+                return await store.load("long")
+        finally:
+            await connection.close()
+
+    deal = run(scenario)
+    assert deal.history.loaded and len(deal.history) == 41

@@ -16,7 +16,17 @@ from conftest import SteppingClock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import async_pg, bulk_add, compile_cache, find_page, memory, persist, run, walk
+from benchmarks import (
+    async_pg,
+    bulk_add,
+    compile_cache,
+    find_page,
+    long_history,
+    memory,
+    persist,
+    run,
+    walk,
+)
 
 from salespipeline import Bant, Deal, StageBlockedError, StageChange, presets
 from salespipeline.stages import LOST, WON
@@ -122,6 +132,19 @@ def test_every_postgres_mover_leaves_deals_the_store_reads_back_in_closing(
     deals = _walk_and_load(persist.postgres(postgres_server), mover)
     assert [d.stage for d in deals] == ["closing", "closing"]
     assert [c.to_stage for c in deals[0].history] == list(persist.STAGES)
+
+
+@pytest.mark.postgres
+def test_the_long_history_moves_are_timed_warm_cold_and_async_on_postgres(
+    postgres_server: Any,
+) -> None:
+    measured = long_history.tracked(
+        persist.postgres(postgres_server), 40, deals=2, moves=2, rounds=1
+    )
+    assert set(measured) == {long_history.WARM, long_history.COLD, long_history.ASYNC_COLD}
+    for per_move in measured.values():
+        assert set(per_move) == {"short", "long"}
+        assert all(0 < seconds < math.inf for seconds in per_move.values())
 
 
 def test_persisted_measure_gives_a_positive_rate_for_every_contender(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ connection and one transaction; tasks started inside the block join it.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
@@ -44,7 +45,7 @@ from salespipeline.storage.postgres import (
     _parsed,
     mapped,
 )
-from salespipeline.storage.sql._names import DEFAULT, Names, check_names
+from salespipeline.storage.sql._names import DEFAULT, Names, Renamed, check_names
 from salespipeline.storage.sql._plan import (
     ROWS,
     Done,
@@ -86,12 +87,12 @@ class AsyncPostgresStore(AsyncDealStore):
         self._timeout = check_timeout(timeout, zero=False)
         self._names: Names = check_names(prefix, schema, schemas=True)
         self._psycopg, self._pools = _import_psycopg()
-        self._plans = _Plans(self, self._names)
         self._owned = isinstance(conninfo, str)
         self._conninfo = conninfo
         self._connection: Any = None
         self._pool: Any = None
         self._name = _describe(_parsed(self._adopt(conninfo)))
+        self._plans = _Plans(self, self._names)
         self._open = False
         self._lock: Any = None  # one call at a time on an app's connection
         self._pinned: contextvars.ContextVar[_Pin | None] = contextvars.ContextVar(
@@ -153,7 +154,11 @@ class AsyncPostgresStore(AsyncDealStore):
         return pool
 
     async def close(self) -> None:
-        """Close the store's own pool; an app's pool or connection is let go, open."""
+        """Close the store's own pool; an app's pool or connection is let go, open. The
+        older history of a loaded deal still in use is read first (as the sync store does),
+        so it can be read after the store is gone."""
+        if self._open:
+            self._plans._read_unread()
         self._open = False
         if self._owned:
             pool, self._pool = self._pool, None
@@ -248,6 +253,30 @@ class AsyncPostgresStore(AsyncDealStore):
             self._lock = asyncio.Lock()
         return self._lock
 
+    def _later(self) -> tuple[object, dict[str, Any]] | None:
+        """How to connect for reading later what a load left unread: the store's conninfo,
+        or an app's pool's conninfo and options (None on an app's own connection)."""
+        if self._owned:
+            return self._conninfo, {}
+        if self._pool is not None:
+            return self._pool.conninfo, dict(self._pool.kwargs or {})
+        return None
+
+    @contextlib.contextmanager
+    def _sync_cursor(self) -> Iterator[Any]:
+        """A cursor on a sync connection of its own, for one read outside the event loop's
+        connections (each statement atomic on its own)."""
+        later = self._later()
+        if later is None or not self._open:
+            raise StorageError(f"{self!r} is not open: use `async with` or `await store.open()`")
+        conninfo, options = later
+        with self._mapped():
+            connection = self._psycopg.connect(conninfo, **{**options, "autocommit": True})
+            with connection:
+                cursor = connection.cursor()
+                _json_as_text(cursor)
+                yield cursor if self._names is DEFAULT else Renamed(cursor, self._names)
+
     def _in_transaction(self) -> bool:
         if self._pin() is not None:
             return True
@@ -316,7 +345,9 @@ class AsyncPostgresStore(AsyncDealStore):
         return (await self._run(self._plans._load(check_id(id), lazy=False)))[0]
 
     async def load(self, id: str) -> Deal:
-        return await self.get(id)
+        """The deal to change, with its latest history entries (``SQLStore.load``'s plan);
+        the older ones are read when first needed (``_Plans._statement``)."""
+        return (await self._run(self._plans._load(check_id(id))))[0]
 
     def last_known(self, id: str) -> Deal | None:
         return self._plans.last_known(id)
@@ -442,14 +473,17 @@ class _Pin:
 class _Plans(PostgresSQL):
     """The PostgreSQL store's plans, for the async store to await: no I/O of its own.
 
-    Loads read the whole history (a lazy read could not be awaited later).
+    A load for a change reads the deal's latest history entries, as the sync store's
+    does; the older ones, when first needed (``deal.history`` is a plain sequence, so
+    that read cannot be awaited), are read on a sync connection of their own. On an
+    app's own connection, whose open transaction another could not see, loads read
+    the whole history.
     """
-
-    _lazy_loads = False
 
     def __init__(self, store: AsyncPostgresStore, names: Names) -> None:
         self._store = store
         self._names = names
+        self._lazy_loads = store._later() is not None  # type: ignore[misc]
 
     def __repr__(self) -> str:
         return repr(self._store)
@@ -464,7 +498,9 @@ class _Plans(PostgresSQL):
         self._driven()
 
     def _statement(self) -> AbstractContextManager[Any]:
-        self._driven()
+        """The sync cursor an older history is read with (``_read_older``, the one plan run
+        synchronously here); the async store awaits every other."""
+        return self._store._sync_cursor()
 
     def transaction(self) -> AbstractContextManager[None]:
         self._driven()

@@ -143,6 +143,24 @@ class AsyncStoreContract(StoreContract):
 
         self._run(scenario)
 
+    def test_a_deal_loaded_to_change_keeps_its_whole_long_history(
+        self, pipeline: Pipeline
+    ) -> None:
+        async def scenario(store: AsyncDealStore) -> None:
+            tracker = AsyncTracker(store, pipeline, clock=_ticking())
+            await tracker.open("contract", "long", bant=QUALIFIED)
+            for n in range(60):  # longer than a store may read with a load
+                await (tracker.reopen("long") if n % 2 else tracker.lose("long", "price"))
+            stored = await store.get("long")
+            loaded = await store.load("long")
+            assert loaded == stored and tuple(loaded.history) == tuple(stored.history)
+            fresh = AsyncTracker(store, pipeline, clock=_ticking(), record_definitions=False)
+            moved = await fresh.lose("long", "timing")
+            assert tuple(moved.history[:-1]) == tuple(stored.history)
+            assert moved == await store.get("long") and len(moved.history) == 62
+
+        self._run(scenario)
+
     def _run(self, scenario: Callable[[AsyncDealStore], Awaitable[None]]) -> None:
         async def main() -> None:
             async with self.make_async_store() as store:
