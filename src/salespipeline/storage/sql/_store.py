@@ -265,11 +265,11 @@ class SQLStore(QueryingStore):
     sql: ClassVar[Statements]
     find_batch: ClassVar[int] = 500
     _row_lock: ClassVar[str] = ""
+    """What makes a read of a deal row hold it to the transaction's end, where writers
+    are not serialised already (PostgreSQL: ``FOR UPDATE``)."""
     _encoders: ClassVar[Mapping[str, Callable[[Deal], tuple[Any, ...]]]] = _codec.ENCODERS
     """Per deal attribute, the values of ``sql.columns_of[name]`` (a dialect may store one
     attribute in more columns: SQLite's amount)."""
-    """What makes a read of a deal row hold it to the transaction's end, where writers
-    are not serialised already (PostgreSQL: ``FOR UPDATE``)."""
     _names: Names = DEFAULT
     """Where the store's tables live (``prefix=``, ``schema=``); the default names."""
 
