@@ -24,6 +24,7 @@ __all__ = [
     "MAX_PAST_VERSIONS",
     "MAX_RATE_DIGITS",
     "MAX_RATE_PLACES",
+    "MAX_RECORD",
     "MAX_STAGES",
     "MAX_TEXT",
     "MAX_VERSION",
@@ -79,6 +80,10 @@ old database upgraded to the change log) may have: each becomes one logged chang
 MAX_BULK: Final = 100_000
 """Deals one ``store.add_many()`` or ``Tracker.open_many()`` call takes: one transaction
 holds them all, so this bounds what it locks and keeps in memory."""
+
+MAX_RECORD: Final = 1 << 20
+"""Characters of one CSV record ``salespipeline import`` reads (1 MiB): a longer one is
+rejected as its row, and the reader never holds more of it."""
 
 MAX_RATE_DIGITS: Final = 18
 """Digits of an exchange rate (``report(..., rates=...)``) before the decimal point."""

@@ -15,10 +15,10 @@ from typing import Final, TextIO
 
 import attrs
 
+from salespipeline.limits import MAX_RECORD
+
 __all__ = ["MAX_RECORD", "Broken", "records"]
 
-MAX_RECORD: Final = 1 << 20
-"""Characters in one CSV record (a row): far more than any deal holds."""
 _CHUNK: Final = 64 * 1024
 
 
