@@ -163,11 +163,13 @@ def read(row: Sequence[Any]) -> Figures:
     entered = read_entered(row[0])
     more = {} if row[1] is None else read_stays_more(row[1])
     counts, totals, moves = row[2 : 2 + SLOTS], row[2 + SLOTS : 2 + 2 * SLOTS], row[-1]
-    if not all(is_int(v) and v >= 0 for v in (*counts, *totals, moves)):
-        raise ValueError("the deal's derived figures are not counts")
-    stays = {stage: (count, total) for stage, count, total in slot_stays(entered, counts, totals)}
+    for value in (*counts, *totals, moves):
+        if type(value) is not int or value < 0:  # bool is not int here
+            raise ValueError("the deal's derived figures are not counts")
+    stages = open_stages(entered)
+    stays = {stage: (counts[j], totals[j]) for j, stage in enumerate(stages[:SLOTS])}
     stays.update(more)
-    if set(stays) != set(open_stages(entered)):
+    if stays.keys() != set(stages):
         raise ValueError("the deal's derived figures do not match its stages entered")
     return Figures(frozenset(entered), stays, moves)
 
