@@ -388,3 +388,63 @@ def test_tracker_deals_take_every_filter_and_know_their_own_pipelines() -> None:
     assert [d.id for d in tracker.deals(owner="kim", limit=1)] == ["d1"]
     assert [d.id for d in tracker.deals(pipeline="four_stage", after="d2")] == ["d3"]
     assert list(tracker.deals(pipeline="funnel")) == []  # known to the tracker, no deals yet
+
+
+# -- one statement a page on PostgreSQL -------------------------------------------------------
+
+
+class _CountingStore(PostgresStore):
+    """A PostgresStore that records the statements it runs and the read transactions it opens."""
+
+    def __init__(self, conninfo: str) -> None:
+        self.ran: list[str] = []
+        self.reads = 0
+        super().__init__(conninfo)
+
+    def _cursor(self, connection: Any) -> Any:
+        store, cursor = self, super()._cursor(connection)
+
+        class Counted:
+            def execute(self, sql: str, params: Any = (), /) -> object:
+                store.ran.append(sql)
+                return cursor.execute(sql, params)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(cursor, name)
+
+        return Counted()
+
+    def _read(self) -> Any:
+        self.reads += 1
+        return super()._read()
+
+
+@pytest.mark.postgres
+def test_a_postgres_page_and_its_histories_are_one_statement(postgres_database: str) -> None:
+    from salespipeline.testing.contract import rich_deal
+
+    pipeline = contract_pipeline()
+    with _CountingStore(postgres_database) as store:
+        store.add(rich_deal(pipeline, "a"))
+        store.add(pipeline.start("b", at=T0).evolve(owner="ann", at=T0))
+        store.ran.clear()
+        store.reads = 0
+        found = list(store.find(limit=2))
+        assert (len(store.ran), store.reads) == (1, 0)  # no read transaction, one statement
+        assert found == [store.get("a"), store.get("b")] == [rich_deal(pipeline, "a"), found[1]]
+        assert len(found[0].history) == 5  # lost, reopened, moved: every entry came back
+
+
+@pytest.mark.postgres
+def test_a_postgres_page_still_reads_a_deal_without_history_as_corrupt(
+    postgres_database: str,
+) -> None:
+    from salespipeline.errors import CorruptRecordError
+
+    with PostgresStore(postgres_database) as store:
+        store.add(PIPELINES[0].start("x", at=T0))
+        with store._write() as cursor:
+            cursor.execute("DELETE FROM sp_changes WHERE deal_id = 'x'")
+        with pytest.raises(CorruptRecordError, match="no history rows") as error:
+            list(store.find())
+        assert error.value.deal_id == "x"

@@ -7,12 +7,13 @@ Decoding never repairs: a row that does not make a valid ``Deal`` raises
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import attrs
 
@@ -42,6 +43,7 @@ __all__ = [
     "deal_values",
     "decode_change",
     "decode_deal",
+    "decode_found",
     "decode_history",
     "dumps",
     "from_us",
@@ -417,13 +419,27 @@ def _version(value: object) -> int:
 
 
 def _change(deal_id: str, row: Sequence[Any]) -> StageChange:
-    """One history row, every value checked as ``StageChange`` checks it, built directly.
-
-    (The history's chain, order and times are checked by ``Deal`` itself.)
-    """
+    """One history row (``CHANGE_COLUMNS``), checked as ``_entry`` checks it."""
     owner, version, from_stage, to_stage, at_us, reason, actor = row
     if owner != deal_id:
         raise ValueError(f"a history row belongs to deal {owner!r}")
+    return _entry(deal_id, version, from_stage, to_stage, at_us, reason, actor)
+
+
+def _entry(
+    deal_id: str,
+    version: object,
+    from_stage: object,
+    to_stage: object,
+    at_us: object,
+    reason: object,
+    actor: object,
+) -> StageChange:
+    """One history entry of deal ``deal_id``, every value checked as ``StageChange``
+    checks it, built directly.
+
+    (The history's chain, order and times are checked by ``Deal`` itself.)
+    """
     return _unchecked_change(
         deal_id,
         None if from_stage is None else _stage_name(from_stage),
@@ -460,6 +476,24 @@ def decode_deal(
         raise CorruptRecordError(deal_id, str(error)) from error
 
 
+def decode_found(row: Sequence[Any]) -> Deal:
+    """The Deal of a ``find`` page's row: its ``DEAL_COLUMNS``, then its history as the
+    JSON text of ``Statements.page_history`` (NULL: the deal has no history rows).
+
+    The JSON is built by the database from the history's columns as the page is read,
+    never stored, so it is an array of flat arrays: ``json.loads`` cannot recurse deep.
+    """
+    deal_id = str(row[0])
+    try:
+        history = row[len(DEAL_COLUMNS)]
+        if history is None:
+            raise ValueError("the deal has no history rows")
+        entries = [_entry(deal_id, *values) for values in json.loads(history)]
+        return _build(row, History._trusted(entries))
+    except _DECODE_ERRORS as error:
+        raise CorruptRecordError(deal_id, str(error)) from error
+
+
 def decode_history(deal_id: str, rows: Sequence[Sequence[Any]]) -> list[StageChange]:
     """History entries from ``CHANGE_COLUMNS`` rows, each checked (not their chain)."""
     try:
@@ -469,29 +503,85 @@ def decode_history(deal_id: str, rows: Sequence[Sequence[Any]]) -> list[StageCha
 
 
 def _build(row: Sequence[Any], history: History) -> Deal:
+    """The Deal of a ``DEAL_COLUMNS`` row and its history, every value checked as the
+    Deal constructor checks it, but cheaply: with the constructor's own converters,
+    their answers for names that repeat (pipeline, stage, owner, ...) remembered, the
+    times range-checked as they are built, and the value made without running the
+    converters again; then the Deal's own cross-checks (``__attrs_post_init__``)."""
     (id, pipeline, stage, amount, currency, budget, authority, need, timeline) = row[:9]
     (fields, probability, lost_reason, next_action, next_us) = row[9:14]
     (created_us, entered_us, closed_us, version) = row[14:18]
     (owner, close_date, forecast_category, updated_us) = row[18:22]
-    return Deal(
-        id,
-        pipeline,
-        stage,
-        amount=_amount(amount),
-        currency=currency,
-        bant=Bant(_flag(budget), _flag(authority), _flag(need), _flag(timeline)),
-        fields=_fields(fields),
-        probability=probability,
-        lost_reason=lost_reason,
-        next_action=next_action,
-        next_action_at=_optional(from_us, next_us),
-        created_at=from_us(created_us),
-        stage_entered_at=from_us(entered_us),
-        closed_at=_optional(from_us, closed_us),
-        owner=owner,
-        close_date=_optional(_date, close_date),
-        forecast_category=forecast_category,
-        updated_at=from_us(updated_us),
-        version=version,
+    created_at = _time(created_us)
+    deal = _stored_deal(
+        id=_DEAL_ID(id),
+        pipeline=_PIPELINE(pipeline),
+        stage=_STAGE(stage),
+        amount=_AMOUNT(_amount(amount)),
+        currency=_CURRENCY(currency),
+        bant=_BANTS[_flag(budget), _flag(authority), _flag(need), _flag(timeline)],
+        fields=_NO_FIELDS if fields == "{}" else _FIELDS(_fields(fields)),
+        probability=_PROBABILITY(probability),
+        lost_reason=_LOST_REASON(lost_reason),
+        next_action=_NEXT_ACTION(next_action),
+        next_action_at=None if next_us is None else _time(next_us),
+        owner=_OWNER(owner),
+        close_date=_CLOSE_DATE(_optional(_date, close_date)),
+        forecast_category=_FORECAST_CATEGORY(forecast_category),
+        created_at=created_at,
+        stage_entered_at=_time(entered_us, created_us, created_at),
+        closed_at=None if closed_us is None else _time(closed_us),
+        updated_at=_time(updated_us, created_us, created_at),
+        version=_VERSION(version),
         history=history,
     )
+    deal.__attrs_post_init__()
+    return deal
+
+
+def _time(value: object, known: object = None, known_time: datetime | None = None) -> datetime:
+    """A stored time (integer microseconds), in the years ``to_utc`` accepts; ``known``
+    is a time already built (``known_time``), reused when the value is the same."""
+    if type(value) is not int or not _FIRST_US <= value <= _LAST_US:
+        raise ValueError(f"a timestamp column holds {value!r}, not microseconds in range")
+    if known_time is not None and value == known and type(known) is int:
+        return known_time
+    return EPOCH + timedelta(0, 0, value)
+
+
+def _remembered(convert: Callable[[Any], Any]) -> Callable[[object], Any]:
+    """``convert`` (a Deal converter), its answers for text remembered: names repeat
+    from deal to deal. Anything but text is converted (or refused) each time."""
+    known = functools.lru_cache(maxsize=1024)(convert)
+
+    def converted(value: object) -> Any:
+        return known(value) if type(value) is str else convert(value)
+
+    return converted
+
+
+_CONVERT: Final[dict[str, Callable[[Any], Any]]] = {
+    a.name: cast(Callable[[Any], Any], a.converter) for a in attrs.fields(Deal)
+}
+_DEAL_ID: Final = _CONVERT["id"]
+_PIPELINE: Final = _remembered(_CONVERT["pipeline"])
+_STAGE: Final = _remembered(_CONVERT["stage"])
+_AMOUNT: Final = _CONVERT["amount"]
+_CURRENCY: Final = _remembered(_CONVERT["currency"])
+_FIELDS: Final = _CONVERT["fields"]
+_NO_FIELDS: Final = _FIELDS({})
+_PROBABILITY: Final = _CONVERT["probability"]
+_LOST_REASON: Final = _remembered(_CONVERT["lost_reason"])
+_NEXT_ACTION: Final = _CONVERT["next_action"]
+_OWNER: Final = _remembered(_CONVERT["owner"])
+_CLOSE_DATE: Final = _CONVERT["close_date"]
+_FORECAST_CATEGORY: Final = _remembered(_CONVERT["forecast_category"])
+_VERSION: Final = _CONVERT["version"]
+_BANTS: Final = {flags: Bant(*flags) for flags in itertools.product((False, True), repeat=4)}
+"""Every Bant value, by its four flags: a stored deal's is one of the sixteen."""
+_stored_deal: Final[Callable[..., Deal]] = generate(
+    Deal,
+    "stored_deal",
+    "A Deal from a stored row's checked values (``_build``), without the converters.",
+    given=tuple(a.name for a in attrs.fields(Deal)),
+)

@@ -8,8 +8,9 @@ Writes are ``UPDATE ... WHERE id = %s AND version = %s``: PostgreSQL's row lock
 makes a second writer wait for the first, then find the version changed, which
 surfaces as ``ConcurrencyError``. A save is one statement (the update, and the new
 history rows inserted from its ``RETURNING``), atomic on its own, and ``get`` is one
-statement too: a move costs two round trips. ``find`` pages run in REPEATABLE READ,
-READ ONLY transactions, so deals and their histories come from one snapshot.
+statement too: a move costs two round trips. A ``find`` page is one statement too,
+each deal's history aggregated as JSON beside its row, so the deals and their
+histories come from one snapshot in one round trip.
 
 An app's own ``psycopg.Connection`` or ``psycopg_pool.ConnectionPool`` may be passed
 instead: the store then never closes it and leaves its settings alone. Every call
@@ -50,6 +51,7 @@ _DIALECT: Final = Dialect(
     field_match=jsonb_field_match,
     index_names="SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
     "WHERE i.indrelid = to_regclass('sp_deals')",
+    history_json="CAST(json_agg(json_build_array({values}) ORDER BY {order}) AS TEXT)",
 )
 """psycopg's marks are ``%s`` (so ``%`` is written ``%%``); NUMERIC sums amounts exactly."""
 

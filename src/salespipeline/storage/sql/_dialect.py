@@ -113,6 +113,10 @@ class Dialect:
     ``since`` wraps an ``updated_since`` condition: SQLite's planner, which keeps no
     histogram, is told a time window is selective (``likelihood``), so it seeks the
     time index and sorts the page rather than walking every id.
+    ``history_json`` aggregates a find page's history rows into one JSON text per
+    deal (``{values}``: the row's values, ``{order}``: the order to aggregate in), so
+    a page and its histories are one statement; None: read them with a second
+    statement in the page's read transaction (SQLite, in process, pays nothing for it).
     """
 
     name: str
@@ -125,6 +129,7 @@ class Dialect:
     index_names: str
     greatest_function: str = "GREATEST"
     since: str = "{}"
+    history_json: str | None = None
 
     def greatest(self, *expressions: str) -> str:
         """The largest of ``expressions`` (SQLite's scalar ``MAX``, PostgreSQL's ``GREATEST``)."""

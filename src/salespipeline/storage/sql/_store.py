@@ -214,6 +214,20 @@ class Statements:
         )
 
     @functools.cached_property
+    def page_history(self) -> str | None:
+        """A find page's deal ``p``'s history as one JSON text: an array of
+        ``CHANGE_COLUMNS[1:]`` arrays in version order (``Dialect.history_json``, None
+        where the dialect reads histories with a statement of their own)."""
+        aggregate = self.dialect.history_json
+        if aggregate is None:
+            return None
+        values = ", ".join(f"c.{c}" for c in _codec.CHANGE_COLUMNS[1:])
+        return (
+            f"(SELECT {aggregate.format(values=values, order='c.version')} FROM sp_changes c "
+            "WHERE c.deal_id = p.id AND c.version <= p.version AND c.to_stage IS NOT NULL)"
+        )
+
+    @functools.cached_property
     def select_older(self) -> str:
         """The ``count`` oldest history rows of a deal (what a lazy load left unread)."""
         columns = ", ".join(_codec.CHANGE_COLUMNS)
@@ -790,19 +804,31 @@ class SQLStore(QueryingStore):
         return query
 
     def _find_statement(self, query: Query, after: str | None, size: int) -> tuple[str, list[Any]]:
-        """The SELECT of one page of ``find``: up to ``size`` deal rows after ``after``."""
+        """The SELECT of one page of ``find``: up to ``size`` deal rows after ``after``,
+        each ending in its deal's history where the dialect aggregates it
+        (``Statements.page_history``)."""
         conditions, params = self._conditions(query, after)
         columns = ", ".join(_codec.DEAL_COLUMNS)
-        return (
+        page = (
             f"SELECT {columns} FROM sp_deals WHERE {conditions} ORDER BY id "
-            f"LIMIT {self.sql.placeholder}",
-            [*params, size],
+            f"LIMIT {self.sql.placeholder}"
         )
+        history = self.sql.page_history
+        if history is not None:
+            selected = ", ".join(f"p.{c}" for c in _codec.DEAL_COLUMNS)
+            page = f"SELECT {selected}, {history} FROM ({page}) p ORDER BY p.id"
+        return page, [*params, size]
 
     def _page(self, query: Query, after: str | None, size: int) -> Plan[list[Deal]]:
-        """Up to ``size`` deals after ``after``, histories loaded in the same snapshot."""
-        rows, changes = yield Within("read", self._page_steps(query, after, size))
-        deals = [_codec.decode_deal(row, changes.get(row[0], ())) for row in rows]
+        """Up to ``size`` deals after ``after``, histories read in the same snapshot: in
+        the page's own statement (one round trip) where the dialect aggregates them,
+        else by a second statement in the page's read transaction."""
+        if self.sql.page_history is None:
+            rows, changes = yield Within("read", self._page_steps(query, after, size))
+            deals = [_codec.decode_deal(row, changes.get(row[0], ())) for row in rows]
+        else:
+            page = Statement(*self._find_statement(query, after, size), "all")
+            deals = [_codec.decode_found(row) for row in (yield Within("statement", one(page)))]
         for deal in deals:
             self._remember(deal)
         return deals
