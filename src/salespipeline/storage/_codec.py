@@ -387,6 +387,14 @@ def _amount(value: object) -> Decimal:
     raise TypeError(f"the amount column holds {value!r}, not exact decimal text")
 
 
+def _amount_text(value: object) -> str:
+    """A Decimal amount's exact text (which ``Decimal`` reads back as the same value,
+    places and sign included); ``TypeError`` for anything else."""
+    if type(value) is Decimal:
+        return str(value)
+    raise TypeError(f"the amount column holds {value!r}, not exact decimal text")
+
+
 def _fields(value: object) -> Mapping[str, Any]:
     data = loads(value) if isinstance(value, str) else value
     if not isinstance(data, Mapping):
@@ -488,10 +496,27 @@ def decode_found(row: Sequence[Any]) -> Deal:
         history = row[len(DEAL_COLUMNS)]
         if history is None:
             raise ValueError("the deal has no history rows")
-        entries = [_entry(deal_id, *values) for values in json.loads(history)]
+        entries = [_entry(deal_id, *values) for values in _json_array(history)]
         return _build(row, History._trusted(entries))
     except _DECODE_ERRORS as error:
         raise CorruptRecordError(deal_id, str(error)) from error
+
+
+def _json_array(text: object) -> Any:
+    """The JSON text the database built, parsed by the C scanner itself (``json.loads``
+    adds a few layers of Python a call); ``ValueError`` if it is not one whole value."""
+    if not isinstance(text, str):
+        raise TypeError(f"a page's history is {type(text).__name__}, not JSON text")
+    try:
+        value, end = _scan_json(text, 0)
+    except StopIteration:
+        raise ValueError("a page's history is not JSON") from None
+    if end != len(text):
+        raise ValueError("a page's history is not one JSON value")
+    return value
+
+
+_scan_json: Final[Callable[[str, int], tuple[Any, int]]] = cast(Any, json.JSONDecoder()).scan_once
 
 
 def decode_history(deal_id: str, rows: Sequence[Sequence[Any]]) -> list[StageChange]:
@@ -515,19 +540,19 @@ def _build(row: Sequence[Any], history: History) -> Deal:
     created_at = _time(created_us)
     deal = _stored_deal(
         id=_DEAL_ID(id),
-        pipeline=_PIPELINE(pipeline),
-        stage=_STAGE(stage),
-        amount=_AMOUNT(_amount(amount)),
-        currency=_CURRENCY(currency),
-        bant=_BANTS[_flag(budget), _flag(authority), _flag(need), _flag(timeline)],
+        pipeline=_PIPELINE[pipeline],
+        stage=_STAGE[stage],
+        amount=_AMOUNTS[amount if type(amount) is str else _amount_text(amount)],
+        currency=_CURRENCY[currency],
+        bant=_bant(budget, authority, need, timeline),
         fields=_NO_FIELDS if fields == "{}" else _FIELDS(_fields(fields)),
         probability=_PROBABILITY(probability),
-        lost_reason=_LOST_REASON(lost_reason),
+        lost_reason=_LOST_REASON[lost_reason],
         next_action=_NEXT_ACTION(next_action),
         next_action_at=None if next_us is None else _time(next_us),
-        owner=_OWNER(owner),
+        owner=_OWNER[owner],
         close_date=_CLOSE_DATE(_optional(_date, close_date)),
-        forecast_category=_FORECAST_CATEGORY(forecast_category),
+        forecast_category=_FORECAST_CATEGORY[forecast_category],
         created_at=created_at,
         stage_entered_at=_time(entered_us, created_us, created_at),
         closed_at=None if closed_us is None else _time(closed_us),
@@ -549,33 +574,55 @@ def _time(value: object, known: object = None, known_time: datetime | None = Non
     return EPOCH + timedelta(0, 0, value)
 
 
-def _remembered(convert: Callable[[Any], Any]) -> Callable[[object], Any]:
-    """``convert`` (a Deal converter), its answers for text remembered: names repeat
-    from deal to deal. Anything but text is converted (or refused) each time."""
-    known = functools.lru_cache(maxsize=1024)(convert)
+def _bant(budget: object, authority: object, need: object, timeline: object) -> Bant:
+    """The Bant of four stored flags (booleans, or SQLite's 0 and 1), one of sixteen."""
+    flags = (budget, authority, need, timeline)
+    if type(budget) is type(authority) is type(need) is type(timeline) is bool:
+        return _BANTS[flags]  # type: ignore[index]
+    return _BANTS[_flag(budget), _flag(authority), _flag(need), _flag(timeline)]
 
-    def converted(value: object) -> Any:
-        return known(value) if type(value) is str else convert(value)
 
-    return converted
+class _Known(dict[object, Any]):
+    """A Deal converter's answers for the text (or None) it accepted, by value: names
+    repeat from deal to deal, and a dict lookup is the cheapest check there is. Only
+    text and None are kept (no other value equals them), at most ``_KNOWN`` of them;
+    anything else is converted, or refused, each time."""
+
+    __slots__ = ("_convert",)
+
+    def __init__(self, convert: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self._convert = convert
+
+    def __missing__(self, value: object) -> Any:
+        converted = self._convert(value)
+        if type(value) is str or value is None:
+            if len(self) >= _KNOWN:
+                self.clear()
+            self[value] = converted
+        return converted
+
+
+_KNOWN: Final = 1024
 
 
 _CONVERT: Final[dict[str, Callable[[Any], Any]]] = {
     a.name: cast(Callable[[Any], Any], a.converter) for a in attrs.fields(Deal)
 }
 _DEAL_ID: Final = _CONVERT["id"]
-_PIPELINE: Final = _remembered(_CONVERT["pipeline"])
-_STAGE: Final = _remembered(_CONVERT["stage"])
-_AMOUNT: Final = _CONVERT["amount"]
-_CURRENCY: Final = _remembered(_CONVERT["currency"])
+_PIPELINE: Final = _Known(_CONVERT["pipeline"])
+_STAGE: Final = _Known(_CONVERT["stage"])
+_AMOUNTS: Final = _Known(lambda text: _CONVERT["amount"](_amount(text)))
+"""Amounts by their exact text (``Decimal`` values that are equal may differ in places)."""
+_CURRENCY: Final = _Known(_CONVERT["currency"])
 _FIELDS: Final = _CONVERT["fields"]
 _NO_FIELDS: Final = _FIELDS({})
 _PROBABILITY: Final = _CONVERT["probability"]
-_LOST_REASON: Final = _remembered(_CONVERT["lost_reason"])
+_LOST_REASON: Final = _Known(_CONVERT["lost_reason"])
 _NEXT_ACTION: Final = _CONVERT["next_action"]
-_OWNER: Final = _remembered(_CONVERT["owner"])
+_OWNER: Final = _Known(_CONVERT["owner"])
 _CLOSE_DATE: Final = _CONVERT["close_date"]
-_FORECAST_CATEGORY: Final = _remembered(_CONVERT["forecast_category"])
+_FORECAST_CATEGORY: Final = _Known(_CONVERT["forecast_category"])
 _VERSION: Final = _CONVERT["version"]
 _BANTS: Final = {flags: Bant(*flags) for flags in itertools.product((False, True), repeat=4)}
 """Every Bant value, by its four flags: a stored deal's is one of the sixteen."""

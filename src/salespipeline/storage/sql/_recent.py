@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Final
 
 from salespipeline.deal import Deal
@@ -41,6 +42,16 @@ class Recent:
             self._forget(deal.id)
             self._deals[deal.id] = (deal, figures)
             self._entries += _held(deal)
+            while self._entries > self._max_entries and self._deals:
+                self._forget(next(iter(self._deals)))
+
+    def keep_all(self, deals: Sequence[Deal]) -> None:
+        """``keep`` each of ``deals`` (a page of ``find``), taking the lock once."""
+        with self._lock:
+            for deal in deals:
+                self._forget(deal.id)
+                self._deals[deal.id] = (deal, None)
+                self._entries += _held(deal)
             while self._entries > self._max_entries and self._deals:
                 self._forget(next(iter(self._deals)))
 

@@ -647,6 +647,14 @@ class SQLStore(QueryingStore):
         else:
             self._recent.keep(deal, figures)
 
+    def _remember_page(self, deals: Sequence[Deal]) -> None:
+        """``_remember`` each deal of a ``find`` page, asking once whether in a transaction."""
+        if self._in_transaction():
+            for deal in deals:
+                self._recent.forget(deal.id)
+        else:
+            self._recent.keep_all(deals)
+
     def _in_transaction(self) -> bool:
         """Whether this thread's calls are inside a transaction that outlasts them."""
         return False
@@ -829,8 +837,7 @@ class SQLStore(QueryingStore):
         else:
             page = Statement(*self._find_statement(query, after, size), "all")
             deals = [_codec.decode_found(row) for row in (yield Within("statement", one(page)))]
-        for deal in deals:
-            self._remember(deal)
+        self._remember_page(deals)
         return deals
 
     def _page_steps(
