@@ -85,8 +85,10 @@ KEYS = st.none() | st.sampled_from(["k-1", "k-2"])
 LOST_REASONS = st.sampled_from(["price", "timing"])
 UPDATE_REASONS = st.none() | st.just("asked by the buyer")
 DEAL_CHOICES = tuple(st.sampled_from(IDS[:n]) for n in range(1, len(IDS) + 1))
-OPERATIONS = st.sampled_from(["update", "move", "move", "move", "migrate"])
+OPERATIONS = st.sampled_from(["update", "move", "move", "move", "walk", "walk", "migrate"])
 AHEAD = st.sampled_from([True, True, True, False])
+WALKS = st.sampled_from([2, 99])  # 99: all the way to WON
+TICKS = st.sampled_from([timedelta(0), timedelta(minutes=1)])
 
 
 @functools.cache
@@ -133,6 +135,34 @@ def _moved(draw: st.DrawFn, pipeline: Pipeline, deal: Deal, now: datetime) -> De
     return pipeline.move(deal, to, at=now, actor=actor)
 
 
+def _walked(draw: st.DrawFn, pipeline: Pipeline, deal: Deal, now: datetime) -> list[Deal]:
+    """``deal`` moved a drawn number of stages ahead, a tick apart (WON after the last),
+    while its guards let it."""
+    walk, tick, position = [], draw(TICKS), pipeline.positions
+    for n in range(draw(WALKS)):
+        ahead = [t for t in pipeline.moves(deal) if position[t] == position[deal.stage] + 1]
+        if not ahead:
+            break
+        at, actor = now + n * tick, draw(ACTORS)
+        if ahead[0] == WON:
+            deal = pipeline.win(deal, at=at, actor=actor)
+        else:
+            deal = pipeline.advance(deal, at=at, actor=actor)
+        walk.append(deal)
+    return walk
+
+
+def _steps(draw: st.DrawFn, before: Deal | None, deal_id: str, now: datetime) -> list[Step]:
+    """The next step on the deal, or a walk of moves ahead (a step each)."""
+    if before is None or not before.is_open or draw(OPERATIONS) != "walk":
+        return [_step(draw, before, deal_id, now)]
+    steps = []
+    for after in _walked(draw, PIPELINES[before.pipeline], before, now):
+        steps.append(Step(before, after, log.derive(before, after, key=draw(KEYS))))
+        before = after
+    return steps or [_step(draw, before, deal_id, now)]
+
+
 def _step(draw: st.DrawFn, before: Deal | None, deal_id: str, now: datetime) -> Step:
     key = draw(KEYS)
     if before is None:
@@ -142,7 +172,7 @@ def _step(draw: st.DrawFn, before: Deal | None, deal_id: str, now: datetime) -> 
     moved = None
     if operation == "migrate":
         moved = MIGRATIONS[before.pipeline].apply(before, at=now)
-    elif operation == "move":
+    elif operation in ("move", "walk"):
         moved = _moved(draw, PIPELINES[before.pipeline], before, now)
     if moved is not None:
         actor = moved.history[-1].actor if draw(BOOLEANS) else None  # may repeat the entry's
@@ -160,18 +190,20 @@ STEP_COUNTS = st.integers(1, 16)
 def stories(draw: st.DrawFn) -> list[Step]:
     """Operations on up to three deals, in time order (often several at one time).
 
-    Deals start in FIVE, and a migration moves one to RENAMED (and back).
+    Deals start in FIVE, and a migration moves one to RENAMED (and back). A walk moves
+    one deal several stages ahead (each move a step), so stories reach WON often.
     """
     now, deals, steps = T0, dict[str, Deal](), list[Step]()
-    for _ in range(draw(STEP_COUNTS)):
+    count = draw(STEP_COUNTS)
+    while len(steps) < count:
         now += draw(PAUSES)
         if steps and draw(BOOLEANS):  # runs of steps on one deal take it far
             deal_id = steps[-1].after.id
         else:
             deal_id = draw(DEAL_CHOICES[min(len(deals), len(IDS) - 1)])
-        step = _step(draw, deals.get(deal_id), deal_id, now)
-        deals[deal_id] = step.after
-        steps.append(step)
+        for step in _steps(draw, deals.get(deal_id), deal_id, now)[: count - len(steps)]:
+            deals[deal_id], now = step.after, max(now, step.after.updated_at)
+            steps.append(step)
     return steps
 
 
