@@ -15,17 +15,14 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import sys
-import time
-import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import persist
-from benchmarks.report_1m import QUARTER
+from benchmarks.report_1m import QUARTER, _peak, _timed
 from salespipeline import metrics, presets
 from salespipeline.log import Change
 from salespipeline.storage import DealStore, PostgresStore
@@ -66,24 +63,6 @@ def whole_log(store: DealStore) -> Iterator[Change]:
         after = page[-1].position or after
 
 
-def _best(run: Callable[[], Any], rounds: int) -> tuple[float, Any]:
-    best, result = float("inf"), None
-    for _ in range(rounds):
-        started = time.perf_counter()
-        result = run()
-        best = min(best, time.perf_counter() - started)
-    return best, result
-
-
-def _peak(run: Callable[[], Any]) -> int:
-    tracemalloc.start()
-    try:
-        run()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, required=True, help="a report_1m.py --log file")
@@ -104,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             }
             measured = {
-                name: (*_best(run, args.rounds), _peak(run)) for name, run in paths.items()
+                name: (*_timed(run, args.rounds), _peak(run)) for name, run in paths.items()
             }
     sql_seconds, sql = measured["store.movement (SQL)"][:2]
     pure = measured["metrics.movement(log)"][1]
