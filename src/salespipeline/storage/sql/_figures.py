@@ -150,12 +150,8 @@ def _layout(
     recur, and a save writes one on every move; a frozenset keeps its hash)."""
     ordered = sorted(entered)
     stages = open_stages(ordered)
-    return (
-        _json(ordered),
-        tuple(stages[:SLOTS]),
-        tuple(stages[SLOTS:]),
-        (0,) * (SLOTS - len(stages[:SLOTS])),
-    )
+    slots = tuple(stages[:SLOTS])
+    return _json(ordered), slots, tuple(stages[SLOTS:]), (0,) * (SLOTS - len(slots))
 
 
 def read(row: Sequence[Any]) -> Figures:
@@ -164,12 +160,11 @@ def read(row: Sequence[Any]) -> Figures:
     more = {} if row[1] is None else read_stays_more(row[1])
     counts, totals, moves = row[2 : 2 + SLOTS], row[2 + SLOTS : 2 + 2 * SLOTS], row[-1]
     for value in (*counts, *totals, moves):
-        if type(value) is not int or value < 0:  # bool is not int here
+        if not is_int(value) or value < 0:
             raise ValueError("the deal's derived figures are not counts")
-    stages = open_stages(entered)
-    stays = {stage: (counts[j], totals[j]) for j, stage in enumerate(stages[:SLOTS])}
+    stays = {stage: (count, total) for stage, count, total in slot_stays(entered, counts, totals)}
     stays.update(more)
-    if stays.keys() != set(stages):
+    if stays.keys() != set(open_stages(entered)):
         raise ValueError("the deal's derived figures do not match its stages entered")
     return Figures(frozenset(entered), stays, moves)
 
