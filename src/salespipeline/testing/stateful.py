@@ -482,6 +482,26 @@ class PipelineStateMachine(RuleBasedStateMachine):
         self._commit(deal_id, deal, new=True)
         return deal_id
 
+    @precondition(lambda self: len(self.deals) < self.max_deals)
+    @rule(
+        target=deal_ids,
+        values=st.runner().flatmap(lambda machine: machine._start_values()),
+        steps=_walk_lengths(),
+        then_lose=st.booleans(),
+        data=st.data(),
+    )
+    def start_ahead(
+        self, values: dict[str, Any], steps: int, then_lose: bool, data: st.DataObject
+    ) -> str | MultipleResults[str]:
+        """Start a qualified deal, ``walk`` it ``steps`` stages, and sometimes lose it
+        there: half of the runs open with this, so short runs reach the last stages."""
+        started = self.start(values, qualify=True)
+        if isinstance(started, str):
+            self.walk(started, steps, data)
+            if then_lose and self.deals[started].stage != WON:
+                self.lose(started, data.draw(_reasons(), label="reason"))
+        return started
+
     @rule(deal_id=deal_ids, to=_stage_names(), reason=st.none() | _reasons())
     def move(self, deal_id: str, to: str, reason: str | None) -> None:
         """Move to any stage, allowed or not, sometimes with a reason."""
