@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -37,23 +37,21 @@ from salespipeline.storage.base import (
     verifying,
 )
 from salespipeline.storage.postgres import (
+    Mapped,
     PostgresSQL,
     _adopted,
     _describe,
     _import_psycopg,
     _json_as_text,
     _parsed,
-    mapped,
 )
 from salespipeline.storage.sql._names import DEFAULT, Names, Renamed, check_names
 from salespipeline.storage.sql._plan import (
     ROWS,
-    Done,
-    Outcome,
     Plan,
     Statement,
     Within,
-    advance,
+    awaited,
     result,
 )
 from salespipeline.storage.sql._store import Window, encoded_adds
@@ -93,6 +91,7 @@ class AsyncPostgresStore(AsyncDealStore):
         self._pool: Any = None
         self._name = _describe(_parsed(self._adopt(conninfo)))
         self._plans = _Plans(self, self._names)
+        self._errors = Mapped(self._psycopg, self._names, self._name)  # kept: no state
         self._open = False
         self._lock: Any = None  # one call at a time on an app's connection
         self._pinned: contextvars.ContextVar[_Pin | None] = contextvars.ContextVar(
@@ -167,18 +166,14 @@ class AsyncPostgresStore(AsyncDealStore):
 
     # -- the async driver of the plans ---------------------------------------------
 
-    async def _run(self, plan: Plan[T]) -> T:
+    def _run(self, plan: Plan[T]) -> Awaitable[T]:
         """Run ``plan``, each transaction it asks for awaited on a connection."""
-        outcome = Outcome()
-        while not isinstance(within := advance(plan, outcome), Done):
-            outcome = await Outcome.awaited(self._within, within)
-        value: T = within.value
-        return value
+        return awaited(plan, self._within)
 
     async def _within(self, within: Within[T]) -> T:
         if within.kind == "statement" and self._owned and self._pin() is None:
             return await self._alone(within)
-        with self._mapped():
+        with self._errors:
             async with self._borrowed() as connection:
                 first = connection.info.transaction_status == self._idle
                 async with connection.transaction():
@@ -191,20 +186,22 @@ class AsyncPostgresStore(AsyncDealStore):
 
     async def _alone(self, within: Within[T]) -> T:
         """Statements each atomic on their own (autocommit), on a connection of the
-        store's pool: the move's path, with no layer it does not need."""
+        store's pool: the move's path, with no layer it does not need. The connection is
+        taken and given back without the pool's context manager, which would also
+        commit it (nothing to commit in autocommit: the pool's ``putconn`` checks its
+        state and resets or replaces one left mid-statement)."""
         if not self._open:
             raise StorageError(f"{self!r} is not open: use `async with` or `await store.open()`")
-        with self._mapped():
-            async with self._pool.connection() as connection:
+        with self._errors:
+            pool = self._pool
+            connection = await pool.getconn()
+            try:
                 return await self._steps(connection.cursor(), within)
+            finally:
+                await pool.putconn(connection)
 
-    async def _steps(self, cursor: Any, within: Within[T]) -> T:
-        outcome = Outcome()
-        execute = functools.partial(self._execute, cursor)
-        while not isinstance(statement := advance(within.steps, outcome), Done):
-            outcome = await Outcome.awaited(execute, statement)
-        value: T = statement.value
-        return value
+    def _steps(self, cursor: Any, within: Within[T]) -> Awaitable[T]:
+        return awaited(within.steps, functools.partial(self._execute, cursor))
 
     async def _execute(self, cursor: Any, statement: Statement) -> Any:
         run = cursor.executemany if statement.many else cursor.execute
@@ -224,7 +221,7 @@ class AsyncPostgresStore(AsyncDealStore):
         return cursor
 
     def _mapped(self) -> AbstractContextManager[None]:
-        return mapped(self._psycopg, self._names, self._name)
+        return self._errors
 
     def _pin(self) -> _Pin | None:
         pin = self._pinned.get()

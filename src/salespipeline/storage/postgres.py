@@ -39,7 +39,7 @@ from salespipeline.storage.sql._plan import Plan, Statement, Steps, Within, one
 from salespipeline.storage.sql._schema import POSTGRES_DDL
 from salespipeline.storage.sql._store import Cursor, SQLStore, Statements, UniqueViolation
 
-__all__ = ["PostgresSQL", "PostgresStore", "mapped"]
+__all__ = ["Mapped", "PostgresSQL", "PostgresStore"]
 
 _DIALECT: Final = Dialect(
     name="postgres",
@@ -262,7 +262,7 @@ class PostgresStore(PostgresSQL):
             yield self._cursor(connection)
 
     def _mapped(self) -> AbstractContextManager[None]:
-        return mapped(self._psycopg, self._names, self._name)
+        return Mapped(self._psycopg, self._names, self._name)
 
     def _read(self) -> AbstractContextManager[Cursor]:
         return self._transaction(read_only=True)
@@ -292,15 +292,29 @@ def _moved_statement(columns: tuple[str, ...]) -> str:
     )
 
 
-@contextmanager
-def mapped(psycopg: Any, names: Names, name: str) -> Iterator[None]:
-    """Raise psycopg's errors as this library's (``name``: where the store connects)."""
-    try:
-        yield
-    except psycopg.errors.UniqueViolation as error:
-        raise _unique(error, names) from error
-    except psycopg.Error as error:
-        raise StorageError(f"PostgreSQL {name} failed: {error}") from error
+class Mapped:
+    """Raise psycopg's errors as this library's (``name``: where the store connects).
+
+    A small class, not a generator context manager: it is entered on every call of
+    the stores (twice a move), and it holds nothing but its arguments, so one can be
+    kept and entered again, even by calls running at once.
+    """
+
+    __slots__ = ("_name", "_names", "_psycopg")
+
+    def __init__(self, psycopg: Any, names: Names, name: str) -> None:
+        self._psycopg, self._names, self._name = psycopg, names, name
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> None:
+        psycopg = self._psycopg
+        if error is None or not isinstance(error, psycopg.Error):
+            return
+        if isinstance(error, psycopg.errors.UniqueViolation):
+            raise _unique(error, self._names) from error
+        raise StorageError(f"PostgreSQL {self._name} failed: {error}") from error
 
 
 def _unique(error: Any, names: Names = DEFAULT) -> UniqueViolation:

@@ -20,12 +20,12 @@ __all__ = [
     "Done",
     "Fetch",
     "Kind",
-    "Outcome",
     "Plan",
     "Statement",
     "Steps",
     "Within",
     "advance",
+    "awaited",
     "drive",
     "execute",
     "named",
@@ -76,48 +76,42 @@ Plan = Generator["Within[Any]", Any, T]
 
 
 @attrs.frozen
-class Outcome:
-    """What the driver did with the last step: its result, or the exception it raised."""
-
-    result: Any = None
-    error: BaseException | None = None
-
-    @classmethod
-    def of(cls, do: Callable[[S], object], step: S) -> Outcome:
-        """``do(step)``'s result, or what it raised (handed back to the plan)."""
-        try:
-            return cls(do(step))
-        except BaseException as error:
-            return cls(error=error)
-
-    @classmethod
-    async def awaited(cls, do: Callable[[S], Awaitable[object]], step: S) -> Outcome:
-        """``await do(step)``'s result, or what it raised (handed back to the plan)."""
-        try:
-            return cls(await do(step))
-        except BaseException as error:
-            return cls(error=error)
-
-
-@attrs.frozen
 class Done(Generic[T]):
     """The plan (or steps) ended with ``value``."""
 
     value: T
 
 
-def advance(generator: Generator[S, Any, T], outcome: Outcome) -> S | Done[T]:
-    """Hand ``outcome`` to ``generator``: its next step, or ``Done`` with its value.
+def advance(
+    generator: Generator[S, Any, T], result: Any = None, error: BaseException | None = None
+) -> S | Done[T]:
+    """Hand ``generator`` the last step's ``result``, or the ``error`` it raised: its next
+    step, or ``Done`` with its value.
 
-    A raised outcome is thrown in, so the plan's ``try`` blocks see it as if the
+    A raised error is thrown in, so the plan's ``try`` blocks see it as if the
     statement had raised there; a plan that does not catch it raises it again.
     """
     try:
-        if outcome.error is not None:
-            return generator.throw(outcome.error)
-        return generator.send(outcome.result)
+        if error is not None:
+            return generator.throw(error)
+        return generator.send(result)
     except StopIteration as stop:
         return Done(stop.value)
+
+
+async def awaited(generator: Generator[S, Any, T], do: Callable[[S], Awaitable[Any]]) -> T:
+    """The async driver's loop (``_ran``'s counterpart): hand ``generator`` what awaiting
+    ``do`` made of each step it yields, or what that raised; its value. The result and
+    the error are passed as they are, with no object made per step."""
+    result: Any = None
+    error: BaseException | None = None
+    while not isinstance(step := advance(generator, result, error), Done):
+        try:
+            result, error = await do(step), None
+        except BaseException as raised:
+            result, error = None, raised
+    value: T = step.value
+    return value
 
 
 def one(statement: Statement) -> Steps[Any]:
@@ -172,8 +166,8 @@ def _within(within: Within[T], opened: Callable[[Kind], AbstractContextManager[A
 
 def _ran(generator: Generator[S, Any, T], do: Callable[[S], object]) -> T:
     """Send ``generator`` what ``do`` makes of each step it yields, or throw in what
-    ``do`` raised (as ``advance`` does for the async driver); its value. A plain loop,
-    without an ``Outcome`` per step: a save runs it on every move."""
+    ``do`` raised (as ``awaited`` does for the async driver); its value. A plain loop,
+    with no object made per step: a save runs it on every move."""
     try:
         step = next(generator)
         while True:
