@@ -298,7 +298,9 @@ class AsyncDealStore(abc.ABC):
     @property
     def _blocks(self) -> Blocks:
         """This store's open blocks, per task (a subclass that has blocks sets its own)."""
-        blocks: Blocks = self.__dict__.setdefault("_async_blocks", Blocks())
+        blocks: Blocks | None = self.__dict__.get("_async_blocks")
+        if blocks is None:  # made once: ``setdefault`` would make one on every call
+            blocks = self.__dict__["_async_blocks"] = Blocks()
         return blocks
 
     def _when_committed(self, callback: Callable[[], None]) -> None:
