@@ -170,9 +170,14 @@ class AsyncPostgresStore(AsyncDealStore):
         """Run ``plan``, each transaction it asks for awaited on a connection."""
         return awaited(plan, self._within)
 
-    async def _within(self, within: Within[T]) -> T:
+    def _within(self, within: Within[T]) -> Awaitable[T]:
         if within.kind == "statement" and self._owned and self._pin() is None:
-            return await self._alone(within)
+            return self._alone(within)
+        return self._transacted(within)
+
+    async def _transacted(self, within: Within[T]) -> T:
+        """A transaction of ``within``'s kind on this task's block's connection, the
+        app's, or one of the pool's."""
         with self._errors:
             async with self._borrowed() as connection:
                 first = connection.info.transaction_status == self._idle
