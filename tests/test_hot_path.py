@@ -77,3 +77,70 @@ def test_a_bulk_add_keeps_the_rows_of_every_change_and_the_last_change_of_each_d
         assert add.deal is deal
         assert add.changes == tuple(_codec.log_values(change) for change in made)
         assert add.last == made[-1]
+
+
+def test_the_async_plan_driver_sends_each_result_and_throws_each_error_in() -> None:
+    import asyncio
+    from collections.abc import Generator
+
+    from salespipeline.storage.sql._plan import awaited
+
+    seen: list[object] = []
+
+    def plan() -> Generator[int, int, str]:
+        seen.append((yield 5))
+        try:
+            yield 0
+        except ZeroDivisionError:
+            seen.append("caught")
+        seen.append((yield 2))
+        return "done"
+
+    async def do(step: int) -> int:
+        await asyncio.sleep(0)
+        return 10 // step
+
+    assert asyncio.run(awaited(plan(), do)) == "done"
+    assert seen == [2, "caught", 5]
+
+
+def test_the_async_plan_driver_raises_what_the_plan_does_not_catch() -> None:
+    import asyncio
+    from collections.abc import Generator
+
+    from salespipeline.storage.sql._plan import awaited
+
+    def plan() -> Generator[int, int, int]:
+        return (yield 0)
+
+    async def do(step: int) -> int:
+        return 1 // step
+
+    with pytest.raises(ZeroDivisionError):
+        asyncio.run(awaited(plan(), do))
+
+
+def test_psycopg_errors_are_mapped_by_one_reusable_guard() -> None:
+    psycopg = pytest.importorskip("psycopg")
+    from salespipeline.errors import StorageError
+    from salespipeline.storage.postgres import Mapped
+    from salespipeline.storage.sql._store import UniqueViolation
+
+    guard = Mapped(psycopg, DEFAULT, "db")
+    for _ in range(2):  # entered again: it keeps nothing of a call
+        with pytest.raises(UniqueViolation), guard:
+            raise psycopg.errors.UniqueViolation("duplicate key")
+        with pytest.raises(StorageError, match="PostgreSQL db failed"), guard:
+            raise psycopg.OperationalError("gone")
+        with pytest.raises(KeyError), guard:  # not psycopg's: passes through as it is
+            raise KeyError("x")
+        with guard:
+            pass
+
+
+def test_an_async_store_makes_its_blocks_once() -> None:
+    pytest.importorskip("psycopg_pool")
+    from salespipeline.aio import AsyncPostgresStore
+
+    store = AsyncPostgresStore("host=/nonexistent dbname=none")  # constructing does no I/O
+    assert store._blocks is store._blocks
