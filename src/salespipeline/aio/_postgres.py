@@ -225,9 +225,6 @@ class AsyncPostgresStore(AsyncDealStore):
             _json_as_text(cursor)
         return cursor
 
-    def _mapped(self) -> AbstractContextManager[None]:
-        return self._errors
-
     def _pin(self) -> _Pin | None:
         pin = self._pinned.get()
         return pin if pin is not None and pin.open else None
@@ -272,7 +269,7 @@ class AsyncPostgresStore(AsyncDealStore):
         if later is None or not self._open:
             raise StorageError(f"{self!r} is not open: use `async with` or `await store.open()`")
         conninfo, options = later
-        with self._mapped():
+        with self._errors:
             connection = self._psycopg.connect(conninfo, **{**options, "autocommit": True})
             with connection:
                 cursor = connection.cursor()
@@ -306,7 +303,7 @@ class AsyncPostgresStore(AsyncDealStore):
         except self._psycopg.Error as error:
             if error is raised:
                 raise
-            with self._mapped():
+            with self._errors:
                 raise
 
     # -- the store's calls: its plans, awaited -------------------------------------

@@ -135,6 +135,7 @@ class PostgresStore(PostgresSQL):
             _refuse_async(conninfo, self._psycopg, pool_module)
             self._name = _describe(_parsed(conninfo))
             self._pool = self._own_pool(pool_module, conninfo, size, timeout)
+        self._errors = Mapped(self._psycopg, self._names, self._name)  # kept: no state
         try:
             self._ensure_schema()
         except BaseException:
@@ -193,15 +194,15 @@ class PostgresStore(PostgresSQL):
     def _entered(self, block: AbstractContextManager[Any]) -> Iterator[Any]:
         """``block`` entered and left with psycopg's errors mapped; the caller's own
         errors inside pass through as they are."""
-        with self._mapped():
+        with self._errors:
             value = block.__enter__()
         try:
             yield value
         except BaseException as error:
-            with self._mapped():
+            with self._errors:
                 block.__exit__(type(error), error, error.__traceback__)
             raise
-        with self._mapped():
+        with self._errors:
             block.__exit__(None, None, None)
 
     def _when_committed(self, callback: Callable[[], None]) -> None:
@@ -244,7 +245,7 @@ class PostgresStore(PostgresSQL):
 
     @contextmanager
     def _transaction(self, *, read_only: bool) -> Iterator[Cursor]:
-        with self._mapped(), self._borrowed() as connection:
+        with self._errors, self._borrowed() as connection:
             first = connection.info.transaction_status == self._psycopg.pq.TransactionStatus.IDLE
             with connection.transaction():
                 cursor = self._cursor(connection)
@@ -258,11 +259,8 @@ class PostgresStore(PostgresSQL):
             with self._transaction(read_only=False) as cursor:  # never left, or aborted, open
                 yield cursor
             return
-        with self._mapped(), self._open_pool().connection() as connection:
+        with self._errors, self._open_pool().connection() as connection:
             yield self._cursor(connection)
-
-    def _mapped(self) -> AbstractContextManager[None]:
-        return Mapped(self._psycopg, self._names, self._name)
 
     def _read(self) -> AbstractContextManager[Cursor]:
         return self._transaction(read_only=True)
