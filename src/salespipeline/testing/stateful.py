@@ -353,6 +353,15 @@ _START_VALUES = st.fixed_dictionaries(
 )
 
 
+def _has_room(machine: PipelineStateMachine) -> bool:
+    """Whether the run may start another deal (``max_deals`` bounds them)."""
+    return len(machine.deals) < machine.max_deals
+
+
+_START_DRAWN = st.runner().flatmap(lambda machine: machine._start_values())
+"""What ``start`` and ``start_ahead`` pass: the machine's own start values."""
+
+
 class PipelineStateMachine(RuleBasedStateMachine):
     """Drives ``pipeline`` with random operations and checks its promises after each.
 
@@ -456,10 +465,10 @@ class PipelineStateMachine(RuleBasedStateMachine):
 
     # -- rules -------------------------------------------------------------------
 
-    @precondition(lambda self: len(self.deals) < self.max_deals)
+    @precondition(_has_room)
     @rule(
         target=deal_ids,
-        values=st.runner().flatmap(lambda machine: machine._start_values()),
+        values=_START_DRAWN,
         qualify=st.booleans(),
     )
     def start(self, values: dict[str, Any], qualify: bool) -> str | MultipleResults[str]:
@@ -482,10 +491,10 @@ class PipelineStateMachine(RuleBasedStateMachine):
         self._commit(deal_id, deal, new=True)
         return deal_id
 
-    @precondition(lambda self: len(self.deals) < self.max_deals)
+    @precondition(_has_room)
     @rule(
         target=deal_ids,
-        values=st.runner().flatmap(lambda machine: machine._start_values()),
+        values=_START_DRAWN,
         steps=_walk_lengths(),
         then_lose=st.booleans(),
         data=st.data(),
