@@ -32,6 +32,7 @@ from salespipeline._checks import thaw
 from salespipeline.deal import BANT_CRITERIA, STATE
 from salespipeline.stages import STAGE_CATEGORIES
 from salespipeline.testing import strategies
+from salespipeline.testing._stories import _ahead
 from salespipeline.testing.strategies import _TEXT
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
@@ -138,13 +139,12 @@ def _moved(draw: st.DrawFn, pipeline: Pipeline, deal: Deal, now: datetime) -> De
 def _walked(draw: st.DrawFn, pipeline: Pipeline, deal: Deal, now: datetime) -> list[Deal]:
     """``deal`` moved a drawn number of stages ahead, a tick apart (WON after the last),
     while its guards let it."""
-    walk, tick, position = [], draw(TICKS), pipeline.positions
+    walk, tick = [], draw(TICKS)
     for n in range(draw(WALKS)):
-        ahead = [t for t in pipeline.moves(deal) if position[t] == position[deal.stage] + 1]
-        if not ahead:
+        if (to := _ahead(pipeline, deal)) is None:
             break
         at, actor = now + n * tick, draw(ACTORS)
-        if ahead[0] == WON:
+        if to == WON:
             deal = pipeline.win(deal, at=at, actor=actor)
         else:
             deal = pipeline.advance(deal, at=at, actor=actor)

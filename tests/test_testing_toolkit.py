@@ -540,9 +540,9 @@ def test_short_runs_reach_every_stage_of_a_long_pipeline() -> None:
 
 @pytest.mark.parametrize("preset", ["seven_stage", "funnel"])
 def test_short_runs_reach_every_stage_whatever_the_seed(preset: str) -> None:
-    # Hypothesis mixes the constants of every loaded local module into its draws, so
-    # one derandomized run stands for any seed: a suite that imported more modules
-    # once left 'won' unreached (seed 15 missed stages of both presets then).
+    # Hypothesis mixes the constants of every loaded local module into its draws, so a
+    # derandomized run is one seed of many, picked by what else is imported: a suite
+    # that imported more modules once left 'won' unreached (as seed 15 did then).
     unseeded = settings(SHORT, derandomize=False)
     for n in range(16):
         machine = _machine(presets.PRESETS[preset]())
