@@ -232,8 +232,10 @@ def _load_test_server() -> Any:
 
 
 @contextmanager
-def postgres_backend() -> Iterator[Backend | str]:
-    """A PostgreSQL backend on a throw-away server, or why there is none."""
+def postgres_backend(*, durable: bool = False) -> Iterator[Backend | str]:
+    """A PostgreSQL backend on a throw-away server, or why there is none; ``durable``:
+    one that flushes every commit to disk (PostgreSQL's default), not the test
+    suite's ``fsync=off``."""
     try:
         import psycopg  # noqa: F401  (only to know it is installed)
 
@@ -249,7 +251,7 @@ def postgres_backend() -> Iterator[Backend | str]:
         yield "skipped: initdb/pg_ctl not found"
         return
     try:
-        server = helper.PostgresServer(initdb, pg_ctl)
+        server = helper.PostgresServer(initdb, pg_ctl, durable=durable)
     except KeyError:
         yield "skipped: running as root without a 'postgres' user"
         return

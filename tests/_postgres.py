@@ -46,10 +46,15 @@ def _unavailable(reason: str) -> None:
 
 
 class PostgresServer:
-    """One postgres process on a unix socket in ``root``; ``conninfo`` reaches it."""
+    """One postgres process on a unix socket in ``root``; ``conninfo`` reaches it.
 
-    def __init__(self, initdb: str, pg_ctl: str) -> None:
-        self.initdb, self.pg_ctl = initdb, pg_ctl
+    The test suite's server runs with ``fsync=off`` (nothing it writes need outlive
+    it); a ``durable`` one keeps PostgreSQL's default, every commit flushed to disk,
+    as the benchmarks that compare waiting on commits need.
+    """
+
+    def __init__(self, initdb: str, pg_ctl: str, *, durable: bool = False) -> None:
+        self.initdb, self.pg_ctl, self.durable = initdb, pg_ctl, durable
         self.root = Path(tempfile.mkdtemp(prefix="sp-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
@@ -77,8 +82,8 @@ class PostgresServer:
         )
         options = (
             f"-c unix_socket_directories={self.root} -c listen_addresses='' "
-            f"-p {self.port} -c fsync=off -c max_connections=60"
-        )
+            f"-p {self.port} -c max_connections=60"
+        ) + ("" if self.durable else " -c fsync=off")
         log = str(self.root / "server.log")
         self._run(self.pg_ctl, "-D", str(self.data), "-l", log, "-o", options, "-w", "start")
 
