@@ -10,7 +10,10 @@ summed part.
 from __future__ import annotations
 
 import importlib.util
+import random
+import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -148,6 +151,35 @@ def test_the_log_benchmark_runs_and_its_paths_agree(
         kinds = {change.kind for change in store.log(limit=10_000)}
         assert store.verify() == ()
     assert {"open", "move", "update"} <= kinds
+
+
+def test_the_log_benchmark_writes_the_rows_the_store_itself_writes(tmp_path: Path) -> None:
+    # generate_log bulk-inserts what add/save would write; the same stories written
+    # through the store one by one must leave the very same rows in both tables
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "report_1m.py"
+    spec = importlib.util.spec_from_file_location("report_1m_rows", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pipeline = presets.seven_stage()
+    module.generate_log(tmp_path / "bulk.sqlite", pipeline, 150, seed=3)
+    rng = random.Random(3)
+    with SQLiteStore(tmp_path / "store.sqlite") as store:
+        store.save_pipeline(pipeline)
+        for i in range(150):
+            versions = module.log_story(i, rng, pipeline)
+            store.add(versions[0])
+            for version in versions[1:]:
+                store.save(version)
+    tables = {}
+    for name in ("bulk", "store"):
+        with closing(sqlite3.connect(tmp_path / f"{name}.sqlite")) as connection:
+            tables[name] = [
+                connection.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+                for table in ("sp_deals", "sp_changes")
+            ]
+    assert tables["bulk"] == tables["store"]
+    assert len(tables["bulk"][0]) == 150 and len(tables["bulk"][1]) > 300
 
 
 @pytest.mark.postgres
