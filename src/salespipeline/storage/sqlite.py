@@ -51,6 +51,7 @@ _DIALECT: Final = Dialect(
     json_param="?",
     modulo="%",
     pipeline_scan="+d.pipeline",
+    updated_scan="+d.updated_at_us",
     amount=(AmountPart("amount_whole", split=10**9), AmountPart("amount_frac", -12, 10**6)),
     field_match=json_each_field_match,
     index_names="SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'sp_deals'",

@@ -107,7 +107,11 @@ class Dialect:
 
     ``pipeline_scan`` is the pipeline column as the grouped report's WHERE names
     it: SQLite's ``+d.pipeline`` keeps its planner off the pipeline index, since
-    reading the whole table in order beats looking most of its rows up one by one.
+    reading the whole table in order beats looking most of its rows up one by one;
+    ``updated_scan`` is the time column as a report's ``as_of`` condition names it,
+    SQLite's ``+d.updated_at_us`` keeping it off the time index for the same reason
+    (nearly every deal stands unchanged since ``as_of``; the few changed since are
+    found by the time index in a statement of their own).
     ``field_match`` spells a ``find(fields=...)`` condition; ``index_names`` selects
     the names of ``sp_deals``'s indexes (to create the ones a database lacks);
     ``since`` wraps an ``updated_since`` condition: SQLite's planner, which keeps no
@@ -124,6 +128,7 @@ class Dialect:
     json_param: str
     modulo: str
     pipeline_scan: str
+    updated_scan: str = "d.updated_at_us"
     amount: tuple[AmountPart, ...]
     field_match: FieldMatch
     index_names: str

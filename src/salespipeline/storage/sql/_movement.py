@@ -52,11 +52,12 @@ class _Cursor(Protocol):
 
 def unchanged(dialect: Dialect) -> str:
     """Per currency, the open deals of a pipeline unchanged since an instant: how many,
-    and their amounts' exact sum (``Dialect.amount_sum``)."""
+    and their amounts' exact sum (``Dialect.amount_sum``); most deals are, so the time
+    is compared as ``Dialect.updated_scan`` names it."""
     return dialect.q(
         f"SELECT d.currency AS currency, COUNT(*) AS deals, {dialect.amount_sum('amount', 'd')} "
         "FROM sp_deals d WHERE d.pipeline = ? AND d.stage NOT IN (?, ?) "
-        "AND d.updated_at_us < CAST(? AS BIGINT) GROUP BY d.currency"
+        f"AND {dialect.updated_scan} < CAST(? AS BIGINT) GROUP BY d.currency"
     )
 
 

@@ -74,7 +74,7 @@ class _Statements:
         """The conditions keeping the deals unchanged since ``now_us`` (as they stood then),
         of ``owner`` and in ``only`` (each left out when None)."""
         params.append(self.now_us)
-        where = " AND d.updated_at_us <= CAST(? AS BIGINT)"
+        where = f" AND {self.dialect.updated_scan} <= CAST(? AS BIGINT)"
         for column, value in (("owner", self.owner), ("currency", self.only)):
             if value is not None:
                 params.append(value)
