@@ -48,7 +48,7 @@ from salespipeline.metrics import Movement, PipelineReport
 from salespipeline.metrics._time import EPOCH
 from salespipeline.pipeline import Pipeline
 from salespipeline.stages import LOST, WON
-from salespipeline.storage import SQLiteStore, _codec
+from salespipeline.storage import DealStore, SQLiteStore, _codec
 from salespipeline.storage._codec import amount_parts
 from salespipeline.storage.sql import _figures
 from salespipeline.storage.sql._figures import COLUMNS, figure_values
@@ -345,7 +345,7 @@ def table(n_deals: int, history: int, results: dict[str, Measured]) -> Iterator[
     yield f"SQL speed-up: {pure.seconds / sql.seconds:.1f}x (target >= 10x)"
 
 
-def whole_log(store: SQLiteStore) -> Iterator[log.Change]:
+def whole_log(store: DealStore) -> Iterator[log.Change]:
     """Every change in the store's log, page by page (what the pure path reads)."""
     after = 0
     while page := store.log(after=after, limit=10_000):
@@ -356,7 +356,7 @@ def whole_log(store: SQLiteStore) -> Iterator[log.Change]:
 Contenders = dict[str, Callable[[], PipelineReport | Movement]]
 
 
-def log_contenders(store: SQLiteStore, pipeline: Pipeline) -> dict[str, Contenders]:
+def log_contenders(store: DealStore, pipeline: Pipeline) -> dict[str, Contenders]:
     """Per question, its SQL path then its pure path over the replayed log."""
     start, end = QUARTER
     return {
@@ -383,15 +383,22 @@ def log_contenders(store: SQLiteStore, pipeline: Pipeline) -> dict[str, Contende
 
 def measure_log(path: Path, pipeline: Pipeline, *, rounds: int) -> dict[str, dict[str, Measured]]:
     """Every question's two paths timed (best of ``rounds``) and traced, on one file."""
-    results: dict[str, dict[str, Measured]] = {}
     with SQLiteStore(path) as store:
-        for question, contenders in log_contenders(store, pipeline).items():
-            results[question] = {}
-            for name, run in contenders.items():
-                print(f"  timing {name} ...", file=sys.stderr)
-                seconds, result = _timed(run, rounds)
-                print(f"  tracing memory of {name} ...", file=sys.stderr)
-                results[question][name] = Measured(seconds, _peak(run), result)
+        return measure_store(store, pipeline, rounds=rounds)
+
+
+def measure_store(
+    store: DealStore, pipeline: Pipeline, *, rounds: int
+) -> dict[str, dict[str, Measured]]:
+    """Every question's two paths timed (best of ``rounds``) and traced, on ``store``."""
+    results: dict[str, dict[str, Measured]] = {}
+    for question, contenders in log_contenders(store, pipeline).items():
+        results[question] = {}
+        for name, run in contenders.items():
+            print(f"  timing {name} ...", file=sys.stderr)
+            seconds, result = _timed(run, rounds)
+            print(f"  tracing memory of {name} ...", file=sys.stderr)
+            results[question][name] = Measured(seconds, _peak(run), result)
     return results
 
 
@@ -408,9 +415,11 @@ def log_table(
     sizes: tuple[int, int],
     results: dict[str, dict[str, Measured]],
     small: tuple[int, dict[str, int]] | None,
+    *,
+    where: str = "SQLite file",
 ) -> Iterator[str]:
     deals, changes = sizes
-    yield f"{deals:,} deals, {changes:,} changes (seven-stage preset, realistic log, SQLite file)"
+    yield f"{deals:,} deals, {changes:,} changes (seven-stage preset, realistic log, {where})"
     yield f"as_of {AS_OF.date()}, movement [{QUARTER[0].date()}, {QUARTER[1].date()})"
     yield ""
     yield "| question | path | time | peak Python heap | pure / SQL (time) | equal |"
