@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from decimal import Decimal
+from itertools import compress
+from operator import ne
 from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, NoReturn, Protocol, TypeVar
 
 import attrs
@@ -259,6 +261,8 @@ class Statements:
         """``sql`` written with ``?`` marks, in this dialect's spelling."""
         return self.dialect.q(sql)
 
+
+_FIGURE_INDEXES: Final = range(len(_figures.COLUMNS))
 
 _UNKNOWN: Final = object()
 """What a save knows of a figure column it was not told the row's value of."""
@@ -616,10 +620,11 @@ class SQLStore(QueryingStore):
             columns += _figures.COLUMNS
             values += now
         else:
-            for column, was, value in zip(_figures.COLUMNS, stored_values, now, strict=True):
-                if was != value:
-                    columns.append(column)
-                    values.append(value)
+            if len(stored_values) != len(now):
+                raise ValueError("the row's figures are not one value per figure column")
+            for index in compress(_FIGURE_INDEXES, map(ne, stored_values, now)):
+                columns.append(_figures.COLUMNS[index])
+                values.append(now[index])
         return _figures.Written(figures, now)
 
     @staticmethod
