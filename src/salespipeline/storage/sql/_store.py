@@ -262,8 +262,6 @@ class Statements:
         return self.dialect.q(sql)
 
 
-_FIGURE_INDEXES: Final = range(len(_figures.COLUMNS))
-
 _UNKNOWN: Final = object()
 """What a save knows of a figure column it was not told the row's value of."""
 
@@ -622,9 +620,9 @@ class SQLStore(QueryingStore):
         else:
             if len(stored_values) != len(now):
                 raise ValueError("the row's figures are not one value per figure column")
-            for index in compress(_FIGURE_INDEXES, map(ne, stored_values, now)):
-                columns.append(_figures.COLUMNS[index])
-                values.append(now[index])
+            differ = list(map(ne, stored_values, now))
+            columns += compress(_figures.COLUMNS, differ)
+            values += compress(now, differ)
         return _figures.Written(figures, now)
 
     @staticmethod
