@@ -241,7 +241,9 @@ class Statements:
 
     def update_columns(self, columns: Sequence[str]) -> str:
         """The deal row's ``columns``, where the stored version is the base (cached)."""
-        return _update_statement(self.placeholder, self.dialect.json_param, tuple(columns))
+        dialect = self.dialect
+        columns = columns if type(columns) is tuple else tuple(columns)
+        return _update_statement(dialect.placeholder, dialect.json_param, columns)
 
     @functools.cached_property
     def columns_of(self) -> dict[str, tuple[str, ...]]:
