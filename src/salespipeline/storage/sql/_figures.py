@@ -179,9 +179,11 @@ def read(row: Sequence[Any]) -> Figures:
     entered = read_entered(row[0])
     more = {} if row[1] is None else read_stays_more(row[1])
     counts, totals, moves = row[2 : 2 + SLOTS], row[2 + SLOTS : 2 + 2 * SLOTS], row[-1]
-    for value in (*counts, *totals, moves):
-        if not is_int(value) or value < 0:
-            raise ValueError("the deal's derived figures are not counts")
+    numbers = (*counts, *totals, moves)
+    if not (all(type(value) is int for value in numbers) and min(numbers) >= 0):
+        for value in numbers:  # the exact check, for what the quick one did not pass
+            if not is_int(value) or value < 0:
+                raise ValueError("the deal's derived figures are not counts")
     stays = {stage: (count, total) for stage, count, total in slot_stays(entered, counts, totals)}
     stays.update(more)
     if stays.keys() != set(open_stages(entered)):
