@@ -294,3 +294,15 @@ def test_any_json_value_in_a_history_entry_is_a_deal_or_a_validation_error(
         assert result.field in (None, f"history[{index}].{key}")
     else:
         assert result.history[index] == full_deal().history[index]
+
+
+def test_a_time_encodes_as_its_own_iso_text_whichever_was_encoded_before() -> None:
+    """The encoder keeps the last time it encoded; an equal time or another one is
+    still encoded as itself, with or without microseconds."""
+    from salespipeline.deal import encode_value
+
+    whole, fraction = T0, T0 + timedelta(microseconds=5)
+    equal = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+    for value in (whole, whole, fraction, equal, whole, fraction, fraction):
+        assert encode_value("stage_entered_at", value) == value.isoformat()
+    assert encode_value("closed_at", None) is None

@@ -153,6 +153,28 @@ def test_extended_figures_equal_those_of_the_whole_history(
     assert _figures.read(_figures.values(extended)) == extended
 
 
+@given(histories())
+def test_figures_extended_one_move_at_a_time_equal_those_of_the_whole_history(
+    history: list[StageChange],
+) -> None:
+    """A save extends the figures by one entry (its own path, not the general one)."""
+    figures = _figures.of_history(history[:1])
+    for index in range(1, len(history)):
+        figures = _figures.extended(figures, history[index - 1], history[index : index + 1])
+        assert figures == _figures.of_history(history[: index + 1])
+
+
+@pytest.mark.parametrize("bad", [True, -1, 1.0, "1", None])
+def test_figures_that_are_not_counts_do_not_read(bad: object) -> None:
+    values = _figures.values(_figures.of_history(entries(3)))
+    assert _figures.read(values) == _figures.of_history(entries(3))
+    for index in (2, 2 + _figures.SLOTS, len(values) - 1):  # a count, a duration, moves
+        damaged = list(values)
+        damaged[index] = bad
+        with pytest.raises(ValueError, match="not counts"):
+            _figures.read(damaged)
+
+
 def test_figures_that_disagree_with_their_stages_do_not_read() -> None:
     values = _figures.values(_figures.of_history(entries(3)))
     values[1] = '{"z":[1,2]}'  # stays in a stage it never entered

@@ -223,6 +223,14 @@ class FrozenMap(Mapping[str, JSONValue]):
         self._data = dict(data)
         self._hash: int | None = None
 
+    @classmethod
+    def _owning(cls, data: dict[str, JSONValue]) -> FrozenMap:
+        """A FrozenMap of ``data`` itself, not a copy: for a dict just made that no one
+        else holds (a save's ``changed``)."""
+        made = cls.__new__(cls)
+        made._data, made._hash = data, None
+        return made
+
     def __getitem__(self, key: str) -> JSONValue:
         return self._data[key]
 

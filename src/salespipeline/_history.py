@@ -158,6 +158,14 @@ class History(Sequence["StageChange"]):
         count = len(other)
         return count <= self._length and tuple(self[:count]) == tuple(other)
 
+    def after(self, count: int) -> tuple[StageChange, ...]:
+        """The entries after the first ``count`` (``self[count:]``; a save reads the new
+        entries of every deal it writes, which are always in memory)."""
+        start = 0 if self._head is None else self._head.count
+        if count >= start:
+            return tuple(self._entries[count - start : max(count, self._length) - start])
+        return self[count:]
+
     # -- the sequence ---------------------------------------------------------------
 
     def __len__(self) -> int:

@@ -368,10 +368,14 @@ def commit_options(
 ) -> dict[str, str]:
     """The keywords a store's ``add``/``save`` takes for a commit: only those given (a
     store written for part 1 takes the deal alone); a move's reason is on its entry."""
-    if deal.history[-1].version == deal.version:
-        reason = None
-    given = (("actor", actor), ("reason", reason), ("key", key))
-    return {name: value for name, value in given if value is not None}
+    options = {}
+    if actor is not None:
+        options["actor"] = actor
+    if reason is not None and deal.history[-1].version != deal.version:
+        options["reason"] = reason
+    if key is not None:
+        options["key"] = key
+    return options
 
 
 def logged(

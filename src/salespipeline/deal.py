@@ -363,8 +363,24 @@ _TIMES: Final = frozenset(
 )
 
 
-_encode_time: Final[Callable[[datetime], str]] = datetime.isoformat
-"""A time as JSON: ISO 8601 with its (UTC) offset; the method itself, so no extra call."""
+_LAST_TIME: Final[list[tuple[object, str]]] = [(None, "")]
+"""The time ``_encode_time`` encoded last and its text (held, so its identity is its own)."""
+
+
+def _encode_time(value: datetime) -> str:
+    """A time as JSON: ISO 8601 with its (UTC) offset.
+
+    ``isoformat`` is slow for an aware time, and a move encodes the stage's entry
+    time twice: as the new value of one change, then as the old value of the next,
+    the very same object. So the last one encoded is kept with its text, and a time
+    that *is* it (not merely equal: identity, never a lookup) is not encoded again.
+    """
+    last = _LAST_TIME[0]
+    if last[0] is value:
+        return last[1]
+    text = value.isoformat()
+    _LAST_TIME[0] = (value, text)
+    return text
 
 
 def encode_value(name: str, value: Any) -> Any:

@@ -273,8 +273,8 @@ def _difference(before: Deal, after: Deal) -> dict[str, tuple[Any, Any]]:
             if old != new:
                 changed[name] = (old, new)
             continue
-        pair = (encode_value(name, old), encode_value(name, new))
-        if _differ(*pair):
+        pair = old, new = encode_value(name, old), encode_value(name, new)
+        if (old != new) if type(old) is str and type(new) is str else _differ(old, new):
             changed[name] = pair
     return changed
 
@@ -301,7 +301,7 @@ def _change(
     deal: Deal,
     kind: str,
     entry: StageChange | None,
-    changed: Mapping[str, tuple[Any, Any]],
+    changed: dict[str, tuple[Any, Any]],
     actor: str | None,
     reason: str | None,
     key: str | None,
@@ -320,12 +320,12 @@ def _change(
         None if key is None else _key(key),
         None if entry is None else entry.from_stage,
         None if entry is None else entry.to_stage,
-        c.FrozenMap(_frozen_pairs(changed)),
+        c.FrozenMap._owning(_frozen_pairs(changed)),
         None,
     )
 
 
-def _frozen_pairs(changed: Mapping[str, tuple[Any, Any]]) -> Mapping[str, tuple[Any, Any]]:
+def _frozen_pairs(changed: dict[str, tuple[Any, Any]]) -> dict[str, tuple[Any, Any]]:
     """``changed`` with its pairs read-only (only BANT and fields encode as dicts)."""
     if "bant" not in changed and "fields" not in changed:
         return changed

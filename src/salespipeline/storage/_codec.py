@@ -242,6 +242,7 @@ def deal_values(deal: Deal) -> list[Any]:
 
 def log_values(change: Change) -> tuple[Any, ...]:
     """The ``LOG_COLUMNS`` values of one change but its position (the store assigns it)."""
+    changed = change.changed  # its own dict: the encoder then calls no _plain back
     return (
         change.deal_id,
         change.version,
@@ -252,7 +253,7 @@ def log_values(change: Change) -> tuple[Any, ...]:
         change.key,
         change.from_stage,
         change.to_stage,
-        _checked_text(_encode_acyclic(change.changed)),
+        _checked_text(_encode_acyclic(changed._data if type(changed) is FrozenMap else changed)),
     )
 
 

@@ -708,15 +708,12 @@ def new_entries(deal: Deal, stored: Sequence[StageChange]) -> tuple[StageChange,
     """
     count = len(stored)
     history = deal.history
-    kept = (
-        history.starts_with(stored)
-        if isinstance(history, History)
-        else tuple(history[:count]) == tuple(stored)
-    )
-    if (kept or _same_moves(history[:count], stored)) and (
-        len(history) == count or history[count].version >= deal.version
-    ):
-        return tuple(history[count:])
+    shared = isinstance(history, History)
+    kept = history.starts_with(stored) if shared else tuple(history[:count]) == tuple(stored)
+    if kept or _same_moves(history[:count], stored):
+        new = history.after(count) if isinstance(history, History) else tuple(history[count:])
+        if not new or new[0].version >= deal.version:
+            return new
     raise ValidationError(
         f"its history is not the stored history plus new entries ({_difference(history, stored)});"
         " save only deals derived from the stored deal",

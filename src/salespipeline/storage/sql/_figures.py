@@ -24,6 +24,8 @@ from typing import Any, Final, NamedTuple
 from salespipeline._checks import is_int
 from salespipeline.deal import Deal
 from salespipeline.metrics._facts import Change, Stay, completed_stays, stay_stages
+from salespipeline.metrics._time import micros
+from salespipeline.stages import TERMINAL
 from salespipeline.storage._codec import from_us, loads
 
 __all__ = [
@@ -107,6 +109,8 @@ def extended(figures: Figures, last: Change, new: Sequence[Change]) -> Figures:
     """
     if not new:
         return figures
+    if len(new) == 1:
+        return _moved_once(figures, last, new[0])
     stays = dict(figures.stays)
     entered = figures.entered
     adding = [change.to_stage for change in new if change.to_stage not in entered]
@@ -116,6 +120,22 @@ def extended(figures: Figures, last: Change, new: Sequence[Change]) -> Figures:
             stays.setdefault(stage, (0, 0))
     _add_stays(stays, (last, *new))
     return Figures(entered, stays, figures.moves + len(new))
+
+
+def _moved_once(figures: Figures, last: Change, entry: Change) -> Figures:
+    """``extended`` by one entry (every move and save): the stay ``last`` began is
+    completed by ``entry``, whose stage may be a new one."""
+    stays = dict(figures.stays)
+    entered, stage = figures.entered, entry.to_stage
+    if stage not in entered:
+        entered = entered | {stage}
+        if stage not in TERMINAL:
+            stays.setdefault(stage, (0, 0))
+    left = last.to_stage
+    if left not in TERMINAL:
+        count, total = stays[left]
+        stays[left] = (count + 1, total + micros(entry.at - last.at))
+    return Figures(entered, stays, figures.moves + 1)
 
 
 def _add_stays(stays: dict[str, tuple[int, int]], history: Sequence[Change]) -> None:
@@ -159,9 +179,11 @@ def read(row: Sequence[Any]) -> Figures:
     entered = read_entered(row[0])
     more = {} if row[1] is None else read_stays_more(row[1])
     counts, totals, moves = row[2 : 2 + SLOTS], row[2 + SLOTS : 2 + 2 * SLOTS], row[-1]
-    for value in (*counts, *totals, moves):
-        if not is_int(value) or value < 0:
-            raise ValueError("the deal's derived figures are not counts")
+    numbers = (*counts, *totals, moves)
+    if not (all(type(value) is int for value in numbers) and min(numbers) >= 0):
+        for value in numbers:  # the exact check, for what the quick one did not pass
+            if not is_int(value) or value < 0:
+                raise ValueError("the deal's derived figures are not counts")
     stays = {stage: (count, total) for stage, count, total in slot_stays(entered, counts, totals)}
     stays.update(more)
     if stays.keys() != set(open_stages(entered)):

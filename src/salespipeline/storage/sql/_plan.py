@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Final, Generic, Literal, TypeVar
+from typing import Any, Final, Generic, Literal, NamedTuple, TypeVar
 
 import attrs
 
@@ -46,11 +46,12 @@ Kind = Literal["read", "write", "statement"]
 writers, or statements each atomic on its own (see ``SQLStore._read`` and so on)."""
 
 
-@attrs.frozen
-class Statement:
+class Statement(NamedTuple):
     """One SQL statement, its bound parameters, and what of its result the plan needs.
 
-    ``many``: ``params`` is a sequence of rows, run with ``executemany``.
+    ``many``: ``params`` is a sequence of rows, run with ``executemany``. A named
+    tuple, read-only like a frozen class and made in a fraction of its time: a save
+    makes two on every move.
     """
 
     sql: str

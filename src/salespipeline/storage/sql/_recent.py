@@ -38,10 +38,11 @@ class Recent:
 
     def keep(self, deal: Deal, figures: object = None) -> None:
         """Remember ``deal`` as the stored one of its id at its version, and its figures."""
+        id, held = deal.id, _held(deal)
         with self._lock:
-            self._forget(deal.id)
-            self._deals[deal.id] = (deal, figures)
-            self._entries += _held(deal)
+            kept = self._deals.pop(id, None)
+            self._deals[id] = (deal, figures)
+            self._entries += held if kept is None else held - _held(kept[0])
             while self._entries > self._max_entries and self._deals:
                 self._forget(next(iter(self._deals)))
 

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from decimal import Decimal
+from itertools import compress
+from operator import ne
 from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, NoReturn, Protocol, TypeVar
 
 import attrs
@@ -239,7 +241,9 @@ class Statements:
 
     def update_columns(self, columns: Sequence[str]) -> str:
         """The deal row's ``columns``, where the stored version is the base (cached)."""
-        return _update_statement(self.placeholder, self.dialect.json_param, tuple(columns))
+        dialect = self.dialect
+        columns = columns if type(columns) is tuple else tuple(columns)
+        return _update_statement(dialect.placeholder, dialect.json_param, columns)
 
     @functools.cached_property
     def columns_of(self) -> dict[str, tuple[str, ...]]:
@@ -616,10 +620,11 @@ class SQLStore(QueryingStore):
             columns += _figures.COLUMNS
             values += now
         else:
-            for column, was, value in zip(_figures.COLUMNS, stored_values, now, strict=True):
-                if was != value:
-                    columns.append(column)
-                    values.append(value)
+            if len(stored_values) != len(now):
+                raise ValueError("the row's figures are not one value per figure column")
+            differ = list(map(ne, stored_values, now))
+            columns += compress(_figures.COLUMNS, differ)
+            values += compress(now, differ)
         return _figures.Written(figures, now)
 
     @staticmethod
