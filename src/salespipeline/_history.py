@@ -163,7 +163,7 @@ class History(Sequence["StageChange"]):
         entries of every deal it writes, which are always in memory)."""
         start = 0 if self._head is None else self._head.count
         if count >= start:
-            return tuple(self._entries[count - start : max(count, self._length) - start])
+            return tuple(self._entries[count - start : self._length - start])
         return self[count:]
 
     # -- the sequence ---------------------------------------------------------------

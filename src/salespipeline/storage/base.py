@@ -711,7 +711,7 @@ def new_entries(deal: Deal, stored: Sequence[StageChange]) -> tuple[StageChange,
     shared = isinstance(history, History)
     kept = history.starts_with(stored) if shared else tuple(history[:count]) == tuple(stored)
     if kept or _same_moves(history[:count], stored):
-        new = history.after(count) if isinstance(history, History) else tuple(history[count:])
+        new = history.after(count) if shared else tuple(history[count:])
         if not new or new[0].version >= deal.version:
             return new
     raise ValidationError(
