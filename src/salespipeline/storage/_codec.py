@@ -487,7 +487,8 @@ def decode_deal(
 
 def decode_found(row: Sequence[Any]) -> Deal:
     """The Deal of a ``find`` page's row: its ``DEAL_COLUMNS``, then its history as the
-    JSON text of ``Statements.page_history`` (NULL: the deal has no history rows).
+    JSON text of ``Statements.page_history`` (``[]`` or NULL: the deal has no history
+    rows, which is corrupt).
 
     The JSON is built by the database from the history's columns as the page is read,
     never stored, so it is an array of flat arrays: ``json.loads`` cannot recurse deep.
@@ -495,9 +496,9 @@ def decode_found(row: Sequence[Any]) -> Deal:
     deal_id = str(row[0])
     try:
         history = row[len(DEAL_COLUMNS)]
-        if history is None:
+        entries = [] if history is None else [_entry(deal_id, *v) for v in _json_array(history)]
+        if not entries:
             raise ValueError("the deal has no history rows")
-        entries = [_entry(deal_id, *values) for values in _json_array(history)]
         return _build(row, History._trusted(entries))
     except _DECODE_ERRORS as error:
         raise CorruptRecordError(deal_id, str(error)) from error

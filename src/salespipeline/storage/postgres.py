@@ -51,7 +51,8 @@ _DIALECT: Final = Dialect(
     field_match=jsonb_field_match,
     index_names="SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
     "WHERE i.indrelid = to_regclass('sp_deals')",
-    history_json="CAST(json_agg(json_build_array({values}) ORDER BY {order}) AS TEXT)",
+    history_json="CAST(array_to_json(ARRAY(SELECT json_build_array({values}) {rows} "
+    "ORDER BY {order})) AS TEXT)",
 )
 """psycopg's marks are ``%s`` (so ``%`` is written ``%%``); NUMERIC sums amounts exactly."""
 

@@ -117,9 +117,11 @@ class Dialect:
     ``since`` wraps an ``updated_since`` condition: SQLite's planner, which keeps no
     histogram, is told a time window is selective (``likelihood``), so it seeks the
     time index and sorts the page rather than walking every id.
-    ``history_json`` aggregates a find page's history rows into one JSON text per
-    deal (``{values}``: the row's values, ``{order}``: the order to aggregate in), so
-    a page and its histories are one statement; None: read them with a second
+    ``history_json`` gathers a find page's history rows into one JSON text per deal
+    (``{values}``: a row's values, ``{rows}``: the ``FROM ... WHERE`` of the deal's
+    rows, ``{order}``: their order), so a page and its histories are one statement
+    (PostgreSQL's ``ARRAY(SELECT ... ORDER BY ...)`` keeps the index's order, where an
+    ordered ``json_agg`` sorts each deal's rows again); None: read them with a second
     statement in the page's read transaction (SQLite, in process, pays nothing for it).
     """
 

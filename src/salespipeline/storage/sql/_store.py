@@ -224,10 +224,11 @@ class Statements:
         if aggregate is None:
             return None
         values = ", ".join(f"c.{c}" for c in _codec.CHANGE_COLUMNS[1:])
-        return (
-            f"(SELECT {aggregate.format(values=values, order='c.version')} FROM sp_changes c "
-            "WHERE c.deal_id = p.id AND c.version <= p.version AND c.to_stage IS NOT NULL)"
+        rows = (
+            "FROM sp_changes c "
+            "WHERE c.deal_id = p.id AND c.version <= p.version AND c.to_stage IS NOT NULL"
         )
+        return aggregate.format(values=values, rows=rows, order="c.version")
 
     @functools.cached_property
     def select_older(self) -> str:
