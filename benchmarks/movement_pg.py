@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", type=Path, required=True, help="a report_1m.py --log file")
     parser.add_argument("--rounds", type=int, default=1, help="timing rounds (best counts)")
+    parser.add_argument(
+        "--sql-heap-only", action="store_true", help="trace the SQL paths' heap only"
+    )
     args = parser.parse_args(argv)
     pipeline = presets.seven_stage()
     with persist.postgres_backend() as backend:
@@ -66,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         conninfo = backend.fresh()
         copied(args.db, conninfo)
         with PostgresStore(conninfo) as store:
-            results = report_1m.measure_store(store, pipeline, rounds=args.rounds)
+            results = report_1m.measure_store(
+                store, pipeline, rounds=args.rounds, trace_pure=not args.sql_heap_only
+            )
     sizes = report_1m._sizes(args.db)
     print("\n".join(report_1m.log_table(sizes, results, None, where="PostgreSQL")))
     equal = all(sql.report == pure.report for sql, pure in (p.values() for p in results.values()))
