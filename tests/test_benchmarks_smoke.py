@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from pathlib import Path
@@ -320,11 +321,12 @@ def test_each_async_contender_walks_its_deals_to_closing(postgres_server: Any) -
 
     backend = persist.postgres(postgres_server)
     deal_ids = persist.ids(3)
-    for contender in (async_pg._async_tracker, async_pg._hand_written):
+    ordered = functools.partial(async_pg._hand_written, ordered=True)
+    for contender in (async_pg._async_tracker, async_pg._hand_written, ordered):
         target = persist.setup(backend, 3)
         asyncio.run(contender(target, deal_ids))
         with backend.store(target) as store:
             assert [store.get(i).stage for i in deal_ids] == ["closing"] * 3
     rates = async_pg.measure(backend, moves=12, rounds=1)
-    assert set(rates) == {async_pg.ASYNC, async_pg.SYNC, async_pg.HAND}
+    assert set(rates) == {async_pg.ASYNC, async_pg.SYNC, async_pg.HAND, async_pg.HAND_ORDERED}
     assert all(0 < rate < math.inf for rate in rates.values())
