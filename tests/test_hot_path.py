@@ -149,15 +149,18 @@ def test_an_async_store_makes_its_blocks_once() -> None:
 def test_differing_names_each_state_attribute_two_deals_do_not_share_in_order() -> None:
     from datetime import datetime, timezone
 
-    from salespipeline import log, presets
+    from salespipeline import presets
+    from salespipeline._unchecked import differing, replace
     from salespipeline.deal import STATE
 
     at = datetime(2026, 1, 1, tzinfo=timezone.utc)
     deal = presets.seven_stage().start("d", amount=5, owner="ana", at=at)
     other = deal.evolve(at=at, owner="bo", amount=7, fields={"k": 1})
-    found = log._differing(deal, other)
+    found = differing(deal, other)
     expected = [n for n in STATE if getattr(deal, n) is not getattr(other, n)]
     assert [name for name, _, _ in found] == expected
     assert {"owner", "amount", "fields"} <= set(expected)
     assert all(old is getattr(deal, n) and new is getattr(other, n) for n, old, new in found)
-    assert log._differing(deal, deal) == []
+    assert differing(deal, deal) == []
+    unlike = replace(deal, **{name: object() for name in STATE})
+    assert [name for name, _, _ in differing(deal, unlike)] == list(STATE)

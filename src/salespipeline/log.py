@@ -39,9 +39,6 @@ They are the ``update`` changes of versions without a history entry; their
 ``open`` change of such a deal lists the attributes as they were known when the log
 was written (the stage path comes from the history, which was always kept)."""
 
-_differing: Final[Callable[[Deal, Deal], list[tuple[str, Any, Any]]]] = differing(
-    Deal, "differing", "The STATE attributes two deals do not share, as (name, old, new).", STATE
-)
 _STAGE_KINDS: Final = frozenset({"open", "move", "migrate", "import"})
 _STAGE_FACTS: Final = ("stage", "stage_entered_at", "closed_at", "lost_reason")
 _LIFECYCLE: Final = frozenset({"pipeline", "created_at", *_STAGE_FACTS})
@@ -265,7 +262,7 @@ def _difference(before: Deal, after: Deal) -> dict[str, tuple[Any, Any]]:
     texts are compared as they are.
     """
     changed: dict[str, tuple[Any, Any]] = {}
-    for name, old, new in _differing(before, after):
+    for name, old, new in differing(before, after):
         if type(old) is str and type(new) is str:
             if old != new:
                 changed[name] = (old, new)
