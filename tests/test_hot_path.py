@@ -144,3 +144,23 @@ def test_an_async_store_makes_its_blocks_once() -> None:
 
     store = AsyncPostgresStore("host=/nonexistent dbname=none")  # constructing does no I/O
     assert store._blocks is store._blocks
+
+
+def test_differing_names_each_state_attribute_two_deals_do_not_share_in_order() -> None:
+    from datetime import datetime, timezone
+
+    from salespipeline import presets
+    from salespipeline._unchecked import differing, replace
+    from salespipeline.deal import STATE
+
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    deal = presets.seven_stage().start("d", amount=5, owner="ana", at=at)
+    other = deal.evolve(at=at, owner="bo", amount=7, fields={"k": 1})
+    found = differing(deal, other)
+    expected = [n for n in STATE if getattr(deal, n) is not getattr(other, n)]
+    assert [name for name, _, _ in found] == expected
+    assert {"owner", "amount", "fields"} <= set(expected)
+    assert all(old is getattr(deal, n) and new is getattr(other, n) for n, old, new in found)
+    assert differing(deal, deal) == []
+    unlike = replace(deal, **{name: object() for name in STATE})
+    assert [name for name, _, _ in differing(deal, unlike)] == list(STATE)

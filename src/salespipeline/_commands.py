@@ -19,7 +19,6 @@ from typing import Any, Final, Literal, NamedTuple, TypeVar
 import attrs
 
 from salespipeline import log
-from salespipeline._unchecked import generate
 from salespipeline.deal import Deal
 from salespipeline.errors import (
     ConcurrencyError,
@@ -61,23 +60,26 @@ __all__ = [
 Kind = Literal["move", "advance", "win", "lose", "reopen", "update"]
 
 
-@attrs.frozen
-class Command:
-    """What one Tracker call asks of a stored deal; its arguments are checked when applied."""
+_NO_VALUES: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
+class Command(NamedTuple):
+    """What one Tracker call asks of a stored deal; its arguments are checked when applied.
+
+    A named tuple, read-only and quick to make: every Tracker call makes one (a frozen
+    attrs class with a dict factory took several times as long).
+    """
 
     kind: Kind
     to: str | None = None
     reason: str | None = None
-    changes: Mapping[str, Any] = attrs.field(factory=dict)
+    changes: Mapping[str, Any] = _NO_VALUES
     actor: str | None = None
 
 
-with_actor: Callable[..., Command] = generate(
-    Command, "with_actor", "A copy of a command with ``actor=`` set.", given=("actor",)
-)
-
-
-_NO_VALUES: Final[Mapping[str, Any]] = MappingProxyType({})
+def with_actor(command: Command, *, actor: str) -> Command:
+    """A copy of a command with ``actor=`` set."""
+    return Command(command.kind, command.to, command.reason, command.changes, actor)
 
 
 class Intent(NamedTuple):

@@ -10,18 +10,15 @@ A store derives the Change from the deal it stored and the one it is given
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from itertools import compress
-from operator import is_not
 from typing import Any, Final
 
 import attrs
 
 from salespipeline import _checks as c
 from salespipeline import limits
-from salespipeline._unchecked import generate, stage_change
+from salespipeline._unchecked import differing, generate, stage_change
 from salespipeline.deal import STATE, Deal, StageChange, decode_value, encode_value, to_actor
 from salespipeline.errors import ValidationError, shown
 
@@ -42,8 +39,6 @@ They are the ``update`` changes of versions without a history entry; their
 ``open`` change of such a deal lists the attributes as they were known when the log
 was written (the stage path comes from the history, which was always kept)."""
 
-_state: Final = operator.attrgetter(*STATE)
-_INDEXES: Final = range(len(STATE))
 _STAGE_KINDS: Final = frozenset({"open", "move", "migrate", "import"})
 _STAGE_FACTS: Final = ("stage", "stage_entered_at", "closed_at", "lost_reason")
 _LIFECYCLE: Final = frozenset({"pipeline", "created_at", *_STAGE_FACTS})
@@ -262,13 +257,12 @@ def derive(
 def _difference(before: Deal, after: Deal) -> dict[str, tuple[Any, Any]]:
     """Each attribute whose encoded value differs, as its encoded (old, new) pair.
 
-    Attributes a derived deal shares with ``before`` are skipped by identity, in one
-    pass in C; text encodes as itself, so two texts are compared as they are.
+    Attributes a derived deal shares with ``before`` are skipped by identity, by
+    generated code that reads each slot directly; text encodes as itself, so two
+    texts are compared as they are.
     """
-    olds, news = _state(before), _state(after)
     changed: dict[str, tuple[Any, Any]] = {}
-    for index in compress(_INDEXES, map(is_not, olds, news)):
-        name, old, new = STATE[index], olds[index], news[index]
+    for name, old, new in differing(before, after):
         if type(old) is str and type(new) is str:
             if old != new:
                 changed[name] = (old, new)

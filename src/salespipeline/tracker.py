@@ -20,16 +20,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from salespipeline._commands import (
-    STARTED,
     Commit,
     CommitMany,
-    Finished,
-    Outcome,
+    Remembered,
     Step,
     Steps,
     T,
     read,
-    resume,
 )
 from salespipeline._listeners import EVENTS, Listener, ListenerFailure, Unsubscribe
 from salespipeline._tracking import Commands, commit_options, logged, many_options
@@ -96,23 +93,32 @@ class Tracker(Commands[DealStore, Deal, tuple[Deal, ...]]):
         return self._drive(self._erasure(id, actor, reason, key))
 
     def _drive(self, steps: Steps[T]) -> T:
-        outcome = STARTED
-        while not isinstance(step := resume(steps, outcome), Finished):
-            outcome = self._attempt(step)
-        result: T = step.value
-        return result
+        """Hand ``steps`` what each step it yields gave, or throw in the library error it
+        raised (``resume``'s rule, in one loop with no value made per step: every
+        command runs it)."""
+        reply: Any = None
+        failure: SalesPipelineError | None = None
+        while True:
+            try:
+                step = steps.send(reply) if failure is None else steps.throw(failure)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            try:
+                reply, failure = self._attempt(step), None
+            except SalesPipelineError as error:
+                reply, failure = None, error
 
-    def _attempt(self, step: Step) -> Outcome:
-        """Perform one step on this tracker's store; what it gave or the error it raised."""
-        try:
-            if isinstance(step, Commit):
-                return self._commit(step), None
-            if isinstance(step, CommitMany):
-                return self._commit_many(step), None
-            name, args, keywords = read(step)
-            return getattr(self._store, name)(*args, **keywords), None
-        except SalesPipelineError as error:
-            return None, error
+    def _attempt(self, step: Step) -> Any:
+        """Perform one step on this tracker's store; what it gave."""
+        if isinstance(step, Commit):
+            return self._commit(step)
+        if isinstance(step, Remembered):
+            return self._store.last_known(step.id)
+        if isinstance(step, CommitMany):
+            return self._commit_many(step)
+        name, args, keywords = read(step)
+        return getattr(self._store, name)(*args, **keywords)
 
     def _drive_many(self, steps: Steps[tuple[Deal, ...]]) -> tuple[Deal, ...]:
         return self._drive(steps)

@@ -131,9 +131,16 @@ ROWS: Final = frozenset({"one", "all", "named"})
 
 def execute(cursor: Any, statement: Statement) -> Any:
     """Run ``statement`` on a DB-API cursor; what its ``fetch`` asks for."""
-    run = cursor.executemany if statement.many else cursor.execute
-    run(statement.sql, statement.params)
-    return result(statement, cursor, cursor.fetchall() if statement.fetch in ROWS else None)
+    sql, params, fetch, many = statement
+    if many:
+        cursor.executemany(sql, params)
+    else:
+        cursor.execute(sql, params)
+    if fetch == "rowcount":  # a save's update, then its insert: answered without ``result``
+        return cursor.rowcount
+    if fetch == "lastrowid":
+        return getattr(cursor, "lastrowid", None)
+    return result(statement, cursor, cursor.fetchall() if fetch in ROWS else None)
 
 
 def result(statement: Statement, cursor: Any, rows: Sequence[Any] | None) -> Any:
@@ -157,23 +164,23 @@ def named(description: Sequence[Sequence[Any]] | None, rows: Sequence[Any]) -> l
 
 def drive(plan: Plan[T], opened: Callable[[Kind], AbstractContextManager[Any]]) -> T:
     """Run ``plan``, each transaction on the cursor ``opened(kind)`` gives, synchronously."""
-    return _ran(plan, lambda within: _within(within, opened))
+    return _ran(plan, _within, opened)
 
 
-def _within(within: Within[T], opened: Callable[[Kind], AbstractContextManager[Any]]) -> T:
+def _within(opened: Callable[[Kind], AbstractContextManager[Any]], within: Within[T]) -> T:
     with opened(within.kind) as cursor:
-        return _ran(within.steps, lambda statement: execute(cursor, statement))
+        return _ran(within.steps, execute, cursor)
 
 
-def _ran(generator: Generator[S, Any, T], do: Callable[[S], object]) -> T:
-    """Send ``generator`` what ``do`` makes of each step it yields, or throw in what
-    ``do`` raised (as ``awaited`` does for the async driver); its value. A plain loop,
-    with no object made per step: a save runs it on every move."""
+def _ran(generator: Generator[S, Any, T], do: Callable[[Any, S], object], context: Any) -> T:
+    """Send ``generator`` what ``do(context, step)`` makes of each step it yields, or throw
+    in what that raised (as ``awaited`` does for the async driver); its value. A plain
+    loop, with no object or closure made per step: a save runs it on every move."""
     try:
         step = next(generator)
         while True:
             try:
-                value = do(step)
+                value = do(context, step)
             except BaseException as error:
                 step = generator.throw(error)
             else:

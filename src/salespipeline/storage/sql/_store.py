@@ -633,11 +633,16 @@ class SQLStore(QueryingStore):
         stored: Deal, known: object
     ) -> tuple[_figures.Figures, Sequence[Any] | None]:
         """The derived figures of the stored deal, and the values its row holds for them
-        (None: not known): as written or read from its row, or (when the row's do not
-        read) derived again from its history, the source of truth."""
+        (None: not known): as written, derived from a short history in memory (the
+        source of truth), else read from its row, or derived again from its history
+        when the row's do not read. The row's values only decide which columns a save
+        writes, so they need no check."""
         if isinstance(known, _figures.Written):
             return known.figures, known.values
         if isinstance(known, (list, tuple)):
+            history = stored.history
+            if history.loaded and len(history) <= LOAD_LATEST:  # cheaper than reading the row's
+                return _figures.of_history(history), known
             with contextlib.suppress(ValueError):  # unreadable: derived again below
                 return _figures.read(known), known
         return _figures.of_history(stored.history), None
