@@ -267,8 +267,8 @@ def _difference(before: Deal, after: Deal) -> dict[str, tuple[Any, Any]]:
             if old != new:
                 changed[name] = (old, new)
             continue
-        pair = old, new = encode_value(name, old), encode_value(name, new)
-        if (old != new) if type(old) is str and type(new) is str else _differ(old, new):
+        pair = (encode_value(name, old), encode_value(name, new))
+        if _differ(*pair):
             changed[name] = pair
     return changed
 
