@@ -28,6 +28,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "limits",
                 "_currencies",
                 "_checks",
+                "_durations",
                 "_kinds",
                 "_unchecked",
                 "_history",

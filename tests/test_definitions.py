@@ -23,8 +23,8 @@ from salespipeline import (
     load_pipeline,
     presets,
 )
+from salespipeline._durations import format_duration, parse_duration
 from salespipeline.deal import Deal
-from salespipeline.definitions._durations import format_duration, parse_duration
 from salespipeline.guards import Violation
 from salespipeline.testing import strategies
 

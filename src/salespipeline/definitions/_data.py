@@ -21,9 +21,9 @@ import tomli_w
 
 from salespipeline import _checks as c
 from salespipeline import limits
+from salespipeline._durations import format_duration, parse_duration
 from salespipeline.definitions import _guards as _guard_data
 from salespipeline.definitions._diagram import diagram
-from salespipeline.definitions._durations import format_duration, parse_duration
 from salespipeline.definitions._lint import Finding, lint
 from salespipeline.errors import DefinitionError, StorageError, ValidationError, shown
 from salespipeline.pipeline import Clock, Pipeline

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from salespipeline._durations import duration_text
+
 if TYPE_CHECKING:
     from salespipeline.metrics._report import PipelineReport
 
-__all__ = ["duration_text", "report_dict"]
+__all__ = ["report_dict"]
 
 
 def report_dict(report: PipelineReport) -> dict[str, Any]:
@@ -44,19 +46,3 @@ def encoded(value: object) -> Any:
         kind: Any = type(value)
         return {f.name: encoded(getattr(value, f.name)) for f in attrs.fields(kind)}
     return value
-
-
-def duration_text(value: timedelta) -> str:
-    """A non-negative duration as ISO 8601 text in days, hours, minutes and seconds.
-
-    The same text ``definitions`` writes for ``rot_after`` (a test holds the two equal;
-    metrics may not import definitions).
-    """
-    hours, rest = divmod(value.seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    time = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
-    if seconds or value.microseconds:
-        fraction = f".{value.microseconds:06d}".rstrip("0") if value.microseconds else ""
-        time += f"{seconds}{fraction}S"
-    text = "P" + (f"{value.days}D" if value.days else "") + (f"T{time}" if time else "")
-    return text if text != "P" else "PT0S"

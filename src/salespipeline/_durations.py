@@ -1,4 +1,5 @@
-"""Durations as ISO 8601 text (``P14D``, ``PT36H``, ``P1DT2H30M``), exact to the microsecond."""
+"""Durations as ISO 8601 text (``P14D``, ``PT36H``, ``P1DT2H30M``), exact to the microsecond
+(private): how definitions write ``rot_after`` and reports their durations."""
 
 from __future__ import annotations
 
@@ -20,6 +21,11 @@ def format_duration(value: timedelta) -> str:
     """``value`` as ISO 8601 duration text, days and time parts only (no months)."""
     if value < timedelta(0):
         raise ValueError(f"duration {value} is negative")
+    return duration_text(value)
+
+
+def duration_text(value: timedelta) -> str:
+    """A non-negative duration as ISO 8601 text in days, hours, minutes and seconds."""
     hours, rest = divmod(value.seconds, 3600)
     minutes, seconds = divmod(rest, 60)
     time = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
