@@ -20,6 +20,7 @@ import attrs
 
 from salespipeline.cli._movement import (
     MovementOptions,
+    add_money,
     add_window,
     moment,
     movement_options,
@@ -45,14 +46,7 @@ def add_accuracy(commands: Any, run: Callable[[argparse.Namespace], int]) -> Non
         "--made-at", required=True, metavar="WHEN", help="when the forecast was read"
     )
     add_window(parser, required=True)
-    parser.add_argument("--currency", metavar="CODE", help="money in CODE only")
-    parser.add_argument(
-        "--rate",
-        action="append",
-        default=[],
-        metavar="CODE=RATE",
-        help="with --currency: convert CODE at RATE (repeatable)",
-    )
+    add_money(parser)
     parser.add_argument("--format", choices=FORMATS, default="text", help="default: text")
     parser.set_defaults(run=run)
 

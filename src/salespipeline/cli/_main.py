@@ -27,6 +27,7 @@ from salespipeline.cli import _accuracy
 from salespipeline.cli._demo import END, SimulatedClock, open_store, simulate
 from salespipeline.cli._import import add_import, named_file
 from salespipeline.cli._movement import (
+    add_money,
     add_movement,
     add_window,
     html_window,
@@ -181,15 +182,7 @@ def _add_report(commands: Any) -> None:
     report.add_argument(
         "--output", type=Path, metavar="FILE", help="write to FILE (default: stdout)"
     )
-    report.add_argument("--currency", metavar="CODE", help="report money in CODE only")
-    report.add_argument(
-        "--rate",
-        action="append",
-        default=[],
-        metavar="CODE=RATE",
-        help="with --currency: convert CODE at RATE (one CODE in the report's currency; "
-        "repeatable)",
-    )
+    add_money(report)
     add_window(report, required=False)
     report.set_defaults(run=_report)
 

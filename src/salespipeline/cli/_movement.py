@@ -37,16 +37,21 @@ def add_movement(commands: Any, run: Callable[[argparse.Namespace], int]) -> Non
     parser.add_argument("--db", type=Path, required=True, help="SQLite file")
     parser.add_argument("--pipeline", help="only this pipeline (default: every one recorded)")
     add_window(parser, required=True)
+    add_money(parser)
+    parser.add_argument("--format", choices=FORMATS, default="text", help="default: text")
+    parser.set_defaults(run=run)
+
+
+def add_money(parser: Any) -> None:
+    """``--currency`` and ``--rate``: money in one currency, others converted at given rates."""
     parser.add_argument("--currency", metavar="CODE", help="money in CODE only")
     parser.add_argument(
         "--rate",
         action="append",
         default=[],
         metavar="CODE=RATE",
-        help="with --currency: convert CODE at RATE (repeatable)",
+        help="with --currency: convert CODE at RATE, one CODE in the --currency (repeatable)",
     )
-    parser.add_argument("--format", choices=FORMATS, default="text", help="default: text")
-    parser.set_defaults(run=run)
 
 
 def add_window(parser: Any, *, required: bool) -> None:
