@@ -18,6 +18,7 @@ from salespipeline import (
     Tracker,
     UnknownStageError,
     ValidationError,
+    limits,
     presets,
 )
 from salespipeline.aio import AsyncDealStore, AsyncSQLiteStore, AsyncTracker
@@ -145,6 +146,25 @@ def test_an_async_handler_is_awaited_and_progress_is_kept_up_to_its_error(path: 
         return seen, await consumer.position()
 
     assert run(scenario, path) == ([1, 2], 2)
+
+
+def test_an_async_consumer_seeks_any_position_of_the_log_and_refuses_others(path: Path) -> None:
+    async def scenario(store: AsyncDealStore) -> list[int]:
+        tracker = AsyncTracker(store, presets.four_stage())
+        for n in range(3):
+            await tracker.open("four_stage", f"d{n}")
+        consumer = store.consumer("mailer")
+        reached = [await consumer.position()]
+        await consumer.seek(2)
+        reached.append(await consumer.position())
+        for position in (-1, limits.MAX_POSITION + 1, True, "2"):
+            with pytest.raises(ValidationError):
+                await consumer.seek(position)  # type: ignore[arg-type]
+        await consumer.seek(0)
+        reached.append(await consumer.position())
+        return reached
+
+    assert run(scenario, path) == [0, 2, 0]
 
 
 def test_a_task_cancelled_inside_a_transaction_leaves_nothing_written(path: Path) -> None:

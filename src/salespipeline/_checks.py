@@ -30,6 +30,17 @@ def is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def to_position(value: object, name: str = "position", *, least: int = 0) -> int:
+    """A log position (or an ``after`` one): an integer from ``least`` to
+    ``limits.MAX_POSITION``, what every backend's position column holds."""
+    if not is_int(value) or not least <= value <= limits.MAX_POSITION:
+        raise ValidationError(
+            f"{name} must be an integer from {least} to {limits.MAX_POSITION:,}, "
+            f"not {shown(value)}"
+        )
+    return value
+
+
 def is_number(value: object) -> TypeGuard[int | float]:
     """Whether ``value`` is an int or a float, and not a ``bool``."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_NAME",
     "MAX_PAGE",
     "MAX_PAST_VERSIONS",
+    "MAX_POSITION",
     "MAX_RATE_DIGITS",
     "MAX_RATE_PLACES",
     "MAX_RECORD",
@@ -59,6 +60,10 @@ MAX_YEAR: Final = 9998
 
 MAX_VERSION: Final = 2**31 - 1
 """A deal's or a pipeline's version: what every store's integer column holds."""
+
+MAX_POSITION: Final = 2**63 - 1
+"""A change's position in the log, and every ``after`` or position given to read it
+(a 64-bit signed integer column)."""
 
 MAX_PAGE: Final = 10_000
 """Changes one ``store.log()`` or ``consumer.poll()`` call reads at most."""

@@ -71,9 +71,7 @@ def _version(value: object) -> int:
 
 
 def _position(value: object) -> int | None:
-    if value is not None and (not c.is_int(value) or value < 1):
-        raise ValidationError(f"position must be a positive integer or None, not {shown(value)}")
-    return value
+    return None if value is None else c.to_position(value, least=1)
 
 
 def _changed(value: object) -> Mapping[str, tuple[Any, Any]]:

@@ -28,7 +28,12 @@ from salespipeline.metrics._movement import to_window
 from salespipeline.pipeline import Pipeline
 from salespipeline.storage._asof import changed_since, standing
 from salespipeline.storage._blocks import Blocks
-from salespipeline.storage._consumers import check_consumer_name, check_poll, check_seek, reached
+from salespipeline.storage._consumers import (
+    check_consumer_name,
+    check_poll,
+    check_position,
+    reached,
+)
 from salespipeline.storage._query import FieldValue
 from salespipeline.storage.base import add_options, check_many, no_import
 
@@ -352,5 +357,5 @@ class AsyncConsumer:
     async def seek(self, position: int) -> None:
         """Set the position (0 re-reads the whole log); for replays and repairs."""
         await self._store.record_consumer_position(
-            self._name, check_seek(position), backwards=True
+            self._name, check_position(position), backwards=True
         )

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from salespipeline import limits
-from salespipeline._checks import check_id, is_int
+from salespipeline._checks import check_id, is_int, to_position
 from salespipeline.errors import ValidationError, shown
 from salespipeline.log import Change
 
@@ -25,7 +25,6 @@ __all__ = [
     "check_poll",
     "check_position",
     "check_recorded",
-    "check_seek",
     "reached",
 ]
 
@@ -35,10 +34,8 @@ def check_consumer_name(name: object) -> str:
 
 
 def check_position(position: object) -> int:
-    """A log position a consumer may record: a non-negative integer."""
-    if not is_int(position) or not 0 <= position < 2**63:
-        raise ValidationError(f"position must be a non-negative integer, not {shown(position)}")
-    return position
+    """A log position a consumer may record (0 to ``limits.MAX_POSITION``)."""
+    return to_position(position)
 
 
 def check_recorded(name: object, position: object, backwards: object) -> tuple[str, int]:
@@ -90,7 +87,7 @@ class Consumer:
 
     def seek(self, position: int) -> None:
         """Set the position (0 re-reads the whole log); for replays and repairs."""
-        self._store.record_consumer_position(self._name, check_seek(position), backwards=True)
+        self._store.record_consumer_position(self._name, check_position(position), backwards=True)
 
 
 def check_poll(handler: object, limit: object) -> None:
@@ -101,12 +98,6 @@ def check_poll(handler: object, limit: object) -> None:
         raise ValidationError(
             f"limit must be an integer from 1 to {limits.MAX_PAGE:,}, not {shown(limit)}"
         )
-
-
-def check_seek(position: object) -> int:
-    if not is_int(position) or position < 0:
-        raise ValidationError(f"position must be a non-negative integer, not {shown(position)}")
-    return position
 
 
 def reached(changes: Sequence[Change], handled: int) -> int:

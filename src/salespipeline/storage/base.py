@@ -585,9 +585,9 @@ def check_change_args(actor: object, reason: object, key: object) -> None:
 
 
 def check_log_page(after: object, limit: object) -> tuple[int, int]:
-    """``log()``'s arguments checked: ``after`` >= 0, ``limit`` 1..``limits.MAX_PAGE``."""
-    if not c.is_int(after) or after < 0:
-        raise ValidationError(f"after must be a non-negative integer, not {shown(after)}")
+    """``log()``'s arguments checked: ``after`` a position (0 to ``limits.MAX_POSITION``),
+    ``limit`` 1..``limits.MAX_PAGE``."""
+    after = c.to_position(after, "after")
     if not c.is_int(limit) or not 1 <= limit <= limits.MAX_PAGE:
         raise ValidationError(
             f"limit must be an integer from 1 to {limits.MAX_PAGE:,}, not {shown(limit)}"

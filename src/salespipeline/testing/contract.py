@@ -509,9 +509,17 @@ class StoreContract:
             paged.extend(page)
             after = page[-1].position or 0
         assert paged == list(whole)
-        for bad in ({"after": -1}, {"limit": 0}, {"limit": 10**6}, {"after": "0"}):
+        past = limits.MAX_POSITION + 1  # beyond every backend's 64-bit position column
+        for bad in (
+            {"after": -1},
+            {"after": past},
+            {"limit": 0},
+            {"limit": 10**6},
+            {"after": "0"},
+        ):
             with pytest.raises(ValidationError):
                 store.log(**bad)
+        assert store.log(after=limits.MAX_POSITION) == ()
         with pytest.raises(DealNotFoundError):
             store.changes("missing")
 
@@ -541,6 +549,11 @@ class StoreContract:
             store.consumer("")
         with pytest.raises(ValidationError):
             other.poll("not callable")  # type: ignore[arg-type]
+        reached = other.position
+        for position in (-1, limits.MAX_POSITION + 1, True, "3"):
+            with pytest.raises(ValidationError):
+                other.seek(position)  # type: ignore[arg-type]
+        assert other.position == reached  # refused before any write
 
     def test_verify_finds_nothing_wrong_in_a_store_the_library_wrote(
         self, store: DealStore, pipeline: Pipeline
