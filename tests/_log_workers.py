@@ -148,11 +148,11 @@ class _HookedCursor:
         self._cursor = cursor
         self._hooks = hooks
 
-    def execute(self, sql: str, params: Sequence[Any] = (), /) -> object:
+    def execute(self, sql: str, params: Sequence[Any] = (), /, **options: Any) -> object:
         logs = LOG_INSERT in sql
         if logs:
             self._hooks.before()
-        result = self._cursor.execute(sql, params)
+        result = self._cursor.execute(sql, params, **options)
         if logs:
             self._hooks.after()
         return result

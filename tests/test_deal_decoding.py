@@ -151,3 +151,40 @@ def test_a_found_row_decodes_its_json_history_as_the_history_rows() -> None:
     with pytest.raises(CorruptRecordError, match="no history rows") as refused:
         _codec.decode_found([*row, None])
     assert refused.value.deal_id == deal.id
+
+
+def test_a_found_row_with_junk_in_a_column_or_an_entry_decodes_as_the_history_rows_do() -> None:
+    json_junk = [junk for junk in JUNK if not isinstance(junk, (bytes, Decimal))]
+    for deal in DEALS:
+        entries = [list(_codec.change_values(c)[1:]) for c in deal.history]
+        for column in range(len(_codec.DEAL_COLUMNS)):
+            for junk in JUNK:
+                row = _codec.deal_values(deal)
+                row[column] = junk
+                _check_found(row, entries)
+        for index, entry in enumerate(entries):
+            for field in range(len(entry)):
+                for junk in json_junk:
+                    damaged = [list(e) for e in entries]
+                    damaged[index][field] = junk
+                    _check_found(_codec.deal_values(deal), damaged)
+
+
+def _check_found(row: list[Any], entries: list[list[Any]]) -> None:
+    """``decode_found`` of ``row`` and its JSON history is ``decode_deal`` of the same
+    row and history rows: the same Deal, or both refuse."""
+    try:
+        expected: Deal | None = _codec.decode_deal(row, [(row[0], *e) for e in entries])
+    except CorruptRecordError:
+        expected = None
+    found = [*row, json.dumps(entries)]
+    if expected is None:
+        with pytest.raises(CorruptRecordError):
+            _codec.decode_found(found)
+        return
+    decoded = _codec.decode_found(found)
+    assert decoded == expected
+    assert str(decoded.amount) == str(expected.amount)
+    assert [(c.at, type(c.at)) for c in decoded.history] == [
+        (c.at, type(c.at)) for c in expected.history
+    ]

@@ -405,9 +405,9 @@ class _CountingStore(PostgresStore):
         store, cursor = self, super()._cursor(connection)
 
         class Counted:
-            def execute(self, sql: str, params: Any = (), /) -> object:
+            def execute(self, sql: str, params: Any = (), /, **options: Any) -> object:
                 store.ran.append(sql)
-                return cursor.execute(sql, params)
+                return cursor.execute(sql, params, **options)
 
             def __getattr__(self, name: str) -> Any:
                 return getattr(cursor, name)
@@ -433,6 +433,48 @@ def test_a_postgres_page_and_its_histories_are_one_statement(postgres_database: 
         assert (len(store.ran), store.reads) == (1, 0)  # no read transaction, one statement
         assert found == [store.get("a"), store.get("b")] == [rich_deal(pipeline, "a"), found[1]]
         assert len(found[0].history) == 5  # lost, reopened, moved: every entry came back
+
+
+@pytest.mark.postgres
+def test_a_postgres_page_reads_its_rows_in_binary_and_amounts_and_fields_as_text(
+    postgres_database: str,
+) -> None:
+    from decimal import Decimal
+
+    pipeline = contract_pipeline()
+    stored = pipeline.start("a", at=T0, owner="ann").evolve(
+        amount=Decimal("1234567.50"),
+        fields={"région": "Île", "nested": {"list": [1, 2.5, None, True]}},
+        probability=0.1,
+        next_action="call",
+        next_action_at=T0 + timedelta(days=2, microseconds=7),
+        at=T0 + timedelta(microseconds=1),
+    )
+    with _CountingStore(postgres_database) as store:
+        store.add(stored)
+        ran: list[dict[str, Any]] = []
+        execute = store._cursor
+
+        def cursor(connection: Any) -> Any:
+            inner = execute(connection)
+
+            class Options:
+                def execute(self, sql: str, params: Any = (), /, **options: Any) -> object:
+                    ran.append(options)
+                    return inner.execute(sql, params, **options)
+
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(inner, name)
+
+            return Options()
+
+        store._cursor = cursor  # type: ignore[method-assign]
+        (found,) = store.find(owner="ann", limit=1)
+    assert ran == [{"binary": True}]
+    assert found == stored and str(found.amount) == "1234567.50"
+    assert found.fields == stored.fields and found.next_action_at == stored.next_action_at
+    assert found.updated_at == stored.updated_at and found.updated_at.tzinfo is not None
+    assert found.history[0].at is found.created_at  # the entry shares the deal's time
 
 
 @pytest.mark.postgres

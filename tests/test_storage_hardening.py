@@ -258,9 +258,9 @@ class _Counted:
     def lastrowid(self) -> Any:
         return getattr(self.cursor, "lastrowid", None)
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> object:
+    def execute(self, sql: str, params: Sequence[Any] = (), **options: Any) -> object:
         self.statements.append(sql)
-        return self.cursor.execute(sql, params)
+        return self.cursor.execute(sql, params, **options)
 
     def executemany(self, sql: str, params: Any) -> object:
         self.statements.append(sql)

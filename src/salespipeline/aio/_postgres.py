@@ -211,7 +211,10 @@ class AsyncPostgresStore(AsyncDealStore):
     async def _execute(self, cursor: Any, statement: Statement) -> Any:
         run = cursor.executemany if statement.many else cursor.execute
         sql = statement.sql if self._names is DEFAULT else self._names.rename(statement.sql)
-        await run(sql, statement.params)
+        if statement.binary:
+            await cursor.execute(sql, statement.params, binary=True)
+        else:
+            await run(sql, statement.params)
         rows = await cursor.fetchall() if statement.fetch in ROWS else None
         return result(statement, cursor, rows)
 

@@ -53,8 +53,12 @@ _DIALECT: Final = Dialect(
     "WHERE i.indrelid = to_regclass('sp_deals')",
     history_json="CAST(array_to_json(ARRAY(SELECT json_build_array({values}) {rows} "
     "ORDER BY {order})) AS TEXT)",
+    page_text=("amount", "fields"),
+    binary_pages=True,
 )
-"""psycopg's marks are ``%s`` (so ``%`` is written ``%%``); NUMERIC sums amounts exactly."""
+"""psycopg's marks are ``%s`` (so ``%`` is written ``%%``); NUMERIC sums amounts exactly.
+A find page comes in binary (its JSONB and NUMERIC read as text, so no JSON loader is
+involved): the integers of its times need no parsing."""
 
 _STATEMENTS: Final = Statements(_DIALECT, ddl=POSTGRES_DDL)
 _SCHEMA_LOCK: Final = 0x5350_5343  # "SPSC": serialises schema creation across sessions

@@ -123,6 +123,9 @@ class Dialect:
     (PostgreSQL's ``ARRAY(SELECT ... ORDER BY ...)`` keeps the index's order, where an
     ordered ``json_agg`` sorts each deal's rows again); None: read them with a second
     statement in the page's read transaction (SQLite, in process, pays nothing for it).
+    Such a page reads its ``page_text`` columns as their text (an amount's exact digits
+    and places, the fields' JSON: what the codec reads, with no driver value made of
+    them first), and its rows in the driver's binary format when ``binary_pages``.
     """
 
     name: str
@@ -137,6 +140,8 @@ class Dialect:
     greatest_function: str = "GREATEST"
     since: str = "{}"
     history_json: str | None = None
+    page_text: tuple[str, ...] = ()
+    binary_pages: bool = False
 
     def greatest(self, *expressions: str) -> str:
         """The largest of ``expressions`` (SQLite's scalar ``MAX``, PostgreSQL's ``GREATEST``)."""

@@ -81,7 +81,9 @@ class Renamed:
     def __init__(self, cursor: Any, names: Names) -> None:
         self._cursor, self._names = cursor, names
 
-    def execute(self, sql: str, params: Sequence[Any] = (), /) -> object:
+    def execute(self, sql: str, params: Sequence[Any] = (), /, *, binary: bool = False) -> object:
+        if binary:  # psycopg's rows in binary format (a driver without it is never asked)
+            return self._cursor.execute(self._names.rename(sql), params, binary=True)
         return self._cursor.execute(self._names.rename(sql), params)
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> object:

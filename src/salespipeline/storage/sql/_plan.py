@@ -49,15 +49,18 @@ writers, or statements each atomic on its own (see ``SQLStore._read`` and so on)
 class Statement(NamedTuple):
     """One SQL statement, its bound parameters, and what of its result the plan needs.
 
-    ``many``: ``params`` is a sequence of rows, run with ``executemany``. A named
-    tuple, read-only like a frozen class and made in a fraction of its time: a save
-    makes two on every move.
+    ``many``: ``params`` is a sequence of rows, run with ``executemany``. ``binary``:
+    its rows come in the driver's binary format (psycopg's ``binary=True``: integers
+    and booleans with no text to parse), for a dialect that says so. A named tuple,
+    read-only like a frozen class and made in a fraction of its time: a save makes
+    two on every move.
     """
 
     sql: str
     params: Any = ()
     fetch: Fetch = "none"
     many: bool = False
+    binary: bool = False
 
 
 Steps = Generator[Statement, Any, T]
@@ -131,9 +134,11 @@ ROWS: Final = frozenset({"one", "all", "named"})
 
 def execute(cursor: Any, statement: Statement) -> Any:
     """Run ``statement`` on a DB-API cursor; what its ``fetch`` asks for."""
-    sql, params, fetch, many = statement
+    sql, params, fetch, many, binary = statement
     if many:
         cursor.executemany(sql, params)
+    elif binary:
+        cursor.execute(sql, params, binary=True)
     else:
         cursor.execute(sql, params)
     if fetch == "rowcount":  # a save's update, then its insert: answered without ``result``

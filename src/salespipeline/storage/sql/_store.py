@@ -103,7 +103,8 @@ _VERSION_TEXT: Final = re.compile(r"0|[1-9][0-9]{0,8}")
 
 
 class Cursor(Protocol):
-    """What the store uses of a DB-API cursor (``sqlite3.Cursor``, ``psycopg.Cursor``)."""
+    """What the store uses of a DB-API cursor (``sqlite3.Cursor``, ``psycopg.Cursor``);
+    a dialect with ``binary_pages`` also passes psycopg's ``execute(..., binary=True)``."""
 
     @property
     def rowcount(self) -> int: ...
@@ -229,6 +230,15 @@ class Statements:
             "WHERE c.deal_id = p.id AND c.version <= p.version AND c.to_stage IS NOT NULL"
         )
         return aggregate.format(values=values, rows=rows, order="c.version")
+
+    @functools.cached_property
+    def page_columns(self) -> str:
+        """A one-statement find page's ``DEAL_COLUMNS`` of its deals ``p``, the dialect's
+        ``page_text`` columns read as text."""
+        text = self.dialect.page_text
+        return ", ".join(
+            f"CAST(p.{c} AS TEXT)" if c in text else f"p.{c}" for c in _codec.DEAL_COLUMNS
+        )
 
     @functools.cached_property
     def select_older(self) -> str:
@@ -834,8 +844,7 @@ class SQLStore(QueryingStore):
         )
         history = self.sql.page_history
         if history is not None:
-            selected = ", ".join(f"p.{c}" for c in _codec.DEAL_COLUMNS)
-            page = f"SELECT {selected}, {history} FROM ({page}) p ORDER BY p.id"
+            page = f"SELECT {self.sql.page_columns}, {history} FROM ({page}) p ORDER BY p.id"
         return page, [*params, size]
 
     def _page(self, query: Query, after: str | None, size: int) -> Plan[list[Deal]]:
@@ -846,7 +855,8 @@ class SQLStore(QueryingStore):
             rows, changes = yield Within("read", self._page_steps(query, after, size))
             deals = [_codec.decode_deal(row, changes.get(row[0], ())) for row in rows]
         else:
-            page = Statement(*self._find_statement(query, after, size), "all")
+            binary = self.sql.dialect.binary_pages
+            page = Statement(*self._find_statement(query, after, size), "all", binary=binary)
             deals = [_codec.decode_found(row) for row in (yield Within("statement", one(page)))]
         self._remember_page(deals)
         return deals
