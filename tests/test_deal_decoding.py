@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from salespipeline.deal import Bant, Deal, History
+from salespipeline.deal import Bant, Deal, History, StageChange
 from salespipeline.errors import CorruptRecordError
 from salespipeline.storage import _codec
 from salespipeline.testing.contract import T0, contract_pipeline, rich_deal
@@ -188,3 +188,32 @@ def _check_found(row: list[Any], entries: list[list[Any]]) -> None:
     assert [(c.at, type(c.at)) for c in decoded.history] == [
         (c.at, type(c.at)) for c in expected.history
     ]
+
+
+def test_junk_in_every_field_of_a_history_row_decodes_as_stage_change_builds_it() -> None:
+    """The history decoders check each value as ``StageChange`` does (a blank actor was
+    once read back from a row, though no StageChange can hold one)."""
+    junk = [*JUNK, "   ", "\t"]
+    for deal in DEALS:
+        for entry in deal.history:
+            values = list(_codec.change_values(entry))
+            for field in range(1, len(values)):
+                for value in junk:
+                    damaged = [*values[:field], value, *values[field + 1 :]]
+                    _check_entry(deal.id, damaged)
+
+
+def _check_entry(deal_id: str, row: list[Any]) -> None:
+    _, version, from_stage, to_stage, at_us, reason, actor = row
+    try:
+        at = _codec.from_us(at_us)
+        expected: StageChange | None = StageChange(
+            deal_id, from_stage, to_stage, at, version, reason=reason, actor=actor
+        )
+    except Exception:  # any refusal: the decoder must refuse too
+        expected = None
+    if expected is None:
+        with pytest.raises(CorruptRecordError):
+            _codec.decode_history(deal_id, [row])
+        return
+    assert _codec.decode_history(deal_id, [row]) == [expected]

@@ -96,6 +96,12 @@ def test_stage_change_rejects_naive_time() -> None:
         StageChange("d1", None, "lead", datetime(2026, 1, 1), 1)
 
 
+def test_stage_change_needs_the_stage_it_enters() -> None:
+    with pytest.raises(ValidationError, match="to_stage"):
+        StageChange("d1", None, None, T0, 1)  # type: ignore[arg-type]
+    assert StageChange("d1", None, "lead", T0, 1).from_stage is None  # entry: from nowhere
+
+
 def test_stage_change_normalises_aware_time_to_utc() -> None:
     seoul = timezone(timedelta(hours=9))
     change = StageChange("d1", None, "lead", datetime(2026, 1, 1, 18, tzinfo=seoul), 1)

@@ -66,7 +66,11 @@ class Bant:
 
 def _stage_name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None:
-        c.check_text(value, attribute.name, max_length=limits.MAX_NAME)
+        _required_stage_name(instance, attribute, value)
+
+
+def _required_stage_name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    c.check_text(value, attribute.name, max_length=limits.MAX_NAME)
 
 
 MAX_VERSION: Final = limits.MAX_VERSION
@@ -98,7 +102,7 @@ class StageChange:
 
     deal_id: str = attrs.field(converter=c.check_id)
     from_stage: str | None = attrs.field(validator=_stage_name)
-    to_stage: str = attrs.field(validator=_stage_name)
+    to_stage: str = attrs.field(validator=_required_stage_name)
     at: datetime = attrs.field(converter=c.to_utc)
     version: int = attrs.field(converter=_to_version)
     reason: str | None = attrs.field(default=None, converter=c.to_optional_text)

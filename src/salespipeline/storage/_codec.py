@@ -450,10 +450,10 @@ def _entry(
         deal_id,
         None if from_stage is None else _stage_name(from_stage),
         _stage_name(to_stage),
-        from_us(at_us),
+        _time(at_us),
         _version(version),
         to_optional_text(reason),
-        to_optional_text(actor),
+        None if actor is None else _known_actor(actor),
     )
 
 
@@ -536,7 +536,7 @@ def _found_entries(
                 at,
                 version,
                 None if reason is None else check_text(reason, "text"),
-                None if actor is None else check_text(actor, "text"),
+                None if actor is None else _known_actor(actor),
             )
         )
     return entries
