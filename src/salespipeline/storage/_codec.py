@@ -440,17 +440,26 @@ def _entry(
     at_us: object,
     reason: object,
     actor: object,
+    *,
+    times: tuple[object, datetime | None, object, datetime | None] = (None, None, None, None),
 ) -> StageChange:
     """One history entry of deal ``deal_id``, every value checked as ``StageChange``
-    checks it, built directly.
+    checks it, built directly. ``times`` are the deal's ``(created_us, created_at,
+    entered_us, entered_at)`` when already built: an entry at the same instant shares
+    the datetime.
 
     (The history's chain, order and times are checked by ``Deal`` itself.)
     """
+    created_us, created_at, entered_us, entered_at = times
+    if created_at is not None and type(at_us) is int and at_us == created_us:
+        at = created_at
+    else:
+        at = _time(at_us, entered_us, entered_at)
     return _unchecked_change(
         deal_id,
         None if from_stage is None else _stage_name(from_stage),
         _stage_name(to_stage),
-        _time(at_us),
+        at,
         _version(version),
         to_optional_text(reason),
         None if actor is None else _known_actor(actor),
@@ -499,47 +508,13 @@ def decode_found(row: Sequence[Any]) -> Deal:
         entered_at = _time(entered_us, created_us, created_at)
         updated_at = _time(updated_us, entered_us, entered_at)
         times = (created_us, created_at, entered_us, entered_at)
-        entries = [] if history is None else _found_entries(deal_id, history, *times)
+        rows = () if history is None else _json_array(history)
+        entries = [_entry(deal_id, *values, times=times) for values in rows]
         if not entries:
             raise ValueError("the deal has no history rows")
         return _deal(row, History._trusted(entries), created_at, entered_at, updated_at)
     except _DECODE_ERRORS as error:
         raise CorruptRecordError(deal_id, str(error)) from error
-
-
-def _found_entries(
-    deal_id: str,
-    history: object,
-    created_us: int,
-    created_at: datetime,
-    entered_us: int,
-    entered_at: datetime,
-) -> list[StageChange]:
-    """The entries of a found deal's JSON ``history`` (``CHANGE_COLUMNS[1:]`` arrays),
-    each value checked as ``_entry`` checks it; a time equal to the deal's
-    ``created_us`` or ``entered_us`` is the datetime already built for it."""
-    entries = []
-    for version, from_stage, to_stage, at_us, reason, actor in _json_array(history):
-        if type(version) is not int or not 1 <= version <= MAX_VERSION:
-            raise ValueError(f"a history row holds version {version!r}")
-        if type(at_us) is int and at_us == entered_us:
-            at = entered_at
-        elif type(at_us) is int and at_us == created_us:
-            at = created_at
-        else:
-            at = _time(at_us)
-        entries.append(
-            _unchecked_change(
-                deal_id,
-                None if from_stage is None else _stage_name(from_stage),
-                _stage_name(to_stage),
-                at,
-                version,
-                None if reason is None else check_text(reason, "text"),
-                None if actor is None else _known_actor(actor),
-            )
-        )
-    return entries
 
 
 def _json_array(text: object) -> Any:
