@@ -71,8 +71,6 @@ def _version(value: object) -> int:
 
 
 def _position(value: object) -> int | None:
-    if type(value) is int and 0 < value <= limits.MAX_POSITION:  # every save's: at a glance
-        return value
     return None if value is None else c.to_position(value, least=1)
 
 
