@@ -28,7 +28,7 @@ from typing import Any
 from salespipeline import ConcurrencyError, Deal, TransitionNotAllowedError, presets
 from salespipeline.pipeline import Pipeline
 from salespipeline.storage import DealStore, PostgresStore, SQLiteStore
-from salespipeline.storage.sql._plan import Plan, Steps
+from salespipeline.storage.sql._plan import Within
 from salespipeline.storage.sql._store import Cursor, SQLStore
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
@@ -165,17 +165,11 @@ class _Hooked:
     """Mixin: every write transaction's cursor is hooked, and so is a one-statement save.
 
     PostgreSQL saves with one statement in autocommit mode (update, advisory lock and
-    insert together); while ``_update`` runs, that statement is given a transaction
-    instead, so a hook can hold it open between the insert and the commit.
+    insert together); here that statement is given a write transaction instead, so a
+    hook can hold it open between the insert and the commit.
     """
 
     hooks: Hooks = Hooks()
-
-    def _holding(self) -> threading.local:
-        local = self.__dict__.get("_hold")
-        if local is None:
-            local = self.__dict__.setdefault("_hold", threading.local())
-        return local  # type: ignore[no-any-return]
 
     @contextmanager
     def _hooked(self, transaction: AbstractContextManager[Cursor]) -> Iterator[Any]:
@@ -193,20 +187,10 @@ class _Hooked:
     def _write(self) -> AbstractContextManager[Any]:
         return self._hooked(super()._write())  # type: ignore[misc]
 
-    def _statement(self) -> AbstractContextManager[Any]:
-        if getattr(self._holding(), "on", False):
-            return self._write()
-        return super()._statement()  # type: ignore[misc,no-any-return]
-
     def _update(
         self, columns: Sequence[str], params: Sequence[Any], change: Sequence[Any]
-    ) -> Plan[int | None]:
-        hold = self._holding()
-        hold.on = True
-        try:
-            return (yield from super()._update(columns, params, change))  # type: ignore[misc]
-        finally:
-            hold.on = False
+    ) -> Within[int | None]:
+        return Within("write", super()._update(columns, params, change).steps)  # type: ignore[misc]
 
 
 class HookedSQLiteStore(_Hooked, SQLiteStore):  # type: ignore[misc]
@@ -229,13 +213,12 @@ class UnlockedPostgresStore(HookedPostgresStore):
     positions in insert order while transactions commit in any order.
     """
 
-    def _lock_log(self) -> Steps[None]:
-        yield from ()
+    _log_lock = ()
 
     def _update(
         self, columns: Sequence[str], params: Sequence[Any], change: Sequence[Any]
-    ) -> Plan[int | None]:
-        return (yield from SQLStore._update(self, columns, params, change))
+    ) -> Within[int | None]:
+        return SQLStore._update(self, columns, params, change)
 
 
 def open_hooked(kind: str, target: str, hooks: Hooks) -> DealStore:

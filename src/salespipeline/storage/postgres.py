@@ -35,7 +35,7 @@ from salespipeline.storage._options import check_count, check_timeout
 from salespipeline.storage._process import check_process, let_go
 from salespipeline.storage.sql._dialect import AmountPart, Dialect, jsonb_field_match
 from salespipeline.storage.sql._names import DEFAULT, Names, Renamed, check_names
-from salespipeline.storage.sql._plan import Plan, Statement, Steps, Within, one
+from salespipeline.storage.sql._plan import Statement, Steps, Within
 from salespipeline.storage.sql._schema import POSTGRES_DDL
 from salespipeline.storage.sql._store import Cursor, SQLStore, Statements, UniqueViolation
 
@@ -90,18 +90,16 @@ class PostgresSQL(SQLStore):
 
     def _update(
         self, columns: Sequence[str], params: Sequence[Any], change: Sequence[Any]
-    ) -> Plan[int | None]:
+    ) -> Within[int | None]:
         """The deal row and its change row in one statement, so one round trip."""
         moved = Statement(_moved_statement(tuple(columns)), [*params, *change[1:]], "one")
-        row = yield Within("statement", one(moved))
-        return None if row is None else int(row[0])
+        return Within("statement", _position(moved))
 
     def _insert_log(self, values: Sequence[Any]) -> Steps[int]:
         row = yield Statement(f"{self.sql.insert_log} RETURNING position", values, "one")
         return int(row[0])
 
-    def _lock_log(self) -> Steps[None]:
-        yield Statement("SELECT pg_advisory_xact_lock(%s)", (_LOG_LOCK,))
+    _log_lock = (Statement("SELECT pg_advisory_xact_lock(%s)", (_LOG_LOCK,)),)
 
 
 class PostgresStore(PostgresSQL):
@@ -293,6 +291,12 @@ def _moved_statement(columns: tuple[str, ...]) -> str:
         f"SELECT moved.id, {', '.join(f'v.{n}' for n in names)} FROM moved, locked, "
         f"(VALUES ({row})) AS v ({', '.join(names)}) RETURNING position"
     )
+
+
+def _position(moved: Statement) -> Steps[int | None]:
+    """Run ``_moved_statement``: the change's position, or None when no row matched."""
+    row = yield moved
+    return None if row is None else int(row[0])
 
 
 class Mapped:

@@ -327,23 +327,20 @@ class SQLStore(QueryingStore):
 
     def _update(
         self, columns: Sequence[str], params: Sequence[Any], change: Sequence[Any]
-    ) -> Plan[int | None]:
-        """Write the deal row's ``columns`` (``update_columns``) and the change row
-        atomically.
+    ) -> Within[int | None]:
+        """The transaction that writes the deal row's ``columns`` (``update_columns``) and
+        the change row atomically.
 
-        The change's position, or None, with nothing written, when no row matched
-        the stored version.
+        It gives the change's position, or None, with nothing written, when no row
+        matched the stored version.
         """
-        position: int | None = yield Within("write", self._update_steps(columns, params, change))
-        return position
+        update = Statement(self.sql.update_columns(columns), params, "rowcount")
+        return Within("write", self._update_steps(update, change))
 
-    def _update_steps(
-        self, columns: Sequence[str], params: Sequence[Any], change: Sequence[Any]
-    ) -> Steps[int | None]:
-        matched = yield Statement(self.sql.update_columns(columns), params, "rowcount")
-        if matched != 1:
+    def _update_steps(self, update: Statement, change: Sequence[Any]) -> Steps[int | None]:
+        if (yield update) != 1:
             return None
-        yield from self._lock_log()
+        yield from self._log_lock
         return (yield from self._insert_log(change))
 
     def _insert_log(self, values: Sequence[Any]) -> Steps[int]:
@@ -353,9 +350,9 @@ class SQLStore(QueryingStore):
             raise StorageError("the database did not say the position of the change it logged")
         return position
 
-    def _lock_log(self) -> Steps[None]:
-        """Make positions rise in commit order (none where writers are serialised already)."""
-        yield from ()
+    _log_lock: ClassVar[tuple[Statement, ...]] = ()
+    """The statements that make positions rise in commit order, run before a transaction
+    logs a change (none where writers are serialised already); they return nothing."""
 
     def _lock_schema(self) -> Steps[None]:
         """Serialise schema creation between processes (none where writes already are)."""
@@ -418,7 +415,7 @@ class SQLStore(QueryingStore):
                 yield Statement(statement)
         yield from _fill_figures(self.sql.placeholder)
         if version < 3:
-            yield from self._lock_log()
+            yield from self._log_lock
             yield from self._fill_log()
             yield Statement(f"DROP TABLE {OLD_HISTORY}")
         yield Statement(
@@ -473,7 +470,7 @@ class SQLStore(QueryingStore):
         if (yield Statement(self.sql.insert_deal, row, "rowcount")) != 1:
             raise DuplicateDealError(deal.id)
         yield from self._refuse_erased([deal.id])
-        yield from self._lock_log()
+        yield from self._log_lock
         for change in changes:
             position = yield from self._insert_log(_codec.log_values(change))
         return position
@@ -512,7 +509,7 @@ class SQLStore(QueryingStore):
         if (yield Statement(self.sql.insert_deal, rows, "rowcount", many=True)) != len(deals):
             raise _Taken
         yield from self._refuse_erased([deal.id for deal in deals])
-        yield from self._lock_log()
+        yield from self._log_lock
         return (yield from self._insert_logs(changes))
 
     def _new_row(self, deal: Deal) -> tuple[Any, ...]:
@@ -573,12 +570,13 @@ class SQLStore(QueryingStore):
         deal = check_deal(deal)
         check_change_args(actor, reason, key)
         base = deal.version - 1
-        stored, known = yield from self._stored_at(deal.id, base)
+        remembered = self._recent.deal(deal.id, base)
+        stored, known = remembered or (yield from self._stored_at(deal.id, base))
         change = log.derive(stored, deal, actor=actor, reason=reason, key=key)
         columns, values, written = self._written(deal, change, stored, known)
         params = [*values, deal.id, base, _codec.to_us(deal.created_at)]
         try:
-            position = yield from self._update(tuple(columns), params, _codec.log_values(change))
+            position = yield self._update(tuple(columns), params, _codec.log_values(change))
         except UniqueViolation as error:
             _refuse_row(error, deal, key)
         if position is None:
@@ -702,14 +700,11 @@ class SQLStore(QueryingStore):
         self._unread.clear()
 
     def _stored_at(self, id: str, version: int) -> Plan[tuple[Deal, object]]:
-        """The stored deal ``id`` at ``version`` and what is known of its figures:
-        remembered, else read back.
+        """The stored deal ``id`` at ``version`` and what is known of its figures, read
+        back (for a deal not remembered at that version).
 
         ``ConcurrencyError`` when the stored deal is not at ``version``.
         """
-        remembered = self._recent.deal(id, version)
-        if remembered is not None:
-            return remembered
         try:
             stored, figures = yield from self._load(id)
         except DealNotFoundError:
@@ -946,7 +941,7 @@ class SQLStore(QueryingStore):
             change = erase_change(erasure, read_int(row[0]), _codec.from_us(read_int(row[1])))
         except (TypeError, ValueError) as error:
             raise CorruptRecordError(id, f"its version or time does not read: {error}") from error
-        yield from self._lock_log()
+        yield from self._log_lock
         yield from self._deleting_securely(self._deletes(id))
         return change.with_position((yield from self._insert_log(_codec.log_values(change))))
 
