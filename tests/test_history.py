@@ -164,6 +164,20 @@ def test_figures_extended_one_move_at_a_time_equal_those_of_the_whole_history(
         assert figures == _figures.of_history(history[: index + 1])
 
 
+@given(histories())
+def test_a_row_s_figures_moved_one_entry_at_a_time_equal_those_of_the_whole_history(
+    history: list[StageChange],
+) -> None:
+    """A save works a move on the row's values (by index where the stays fit the slots,
+    the general way where they do not)."""
+    row = _figures.written(_figures.of_history(history[:1]))
+    for index in range(1, len(history)):
+        row = _figures.moved(row, history[index - 1], history[index])
+        whole = _figures.of_history(history[: index + 1])
+        assert row.entered == whole.entered
+        assert list(row.values) == _figures.values(whole)
+
+
 @pytest.mark.parametrize("bad", [True, -1, 1.0, "1", None])
 def test_figures_that_are_not_counts_do_not_read(bad: object) -> None:
     values = _figures.values(_figures.of_history(entries(3)))

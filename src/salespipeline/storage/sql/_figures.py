@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Final, NamedTuple
@@ -37,6 +38,7 @@ __all__ = [
     "deal_figures",
     "extended",
     "figure_values",
+    "moved",
     "of_history",
     "open_stages",
     "read",
@@ -44,6 +46,7 @@ __all__ = [
     "read_stays_more",
     "slot_stays",
     "values",
+    "written",
 ]
 
 SLOTS: Final = 7
@@ -86,10 +89,16 @@ class Figures(NamedTuple):
 
 
 class Written(NamedTuple):
-    """Figures and the ``COLUMNS`` values of the row that holds them (as it was written)."""
+    """A row's figures as its ``COLUMNS`` values, with the stages entered they hold (the
+    set a move's layout is looked up by)."""
 
-    figures: Figures
+    entered: frozenset[str]
     values: Sequence[Any]
+
+
+def written(figures: Figures) -> Written:
+    """``figures`` as a row holds them."""
+    return Written(figures.entered, values(figures))
 
 
 def of_history(history: Sequence[Change]) -> Figures:
@@ -136,6 +145,61 @@ def _moved_once(figures: Figures, last: Change, entry: Change) -> Figures:
         count, total = stays[left]
         stays[left] = (count + 1, total + micros(entry.at - last.at))
     return Figures(entered, stays, figures.moves + 1)
+
+
+def moved(row: Written, last: Change, entry: Change) -> Written:
+    """The figures of ``row`` once ``entry`` follows ``last`` (a move), as a row holds them.
+
+    The same as ``written(extended(read(row.values), last, (entry,)))`` (a property test
+    holds them equal), but worked on the row's values: where the stays fit the slots,
+    how a move from one stage to another rearranges them is worked out once per
+    stages entered, then applied by index.
+    """
+    step = _step(row.entered, last.to_stage, entry.to_stage)
+    if step is None:
+        return written(_moved_once(read(row.values), last, entry))
+    cells = list(step.take((*row.values, 0)))
+    cells[0] = step.entered_text
+    if step.stay is not None:
+        count, total = step.stay
+        cells[count] += 1
+        cells[total] += micros(entry.at - last.at)
+    cells[-1] += 1
+    return Written(step.entered, cells)
+
+
+class _Step(NamedTuple):
+    """How a move from one stage to another rearranges a row's figure values: the
+    stages entered after it (and as text), which value each cell takes (index
+    ``len(COLUMNS)`` is a zero), and the cells of the stay it completes (None: none)."""
+
+    entered: frozenset[str]
+    entered_text: str
+    take: Callable[[Sequence[Any]], tuple[Any, ...]]
+    stay: tuple[int, int] | None
+
+
+@functools.lru_cache(maxsize=1024)
+def _step(entered: frozenset[str], left: str, to: str) -> _Step | None:
+    """The ``_Step`` of a move from ``left`` to ``to`` in a row that entered ``entered``;
+    None when the stays do not all fit the slots (``stays_more`` is used)."""
+    after = entered if to in entered else entered | {to}
+    text, slots, more, _ = _layout(after)
+    if more:
+        return None
+    kept = open_stages(sorted(entered))
+    zero = len(COLUMNS)
+    counts = [2 + kept.index(stage) if stage in kept else zero for stage in slots]
+    counts += [zero] * (SLOTS - len(slots))
+    totals = [zero if index == zero else index + SLOTS for index in counts]
+    take: Callable[[Sequence[Any]], tuple[Any, ...]] = operator.itemgetter(
+        *(0, 1, *counts, *totals, len(COLUMNS) - 1)
+    )
+    stay = None
+    if left in slots:
+        at = slots.index(left)
+        stay = (2 + at, 2 + SLOTS + at)
+    return _Step(after, text, take, stay)
 
 
 def _add_stays(stays: dict[str, tuple[int, int]], history: Sequence[Change]) -> None:

@@ -454,8 +454,7 @@ class SQLStore(QueryingStore):
         deal = check_deal(deal)
         check_change_args(actor, reason, key)
         changes = log.recorded(deal, actor=actor, reason=reason, key=key)
-        figures = _figures.of_history(deal.history)
-        written = _figures.Written(figures, _figures.values(figures))
+        written = _figures.written(_figures.of_history(deal.history))
         try:
             position = yield Within("write", self._add_steps(deal, changes, written.values))
         except UniqueViolation as error:
@@ -595,8 +594,8 @@ class SQLStore(QueryingStore):
         if new:
             written = self._changed_figures(columns, values, stored_values, before, new, stored)
             return columns, values, written
-        if stored_values is not None:
-            return columns, values, _figures.Written(before, stored_values)
+        if stored_values is not None and list(stored_values) == list(before.values):
+            return columns, values, before
         return columns, values, None
 
     def _changed_columns(self, deal: Deal, change: Change) -> tuple[list[str], list[Any]]:
@@ -617,14 +616,18 @@ class SQLStore(QueryingStore):
         columns: list[str],
         values: list[Any],
         stored_values: Sequence[Any] | None,
-        before: _figures.Figures,
+        before: _figures.Written,
         new: Sequence[StageChange],
         stored: Deal,
     ) -> _figures.Written:
         """Add the figure columns the new history entries alter (every one when what the
         row holds is not known); the figures as the row will hold them."""
-        figures = _figures.extended(before, stored.history[-1], new)
-        now = _figures.values(figures)
+        last = stored.history[-1]
+        if len(new) == 1:
+            after = _figures.moved(before, last, new[0])
+        else:
+            after = _figures.written(_figures.extended(_figures.read(before.values), last, new))
+        now = after.values
         if stored_values is None:
             columns += _figures.COLUMNS
             values += now
@@ -634,26 +637,26 @@ class SQLStore(QueryingStore):
             differ = list(map(ne, stored_values, now))
             columns += compress(_figures.COLUMNS, differ)
             values += compress(now, differ)
-        return _figures.Written(figures, now)
+        return after
 
     @staticmethod
     def _known_figures(
         stored: Deal, known: object
-    ) -> tuple[_figures.Figures, Sequence[Any] | None]:
+    ) -> tuple[_figures.Written, Sequence[Any] | None]:
         """The derived figures of the stored deal, and the values its row holds for them
         (None: not known): as written, derived from a short history in memory (the
         source of truth), else read from its row, or derived again from its history
         when the row's do not read. The row's values only decide which columns a save
         writes, so they need no check."""
         if isinstance(known, _figures.Written):
-            return known.figures, known.values
+            return known, known.values
         if isinstance(known, (list, tuple)):
             history = stored.history
             if history.loaded and len(history) <= LOAD_LATEST:  # cheaper than reading the row's
-                return _figures.of_history(history), known
+                return _figures.written(_figures.of_history(history)), known
             with contextlib.suppress(ValueError):  # unreadable: derived again below
-                return _figures.read(known), known
-        return _figures.of_history(stored.history), None
+                return _figures.written(_figures.read(known)), known
+        return _figures.written(_figures.of_history(stored.history)), None
 
     def last_known(self, id: str) -> Deal | None:
         return self._recent.latest(id)
