@@ -22,6 +22,21 @@ def micros(delta: timedelta) -> int:
     return delta // ONE_US
 
 
+_LAST: list[tuple[object, int]] = [(None, 0)]
+"""The instant ``to_us`` converted last and its microseconds (held, so its identity is its own)."""
+
+
 def to_us(moment: datetime) -> int:
-    """Whole microseconds since ``EPOCH`` (exact for aware datetimes)."""
-    return (moment - EPOCH) // ONE_US
+    """Whole microseconds since ``EPOCH`` (exact for aware datetimes).
+
+    Subtracting aware times is slow, and a move converts one instant three times (the
+    stage's entry, the deal's update, the change), the very same object. So the last
+    one converted is kept with its value, and an instant that *is* it (identity,
+    never a lookup) is not converted again.
+    """
+    last = _LAST[0]
+    if last[0] is moment:
+        return last[1]
+    us = (moment - EPOCH) // ONE_US
+    _LAST[0] = (moment, us)
+    return us

@@ -573,9 +573,10 @@ class SQLStore(QueryingStore):
         stored, known = remembered or (yield from self._stored_at(deal.id, base))
         change = log.derive(stored, deal, actor=actor, reason=reason, key=key)
         columns, values, written = self._written(deal, change, stored, known)
+        logged = _codec.log_values(change)  # before created_at: to_us reuses the move's time
         params = [*values, deal.id, base, _codec.to_us(deal.created_at)]
         try:
-            position = yield self._update(tuple(columns), params, _codec.log_values(change))
+            position = yield self._update(tuple(columns), params, logged)
         except UniqueViolation as error:
             _refuse_row(error, deal, key)
         if position is None:
