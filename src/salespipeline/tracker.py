@@ -133,10 +133,9 @@ class Tracker(Commands[DealStore, Deal, tuple[Deal, ...]]):
         """Write the step's deal (new without a previous one): the one place changes are stored."""
         deal, previous = step.deal, step.previous
         options = commit_options(deal, step.actor, step.key, step.reason)
-        if previous is None:
-            change = self._store.add(deal, **options)
-        else:
-            change = self._store.save(deal, **options)
-        change = logged(change, previous, deal, options)
-        self._store._when_committed(lambda: self._heard(change, deal))
+        write = self._store.add if previous is None else self._store.save
+        change = write(deal, **options) if options else write(deal)
+        if self._listeners.subscriptions:  # nobody listens: no change to derive, nothing waits
+            told = logged(change, previous, deal, options)
+            self._store._when_committed(lambda: self._heard(told, deal))
         return deal

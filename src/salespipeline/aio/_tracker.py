@@ -124,5 +124,6 @@ class AsyncTracker(Commands[AsyncDealStore, Awaitable[Deal], Awaitable[tuple[Dea
     def _told(
         self, change: Any, previous: Deal | None, deal: Deal, options: dict[str, str]
     ) -> None:
-        change = logged(change, previous, deal, options)
-        self._store._when_committed(lambda: self._heard(change, deal))
+        if self._listeners.subscriptions:  # nobody listens: no change to derive, nothing waits
+            told = logged(change, previous, deal, options)
+            self._store._when_committed(lambda: self._heard(told, deal))
