@@ -303,7 +303,11 @@ def run(
         done = yield from keyed(id, key, kind)
         if done is not None:
             return done
-    previous, intent, deal, loaded = yield from _decided(id, command, pipeline, now, True)
+    known: Deal | None = yield Remembered(id)
+    decided = _decided_on(known, command, pipeline, now)
+    if decided is None:
+        decided = yield from _loaded(id, command, pipeline, now)
+    previous, intent, deal, loaded = decided
     attempt = 0
     while True:
         if deal is None:
@@ -319,26 +323,39 @@ def run(
             if done is not None:
                 return done
         if not loaded:  # decided on a stale remembered deal: decide afresh
-            previous, intent, deal, loaded = yield from _decided(id, command, pipeline, now, False)
+            previous, intent, deal, loaded = yield from _loaded(id, command, pipeline, now)
             continue
         attempt += 1
         previous = yield Load(id)
         deal = redo(intent, pipeline(previous.pipeline), previous, now=now)
 
 
-def _decided(
-    id: str, command: Command, pipeline: Callable[[str], Pipeline], now: Now, remembered: bool
-) -> Steps[tuple[Deal, Intent, Deal | None, bool]]:
-    """The deal decided on, the intent, the deal to write, and whether it was loaded."""
-    known: Deal | None = (yield Remembered(id)) if remembered else None
-    if known is not None:
-        try:
-            intent, deal = decide(command, pipeline(known.pipeline), known, now=now)
-        except SalesPipelineError:
-            pass
-        else:
-            if deal is not None:
-                return known, intent, deal, False
+Decided = tuple[Deal, Intent, "Deal | None", bool]
+"""The deal decided on, the intent, the deal to write (None: nothing to do), and
+whether the deal was loaded fresh."""
+
+
+def _decided_on(
+    known: Deal | None, command: Command, pipeline: Callable[[str], Pipeline], now: Now
+) -> Decided | None:
+    """The decision on the deal the store remembers, or None when the deal must be loaded:
+    none is remembered, or the command refuses it or finds nothing to do (it may be stale).
+
+    A plain function, not a step: the common path (a remembered, current deal) then
+    runs in ``run``'s own generator frame."""
+    if known is None:
+        return None
+    try:
+        intent, deal = decide(command, pipeline(known.pipeline), known, now=now)
+    except SalesPipelineError:
+        return None
+    return None if deal is None else (known, intent, deal, False)
+
+
+def _loaded(
+    id: str, command: Command, pipeline: Callable[[str], Pipeline], now: Now
+) -> Steps[Decided]:
+    """The decision on the deal loaded fresh."""
     previous: Deal = yield Load(id)
     intent, deal = decide(command, pipeline(previous.pipeline), previous, now=now)
     return previous, intent, deal, True
