@@ -16,14 +16,17 @@ returns the deal as that change left it, so a client may retry after a lost repl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Final
 
 from salespipeline._commands import (
+    Changes,
     Commit,
     CommitMany,
+    Erase,
+    Get,
+    Load,
     Remembered,
-    Step,
     Steps,
     T,
     read,
@@ -105,18 +108,18 @@ class Tracker(Commands[DealStore, Deal, tuple[Deal, ...]]):
                 result: T = done.value
                 return result
             try:
-                reply, failure = self._attempt(step), None
+                reply, failure = _PERFORM[type(step)](self, step), None
             except SalesPipelineError as error:
                 reply, failure = None, error
 
-    def _attempt(self, step: Step) -> Any:
-        """Perform one step on this tracker's store; what it gave."""
-        if isinstance(step, Commit):
-            return self._commit(step)
-        if isinstance(step, Remembered):
-            return self._store.last_known(step.id)
-        if isinstance(step, CommitMany):
-            return self._commit_many(step)
+    def _remembered(self, step: Remembered) -> Deal | None:
+        return self._store.last_known(step.id)
+
+    def _load(self, step: Load) -> Deal:
+        return self._store.load(step.id)
+
+    def _read(self, step: Get | Changes | Erase) -> Any:
+        """Perform a step that calls one store method (``_commands.read``)."""
         name, args, keywords = read(step)
         return getattr(self._store, name)(*args, **keywords)
 
@@ -139,3 +142,15 @@ class Tracker(Commands[DealStore, Deal, tuple[Deal, ...]]):
             told = logged(change, previous, deal, options)
             self._store._when_committed(lambda: self._heard(told, deal))
         return deal
+
+
+_PERFORM: Final[Mapping[type, Callable[[Tracker, Any], Any]]] = {
+    Remembered: Tracker._remembered,
+    Commit: Tracker._commit,
+    Load: Tracker._load,
+    Get: Tracker._read,
+    Changes: Tracker._read,
+    Erase: Tracker._read,
+    CommitMany: Tracker._commit_many,
+}
+"""How the sync driver performs each kind of step: one lookup, not a chain of tests."""
