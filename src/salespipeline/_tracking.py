@@ -356,7 +356,9 @@ class Commands(abc.ABC, Generic[Store, Result, Many]):
         return self._actor if actor is None else to_actor(actor)
 
     def _now(self) -> datetime:
-        return c.to_utc(self._clock(), "the tracker clock's time")
+        """The clock's time, checked unless it is the system clock's (aware UTC already)."""
+        clock = self._clock
+        return clock() if clock is system_clock else c.to_utc(clock(), "the tracker clock's time")
 
     def _heard(self, change: log.Change, deal: Deal) -> None:
         """Tell the listeners of a committed change (their failures are kept, not raised)."""
