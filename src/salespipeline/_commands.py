@@ -148,6 +148,9 @@ def redo(intent: Intent, pipeline: Pipeline, deal: Deal, *, now: Now) -> Deal | 
 
 def _first(command: Command, pipeline: Pipeline, deal: Deal, at: datetime) -> Deal:
     kind, actor = command.kind, command.actor
+    if kind == "move":
+        to, reason = command.to, command.reason
+        return pipeline.move(deal, to, at=at, reason=reason, actor=actor)  # type: ignore[arg-type]
     if kind == "update":
         return deal.evolve(at=at, **command.changes)
     if kind == "advance":
@@ -156,15 +159,13 @@ def _first(command: Command, pipeline: Pipeline, deal: Deal, at: datetime) -> De
         return pipeline.win(deal, at=at, actor=actor)
     if kind == "lose":
         return pipeline.lose(deal, command.reason, at=at, actor=actor)  # type: ignore[arg-type]
-    if kind == "reopen":
-        return pipeline.reopen(deal, command.to, at=at, actor=actor)
-    to, reason = command.to, command.reason
-    return pipeline.move(deal, to, at=at, reason=reason, actor=actor)  # type: ignore[arg-type]
+    return pipeline.reopen(deal, command.to, at=at, actor=actor)
 
 
 def _at(deal: Deal, now: Now) -> datetime:
     """Now, but never before the deal's last change (clocks of several hosts differ)."""
-    return max(now(), deal.updated_at)
+    at, last = now(), deal.updated_at
+    return at if at >= last else last
 
 
 # -- the decision core: the reads and writes a command needs, as values ---------------
