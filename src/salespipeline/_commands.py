@@ -46,6 +46,7 @@ __all__ = [
     "Steps",
     "decide",
     "erased",
+    "intent_of",
     "keyed",
     "keyed_many",
     "opened",
@@ -86,8 +87,8 @@ class Intent(NamedTuple):
     """A command as decided: the stage and version it saw, and where it sends the deal.
 
     ``to`` is None for an update, which moves nothing and instead sets ``values``
-    (the named attributes as the first application converted them). A named tuple,
-    quick to make: every command decides one.
+    (the named attributes as the first application converted them). Made only when
+    a commit found another version (``intent_of``): the common path needs none.
     """
 
     command: Command
@@ -107,16 +108,20 @@ Now = Callable[[], datetime]
 """The current time, which every command stamps on the change it makes."""
 
 
-def decide(
-    command: Command, pipeline: Pipeline, deal: Deal, *, now: Now
-) -> tuple[Intent, Deal | None]:
-    """The intent of ``command`` on the loaded ``deal`` and the deal to write (None: no change)."""
+def decide(command: Command, pipeline: Pipeline, deal: Deal, *, now: Now) -> Deal | None:
+    """The deal to write for ``command`` on the loaded ``deal`` (None: no change)."""
     changed = _first(command, pipeline, deal, _at(deal, now))
+    if command.kind == "update" and intent_of(command, deal, changed).is_done(deal):
+        return None
+    return changed
+
+
+def intent_of(command: Command, seen: Deal, changed: Deal) -> Intent:
+    """The intent of ``command`` decided on ``seen``, which it changed into ``changed``."""
     if command.kind == "update":
         values = {name: getattr(changed, name) for name in command.changes}
-        intent = Intent(command, deal.stage, deal.version, None, values)
-        return intent, None if intent.is_done(deal) else changed
-    return Intent(command, deal.stage, deal.version, changed.stage), changed
+        return Intent(command, seen.stage, seen.version, None, values)
+    return Intent(command, seen.stage, seen.version, changed.stage)
 
 
 def redo(intent: Intent, pipeline: Pipeline, deal: Deal, *, now: Now) -> Deal | None:
@@ -308,7 +313,8 @@ def run(
     decided = _decided_on(known, command, pipeline, now)
     if decided is None:
         decided = yield from _loaded(id, command, pipeline, now)
-    previous, intent, deal, loaded = decided
+    previous, deal, loaded = decided
+    intent: Intent | None = None
     attempt = 0
     while True:
         if deal is None:
@@ -324,16 +330,18 @@ def run(
             if done is not None:
                 return done
         if not loaded:  # decided on a stale remembered deal: decide afresh
-            previous, intent, deal, loaded = yield from _loaded(id, command, pipeline, now)
+            previous, deal, loaded = yield from _loaded(id, command, pipeline, now)
             continue
         attempt += 1
+        if intent is None:  # the first conflict on a loaded deal: the intent it decided
+            intent = intent_of(command, previous, deal)
         previous = yield Load(id)
         deal = redo(intent, pipeline(previous.pipeline), previous, now=now)
 
 
-Decided = tuple[Deal, Intent, "Deal | None", bool]
-"""The deal decided on, the intent, the deal to write (None: nothing to do), and
-whether the deal was loaded fresh."""
+Decided = tuple[Deal, "Deal | None", bool]
+"""The deal decided on, the deal to write (None: nothing to do), and whether the
+deal was loaded fresh."""
 
 
 def _decided_on(
@@ -347,10 +355,10 @@ def _decided_on(
     if known is None:
         return None
     try:
-        intent, deal = decide(command, pipeline(known.pipeline), known, now=now)
+        deal = decide(command, pipeline(known.pipeline), known, now=now)
     except SalesPipelineError:
         return None
-    return None if deal is None else (known, intent, deal, False)
+    return None if deal is None else (known, deal, False)
 
 
 def _loaded(
@@ -358,8 +366,7 @@ def _loaded(
 ) -> Steps[Decided]:
     """The decision on the deal loaded fresh."""
     previous: Deal = yield Load(id)
-    intent, deal = decide(command, pipeline(previous.pipeline), previous, now=now)
-    return previous, intent, deal, True
+    return previous, decide(command, pipeline(previous.pipeline), previous, now=now), True
 
 
 def erased(step: Erase) -> Steps[log.Change]:
