@@ -187,7 +187,7 @@ class Commands(abc.ABC, Generic[Store, Result, Many]):
         key: str | None = None,
     ) -> Result:
         """Move the deal to stage ``to`` (``reason`` is required when ``to`` is LOST)."""
-        return self._run(id, Command("move", to=to, reason=reason), actor, key)
+        return self._run(id, Command("move", to, reason), actor, key)
 
     def advance(self, id: str, *, actor: str | None = None, key: str | None = None) -> Result:
         """Move the deal to the stage after the one it is in when first loaded."""
