@@ -41,7 +41,6 @@ __all__ = [
     "Intent",
     "Load",
     "Outcome",
-    "Remembered",
     "Step",
     "Steps",
     "decide",
@@ -106,6 +105,9 @@ class Intent(NamedTuple):
 
 Now = Callable[[], datetime]
 """The current time, which every command stamps on the change it makes."""
+Recall = Callable[[str], "Deal | None"]
+"""The deal the store last read or wrote (``DealStore.last_known``), or None: a
+lookup in memory that does no I/O, so it is called, like the clock, not yielded."""
 
 
 def decide(command: Command, pipeline: Pipeline, deal: Deal, *, now: Now) -> Deal | None:
@@ -176,14 +178,6 @@ def _at(deal: Deal, now: Now) -> datetime:
 # -- the decision core: the reads and writes a command needs, as values ---------------
 
 
-class Remembered(NamedTuple):
-    """Read the deal the store last read or wrote (``DealStore.last_known``): a Deal or None.
-
-    A named tuple, quick to make: every command on a stored deal makes one."""
-
-    id: str
-
-
 @attrs.frozen
 class Load:
     """Read the stored deal to change (``DealStore.load``); ``DealNotFoundError`` if none."""
@@ -243,7 +237,7 @@ class Erase:
     at: datetime
 
 
-Step = Remembered | Load | Get | Changes | Commit | CommitMany | Erase
+Step = Load | Get | Changes | Commit | CommitMany | Erase
 T = TypeVar("T")
 Steps = Generator[Step, Any, T]
 """A decision in progress: it yields the steps it needs and returns its result."""
@@ -271,7 +265,7 @@ def resume(steps: Steps[Any], outcome: Outcome) -> Step | Finished:
 
 
 def read(
-    step: Remembered | Load | Get | Changes | Erase,
+    step: Load | Get | Changes | Erase,
 ) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
     """The store method a step other than a commit calls, with its arguments: (name,
     args, keywords)."""
@@ -283,7 +277,7 @@ def read(
     return _READS[type(step)], (step.id,), {}
 
 
-_READS: Final = {Remembered: "last_known", Load: "load", Get: "get", Changes: "changes"}
+_READS: Final = {Load: "load", Get: "get", Changes: "changes"}
 
 
 def run(
@@ -293,15 +287,17 @@ def run(
     *,
     pipeline: Callable[[str], Pipeline],
     now: Now,
+    remembered: Recall,
     retries: int,
 ) -> Steps[Deal]:
     """Decide ``command`` on deal ``id``, commit it, and after a conflict finish the same
     intent (at most ``retries`` times); the deal as stored.
 
-    The deal the store remembers saves a read when it is current, which the commit's
-    version check proves; only a write is decided on it. A refusal or "nothing to do"
-    may come from a stale copy, so those are decided again on the deal loaded fresh,
-    as is a command whose commit found another version, and that is not a retry.
+    The deal the store remembers (``remembered(id)``) saves a read when it is
+    current, which the commit's version check proves; only a write is decided on it.
+    A refusal or "nothing to do" may come from a stale copy, so those are decided
+    again on the deal loaded fresh, as is a command whose commit found another
+    version, and that is not a retry.
     With ``key``, a command already made with it returns its deal and writes nothing.
     """
     kind = "update" if command.kind == "update" else "move"
@@ -309,8 +305,7 @@ def run(
         done = yield from keyed(id, key, kind)
         if done is not None:
             return done
-    known: Deal | None = yield Remembered(id)
-    decided = _decided_on(known, command, pipeline, now)
+    decided = _decided_on(remembered(id), command, pipeline, now)
     if decided is None:
         decided = yield from _loaded(id, command, pipeline, now)
     previous, deal, loaded = decided

@@ -13,7 +13,7 @@ import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Final, Generic, TypeVar
+from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar
 
 from salespipeline import _bulk, log
 from salespipeline import _checks as c
@@ -38,7 +38,15 @@ from salespipeline.storage.base import check_filters
 
 __all__ = ["Commands", "Many", "Result"]
 
-Store = TypeVar("Store")
+
+class Remembering(Protocol):
+    """What a tracker asks of its store without a step: both kinds of store remember
+    the deals they last read or wrote, in memory."""
+
+    def last_known(self, id: str) -> Deal | None: ...
+
+
+Store = TypeVar("Store", bound=Remembering)
 """The store a tracker drives: a ``DealStore`` (``Tracker``) or an ``AsyncDealStore``."""
 Result = TypeVar("Result")
 """What a command returns: the deal (``Tracker``), or an awaitable of it (``AsyncTracker``)."""
@@ -348,7 +356,13 @@ class Commands(abc.ABC, Generic[Store, Result, Many]):
         if who is not None:
             command = with_actor(command, actor=who)
         steps = run(
-            id, command, _key(key), pipeline=self.pipeline, now=self._now, retries=self._retries
+            id,
+            command,
+            _key(key),
+            pipeline=self.pipeline,
+            now=self._now,
+            remembered=self._store.last_known,
+            retries=self._retries,
         )
         return self._drive(steps)
 

@@ -26,7 +26,6 @@ from salespipeline._commands import (
     Erase,
     Get,
     Load,
-    Remembered,
     Steps,
     T,
     read,
@@ -112,9 +111,6 @@ class Tracker(Commands[DealStore, Deal, tuple[Deal, ...]]):
             except SalesPipelineError as error:
                 reply, failure = None, error
 
-    def _remembered(self, step: Remembered) -> Deal | None:
-        return self._store.last_known(step.id)
-
     def _load(self, step: Load) -> Deal:
         return self._store.load(step.id)
 
@@ -145,7 +141,6 @@ class Tracker(Commands[DealStore, Deal, tuple[Deal, ...]]):
 
 
 _PERFORM: Final[Mapping[type, Callable[[Tracker, Any], Any]]] = {
-    Remembered: Tracker._remembered,
     Commit: Tracker._commit,
     Load: Tracker._load,
     Get: Tracker._read,

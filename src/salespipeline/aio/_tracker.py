@@ -99,8 +99,7 @@ class AsyncTracker(Commands[AsyncDealStore, Awaitable[Deal], Awaitable[tuple[Dea
             if isinstance(step, CommitMany):
                 return await self._commit_many(step), None
             name, args, keywords = read(step)
-            reply = getattr(self._store, name)(*args, **keywords)
-            return (reply if name == "last_known" else await reply), None
+            return await getattr(self._store, name)(*args, **keywords), None
         except SalesPipelineError as error:
             return None, error
 
