@@ -112,10 +112,20 @@ lookup in memory that does no I/O, so it is called, like the clock, not yielded.
 
 def decide(command: Command, pipeline: Pipeline, deal: Deal, *, now: Now) -> Deal | None:
     """The deal to write for ``command`` on the loaded ``deal`` (None: no change)."""
-    changed = _first(command, pipeline, deal, _at(deal, now))
-    if command.kind == "update" and intent_of(command, deal, changed).is_done(deal):
-        return None
-    return changed
+    kind, actor, at = command.kind, command.actor, _at(deal, now)
+    if kind == "move":
+        to, reason = command.to, command.reason
+        return pipeline.move(deal, to, at=at, reason=reason, actor=actor)  # type: ignore[arg-type]
+    if kind == "update":
+        changed = deal.evolve(at=at, **command.changes)
+        return None if intent_of(command, deal, changed).is_done(deal) else changed
+    if kind == "advance":
+        return pipeline.advance(deal, at=at, actor=actor)
+    if kind == "win":
+        return pipeline.win(deal, at=at, actor=actor)
+    if kind == "lose":
+        return pipeline.lose(deal, command.reason, at=at, actor=actor)  # type: ignore[arg-type]
+    return pipeline.reopen(deal, command.to, at=at, actor=actor)
 
 
 def intent_of(command: Command, seen: Deal, changed: Deal) -> Intent:
@@ -151,22 +161,6 @@ def redo(intent: Intent, pipeline: Pipeline, deal: Deal, *, now: Now) -> Deal | 
     return pipeline.move(
         deal, intent.to, at=_at(deal, now), reason=command.reason, actor=command.actor
     )
-
-
-def _first(command: Command, pipeline: Pipeline, deal: Deal, at: datetime) -> Deal:
-    kind, actor = command.kind, command.actor
-    if kind == "move":
-        to, reason = command.to, command.reason
-        return pipeline.move(deal, to, at=at, reason=reason, actor=actor)  # type: ignore[arg-type]
-    if kind == "update":
-        return deal.evolve(at=at, **command.changes)
-    if kind == "advance":
-        return pipeline.advance(deal, at=at, actor=actor)
-    if kind == "win":
-        return pipeline.win(deal, at=at, actor=actor)
-    if kind == "lose":
-        return pipeline.lose(deal, command.reason, at=at, actor=actor)  # type: ignore[arg-type]
-    return pipeline.reopen(deal, command.to, at=at, actor=actor)
 
 
 def _at(deal: Deal, now: Now) -> datetime:

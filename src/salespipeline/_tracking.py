@@ -86,7 +86,10 @@ class Commands(abc.ABC, Generic[Store, Result, Many]):
             raise ValidationError("clock must be a zero-argument callable returning a datetime")
         self._actor = to_actor(actor)
         self._pipelines = _by_name(pipelines)
-        self._clock: Clock = clock or system_clock
+        clock = clock or system_clock
+        self._now: Clock = clock if clock is system_clock else functools.partial(_time_of, clock)
+        """The current time for a change: the system clock's (aware UTC already), or the
+        given clock's, checked."""
         self._retries = retries
         self._listeners = Listeners()
         self._store = store
@@ -369,11 +372,6 @@ class Commands(abc.ABC, Generic[Store, Result, Many]):
     def _who(self, actor: str | None) -> str | None:
         return self._actor if actor is None else to_actor(actor)
 
-    def _now(self) -> datetime:
-        """The clock's time, checked unless it is the system clock's (aware UTC already)."""
-        clock = self._clock
-        return clock() if clock is system_clock else c.to_utc(clock(), "the tracker clock's time")
-
     def _heard(self, change: log.Change, deal: Deal) -> None:
         """Tell the listeners of a committed change (their failures are kept, not raised)."""
         self._listeners.notify(change, deal, self.pipeline(deal.pipeline))
@@ -424,6 +422,11 @@ def _attributes(item: Mapping[str, Any]) -> dict[str, Any]:
 def _got(id: str) -> Steps[Deal]:
     deal: Deal = yield Get(id)
     return deal
+
+
+def _time_of(clock: Clock) -> datetime:
+    """The time a tracker's own clock gives, checked: aware, in range, normalised to UTC."""
+    return c.to_utc(clock(), "the tracker clock's time")
 
 
 def _key(key: object) -> str | None:
