@@ -347,7 +347,10 @@ class Commands(abc.ABC, Generic[Store, Result, Many]):
         step: CommitMany,
         when_committed: Callable[[Callable[[], None]], None],
     ) -> None:
-        """Once the bulk commit is committed, tell the listeners of each deal's change."""
+        """Once the bulk commit is committed, tell the listeners of each deal's change
+        (nothing waits when nobody listens, as after a single commit)."""
+        if not self._listeners.subscriptions:
+            return
         for change, deal in zip(changes, step.deals, strict=True):
             told = logged(change, None, deal, {})
             when_committed(functools.partial(self._heard, told, deal))
