@@ -19,12 +19,12 @@ from salespipeline._commands import (
     Commit,
     Get,
     Load,
-    Remembered,
     Step,
     Steps,
     opened,
     run,
 )
+from salespipeline.deal import Deal
 from salespipeline.errors import (
     ConcurrencyError,
     DealNotFoundError,
@@ -40,9 +40,16 @@ def now() -> Any:
     return T0 + timedelta(hours=1)
 
 
-def moving(retries: int = 1, key: str | None = None) -> Steps[Any]:
+def moving(retries: int = 1, key: str | None = None, remembered: Deal | None = None) -> Steps[Any]:
+    """An advance of deal "d", on ``remembered`` when the store remembers it."""
     return run(
-        "d", Command("advance"), key, pipeline=lambda name: PIPELINE, now=now, retries=retries
+        "d",
+        Command("advance"),
+        key,
+        pipeline=lambda name: PIPELINE,
+        now=now,
+        remembered=lambda id: remembered,
+        retries=retries,
     )
 
 
@@ -80,19 +87,17 @@ LEAD = PIPELINE.start("d", bant=QUALIFIED, at=T0)
 CONFLICT = ConcurrencyError("d", expected=1, actual=2)
 
 
-def test_a_move_on_a_remembered_deal_asks_for_it_and_commits_nothing_else() -> None:
-    script = Script(moving())
-    assert script.step == Remembered("d")
-    step = script.answer(LEAD)
+def test_a_move_on_a_remembered_deal_reads_nothing_and_commits() -> None:
+    script = Script(moving(remembered=LEAD))
+    step = script.step
     assert isinstance(step, Commit) and step.previous is LEAD
     assert step.deal.stage == "proposal"
     assert script.finish(step.deal) is step.deal
-    assert [type(s) for s in script.seen] == [Remembered, Commit]
+    assert [type(s) for s in script.seen] == [Commit]
 
 
 def test_a_stale_remembered_deal_is_decided_again_on_a_load_which_is_no_retry() -> None:
-    script = Script(moving(retries=0))
-    script.answer(LEAD)  # remembered, but stale: its commit conflicts
+    script = Script(moving(retries=0, remembered=LEAD))  # stale: its commit conflicts
     assert script.answer(error=CONFLICT) == Load("d")
     theirs = PIPELINE.advance(LEAD, at=T0 + timedelta(minutes=5))
     step = script.answer(theirs)
@@ -102,7 +107,7 @@ def test_a_stale_remembered_deal_is_decided_again_on_a_load_which_is_no_retry() 
 
 def test_a_conflict_on_a_loaded_deal_is_retried_then_raised() -> None:
     script = Script(moving(retries=1))
-    assert script.answer(None) == Load("d")  # nothing remembered
+    assert script.step == Load("d")  # nothing remembered
     script.answer(LEAD)
     assert script.answer(error=CONFLICT) == Load("d")  # the one retry
     step = script.answer(LEAD)
@@ -113,7 +118,6 @@ def test_a_conflict_on_a_loaded_deal_is_retried_then_raised() -> None:
 
 def test_a_retry_refuses_a_deal_that_left_the_stage_the_command_saw() -> None:
     script = Script(moving(retries=3))
-    script.answer(None)
     script.answer(LEAD)
     script.answer(error=CONFLICT)
     lost = PIPELINE.lose(LEAD, "budget", at=T0 + timedelta(minutes=5))
@@ -123,8 +127,8 @@ def test_a_retry_refuses_a_deal_that_left_the_stage_the_command_saw() -> None:
 
 def test_a_refusal_of_a_remembered_deal_is_checked_on_the_loaded_one() -> None:
     lost = PIPELINE.lose(LEAD, "budget", at=T0)
-    script = Script(moving())
-    assert script.answer(lost) == Load("d")  # the copy refuses: it may be stale
+    script = Script(moving(remembered=lost))
+    assert script.step == Load("d")  # the copy refuses: it may be stale
     with pytest.raises(TransitionNotAllowedError):
         script.answer(lost)  # the stored deal refuses too
 
@@ -141,7 +145,7 @@ def test_a_command_made_with_its_key_returns_that_deal_and_writes_nothing() -> N
 
 def test_a_key_on_an_unknown_deal_goes_on_to_decide() -> None:
     script = Script(moving(key="k1"))
-    assert script.answer(error=DealNotFoundError("d")) == Remembered("d")
+    assert script.answer(error=DealNotFoundError("d")) == Load("d")
 
 
 def test_an_open_whose_id_is_taken_returns_the_deal_its_key_opened() -> None:

@@ -434,6 +434,18 @@ def test_a_retried_move_is_heard_once_with_the_version_it_committed(clock: Any) 
     assert [(ch.to_stage, ch.version) for ch in record] == [("demo", 3)]
 
 
+def test_a_listener_hears_the_changes_made_after_it_subscribed_in_a_block(clock: Any) -> None:
+    store = MemoryStore()
+    tracker, record = Tracker(store, GATED, clock=clock), []
+    tracker.open("gated", "d")
+    with store.transaction():
+        tracker.advance("d")  # nobody listens yet: nothing waits for the commit
+        tracker.subscribe(heard(record))
+        tracker.move("d", "lead")
+        assert record == []
+    assert [(ch.from_stage, ch.to_stage) for ch in record] == [("demo", "lead")]
+
+
 OPS = st.lists(
     st.tuples(
         st.sampled_from(["open", "advance", "move", "win", "lose", "reopen", "update"]),

@@ -290,6 +290,14 @@ def test_a_concurrent_identical_update_is_not_written_twice() -> None:
     assert store.get("d1").version == 2
 
 
+def test_a_retried_update_sets_only_its_own_attributes_over_the_other_writers() -> None:
+    store = InterferingStore(lambda d: d.evolve(owner="bob", amount=5), times=2)
+    tracker = _tracker_on(store)
+    result = tracker.update("d1", amount=77)
+    assert (result.owner, result.amount, result.version) == ("bob", 77, 4)
+    assert store.attempts == 3
+
+
 def test_an_advance_racing_a_loss_is_refused_and_does_not_reopen_the_deal() -> None:
     """Alice advances while Bob loses the deal: Alice's move was decided on 'lead'."""
     pipeline = sales()

@@ -41,11 +41,11 @@ __all__ = [
     "Intent",
     "Load",
     "Outcome",
-    "Remembered",
     "Step",
     "Steps",
     "decide",
     "erased",
+    "intent_of",
     "keyed",
     "keyed_many",
     "opened",
@@ -86,8 +86,8 @@ class Intent(NamedTuple):
     """A command as decided: the stage and version it saw, and where it sends the deal.
 
     ``to`` is None for an update, which moves nothing and instead sets ``values``
-    (the named attributes as the first application converted them). A named tuple,
-    quick to make: every command decides one.
+    (the named attributes as the first application converted them). Made only when
+    a commit found another version (``intent_of``): the common path needs none.
     """
 
     command: Command
@@ -105,18 +105,35 @@ class Intent(NamedTuple):
 
 Now = Callable[[], datetime]
 """The current time, which every command stamps on the change it makes."""
+Recall = Callable[[str], "Deal | None"]
+"""The deal the store last read or wrote (``DealStore.last_known``), or None: a
+lookup in memory that does no I/O, so it is called, like the clock, not yielded."""
 
 
-def decide(
-    command: Command, pipeline: Pipeline, deal: Deal, *, now: Now
-) -> tuple[Intent, Deal | None]:
-    """The intent of ``command`` on the loaded ``deal`` and the deal to write (None: no change)."""
-    changed = _first(command, pipeline, deal, _at(deal, now))
+def decide(command: Command, pipeline: Pipeline, deal: Deal, *, now: Now) -> Deal | None:
+    """The deal to write for ``command`` on the loaded ``deal`` (None: no change)."""
+    kind, actor, at = command.kind, command.actor, _at(deal, now)
+    if kind == "move":
+        to, reason = command.to, command.reason
+        return pipeline.move(deal, to, at=at, reason=reason, actor=actor)  # type: ignore[arg-type]
+    if kind == "update":
+        changed = deal.evolve(at=at, **command.changes)
+        return None if intent_of(command, deal, changed).is_done(deal) else changed
+    if kind == "advance":
+        return pipeline.advance(deal, at=at, actor=actor)
+    if kind == "win":
+        return pipeline.win(deal, at=at, actor=actor)
+    if kind == "lose":
+        return pipeline.lose(deal, command.reason, at=at, actor=actor)  # type: ignore[arg-type]
+    return pipeline.reopen(deal, command.to, at=at, actor=actor)
+
+
+def intent_of(command: Command, seen: Deal, changed: Deal) -> Intent:
+    """The intent of ``command`` decided on ``seen``, which it changed into ``changed``."""
     if command.kind == "update":
         values = {name: getattr(changed, name) for name in command.changes}
-        intent = Intent(command, deal.stage, deal.version, None, values)
-        return intent, None if intent.is_done(deal) else changed
-    return Intent(command, deal.stage, deal.version, changed.stage), changed
+        return Intent(command, seen.stage, seen.version, None, values)
+    return Intent(command, seen.stage, seen.version, changed.stage)
 
 
 def redo(intent: Intent, pipeline: Pipeline, deal: Deal, *, now: Now) -> Deal | None:
@@ -146,36 +163,13 @@ def redo(intent: Intent, pipeline: Pipeline, deal: Deal, *, now: Now) -> Deal | 
     )
 
 
-def _first(command: Command, pipeline: Pipeline, deal: Deal, at: datetime) -> Deal:
-    kind, actor = command.kind, command.actor
-    if kind == "update":
-        return deal.evolve(at=at, **command.changes)
-    if kind == "advance":
-        return pipeline.advance(deal, at=at, actor=actor)
-    if kind == "win":
-        return pipeline.win(deal, at=at, actor=actor)
-    if kind == "lose":
-        return pipeline.lose(deal, command.reason, at=at, actor=actor)  # type: ignore[arg-type]
-    if kind == "reopen":
-        return pipeline.reopen(deal, command.to, at=at, actor=actor)
-    to, reason = command.to, command.reason
-    return pipeline.move(deal, to, at=at, reason=reason, actor=actor)  # type: ignore[arg-type]
-
-
 def _at(deal: Deal, now: Now) -> datetime:
     """Now, but never before the deal's last change (clocks of several hosts differ)."""
-    return max(now(), deal.updated_at)
+    at, last = now(), deal.updated_at
+    return at if at >= last else last
 
 
 # -- the decision core: the reads and writes a command needs, as values ---------------
-
-
-class Remembered(NamedTuple):
-    """Read the deal the store last read or wrote (``DealStore.last_known``): a Deal or None.
-
-    A named tuple, quick to make: every command on a stored deal makes one."""
-
-    id: str
 
 
 @attrs.frozen
@@ -237,7 +231,7 @@ class Erase:
     at: datetime
 
 
-Step = Remembered | Load | Get | Changes | Commit | CommitMany | Erase
+Step = Load | Get | Changes | Commit | CommitMany | Erase
 T = TypeVar("T")
 Steps = Generator[Step, Any, T]
 """A decision in progress: it yields the steps it needs and returns its result."""
@@ -265,7 +259,7 @@ def resume(steps: Steps[Any], outcome: Outcome) -> Step | Finished:
 
 
 def read(
-    step: Remembered | Load | Get | Changes | Erase,
+    step: Load | Get | Changes | Erase,
 ) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
     """The store method a step other than a commit calls, with its arguments: (name,
     args, keywords)."""
@@ -277,7 +271,7 @@ def read(
     return _READS[type(step)], (step.id,), {}
 
 
-_READS: Final = {Remembered: "last_known", Load: "load", Get: "get", Changes: "changes"}
+_READS: Final = {Load: "load", Get: "get", Changes: "changes"}
 
 
 def run(
@@ -287,15 +281,17 @@ def run(
     *,
     pipeline: Callable[[str], Pipeline],
     now: Now,
+    remembered: Recall,
     retries: int,
 ) -> Steps[Deal]:
     """Decide ``command`` on deal ``id``, commit it, and after a conflict finish the same
     intent (at most ``retries`` times); the deal as stored.
 
-    The deal the store remembers saves a read when it is current, which the commit's
-    version check proves; only a write is decided on it. A refusal or "nothing to do"
-    may come from a stale copy, so those are decided again on the deal loaded fresh,
-    as is a command whose commit found another version, and that is not a retry.
+    The deal the store remembers (``remembered(id)``) saves a read when it is
+    current, which the commit's version check proves; only a write is decided on it.
+    A refusal or "nothing to do" may come from a stale copy, so those are decided
+    again on the deal loaded fresh, as is a command whose commit found another
+    version, and that is not a retry.
     With ``key``, a command already made with it returns its deal and writes nothing.
     """
     kind = "update" if command.kind == "update" else "move"
@@ -303,7 +299,11 @@ def run(
         done = yield from keyed(id, key, kind)
         if done is not None:
             return done
-    previous, intent, deal, loaded = yield from _decided(id, command, pipeline, now, True)
+    decided = _decided_on(remembered(id), command, pipeline, now)
+    if decided is None:
+        decided = yield from _loaded(id, command, pipeline, now)
+    previous, deal, loaded = decided
+    intent: Intent | None = None
     attempt = 0
     while True:
         if deal is None:
@@ -319,29 +319,43 @@ def run(
             if done is not None:
                 return done
         if not loaded:  # decided on a stale remembered deal: decide afresh
-            previous, intent, deal, loaded = yield from _decided(id, command, pipeline, now, False)
+            previous, deal, loaded = yield from _loaded(id, command, pipeline, now)
             continue
         attempt += 1
+        if intent is None:  # the first conflict on a loaded deal: the intent it decided
+            intent = intent_of(command, previous, deal)
         previous = yield Load(id)
         deal = redo(intent, pipeline(previous.pipeline), previous, now=now)
 
 
-def _decided(
-    id: str, command: Command, pipeline: Callable[[str], Pipeline], now: Now, remembered: bool
-) -> Steps[tuple[Deal, Intent, Deal | None, bool]]:
-    """The deal decided on, the intent, the deal to write, and whether it was loaded."""
-    known: Deal | None = (yield Remembered(id)) if remembered else None
-    if known is not None:
-        try:
-            intent, deal = decide(command, pipeline(known.pipeline), known, now=now)
-        except SalesPipelineError:
-            pass
-        else:
-            if deal is not None:
-                return known, intent, deal, False
+Decided = tuple[Deal, "Deal | None", bool]
+"""The deal decided on, the deal to write (None: nothing to do), and whether the
+deal was loaded fresh."""
+
+
+def _decided_on(
+    known: Deal | None, command: Command, pipeline: Callable[[str], Pipeline], now: Now
+) -> Decided | None:
+    """The decision on the deal the store remembers, or None when the deal must be loaded:
+    none is remembered, or the command refuses it or finds nothing to do (it may be stale).
+
+    A plain function, not a step: the common path (a remembered, current deal) then
+    runs in ``run``'s own generator frame."""
+    if known is None:
+        return None
+    try:
+        deal = decide(command, pipeline(known.pipeline), known, now=now)
+    except SalesPipelineError:
+        return None
+    return None if deal is None else (known, deal, False)
+
+
+def _loaded(
+    id: str, command: Command, pipeline: Callable[[str], Pipeline], now: Now
+) -> Steps[Decided]:
+    """The decision on the deal loaded fresh."""
     previous: Deal = yield Load(id)
-    intent, deal = decide(command, pipeline(previous.pipeline), previous, now=now)
-    return previous, intent, deal, True
+    return previous, decide(command, pipeline(previous.pipeline), previous, now=now), True
 
 
 def erased(step: Erase) -> Steps[log.Change]:

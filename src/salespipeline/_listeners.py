@@ -150,7 +150,8 @@ class Listeners:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._subscriptions: tuple[_Subscription, ...] = ()
+        self.subscriptions: tuple[_Subscription, ...] = ()
+        """Every active subscription, oldest first: empty when nobody listens."""
         self._failures: collections.deque[ListenerFailure] = collections.deque(maxlen=MAX_FAILURES)
 
     def subscribe(
@@ -173,16 +174,16 @@ class Listeners:
             _checked_events(event),
         )
         with self._lock:
-            self._subscriptions = (*self._subscriptions, subscription)
+            self.subscriptions = (*self.subscriptions, subscription)
         return Unsubscribe(self, subscription)
 
     def _remove(self, subscription: _Subscription) -> None:
         with self._lock:
             subscription.active = False
-            self._subscriptions = tuple(s for s in self._subscriptions if s is not subscription)
+            self.subscriptions = tuple(s for s in self.subscriptions if s is not subscription)
 
     def __len__(self) -> int:
-        return len(self._subscriptions)
+        return len(self.subscriptions)
 
     @property
     def failures(self) -> tuple[ListenerFailure, ...]:
@@ -201,7 +202,7 @@ class Listeners:
         changes are heard in commit order. Returns the failures of this call's
         dispatch, nested ones included.
         """
-        if not self._subscriptions:
+        if not self.subscriptions:
             return ()
         pending = self._pending()
         pending.append((event_of(change, pipeline), change, deal))
@@ -232,7 +233,7 @@ class Listeners:
 
     def _dispatch(self, event: str, change: Change, deal: Deal) -> list[ListenerFailure]:
         failures = []
-        for subscription in self._subscriptions:
+        for subscription in self.subscriptions:
             if not (subscription.active and subscription.wants(event, deal.stage)):
                 continue
             try:

@@ -13,7 +13,7 @@ import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Final, Generic, TypeVar
+from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar
 
 from salespipeline import _bulk, log
 from salespipeline import _checks as c
@@ -38,7 +38,15 @@ from salespipeline.storage.base import check_filters
 
 __all__ = ["Commands", "Many", "Result"]
 
-Store = TypeVar("Store")
+
+class Remembering(Protocol):
+    """What a tracker asks of its store without a step: both kinds of store remember
+    the deals they last read or wrote, in memory."""
+
+    def last_known(self, id: str) -> Deal | None: ...
+
+
+Store = TypeVar("Store", bound=Remembering)
 """The store a tracker drives: a ``DealStore`` (``Tracker``) or an ``AsyncDealStore``."""
 Result = TypeVar("Result")
 """What a command returns: the deal (``Tracker``), or an awaitable of it (``AsyncTracker``)."""
@@ -78,7 +86,10 @@ class Commands(abc.ABC, Generic[Store, Result, Many]):
             raise ValidationError("clock must be a zero-argument callable returning a datetime")
         self._actor = to_actor(actor)
         self._pipelines = _by_name(pipelines)
-        self._clock: Clock = clock or system_clock
+        clock = clock or system_clock
+        self._now: Clock = clock if clock is system_clock else functools.partial(_time_of, clock)
+        """The current time for a change: the system clock's (aware UTC already), or the
+        given clock's, checked."""
         self._retries = retries
         self._listeners = Listeners()
         self._store = store
@@ -187,7 +198,7 @@ class Commands(abc.ABC, Generic[Store, Result, Many]):
         key: str | None = None,
     ) -> Result:
         """Move the deal to stage ``to`` (``reason`` is required when ``to`` is LOST)."""
-        return self._run(id, Command("move", to=to, reason=reason), actor, key)
+        return self._run(id, Command("move", to, reason), actor, key)
 
     def advance(self, id: str, *, actor: str | None = None, key: str | None = None) -> Result:
         """Move the deal to the stage after the one it is in when first loaded."""
@@ -336,7 +347,10 @@ class Commands(abc.ABC, Generic[Store, Result, Many]):
         step: CommitMany,
         when_committed: Callable[[Callable[[], None]], None],
     ) -> None:
-        """Once the bulk commit is committed, tell the listeners of each deal's change."""
+        """Once the bulk commit is committed, tell the listeners of each deal's change
+        (nothing waits when nobody listens, as after a single commit)."""
+        if not self._listeners.subscriptions:
+            return
         for change, deal in zip(changes, step.deals, strict=True):
             told = logged(change, None, deal, {})
             when_committed(functools.partial(self._heard, told, deal))
@@ -348,15 +362,18 @@ class Commands(abc.ABC, Generic[Store, Result, Many]):
         if who is not None:
             command = with_actor(command, actor=who)
         steps = run(
-            id, command, _key(key), pipeline=self.pipeline, now=self._now, retries=self._retries
+            id,
+            command,
+            _key(key),
+            pipeline=self.pipeline,
+            now=self._now,
+            remembered=self._store.last_known,
+            retries=self._retries,
         )
         return self._drive(steps)
 
     def _who(self, actor: str | None) -> str | None:
         return self._actor if actor is None else to_actor(actor)
-
-    def _now(self) -> datetime:
-        return c.to_utc(self._clock(), "the tracker clock's time")
 
     def _heard(self, change: log.Change, deal: Deal) -> None:
         """Tell the listeners of a committed change (their failures are kept, not raised)."""
@@ -408,6 +425,11 @@ def _attributes(item: Mapping[str, Any]) -> dict[str, Any]:
 def _got(id: str) -> Steps[Deal]:
     deal: Deal = yield Get(id)
     return deal
+
+
+def _time_of(clock: Clock) -> datetime:
+    """The time a tracker's own clock gives, checked: aware, in range, normalised to UTC."""
+    return c.to_utc(clock(), "the tracker clock's time")
 
 
 def _key(key: object) -> str | None:

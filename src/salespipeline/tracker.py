@@ -16,14 +16,16 @@ returns the deal as that change left it, so a client may retry after a lost repl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Final
 
 from salespipeline._commands import (
+    Changes,
     Commit,
     CommitMany,
-    Remembered,
-    Step,
+    Erase,
+    Get,
+    Load,
     Steps,
     T,
     read,
@@ -105,18 +107,15 @@ class Tracker(Commands[DealStore, Deal, tuple[Deal, ...]]):
                 result: T = done.value
                 return result
             try:
-                reply, failure = self._attempt(step), None
+                reply, failure = _PERFORM[type(step)](self, step), None
             except SalesPipelineError as error:
                 reply, failure = None, error
 
-    def _attempt(self, step: Step) -> Any:
-        """Perform one step on this tracker's store; what it gave."""
-        if isinstance(step, Commit):
-            return self._commit(step)
-        if isinstance(step, Remembered):
-            return self._store.last_known(step.id)
-        if isinstance(step, CommitMany):
-            return self._commit_many(step)
+    def _load(self, step: Load) -> Deal:
+        return self._store.load(step.id)
+
+    def _read(self, step: Get | Changes | Erase) -> Any:
+        """Perform a step that calls one store method (``_commands.read``)."""
         name, args, keywords = read(step)
         return getattr(self._store, name)(*args, **keywords)
 
@@ -133,10 +132,20 @@ class Tracker(Commands[DealStore, Deal, tuple[Deal, ...]]):
         """Write the step's deal (new without a previous one): the one place changes are stored."""
         deal, previous = step.deal, step.previous
         options = commit_options(deal, step.actor, step.key, step.reason)
-        if previous is None:
-            change = self._store.add(deal, **options)
-        else:
-            change = self._store.save(deal, **options)
-        change = logged(change, previous, deal, options)
-        self._store._when_committed(lambda: self._heard(change, deal))
+        write = self._store.add if previous is None else self._store.save
+        change = write(deal, **options) if options else write(deal)
+        if self._listeners.subscriptions:  # nobody listens: no change to derive, nothing waits
+            told = logged(change, previous, deal, options)
+            self._store._when_committed(lambda: self._heard(told, deal))
         return deal
+
+
+_PERFORM: Final[Mapping[type, Callable[[Tracker, Any], Any]]] = {
+    Commit: Tracker._commit,
+    Load: Tracker._load,
+    Get: Tracker._read,
+    Changes: Tracker._read,
+    Erase: Tracker._read,
+    CommitMany: Tracker._commit_many,
+}
+"""How the sync driver performs each kind of step: one lookup, not a chain of tests."""

@@ -99,8 +99,7 @@ class AsyncTracker(Commands[AsyncDealStore, Awaitable[Deal], Awaitable[tuple[Dea
             if isinstance(step, CommitMany):
                 return await self._commit_many(step), None
             name, args, keywords = read(step)
-            reply = getattr(self._store, name)(*args, **keywords)
-            return (reply if name == "last_known" else await reply), None
+            return await getattr(self._store, name)(*args, **keywords), None
         except SalesPipelineError as error:
             return None, error
 
@@ -124,5 +123,6 @@ class AsyncTracker(Commands[AsyncDealStore, Awaitable[Deal], Awaitable[tuple[Dea
     def _told(
         self, change: Any, previous: Deal | None, deal: Deal, options: dict[str, str]
     ) -> None:
-        change = logged(change, previous, deal, options)
-        self._store._when_committed(lambda: self._heard(change, deal))
+        if self._listeners.subscriptions:  # nobody listens: no change to derive, nothing waits
+            told = logged(change, previous, deal, options)
+            self._store._when_committed(lambda: self._heard(told, deal))
