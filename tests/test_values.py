@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from salespipeline import Bant, Deal, Stage, StageChange, ValidationError, guards, limits
+from salespipeline.deal import _iso_text
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 
@@ -224,3 +225,10 @@ def test_deal_id_is_checked_not_crashing(deal_id: str) -> None:
         assert not deal_id.strip() or "\x00" in deal_id or len(deal_id) > limits.MAX_TEXT
     else:
         assert deal.id == deal_id
+
+
+@given(st.datetimes(timezones=st.just(timezone.utc)) | st.datetimes(timezones=st.timezones()))
+def test_times_are_written_as_isoformat_writes_them(moment: datetime) -> None:
+    """A save writes times from their fields where it can; the text is isoformat's."""
+    assert _iso_text(moment) == moment.isoformat()
+    assert _iso_text(moment) == moment.isoformat()  # the day's text remembered

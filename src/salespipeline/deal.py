@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Final
 
@@ -382,9 +382,28 @@ def _encode_time(value: datetime) -> str:
     last = _LAST_TIME[0]
     if last[0] is value:
         return last[1]
-    text = value.isoformat()
+    text = _iso_text(value)
     _LAST_TIME[0] = (value, text)
     return text
+
+
+_ISO_UTC: Final = "%sT%02d:%02d:%02d.%06d+00:00"
+_DAY_TEXT: Final[dict[int, str]] = {}
+"""The ISO text of the days ``_iso_text`` wrote, by ordinal (a bounded few)."""
+
+
+def _iso_text(value: datetime) -> str:
+    """``value.isoformat()``, which a UTC time with microseconds is written as from its
+    fields and its day's remembered text: a third cheaper, and every save writes one."""
+    if value.tzinfo is not timezone.utc or not value.microsecond:
+        return value.isoformat()
+    ordinal = value.toordinal()
+    day = _DAY_TEXT.get(ordinal)
+    if day is None:
+        day = value.date().isoformat()
+        if len(_DAY_TEXT) < 4096:
+            _DAY_TEXT[ordinal] = day
+    return _ISO_UTC % (day, value.hour, value.minute, value.second, value.microsecond)
 
 
 def encode_value(name: str, value: Any) -> Any:
