@@ -14,6 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from salespipeline import (
     DefinitionError,
@@ -26,6 +28,7 @@ from salespipeline import (
     UnknownPipelineError,
     UnknownStageError,
     ValidationError,
+    _checks,
     cli,
     definitions,
     followups,
@@ -549,3 +552,29 @@ def test_a_rule_guard_keeps_only_text_every_backend_and_diagram_can_hold(
     name, message, field = arguments
     with pytest.raises(ValidationError):
         guards.rule(name, lambda deal: True, message, field)
+
+
+@given(
+    st.text(st.sampled_from(" \t\x00\x0bab-é\ud800"), max_size=8)
+    | st.text(max_size=300)
+    | st.sampled_from(
+        ["", " ", "\x1c", "a" * limits.MAX_TEXT, "a" * (limits.MAX_TEXT + 1), "\x00"]
+    )
+)
+def test_an_id_is_checked_alike_whichever_way_it_is_seen(text: str) -> None:
+    """``check_id`` takes plainly valid ids at a glance; it refuses and keeps what the
+    whole check does."""
+    try:
+        expected: str | None = _checks.check_text(
+            text, "deal id", max_length=_checks.MAX_ID_LENGTH
+        )
+        assert expected is not None
+        if not expected.strip():
+            expected = None
+    except ValidationError:
+        expected = None
+    if expected is None:
+        with pytest.raises(ValidationError):
+            _checks.check_id(text)
+    else:
+        assert _checks.check_id(text) == expected
