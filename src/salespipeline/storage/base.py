@@ -569,7 +569,9 @@ def _orphan_problem(deal_id: str, changes: Sequence[Change]) -> list[str]:
 
 def as_stored(deal: Deal, change: Change) -> Deal:
     """``deal`` as the store keeps it: a move's history entry carries the change's actor."""
-    if change.to_stage is None or deal.history[-1].actor == change.actor:
+    if change.to_stage is None or change.actor is None:  # no actor: the entry has none
+        return deal
+    if deal.history[-1].actor == change.actor:
         return deal
     entry = change.entry
     assert entry is not None
@@ -578,6 +580,8 @@ def as_stored(deal: Deal, change: Change) -> Deal:
 
 def check_change_args(actor: object, reason: object, key: object) -> None:
     """Refuse a save's ``actor``, ``reason`` or ``key`` before any work."""
+    if actor is None and reason is None and key is None:
+        return
     to_actor(actor)
     c.to_optional_text(reason, "reason")
     if key is not None:
