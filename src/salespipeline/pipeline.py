@@ -9,9 +9,10 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
+import attrs
+
 from salespipeline import _checks as c
 from salespipeline import _engine, limits
-from salespipeline._history import extended
 from salespipeline._unchecked import after_move, stage_change
 from salespipeline.deal import Bant, Deal, StageChange, to_actor
 from salespipeline.errors import (
@@ -22,7 +23,7 @@ from salespipeline.errors import (
     ValidationError,
     shown,
 )
-from salespipeline.guards import Violation, evaluate
+from salespipeline.guards import Guard, Violation, evaluate
 from salespipeline.stages import LOST, TERMINAL, WON, Stage, category_of
 
 if TYPE_CHECKING:
@@ -121,6 +122,16 @@ def _option_problems(
     return problems
 
 
+@attrs.frozen
+class _Move:
+    """What a move into one stage needs, worked out when the pipeline is made."""
+
+    to: str
+    closes: bool
+    loses: bool
+    guards: tuple[Guard, ...]
+
+
 class Pipeline:
     """A team's stage set, entry rules and move policy, validated as a whole.
 
@@ -135,6 +146,7 @@ class Pipeline:
         "_graph",
         "_guards",
         "_lost_reasons",
+        "_moves",
         "_name",
         "_names",
         "_positions",
@@ -175,6 +187,19 @@ class Pipeline:
         self._guards = (*(s.requires for s in self._stages), (), ())
         self._graph = _engine.compile_graph(
             len(self._stages), allow_skip=allow_skip, allow_back=allow_back
+        )
+        self._moves = self._compile_moves()
+
+    def _compile_moves(self) -> tuple[tuple[_Move | None, ...], ...]:
+        """Per source and target position, the ``_Move`` there, or None where the graph has
+        no such move: a move looks its facts up instead of working them out."""
+        n = len(self._stages)
+        into = [
+            _Move(name, i >= n, i == n + 1, self._guards[i]) for i, name in enumerate(self._names)
+        ]
+        return tuple(
+            tuple(move if t in targets else None for t, move in enumerate(into))
+            for targets in self._graph.targets
         )
 
     # -- definition --------------------------------------------------------------
@@ -450,14 +475,15 @@ class Pipeline:
             raise ValidationError(
                 f"belongs to pipeline {deal.pipeline!r}, not {self._name!r}", deal_id=deal.id
             )
-        return self._index(deal.stage, deal_id=deal.id)
+        index = self._by_name.get(deal.stage)  # a Deal's stage is text: no type to check
+        return self._index(deal.stage, deal_id=deal.id) if index is None else index
 
     def _graph_refusal(self, source: int, target: int) -> str | None:
         """Why the graph has no ``source -> target`` move, or None when it has one."""
+        if self._moves[source][target] is not None:
+            return None
         if source == target:
             return f"the deal is already in {self._names[source]!r}"
-        if self._graph.allows(source, target):
-            return None
         n = len(self._stages)
         if source == n:
             return "won is final"
@@ -492,46 +518,39 @@ class Pipeline:
         reason: str | None,
         actor: object,
     ) -> Deal:
-        refusal = self._graph_refusal(source, target)
-        if refusal is not None:
+        move = self._moves[source][target]
+        if move is None:
             raise TransitionNotAllowedError(
-                deal.id, self._names[source], self._names[target], reason=refusal
+                deal.id,
+                self._names[source],
+                self._names[target],
+                reason=self._graph_refusal(source, target),
             )
-        n = len(self._stages)
-        if target == n + 1:
+        if move.loses:
             reason = self._lost_reason(deal, reason)
         elif reason is not None:
             reason = c.check_text(reason, "reason")
         who = None if actor is None else to_actor(actor)
         when = self._at(deal, at)
-        violations = self._violations(deal, target)
-        if violations:
-            raise StageBlockedError(
-                deal.id, self._names[target], violations, from_stage=deal.stage
-            )
-        return self._moved(deal, target, when, reason, who)
+        if move.guards and (violations := self._violations(deal, target)):
+            raise StageBlockedError(deal.id, move.to, violations, from_stage=deal.stage)
+        return self._moved(deal, move, when, reason, who)
 
+    @staticmethod
     def _moved(
-        self,
-        deal: Deal,
-        target: int,
-        when: datetime,
-        reason: str | None,
-        actor: str | None = None,
+        deal: Deal, move: _Move, when: datetime, reason: str | None, actor: str | None
     ) -> Deal:
-        to = self._names[target]
         version = deal.version + 1
-        closed = target >= len(self._stages)
-        change = stage_change(deal.id, deal.stage, to, when, version, reason, actor)
+        change = stage_change(deal.id, deal.stage, move.to, when, version, reason, actor)
         return after_move(
             deal,
-            stage=to,
+            stage=move.to,
             stage_entered_at=when,
-            closed_at=when if closed else None,
-            lost_reason=reason if to == LOST else None,
+            closed_at=when if move.closes else None,
+            lost_reason=reason if move.loses else None,
             updated_at=when,
             version=version,
-            history=extended(deal.history, change),
+            history=deal.history.appended(change),
         )
 
     # -- definitions as data (implemented in salespipeline.definitions) ---------
