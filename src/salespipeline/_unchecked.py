@@ -51,19 +51,20 @@ def generate(
     or positionally when they and ``unset`` are all the fields) and copies the rest
     from ``source``; without, every field is an optional keyword that keeps
     ``source``'s value. ``unset`` fields are left empty, for a class that fills them
-    when first read. One line per field, written through its slot descriptor: no
-    frozen ``__setattr__``, no per-field lookups.
+    when first read. One line per field: a plain store into the new value's slot
+    while it is still an ``_unfrozen(cls)``, no frozen ``__setattr__``, no lookups.
 
     With ``differing``, instead ``name(before, after)``: the ``(field, old, new)`` of
     each field but ``unset`` whose values are not the same objects, in field order,
-    each slot read directly (an ``attrgetter`` of them all takes several times as long).
+    each slot read directly (an ``attrgetter`` of them all takes several times as long)
+    and read again for the few that differ (cheaper than keeping every value read).
     """
     names = tuple(a.name for a in attrs.fields(cls) if a.name not in unset)
     namespace: dict[str, Any] = {"__name__": __name__, "cls": cls, "KEEP": _KEEP}
     if differing:
         tests = "".join(
-            f"\n    if (old := before.{n}) is not (new := after.{n}):\n"
-            f"        found.append(({n!r}, old, new))"
+            f"\n    if before.{n} is not after.{n}:\n"
+            f"        found.append(({n!r}, before.{n}, after.{n}))"
             for n in names
         )
         source = f"def {name}(before, after):\n    found = []{tests}\n    return found\n"

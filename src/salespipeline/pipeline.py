@@ -499,9 +499,6 @@ class Pipeline:
         guards = self._guards[target]
         return evaluate(guards, deal, stage=self._names[target]) if guards else ()
 
-    def _at(self, deal: Deal, at: datetime | None) -> datetime:
-        return c.not_before(self._now() if at is None else at, deal.updated_at, deal_id=deal.id)
-
     def _lost_reason(self, deal: Deal, reason: object) -> str:
         if reason is None:
             raise ValidationError("a lost deal needs a reason", deal_id=deal.id, field="reason")
@@ -531,7 +528,7 @@ class Pipeline:
         elif reason is not None:
             reason = c.check_text(reason, "reason")
         who = None if actor is None else to_actor(actor)
-        when = self._at(deal, at)
+        when = c.not_before(self._now() if at is None else at, deal.updated_at, deal_id=deal.id)
         if move.guards and (violations := self._violations(deal, target)):
             raise StageBlockedError(deal.id, move.to, violations, from_stage=deal.stage)
         return self._moved(deal, move, when, reason, who)
