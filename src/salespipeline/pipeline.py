@@ -124,7 +124,7 @@ def _option_problems(
 
 @attrs.frozen
 class _Move:
-    """What a move into one stage needs, worked out when the pipeline is made."""
+    """What a move into one stage needs, worked out once when the pipeline is made."""
 
     to: str
     closes: bool
@@ -145,8 +145,8 @@ class Pipeline:
         "_clock",
         "_graph",
         "_guards",
+        "_into",
         "_lost_reasons",
-        "_moves",
         "_name",
         "_names",
         "_positions",
@@ -188,18 +188,9 @@ class Pipeline:
         self._graph = _engine.compile_graph(
             len(self._stages), allow_skip=allow_skip, allow_back=allow_back
         )
-        self._moves = self._compile_moves()
-
-    def _compile_moves(self) -> tuple[tuple[_Move | None, ...], ...]:
-        """Per source and target position, the ``_Move`` there, or None where the graph has
-        no such move: a move looks its facts up instead of working them out."""
         n = len(self._stages)
-        into = [
+        self._into = tuple(
             _Move(name, i >= n, i == n + 1, self._guards[i]) for i, name in enumerate(self._names)
-        ]
-        return tuple(
-            tuple(move if t in targets else None for t, move in enumerate(into))
-            for targets in self._graph.targets
         )
 
     # -- definition --------------------------------------------------------------
@@ -480,10 +471,10 @@ class Pipeline:
 
     def _graph_refusal(self, source: int, target: int) -> str | None:
         """Why the graph has no ``source -> target`` move, or None when it has one."""
-        if self._moves[source][target] is not None:
-            return None
         if source == target:
             return f"the deal is already in {self._names[source]!r}"
+        if self._graph.allows(source, target):
+            return None
         n = len(self._stages)
         if source == n:
             return "won is final"
@@ -515,14 +506,12 @@ class Pipeline:
         reason: str | None,
         actor: object,
     ) -> Deal:
-        move = self._moves[source][target]
-        if move is None:
+        refusal = self._graph_refusal(source, target)
+        if refusal is not None:
             raise TransitionNotAllowedError(
-                deal.id,
-                self._names[source],
-                self._names[target],
-                reason=self._graph_refusal(source, target),
+                deal.id, self._names[source], self._names[target], reason=refusal
             )
+        move = self._into[target]
         if move.loses:
             reason = self._lost_reason(deal, reason)
         elif reason is not None:
@@ -531,12 +520,17 @@ class Pipeline:
         when = c.not_before(self._now() if at is None else at, deal.updated_at, deal_id=deal.id)
         if move.guards and (violations := self._violations(deal, target)):
             raise StageBlockedError(deal.id, move.to, violations, from_stage=deal.stage)
-        return self._moved(deal, move, when, reason, who)
+        return self._moved(deal, target, when, reason, who)
 
-    @staticmethod
     def _moved(
-        deal: Deal, move: _Move, when: datetime, reason: str | None, actor: str | None
+        self,
+        deal: Deal,
+        target: int,
+        when: datetime,
+        reason: str | None,
+        actor: str | None = None,
     ) -> Deal:
+        move = self._into[target]
         version = deal.version + 1
         change = stage_change(deal.id, deal.stage, move.to, when, version, reason, actor)
         return after_move(
