@@ -189,6 +189,6 @@ def test_generated_code_is_visible_to_tracebacks_and_debuggers() -> None:
         _unchecked.replace(object())  # no slots to read: fails inside the generated code
     except AttributeError as error:
         frames = traceback.extract_tb(error.__traceback__)
-        assert frames[-1].line is not None and frames[-1].line.startswith("set_")
+        assert frames[-1].line is not None and frames[-1].line.startswith("new.")
     else:
         raise AssertionError("replace(object()) should fail")

@@ -18,14 +18,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, islice
-from typing import TYPE_CHECKING, Any, ClassVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Final, overload
 
 from salespipeline.errors import StorageError, ValidationError
 
 if TYPE_CHECKING:
     from salespipeline.deal import StageChange
 
-__all__ = ["History", "extended", "head_of"]
+__all__ = ["History", "head_of"]
 
 _APPEND = threading.Lock()
 """Held while a view decides whether it may append in place (one process-wide lock:
@@ -91,7 +91,7 @@ class History(Sequence["StageChange"]):
     @classmethod
     def _trusted(cls, entries: list[StageChange]) -> History:
         """A history of ``entries``, already checked to be StageChange values (kept)."""
-        return cls._view(entries, len(entries), None)
+        return _view(entries, len(entries), None)
 
     @classmethod
     def lazy(
@@ -107,30 +107,32 @@ class History(Sequence["StageChange"]):
             view._length += older
         return view
 
-    @classmethod
-    def _view(cls, entries: list[StageChange], length: int, head: _Head | None) -> History:
-        view = cls.__new__(cls)
-        view._entries, view._length, view._head = entries, length, head
-        return view
-
     def appended(self, *entries: StageChange) -> History:
-        """This history followed by ``entries``, sharing this one's entries."""
-        start = 0 if self._head is None else self._head.count
+        """This history followed by ``entries``, sharing this one's entries.
+
+        The lock is taken by hand, not with ``with``: it costs half as much, on every move.
+        """
+        head = self._head
+        length = self._length
+        place = length if head is None else length - head.count
         mine = self._entries
-        with _APPEND:
-            if start + len(mine) == self._length:
+        _APPEND.acquire()
+        try:
+            if len(mine) == place:
                 mine.extend(entries)
-                return History._view(mine, self._length + len(entries), self._head)
-        copied = mine[: self._length - start]
+                return _view(mine, length + len(entries), head)
+        finally:
+            _APPEND.release()
+        copied = mine[:place]
         copied.extend(entries)
-        return History._view(copied, self._length + len(entries), self._head)
+        return _view(copied, length + len(entries), head)
 
     def with_last(self, entry: StageChange) -> History:
         """This history with its last entry replaced by ``entry``."""
         start = 0 if self._head is None else self._head.count
         if self._length - 1 < start:
             return History._trusted([*self._items()[:-1], entry])
-        return History._view(self._entries, self._length - 1, self._head).appended(entry)
+        return _view(self._entries, self._length - 1, self._head).appended(entry)
 
     @property
     def in_memory(self) -> int:
@@ -243,14 +245,17 @@ class History(Sequence["StageChange"]):
         return (History, (self._items(),))
 
 
+_new_view: Final = object.__new__
+
+
+def _view(entries: list[StageChange], length: int, head: _Head | None) -> History:
+    """A History of the first ``length`` entries of ``entries`` after ``head``, unchecked."""
+    view: History = _new_view(History)
+    view._entries, view._length, view._head = entries, length, head
+    return view
+
+
 def head_of(history: Sequence[StageChange]) -> _Head | None:
     """The unread head a lazy ``history`` shares with the views made from it (a store
     reads it before it closes)."""
     return history._head if isinstance(history, History) else None
-
-
-def extended(history: Sequence[StageChange], *entries: StageChange) -> History:
-    """``history`` followed by ``entries``, shared when ``history`` is a History."""
-    if isinstance(history, History):
-        return history.appended(*entries)
-    return History._trusted([*history, *entries])

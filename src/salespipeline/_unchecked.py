@@ -5,6 +5,11 @@ the hot path; re-running every attrs validator there would cost most of a move. 
 function is generated at import from the attrs fields, as attrs generates
 ``__init__``, and its source is registered with ``linecache`` (as attrs does in
 ``_linecache_and_compile``) so tracebacks and debuggers show the generated lines.
+
+A value is built as an instance of a private subclass that adds no slots and keeps
+``object``'s ``__setattr__``, so each field is a plain attribute store (which the
+interpreter specialises to a slot write), and then becomes an instance of the frozen
+class itself: no one ever holds it before it is frozen.
 """
 
 from __future__ import annotations
@@ -46,19 +51,20 @@ def generate(
     or positionally when they and ``unset`` are all the fields) and copies the rest
     from ``source``; without, every field is an optional keyword that keeps
     ``source``'s value. ``unset`` fields are left empty, for a class that fills them
-    when first read. One line per field, written through its slot descriptor: no
-    frozen ``__setattr__``, no per-field lookups.
+    when first read. One line per field: a plain store into the new value's slot
+    while it is still an ``_unfrozen(cls)``, no frozen ``__setattr__``, no lookups.
 
     With ``differing``, instead ``name(before, after)``: the ``(field, old, new)`` of
     each field but ``unset`` whose values are not the same objects, in field order,
-    each slot read directly (an ``attrgetter`` of them all takes several times as long).
+    each slot read directly (an ``attrgetter`` of them all takes several times as long)
+    and read again for the few that differ (cheaper than keeping every value read).
     """
     names = tuple(a.name for a in attrs.fields(cls) if a.name not in unset)
     namespace: dict[str, Any] = {"__name__": __name__, "cls": cls, "KEEP": _KEEP}
     if differing:
         tests = "".join(
-            f"\n    if (old := before.{n}) is not (new := after.{n}):\n"
-            f"        found.append(({n!r}, old, new))"
+            f"\n    if before.{n} is not after.{n}:\n"
+            f"        found.append(({n!r}, before.{n}, after.{n}))"
             for n in names
         )
         source = f"def {name}(before, after):\n    found = []{tests}\n    return found\n"
@@ -69,17 +75,41 @@ def generate(
         else:
             params = list(given) if set(given) == set(names) else ["source", "*", *given]
             values = {n: n if n in given else f"source.{n}" for n in names}
-        body = "".join(f"\n    set_{n}(new, {values[n]})" for n in names)
-        namespace.update({f"set_{n}": getattr(cls, n).__set__ for n in names})
+        body = "".join(f"\n    new.{n} = {values[n]}" for n in names)
+        namespace["unfrozen"] = _unfrozen(cls)
         source = (
-            f"def {name}({', '.join(params)}):\n    new = object.__new__(cls){body}\n"
-            "    return new\n"
+            f"def {name}({', '.join(params)}):\n    new = unfrozen(){body}\n"
+            "    new.__class__ = cls\n    return new\n"
         )
     filename = _cached(source, f"<salespipeline generated {name} {cls.__qualname__}>")
     exec(compile(source, filename, "exec"), namespace)
     function = namespace[name]
     function.__doc__ = doc
     return function
+
+
+_UNFROZEN: Final[dict[type[Any], type[Any]]] = {}
+
+
+def _unfrozen(cls: type[Any]) -> type[Any]:
+    """A subclass of the slotted ``cls`` with ``object``'s attribute setting and ``__init__``
+    (one a class, made on first use).
+
+    It adds no slots, so an instance may be turned into a ``cls`` by assigning
+    ``__class__``; setting ``__delattr__`` too lets the interpreter see plain setattr.
+    """
+    if cls not in _UNFROZEN:
+        if "__dict__" in dir(cls) or not hasattr(cls, "__slots__"):
+            raise TypeError(f"{cls.__qualname__} is not a slotted class")
+        namespace = {
+            "__slots__": (),
+            "__module__": __name__,
+            "__setattr__": object.__setattr__,
+            "__delattr__": object.__delattr__,
+            "__init__": object.__init__,
+        }
+        _UNFROZEN[cls] = type(f"_Unfrozen{cls.__name__}", (cls,), namespace)
+    return _UNFROZEN[cls]
 
 
 def _cached(source: str, filename: str) -> str:

@@ -87,8 +87,10 @@ def _to_version(value: object) -> int:
 
 def to_actor(value: object, what: str = "actor") -> str | None:
     """Who made a change: None, or non-blank text within the text limit."""
-    text = c.to_optional_text(value, what)
-    if text is not None and not text.strip():
+    if value is None:  # most changes: every save checks its actor
+        return None
+    text = c.check_text(value, what)
+    if not text.strip():
         raise ValidationError(f"{what} must not be blank (use None for nobody in particular)")
     return text
 

@@ -9,9 +9,10 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
+import attrs
+
 from salespipeline import _checks as c
 from salespipeline import _engine, limits
-from salespipeline._history import extended
 from salespipeline._unchecked import after_move, stage_change
 from salespipeline.deal import Bant, Deal, StageChange, to_actor
 from salespipeline.errors import (
@@ -22,7 +23,7 @@ from salespipeline.errors import (
     ValidationError,
     shown,
 )
-from salespipeline.guards import Violation, evaluate
+from salespipeline.guards import Guard, Violation, evaluate
 from salespipeline.stages import LOST, TERMINAL, WON, Stage, category_of
 
 if TYPE_CHECKING:
@@ -121,6 +122,16 @@ def _option_problems(
     return problems
 
 
+@attrs.frozen
+class _Move:
+    """What a move into one stage needs, worked out once when the pipeline is made."""
+
+    to: str
+    closes: bool
+    loses: bool
+    guards: tuple[Guard, ...]
+
+
 class Pipeline:
     """A team's stage set, entry rules and move policy, validated as a whole.
 
@@ -134,6 +145,7 @@ class Pipeline:
         "_clock",
         "_graph",
         "_guards",
+        "_into",
         "_lost_reasons",
         "_name",
         "_names",
@@ -175,6 +187,10 @@ class Pipeline:
         self._guards = (*(s.requires for s in self._stages), (), ())
         self._graph = _engine.compile_graph(
             len(self._stages), allow_skip=allow_skip, allow_back=allow_back
+        )
+        n = len(self._stages)
+        self._into = tuple(
+            _Move(name, i >= n, i == n + 1, self._guards[i]) for i, name in enumerate(self._names)
         )
 
     # -- definition --------------------------------------------------------------
@@ -450,7 +466,8 @@ class Pipeline:
             raise ValidationError(
                 f"belongs to pipeline {deal.pipeline!r}, not {self._name!r}", deal_id=deal.id
             )
-        return self._index(deal.stage, deal_id=deal.id)
+        index = self._by_name.get(deal.stage)  # a Deal's stage is text: no type to check
+        return self._index(deal.stage, deal_id=deal.id) if index is None else index
 
     def _graph_refusal(self, source: int, target: int) -> str | None:
         """Why the graph has no ``source -> target`` move, or None when it has one."""
@@ -473,9 +490,6 @@ class Pipeline:
         guards = self._guards[target]
         return evaluate(guards, deal, stage=self._names[target]) if guards else ()
 
-    def _at(self, deal: Deal, at: datetime | None) -> datetime:
-        return c.not_before(self._now() if at is None else at, deal.updated_at, deal_id=deal.id)
-
     def _lost_reason(self, deal: Deal, reason: object) -> str:
         if reason is None:
             raise ValidationError("a lost deal needs a reason", deal_id=deal.id, field="reason")
@@ -497,18 +511,15 @@ class Pipeline:
             raise TransitionNotAllowedError(
                 deal.id, self._names[source], self._names[target], reason=refusal
             )
-        n = len(self._stages)
-        if target == n + 1:
+        move = self._into[target]
+        if move.loses:
             reason = self._lost_reason(deal, reason)
         elif reason is not None:
             reason = c.check_text(reason, "reason")
         who = None if actor is None else to_actor(actor)
-        when = self._at(deal, at)
-        violations = self._violations(deal, target)
-        if violations:
-            raise StageBlockedError(
-                deal.id, self._names[target], violations, from_stage=deal.stage
-            )
+        when = c.not_before(self._now() if at is None else at, deal.updated_at, deal_id=deal.id)
+        if move.guards and (violations := self._violations(deal, target)):
+            raise StageBlockedError(deal.id, move.to, violations, from_stage=deal.stage)
         return self._moved(deal, target, when, reason, who)
 
     def _moved(
@@ -519,19 +530,18 @@ class Pipeline:
         reason: str | None,
         actor: str | None = None,
     ) -> Deal:
-        to = self._names[target]
+        move = self._into[target]
         version = deal.version + 1
-        closed = target >= len(self._stages)
-        change = stage_change(deal.id, deal.stage, to, when, version, reason, actor)
+        change = stage_change(deal.id, deal.stage, move.to, when, version, reason, actor)
         return after_move(
             deal,
-            stage=to,
+            stage=move.to,
             stage_entered_at=when,
-            closed_at=when if closed else None,
-            lost_reason=reason if to == LOST else None,
+            closed_at=when if move.closes else None,
+            lost_reason=reason if move.loses else None,
             updated_at=when,
             version=version,
-            history=extended(deal.history, change),
+            history=deal.history.appended(change),
         )
 
     # -- definitions as data (implemented in salespipeline.definitions) ---------
