@@ -341,6 +341,20 @@ class Commands(abc.ABC, Generic[Store, Result, Many]):
     def _drive_many(self, steps: Steps[tuple[Deal, ...]]) -> Many:
         """``_drive`` for a bulk command, which gives the deals."""
 
+    def _told(
+        self,
+        change: object,
+        previous: Deal | None,
+        deal: Deal,
+        options: Mapping[str, str],
+        when_committed: Callable[[Callable[[], None]], None],
+    ) -> None:
+        """Once a commit is committed, tell the listeners of its change (nothing is
+        derived, nothing waits, when nobody listens)."""
+        if self._listeners.subscriptions:
+            told = logged(change, previous, deal, options)
+            when_committed(lambda: self._heard(told, deal))
+
     def _tell_each(
         self,
         changes: Sequence[object],

@@ -31,7 +31,7 @@ from salespipeline._commands import (
     read,
 )
 from salespipeline._listeners import EVENTS, Listener, ListenerFailure, Unsubscribe
-from salespipeline._tracking import Commands, commit_options, logged, many_options
+from salespipeline._tracking import Commands, commit_options, many_options
 from salespipeline.deal import Deal
 from salespipeline.errors import SalesPipelineError, UnknownPipelineError, UnknownStageError
 from salespipeline.log import Change
@@ -134,9 +134,7 @@ class Tracker(Commands[DealStore, Deal, tuple[Deal, ...]]):
         options = commit_options(deal, step.actor, step.key, step.reason)
         write = self._store.add if previous is None else self._store.save
         change = write(deal, **options) if options else write(deal)
-        if self._listeners.subscriptions:  # nobody listens: no change to derive, nothing waits
-            told = logged(change, previous, deal, options)
-            self._store._when_committed(lambda: self._heard(told, deal))
+        self._told(change, previous, deal, options, self._store._when_committed)
         return deal
 
 

@@ -24,7 +24,7 @@ from salespipeline._commands import (
     read,
     resume,
 )
-from salespipeline._tracking import Commands, commit_options, logged, many_options
+from salespipeline._tracking import Commands, commit_options, many_options
 from salespipeline.aio._finished import finished
 from salespipeline.aio._store import AsyncDealStore
 from salespipeline.deal import Deal
@@ -111,7 +111,10 @@ class AsyncTracker(Commands[AsyncDealStore, Awaitable[Deal], Awaitable[tuple[Dea
         deal, previous = step.deal, step.previous
         options = commit_options(deal, step.actor, step.key, step.reason)
         write = self._store.add if previous is None else self._store.save
-        await finished(write(deal, **options), lambda c: self._told(c, previous, deal, options))
+        await finished(
+            write(deal, **options),
+            lambda c: self._told(c, previous, deal, options, self._store._when_committed),
+        )
         return deal
 
     async def _commit_many(self, step: CommitMany) -> tuple[Deal, ...]:
@@ -119,10 +122,3 @@ class AsyncTracker(Commands[AsyncDealStore, Awaitable[Deal], Awaitable[tuple[Dea
         writing = self._store.add_many(step.deals, **many_options(step))
         await finished(writing, lambda c: self._tell_each(c, step, self._store._when_committed))
         return step.deals
-
-    def _told(
-        self, change: Any, previous: Deal | None, deal: Deal, options: dict[str, str]
-    ) -> None:
-        if self._listeners.subscriptions:  # nobody listens: no change to derive, nothing waits
-            told = logged(change, previous, deal, options)
-            self._store._when_committed(lambda: self._heard(told, deal))
